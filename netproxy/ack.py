@@ -1,0 +1,60 @@
+"""
+The ack server: answers every chunk of data it receives with a fixed reply.
+
+It is the simplest destination for the relay, and what the relay's tests and
+examples talk to: a raw client sends C{tgmr} and reads C{DONE}.
+"""
+
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+
+from netproxy.connections import TrackedProtocol, TrackingFactory, format_address
+
+_LOGGED_TEXT = 200
+
+
+class AckProtocol(TrackedProtocol, TimeoutMixin):
+    """
+    Logs each chunk received and writes the factory's reply for it.  The
+    connection stays open until the peer closes it or is idle too long.
+    """
+
+    log = Logger()
+
+    def connectionMade(self):
+        super().connectionMade()
+        self.peer = format_address(self.transport.getPeer())
+        self.callLater = self.factory.reactor.callLater
+        self.setTimeout(self.factory.idle_timeout)
+
+    def dataReceived(self, data):
+        self.resetTimeout()
+        text = data[:_LOGGED_TEXT].decode("utf-8", "replace")
+        self.log.info("received {text!r} from {peer}", text=text, peer=self.peer, size=len(data))
+        self.transport.write(self.factory.reply)
+
+    def timeoutConnection(self):
+        self.log.info("closing idle connection from {peer}", peer=self.peer)
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason):
+        self.setTimeout(None)
+        super().connectionLost(reason)
+
+
+class AckFactory(TrackingFactory):
+    """
+    Builds L{AckProtocol}s.
+
+    :param reactor: the clock used for idle timeouts.
+    :param reply: the bytes answered to each chunk, C{b"DONE"} by default.
+    :param idle_timeout: seconds without data before a peer is disconnected.
+    """
+
+    protocol = AckProtocol
+
+    def __init__(self, reactor, reply=b"DONE", idle_timeout=30.0):
+        super().__init__()
+        self.reactor = reactor
+        self.reply = reply
+        self.idle_timeout = idle_timeout

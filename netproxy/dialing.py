@@ -1,0 +1,75 @@
+"""
+Outbound connections, shared by the relay and the clients: resolving a
+host, connecting, waiting no longer than a timeout, and saying in a few words
+why a connection failed.
+"""
+
+import ipaddress
+
+from twisted.internet import error as neterror
+from twisted.internet.defer import CancelledError
+from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.python.failure import Failure
+
+from netproxy.errors import ClientError
+
+_FAILURE_REASONS = (
+    ((neterror.ConnectionRefusedError,), "connection refused"),
+    ((neterror.TimeoutError, neterror.TCPTimedOutError, CancelledError, DeferredTimeout), "timed out"),
+    ((neterror.DNSLookupError,), "host not found"),
+    ((neterror.NoRouteError,), "no route to host"),
+)
+
+
+async def resolve(reactor, host):
+    """
+    :returns: C{host} if it is an IP address, else the IPv4 address it resolves to.
+    :raises ClientError: when the name cannot be resolved.
+    """
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        return await reactor.resolve(host)
+    except Exception as error:
+        raise ClientError(f"could not resolve {host}: {error}")
+
+
+async def within(deferred, timeout, clock, message):
+    """
+    Wait for C{deferred}, cancelling it after C{timeout} seconds.
+
+    :returns: its result.
+    :raises ClientError: with C{message} when the time runs out.
+    """
+    try:
+        return await deferred.addTimeout(timeout, clock)
+    except DeferredTimeout:
+        raise ClientError(message)
+
+
+async def connect(endpoint, factory, destination):
+    """
+    Connect C{endpoint} with C{factory}.
+
+    :returns: the connected protocol.
+    :raises ClientError: naming C{destination} when the connection fails.
+    """
+    try:
+        return await endpoint.connect(factory)
+    except Exception:
+        raise ClientError(f"could not connect to {destination}: {connect_failure_reason(Failure())}")
+
+
+def connect_failure_reason(failure):
+    """
+    Say in a few words why a connection attempt failed.
+
+    :param failure: the L{Failure} of the attempt.
+    :returns: a short L{str} such as C{connection refused}.
+    """
+    for kinds, text in _FAILURE_REASONS:
+        if failure.check(*kinds):
+            return text
+    return failure.getErrorMessage()

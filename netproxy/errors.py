@@ -1,0 +1,45 @@
+"""
+Exceptions an operator or a peer can meet, with messages written for people.
+
+Every error raised for bad peer input or a bad configuration value is one of
+these, so the roles can answer the peer (or refuse to start) with a clear text
+instead of a traceback.
+"""
+
+
+class NetproxyError(Exception):
+    """
+    Base class of every netproxy error.
+    """
+
+
+class FramingError(NetproxyError):
+    """
+    A peer's byte stream is not a sequence of JSON objects within the size
+    limit.  The message says why, in words fit to send back to the peer.
+    """
+
+
+class RuleError(NetproxyError):
+    """
+    An access rule, or a rules file, could not be parsed.  The message names
+    the rule text (and the file and line, for a file).
+    """
+
+
+class BadRequest(NetproxyError):
+    """
+    A well-framed message whose fields are missing or of the wrong kind.
+    """
+
+
+class Blocked(NetproxyError):
+    """
+    A destination is forbidden by an access rule.  The message names the rule.
+    """
+
+
+class ClientError(NetproxyError):
+    """
+    A client could not complete its exchange; the message says why, in one line.
+    """

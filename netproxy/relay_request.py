@@ -1,0 +1,92 @@
+"""
+What a relay request says, checked: the destination and the message text.
+
+Kept apart from the protocol so every malformed-request case is a plain
+function call in the tests.
+"""
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from netproxy.errors import BadRequest
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?)+$")
+
+
+@dataclass(frozen=True)
+class RelayRequest:
+    """
+    A valid relay request.
+
+    :ivar host: the destination, an IP address or a host name.
+    :ivar port: the destination port, 1 to 65535.
+    :ivar payload: the UTF-8 bytes of the message text, the only thing sent on.
+    """
+
+    host: str
+    port: int
+    payload: bytes
+
+    @property
+    def destination(self):
+        """
+        C{host:port}, with brackets around an IPv6 address.
+        """
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_relay_request(message):
+    """
+    Check a decoded relay request.
+
+    C{server_port} may be a number or a string of digits, since peers in the
+    wild send either.
+
+    :param message: the decoded JSON object.
+    :returns: a L{RelayRequest}.
+    :raises BadRequest: naming the missing or wrong field.
+    """
+    for field in ("server_ip", "server_port", "message"):
+        if field not in message:
+            raise BadRequest(f"missing field '{field}'")
+    return RelayRequest(
+        host=_host(message["server_ip"]),
+        port=_port(message["server_port"]),
+        payload=_text(message["message"]),
+    )
+
+
+def _host(value):
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"server_ip must be an address, got {value!r}")
+    host = value.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        if _HOSTNAME.match(host):
+            return host.rstrip(".").lower()
+    raise BadRequest(f"server_ip must be an address, got {value!r}")
+
+
+def _port(value):
+    if isinstance(value, bool):
+        port = None
+    elif isinstance(value, int):
+        port = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        port = int(value.strip())
+    else:
+        port = None
+    if port is None or not 1 <= port <= 65535:
+        raise BadRequest(f"server_port must be a port from 1 to 65535, got {value!r}")
+    return port
+
+
+def _text(value):
+    if not isinstance(value, str):
+        raise BadRequest(f"message must be a string, got {type(value).__name__}")
+    return value.encode("utf-8")

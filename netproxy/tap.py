@@ -1,0 +1,181 @@
+"""
+The twistd plugin's options and services: C{twistd netproxy ROLE [options]}.
+
+One L{usage.Options} per role checks and converts every value (a bad one
+stops start-up with a message naming the option); L{makeService} assembles
+the role's listeners into a L{MultiService}.
+"""
+
+from twisted.application import internet, strports
+from twisted.application.service import MultiService
+from twisted.python import usage
+
+from netproxy import coerce
+from netproxy.cli import ClientOptions
+from netproxy.connections import DEFAULT_MAX_CONNECTIONS
+from netproxy.framing import DEFAULT_MAX_SIZE
+
+
+class _ServerOptions(usage.Options):
+    """
+    Options every listening role has: idle timeout and connection limit.
+    """
+
+    optParameters = [
+        ["idle-timeout", None, "30", "seconds without traffic before a peer is disconnected"],
+        ["max-connections", None, str(DEFAULT_MAX_CONNECTIONS), "most peers served at once; more are refused"],
+    ]
+
+    def postOptions(self):
+        self["idle-timeout"] = coerce.seconds("idle-timeout", self["idle-timeout"])
+        self["max-connections"] = coerce.count("max-connections", self["max-connections"])
+
+
+class RelayOptions(_ServerOptions):
+    synopsis = "[--listen ENDPOINT] [--block RULE]... [--blocklist FILE]"
+    longdesc = ("Relay each JSON request {server_ip, server_port, message} to its "
+                "destination unless a rule blocks it; reply bytes come back as they arrive.")
+    optParameters = [
+        ["listen", "l", "tcp:6000:interface=127.0.0.1", "endpoint to listen on (a bare port means 127.0.0.1)"],
+        ["blocklist", None, None, "file of blocking rules, one per line, # comments; re-read on SIGHUP"],
+        ["connect-timeout", None, "10", "seconds to wait for a destination to accept"],
+        ["max-size", None, str(DEFAULT_MAX_SIZE), "largest request accepted, in bytes (64K, 1M ...)"],
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self["block"] = []
+
+    def opt_block(self, rule):
+        """
+        block destinations matching RULE (IP, CIDR, *:port, ip:port, host,
+        *.domain); may be repeated
+        """
+        from netproxy.acl import parse_rule
+        from netproxy.errors import RuleError
+
+        try:
+            self["block"].append(parse_rule(rule))
+        except RuleError as error:
+            raise usage.UsageError(f"--block: {error}")
+
+    def postOptions(self):
+        super().postOptions()
+        self["listen"] = coerce.listen_endpoint("listen", self["listen"])
+        self["connect-timeout"] = coerce.seconds("connect-timeout", self["connect-timeout"])
+        self["max-size"] = coerce.size("max-size", self["max-size"])
+        from netproxy.acl import RuleSet, RulesFile
+        from netproxy.errors import RuleError
+
+        try:
+            self["rules"] = RulesFile(RuleSet(self["block"]), self["blocklist"])
+        except RuleError as error:
+            raise usage.UsageError(f"--blocklist: {error}")
+
+
+class AckOptions(_ServerOptions):
+    synopsis = "[--listen ENDPOINT] [--reply TEXT]"
+    longdesc = "Answer every chunk of data received with a fixed reply (DONE)."
+    optParameters = [
+        ["listen", "l", "tcp:8888:interface=127.0.0.1", "endpoint to listen on (a bare port means 127.0.0.1)"],
+        ["reply", "r", "DONE", "the text answered to every chunk"],
+    ]
+
+    def postOptions(self):
+        super().postOptions()
+        self["listen"] = coerce.listen_endpoint("listen", self["listen"])
+
+
+class UpperOptions(_ServerOptions):
+    synopsis = "[--tcp PORT] [--udp PORT] [--interface ADDRESS] [--no-tcp | --no-udp]"
+    longdesc = "Send back every byte received with a-z upper-cased, over TCP and UDP."
+    optFlags = [["no-tcp", None, "do not listen on TCP"], ["no-udp", None, "do not listen on UDP"]]
+    optParameters = [
+        ["tcp", None, "12000", "TCP port to listen on"],
+        ["udp", None, "12000", "UDP port to listen on"],
+        ["interface", "i", "127.0.0.1", "address to listen on"],
+    ]
+
+    def postOptions(self):
+        super().postOptions()
+        self["tcp"] = None if self["no-tcp"] else coerce.listen_port("tcp", self["tcp"])
+        self["udp"] = None if self["no-udp"] else coerce.listen_port("udp", self["udp"])
+        if self["tcp"] is None and self["udp"] is None:
+            raise usage.UsageError("--no-tcp and --no-udp together leave nothing to serve")
+
+
+class Options(usage.Options):
+    synopsis = "ROLE [options]"
+    longdesc = "netproxy roles. 'twistd netproxy ROLE --help' describes each one."
+    subCommands = [
+        ["relay", None, RelayOptions, "message relay with a destination blocklist"],
+        ["ack", None, AckOptions, "answers every message with a fixed reply (DONE)"],
+        ["upper", None, UpperOptions, "TCP and UDP server that upper-cases a-z"],
+        ["client", None, ClientOptions, "run one client exchange (as netproxy-client does)"],
+    ]
+
+    def postOptions(self):
+        if self.subCommand is None:
+            raise usage.UsageError("name a role: " + ", ".join(name for name, *_ in self.subCommands))
+
+
+def makeService(options):
+    """
+    Build the service of the role named in C{options}.
+
+    :param options: a parsed L{Options}.
+    :returns: an L{IService}.
+    """
+    from twisted.internet import reactor
+
+    service = MultiService()
+    _BUILDERS[options.subCommand](options.subOptions, reactor).setServiceParent(service)
+    return service
+
+
+def _relay(options, reactor):
+    from netproxy.relay import RelayFactory
+    from netproxy.reload import ReloadOnHangup
+
+    rules = options["rules"]
+    factory = RelayFactory(reactor, rules, options["idle-timeout"], options["connect-timeout"], options["max-size"])
+    service = _listening(options, factory, reactor)
+    if options["blocklist"]:
+        ReloadOnHangup([rules.reload], reactor).setServiceParent(service)
+    return service
+
+
+def _ack(options, reactor):
+    from netproxy.ack import AckFactory
+
+    factory = AckFactory(reactor, options["reply"].encode("utf-8"), options["idle-timeout"])
+    return _listening(options, factory, reactor)
+
+
+def _upper(options, reactor):
+    from netproxy.upper import UpperDatagramProtocol, UpperFactory
+
+    service = MultiService()
+    if options["tcp"] is not None:
+        factory = UpperFactory(reactor, options["idle-timeout"])
+        factory.max_connections = options["max-connections"]
+        internet.TCPServer(options["tcp"], factory, interface=options["interface"], reactor=reactor).setServiceParent(service)
+    if options["udp"] is not None:
+        internet.UDPServer(options["udp"], UpperDatagramProtocol(), interface=options["interface"], reactor=reactor).setServiceParent(service)
+    return service
+
+
+def _client(options, reactor):
+    from netproxy.cli import ClientRunService
+
+    return ClientRunService(reactor, options)
+
+
+def _listening(options, factory, reactor):
+    factory.max_connections = options["max-connections"]
+    service = MultiService()
+    strports.service(options["listen"], factory, reactor=reactor).setServiceParent(service)
+    return service
+
+
+_BUILDERS = {"relay": _relay, "ack": _ack, "upper": _upper, "client": _client}

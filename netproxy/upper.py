@@ -1,0 +1,76 @@
+"""
+The upper server: sends back every byte it receives with ASCII a-z turned
+into A-Z, over TCP (streamed) and UDP (one reply datagram per datagram).
+
+Only a-z change: C{bytes.upper} leaves every non-ASCII byte alone, so UTF-8
+text is never altered beyond its ASCII letters.
+"""
+
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+
+from netproxy.connections import TrackedProtocol, TrackingFactory, format_address
+
+
+class UpperProtocol(TrackedProtocol, TimeoutMixin):
+    """
+    Streams the upper-cased copy of what it reads back to the peer.
+
+    The transport is registered as its own producer, so a peer that sends
+    without reading stops being read once its replies back up, instead of
+    filling our memory.
+    """
+
+    log = Logger()
+
+    def connectionMade(self):
+        super().connectionMade()
+        self.peer = format_address(self.transport.getPeer())
+        self.received = 0
+        self.callLater = self.factory.reactor.callLater
+        self.setTimeout(self.factory.idle_timeout)
+        self.transport.registerProducer(self.transport, True)
+        self.log.info("connection from {peer}", peer=self.peer)
+
+    def dataReceived(self, data):
+        self.resetTimeout()
+        self.received += len(data)
+        self.transport.write(data.upper())
+
+    def timeoutConnection(self):
+        self.log.info("closing idle connection from {peer}", peer=self.peer)
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason):
+        self.setTimeout(None)
+        super().connectionLost(reason)
+        self.log.info("connection from {peer} closed after {size} bytes", peer=self.peer, size=self.received)
+
+
+class UpperFactory(TrackingFactory):
+    """
+    Builds L{UpperProtocol}s.
+
+    :param reactor: the clock used for idle timeouts.
+    :param idle_timeout: seconds without data before a peer is disconnected.
+    """
+
+    protocol = UpperProtocol
+
+    def __init__(self, reactor, idle_timeout=30.0):
+        super().__init__()
+        self.reactor = reactor
+        self.idle_timeout = idle_timeout
+
+
+class UpperDatagramProtocol(DatagramProtocol):
+    """
+    Answers each datagram with its upper-cased copy, sent to its sender.
+    """
+
+    log = Logger()
+
+    def datagramReceived(self, data, address):
+        self.log.debug("{size} bytes from {peer}", size=len(data), peer="%s:%s" % address[:2])
+        self.transport.write(data.upper(), address)

@@ -1,0 +1,96 @@
+"""
+The upper client: sends a text to an upper server over TCP or UDP and
+returns the reply.
+
+The reply to a TCP text is complete once as many bytes as were sent have
+come back, since the server changes letters but never lengths.
+"""
+
+from functools import partial
+
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+
+from netproxy.dialing import connect, resolve, within
+from netproxy.errors import ClientError
+
+
+class UpperTCPClient(Protocol):
+    """
+    Writes C{text} and fires C{reply} with the upper-cased text once it has
+    all come back.
+    """
+
+    def __init__(self, text):
+        self.text = text
+        self.buffer = b""
+        self.reply = Deferred()
+
+    def connectionMade(self):
+        self.transport.write(self.text)
+        if not self.text:
+            self._done()
+
+    def dataReceived(self, data):
+        self.buffer += data
+        if len(self.buffer) >= len(self.text):
+            self._done()
+
+    def _done(self):
+        if not self.reply.called:
+            self.reply.callback(self.buffer)
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason):
+        if not self.reply.called:
+            self.reply.errback(ClientError(
+                f"connection closed after {len(self.buffer)} of {len(self.text)} bytes"))
+
+
+class UpperUDPClient(DatagramProtocol):
+    """
+    Sends C{text} as one datagram to C{(host, port)} and fires C{reply} with
+    the first datagram that comes back from there.
+    """
+
+    def __init__(self, text, host, port):
+        self.text = text
+        self.address = (host, port)
+        self.reply = Deferred()
+
+    def startProtocol(self):
+        self.transport.connect(*self.address)
+        self.transport.write(self.text)
+
+    def datagramReceived(self, data, address):
+        if not self.reply.called:
+            self.reply.callback(data)
+
+    def connectionRefused(self):
+        if not self.reply.called:
+            self.reply.errback(ClientError(f"{self.address[0]}:{self.address[1]} refused the datagram"))
+
+
+async def upper_tcp(reactor, host, port, text, timeout):
+    """
+    :returns: the server's reply to C{text} (bytes).
+    :raises ClientError: when the server cannot be reached or does not answer.
+    """
+    endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
+    client = await connect(endpoint, Factory.forProtocol(partial(UpperTCPClient, text)), f"{host}:{port}")
+    return await within(client.reply, timeout, reactor, f"no reply from {host}:{port} within {timeout:g} seconds")
+
+
+async def upper_udp(reactor, host, port, text, timeout):
+    """
+    :returns: the server's reply datagram to C{text} (bytes).
+    :raises ClientError: when no reply comes within C{timeout} seconds.
+    """
+    address = await resolve(reactor, host)
+    client = UpperUDPClient(text, address, port)
+    listening = reactor.listenUDP(0, client, interface="::" if ":" in address else "")
+    try:
+        return await within(client.reply, timeout, reactor, f"no reply from {host}:{port} within {timeout:g} seconds")
+    finally:
+        listening.stopListening()

@@ -1,0 +1,13 @@
+"""
+The twistd plugin for netproxy: one ServiceMaker, importing nothing heavy,
+because twistd imports every plugin just to list its commands.
+"""
+
+from twisted.application.service import ServiceMaker
+
+netproxy = ServiceMaker(
+    "netproxy",
+    "netproxy.tap",
+    "netproxy: HTTP proxy, message reverse proxy, relay and socket services",
+    "netproxy",
+)
