@@ -5,6 +5,9 @@ Every listening role bounds how many peers it serves at once, and the set of
 open protocols is what a graceful shutdown walks to close idle peers.
 """
 
+import os
+
+from twisted.internet.address import UNIXAddress
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 
@@ -54,13 +57,16 @@ class TrackedProtocol(Protocol):
 def format_address(address):
     """
     Render a peer address for logs and replies: C{127.0.0.1:53211},
-    C{[::1]:443}, or the unix path.
+    C{[::1]:443}, or the unix path (C{unix socket} for an unnamed peer).
 
     :param address: an L{IAddress} provider, or L{None}.
     :returns: a L{str}.
     """
     host = getattr(address, "host", None)
     port = getattr(address, "port", None)
+    if isinstance(address, UNIXAddress):
+        # Twisted keeps UNIX paths as bytes; an unnamed peer has no path.
+        return os.fsdecode(address.name) if address.name else "unix socket"
     if host is None:
         return str(getattr(address, "name", None) or address)
     if ":" in host:

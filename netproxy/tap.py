@@ -133,7 +133,10 @@ def makeService(options):
     return service
 
 
-def _relay(options, reactor):
+def relay_service(options, reactor):
+    """
+    The relay listening on C{--listen}, reloading C{--blocklist} on SIGHUP.
+    """
     from netproxy.relay import RelayFactory
     from netproxy.reload import ReloadOnHangup
 
@@ -145,14 +148,20 @@ def _relay(options, reactor):
     return service
 
 
-def _ack(options, reactor):
+def ack_service(options, reactor):
+    """
+    The ack server listening on C{--listen}.
+    """
     from netproxy.ack import AckFactory
 
     factory = AckFactory(reactor, options["reply"].encode("utf-8"), options["idle-timeout"])
     return _listening(options, factory, reactor)
 
 
-def _upper(options, reactor):
+def upper_service(options, reactor):
+    """
+    The upper server on C{--tcp} and C{--udp} at C{--interface}.
+    """
     from netproxy.upper import UpperDatagramProtocol, UpperFactory
 
     service = MultiService()
@@ -165,7 +174,10 @@ def _upper(options, reactor):
     return service
 
 
-def _client(options, reactor):
+def client_service(options, reactor):
+    """
+    One client exchange, then the reactor stops.
+    """
     from netproxy.cli import ClientRunService
 
     return ClientRunService(reactor, options)
@@ -178,4 +190,4 @@ def _listening(options, factory, reactor):
     return service
 
 
-_BUILDERS = {"relay": _relay, "ack": _ack, "upper": _upper, "client": _client}
+_BUILDERS = {"relay": relay_service, "ack": ack_service, "upper": upper_service, "client": client_service}

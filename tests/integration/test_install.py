@@ -1,0 +1,71 @@
+"""
+netproxy's twistd plugin is found after a normal and after an editable
+install.
+
+Each test installs a copy of the project into a fresh virtualenv, offline:
+the new environment borrows Twisted and setuptools from the one running the
+tests through a C{.pth} line, and pip builds without isolation or an index.
+"""
+
+import os
+import shutil
+import site
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+from twisted.trial.unittest import TestCase
+
+PROJECT = Path(__file__).resolve().parents[2]
+TWISTD_HELP = "import sys; sys.argv = ['twistd', '--help']; from twisted.scripts.twistd import run; run()"
+PLUGIN_FILE = "import twisted.plugins.netproxy_plugin as plugin; print(plugin.__file__)"
+
+
+def _run(argv, cwd):
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "PIP_"))}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+class PluginDiscoveryTests(TestCase):
+    def setUp(self):
+        self.base = Path(self.mktemp()).resolve()
+        self.source = self.base / "netproxy-src"
+        self.source.mkdir(parents=True)
+        for name in ("setup.cfg", "pyproject.toml", "README.rst"):
+            shutil.copy(PROJECT / name, self.source / name)
+        for name in ("netproxy", "twisted"):
+            shutil.copytree(PROJECT / name, self.source / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "dropin.cache"))
+        self.venv = self.base / "venv"
+        created = _run([sys.executable, "-m", "venv", str(self.venv)], self.base)
+        self.assertEqual(created.returncode, 0, created.stderr)
+        self.python = str(self.venv / "bin" / "python")
+        purelib = _run([self.python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], self.base)
+        borrowed = [sysconfig.get_path("purelib"), sysconfig.get_path("platlib"), *site.getsitepackages()]
+        Path(purelib.stdout.strip(), "borrowed.pth").write_text("\n".join(dict.fromkeys(borrowed)) + "\n")
+        self.elsewhere = self.base / "elsewhere"
+        self.elsewhere.mkdir()
+
+    def install(self, *flags):
+        result = _run([self.python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+                       *flags, str(self.source)], self.base)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+
+    def assert_listed(self):
+        result = _run([self.python, "-c", TWISTD_HELP], self.elsewhere)
+        self.assertIn("netproxy", result.stdout, result.stdout + result.stderr)
+        return Path(_run([self.python, "-c", PLUGIN_FILE], self.elsewhere).stdout.strip())
+
+    def test_normal_install(self):
+        """After pip install, twistd --help lists netproxy, from the installed plugin file."""
+        self.install()
+        plugin = self.assert_listed()
+        self.assertTrue(plugin.is_relative_to(self.venv), plugin)
+
+    def test_editable_install(self):
+        """After pip install -e, twistd --help lists netproxy, from the project's own plugin file."""
+        self.install("-e")
+        plugin = self.assert_listed()
+        self.assertEqual(plugin, self.source / "twisted" / "plugins" / "netproxy_plugin.py")

@@ -1,0 +1,559 @@
+"""
+Tests for netproxy.acl: the rule syntax shared by the relay's and the HTTP
+proxy's blocklists and allow-lists, rule sets, rules files and their reload.
+"""
+
+import dataclasses
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import LogLevel, globalLogPublisher
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+
+from netproxy.acl import Rule, RuleSet, RulesFile, parse_rule, read_rules_file
+from netproxy.errors import RuleError
+
+
+class RuleTestMixin:
+    """
+    Assertions about what one rule matches.
+    """
+
+    def assertMatches(self, text, host, port=None):
+        rule = parse_rule(text)
+        self.assertTrue(rule.matches(host, port), f"{text!r} should match {host!r} port {port}")
+        self.assertIs(RuleSet([rule]).match(host, port), rule)
+
+    def assertNotMatches(self, text, host, port=None):
+        rule = parse_rule(text)
+        self.assertFalse(rule.matches(host, port), f"{text!r} should not match {host!r} port {port}")
+        self.assertIsNone(RuleSet([rule]).match(host, port))
+
+
+class AddressRuleTests(RuleTestMixin, SynchronousTestCase):
+    """
+    Rules naming addresses and networks.
+    """
+
+    def test_ipv4_address(self):
+        """An IPv4 address rule matches that address on any port and no other address."""
+        self.assertEqual(str(parse_rule("10.0.0.1")), "10.0.0.1")
+        self.assertMatches("10.0.0.1", "10.0.0.1")
+        self.assertMatches("10.0.0.1", "10.0.0.1", 80)
+        self.assertNotMatches("10.0.0.1", "10.0.0.2", 80)
+
+    def test_ipv4_network(self):
+        """An IPv4 network rule matches the addresses inside it only."""
+        self.assertEqual(str(parse_rule("10.0.0.0/8")), "10.0.0.0/8")
+        self.assertMatches("10.0.0.0/8", "10.255.1.2", 22)
+        self.assertMatches("10.0.0.0/8", "10.0.0.0")
+        self.assertNotMatches("10.0.0.0/8", "11.0.0.1")
+
+    def test_network_host_bits(self):
+        """A network written with host bits set is the network containing it."""
+        self.assertEqual(str(parse_rule("10.1.2.3/8")), "10.0.0.0/8")
+        self.assertEqual(parse_rule("10.0.0.1/32"), parse_rule("10.0.0.1"))
+
+    def test_ipv6_address(self):
+        """Bare and bracketed IPv6 addresses are address rules with no port."""
+        self.assertEqual(parse_rule("::1"), parse_rule("[::1]"))
+        self.assertEqual(str(parse_rule("[::1]")), "::1")
+        self.assertMatches("::1", "::1", 443)
+        self.assertMatches("::1", "[::1]", 443)
+        self.assertMatches("[::1]", "0:0:0:0:0:0:0:1")
+        self.assertNotMatches("::1", "::2")
+
+    def test_bare_ipv6_is_never_a_port(self):
+        """Text that parses whole as an IPv6 address is an address, not address:port."""
+        rule = parse_rule("2001:db8::1:80")
+        self.assertIsNone(rule.port)
+        self.assertMatches("2001:db8::1:80", "2001:db8::1:80", 443)
+        self.assertNotMatches("2001:db8::1:80", "2001:db8::1", 80)
+
+    def test_ipv6_network(self):
+        """IPv6 networks parse bare or bracketed and match addresses inside."""
+        self.assertEqual(parse_rule("2001:db8::/32"), parse_rule("[2001:db8::]/32"))
+        self.assertEqual(str(parse_rule("[2001:db8::]/32")), "2001:db8::/32")
+        self.assertMatches("2001:db8::/32", "2001:db8:ffff::1")
+        self.assertMatches("2001:db8::/32", "[2001:DB8::5]", 80)
+        self.assertNotMatches("2001:db8::/32", "2001:db9::1")
+
+    def test_mapped_host_matches_ipv4_rules(self):
+        """An IPv4-mapped IPv6 host matches the rules for its IPv4 address."""
+        self.assertMatches("127.0.0.1", "::ffff:127.0.0.1")
+        self.assertMatches("127.0.0.0/8", "[::ffff:127.0.0.2]", 80)
+        self.assertMatches("127.0.0.1:7777", "::ffff:7f00:1", 7777)
+        self.assertNotMatches("127.0.0.1", "::ffff:127.0.0.2")
+
+    def test_mapped_rule_is_ipv4(self):
+        """An IPv4-mapped IPv6 rule is stored and matched as the IPv4 rule."""
+        self.assertEqual(parse_rule("::ffff:127.0.0.1"), parse_rule("127.0.0.1"))
+        self.assertEqual(str(parse_rule("::ffff:10.0.0.0/104")), "10.0.0.0/8")
+        self.assertMatches("[::ffff:10.0.0.0]/104:22", "10.9.9.9", 22)
+
+    def test_families_apart(self):
+        """IPv6 rules never match IPv4 hosts and IPv4 rules never match IPv6 hosts."""
+        self.assertNotMatches("::/0", "10.0.0.1")
+        self.assertNotMatches("0.0.0.0/0", "::1")
+        self.assertNotMatches("::1", "127.0.0.1")
+
+    def test_zone_index_ignored_on_hosts(self):
+        """A host's IPv6 zone index does not stop it matching."""
+        self.assertMatches("fe80::/10", "fe80::1%eth0")
+
+    def test_numeric_host_forms(self):
+        """Hosts getaddrinfo reads as IPv4 (127.1, 2130706433, hex, octal) match address rules."""
+        for host in ["127.1", "2130706433", "0x7f.0.0.1", "0177.0.0.1", "127.0.0.1."]:
+            self.assertMatches("127.0.0.1", host)
+        self.assertNotMatches("127.0.0.1", "127.2")
+
+    def test_address_rules_ignore_names(self):
+        """Address rules do not match host names: the caller resolves and asks again."""
+        self.assertNotMatches("127.0.0.1", "localhost")
+        self.assertNotMatches("0.0.0.0/0", "example.com")
+        self.assertNotMatches("::/0", "example.com")
+
+
+class PortRuleTests(RuleTestMixin, SynchronousTestCase):
+    """
+    Rules with a port.
+    """
+
+    def test_port_on_any_host(self):
+        """``*:7777`` and ``:7777`` match every host on port 7777 only."""
+        self.assertEqual(parse_rule("*:7777"), parse_rule(":7777"))
+        self.assertEqual(str(parse_rule(":7777")), "*:7777")
+        for host in ["10.0.0.1", "::1", "[::1]", "example.com"]:
+            self.assertMatches("*:7777", host, 7777)
+            self.assertNotMatches("*:7777", host, 7778)
+            self.assertNotMatches("*:7777", host, None)
+
+    def test_ipv4_address_and_port(self):
+        """``127.0.0.1:7777`` matches that address on that port only."""
+        self.assertMatches("127.0.0.1:7777", "127.0.0.1", 7777)
+        self.assertNotMatches("127.0.0.1:7777", "127.0.0.1", 7778)
+        self.assertNotMatches("127.0.0.1:7777", "127.0.0.1")
+        self.assertNotMatches("127.0.0.1:7777", "127.0.0.2", 7777)
+
+    def test_ipv6_address_and_port(self):
+        """``[::1]:443`` matches that IPv6 address on that port only."""
+        rule = parse_rule("[::1]:443")
+        self.assertEqual((str(rule), rule.port), ("[::1]:443", 443))
+        self.assertMatches("[::1]:443", "::1", 443)
+        self.assertNotMatches("[::1]:443", "::1", 80)
+
+    def test_network_and_port(self):
+        """A network with a port matches addresses inside on that port."""
+        self.assertMatches("10.0.0.0/8:22", "10.1.1.1", 22)
+        self.assertNotMatches("10.0.0.0/8:22", "10.1.1.1", 23)
+        self.assertEqual(str(parse_rule("[2001:db8::]/32:22")), "[2001:db8::]/32:22")
+        self.assertMatches("[2001:db8::]/32:22", "2001:db8::7", 22)
+        self.assertNotMatches("[2001:db8::]/32:22", "2001:db8::7", 21)
+
+    def test_name_and_port(self):
+        """Names and wildcard names take a port."""
+        self.assertMatches("example.com:80", "EXAMPLE.com", 80)
+        self.assertNotMatches("example.com:80", "example.com", 443)
+        self.assertMatches("*.example.com:443", "www.example.com", 443)
+        self.assertNotMatches("*.example.com:443", "www.example.com", 80)
+
+    def test_port_bounds(self):
+        """Ports 1 and 65535 are valid and leading zeros are dropped."""
+        self.assertEqual(parse_rule("*:1").port, 1)
+        self.assertEqual(parse_rule("*:65535").port, 65535)
+        self.assertEqual(str(parse_rule("*:080")), "*:80")
+
+
+class NameRuleTests(RuleTestMixin, SynchronousTestCase):
+    """
+    Rules naming hosts.
+    """
+
+    def test_exact_name(self):
+        """A name matches itself in any case, with or without a trailing dot."""
+        for host in ["example.com", "EXAMPLE.COM", "Example.Com.", "example.com."]:
+            self.assertMatches("example.com", host, 80)
+        self.assertEqual(parse_rule("Example.COM."), parse_rule("example.com"))
+        self.assertEqual(str(parse_rule("Example.COM.")), "example.com")
+
+    def test_exact_name_only(self):
+        """A name rule matches neither its subdomains nor other names."""
+        self.assertNotMatches("example.com", "www.example.com")
+        self.assertNotMatches("example.com", "badexample.com")
+        self.assertNotMatches("example.com", "example.co")
+
+    def test_subdomains_any_depth(self):
+        """``*.example.com`` matches subdomains at any depth, in any case."""
+        for host in ["www.example.com", "a.b.c.example.com", "WWW.Example.COM."]:
+            self.assertMatches("*.example.com", host)
+
+    def test_subdomains_not_the_domain(self):
+        """``*.example.com`` matches neither ``example.com`` nor ``badexample.com``."""
+        for host in ["example.com", "example.com.", "badexample.com", "www.badexample.com", "com", ".example.com"]:
+            self.assertNotMatches("*.example.com", host)
+
+    def test_name_rules_ignore_addresses(self):
+        """Name rules do not match IP literals."""
+        self.assertNotMatches("example.com", "93.184.216.34")
+        self.assertNotMatches("*.com", "::1")
+
+    def test_every_host(self):
+        """A bare ``*`` matches every host, name or address, on every port."""
+        for host in ["example.com", "10.0.0.1", "::1", "[2001:db8::1]", "localhost"]:
+            self.assertMatches("*", host)
+            self.assertMatches("*", host, 1)
+
+    def test_international_name(self):
+        """A non-ASCII name is its IDNA A-label and matches either spelling."""
+        self.assertEqual(str(parse_rule("bücher.example")), "xn--bcher-kva.example")
+        self.assertMatches("bücher.example", "xn--bcher-kva.example")
+        self.assertMatches("*.bücher.example", "www.BÜCHER.example")
+
+    def test_underscore_and_hyphen(self):
+        """Labels may hold '_' and inner '-'."""
+        self.assertMatches("_sip._tcp.my-host.example", "_SIP._tcp.my-host.example")
+
+    def test_white_space_around(self):
+        """White space around a rule is ignored."""
+        self.assertEqual(parse_rule("  example.com \n"), parse_rule("example.com"))
+
+
+class RuleObjectTests(SynchronousTestCase):
+    """
+    Rules as values.
+    """
+
+    def test_round_trip(self):
+        """``str(rule)`` parses back to an equal rule."""
+        for text in [
+            "10.0.0.1", "10.0.0.0/8", "::1", "2001:db8::/32", "*:7777", "127.0.0.1:7777",
+            "[::1]:443", "10.0.0.0/8:22", "[2001:db8::]/32:22", "example.com", "*.example.com",
+            "example.com:80", "*.example.com:443", "*", "[::ffff:1.2.3.4]:5",
+        ]:
+            rule = parse_rule(text)
+            self.assertEqual(parse_rule(str(rule)), rule, text)
+            self.assertEqual(hash(parse_rule(str(rule))), hash(rule), text)
+
+    def test_immutable(self):
+        """Rules cannot be changed."""
+        rule = parse_rule("example.com")
+        self.assertRaises(dataclasses.FrozenInstanceError, setattr, rule, "port", 80)
+
+    def test_repr(self):
+        """A rule's repr shows its canonical text."""
+        self.assertEqual(repr(parse_rule("[::1]:443")), "<Rule '[::1]:443'>")
+
+    def test_inconsistent_fields(self):
+        """Constructing a rule with contradictory fields fails."""
+        network = parse_rule("10.0.0.0/8").network
+        self.assertRaises(ValueError, Rule, network=network, name="example.com")
+        self.assertRaises(ValueError, Rule, subdomains=True)
+        self.assertRaises(ValueError, Rule, port=0)
+
+
+class InvalidRuleTests(SynchronousTestCase):
+    """
+    Texts that are not rules.
+    """
+
+    def assertBad(self, texts, why):
+        for text in texts:
+            with self.assertRaises(RuleError, msg=text) as caught:
+                parse_rule(text)
+            message = str(caught.exception)
+            self.assertTrue(message.startswith(f"bad rule {text.strip()!r}: "), message)
+            self.assertIn(why, message)
+
+    def test_empty(self):
+        """Empty and blank rules are refused."""
+        self.assertBad(["", "   "], "empty")
+
+    def test_bad_ports(self):
+        """Ports outside 1-65535, missing or not decimal are refused."""
+        self.assertBad(["*:0", "*:70000", "1.2.3.4:abc", ":-1", "*:+80", "*:٣", "[::1]:0"], "port must be")
+        self.assertBad(["*:", ":", "example.com:", "[::1]:"], "port is missing")
+
+    def test_bad_networks(self):
+        """Impossible prefixes and malformed addresses are refused."""
+        self.assertBad(["10.0.0.0/33", "10.0.0.0/8/8", "10.0.0.0/", "1.2.3/8", "example.com/8"], "IPv4 network")
+        self.assertBad(["2001:db8::/129", "[2001:db8::]/129", "[::1]/x:22"], "IPv6")
+        self.assertBad(["10.0.0.256", "1.2.3", "1.2.3.4.5"], "nor a host name")
+
+    def test_bad_brackets(self):
+        """Unclosed brackets, IPv4 in brackets and junk after them are refused."""
+        self.assertBad(["[::1", "[::1:80"], "']' is missing")
+        self.assertBad(["[10.0.0.1]", "[example.com]:80", "[]:80"], "in brackets")
+        self.assertBad(["[::1]80", "[::1]x"], "after ']'")
+
+    def test_ambiguous_ipv6(self):
+        """Malformed bare IPv6 text is refused with a hint about brackets."""
+        self.assertBad(["::1::2", "2001:db8:::80", "::g"], "[::1]:443")
+
+    def test_zone_index(self):
+        """Rules with an IPv6 zone index are refused."""
+        self.assertBad(["fe80::1%eth0", "[fe80::1%eth0]:80"], "zone")
+
+    def test_bad_names(self):
+        """Names with illegal characters, empty labels or misplaced '*' are refused."""
+        self.assertBad(["exa mple.com", "a\tb", "example.com #x"], "white space")
+        self.assertBad(["*.", "*.:80"], "missing")
+        self.assertBad(["**.com", "a*.com", "*.*.com", "www.*.com", "*example.com"], "'*'")
+        self.assertBad(["example..com", ".example.com", "example.com.."], "empty label")
+        self.assertBad(["exa$mple.com", "-example.com", "example-.com", "x" * 64 + ".com"], "label")
+        self.assertBad(["a." * 127 + "com"], "253")
+
+
+class RuleSetTests(SynchronousTestCase):
+    """
+    Collections of rules.
+    """
+
+    def test_empty(self):
+        """An empty set is false, has no rules and matches nothing."""
+        rules = RuleSet()
+        self.assertFalse(rules)
+        self.assertEqual((len(rules), list(rules)), (0, []))
+        self.assertIsNone(rules.match("10.0.0.1", 80))
+
+    def test_first_match(self):
+        """``match`` returns the first rule in order that matches."""
+        rules = RuleSet.from_lines(["*.example.com:443", "www.example.com", "*.com", "*:443", "10.0.0.0/8"])
+        self.assertEqual(str(rules.match("www.example.com", 443)), "*.example.com:443")
+        self.assertEqual(str(rules.match("www.example.com", 80)), "www.example.com")
+        self.assertEqual(str(rules.match("other.com", 443)), "*.com")
+        self.assertEqual(str(rules.match("other.org", 443)), "*:443")
+        self.assertEqual(str(rules.match("10.0.0.1", 443)), "*:443")
+        self.assertEqual(str(rules.match("10.0.0.1", 80)), "10.0.0.0/8")
+        self.assertIsNone(rules.match("other.org", 80))
+
+    def test_sequence(self):
+        """A set is true, sized and iterable in order."""
+        texts = ["10.0.0.1", "example.com", "*:22"]
+        rules = RuleSet(parse_rule(text) for text in texts)
+        self.assertTrue(rules)
+        self.assertEqual(len(rules), 3)
+        self.assertEqual([str(rule) for rule in rules], texts)
+
+    def test_add(self):
+        """Adding sets concatenates them in order into a new set."""
+        first, second = RuleSet.from_lines(["a.example"]), RuleSet.from_lines(["b.example", "a.example:1"])
+        total = first + second
+        self.assertIsInstance(total, RuleSet)
+        self.assertEqual([str(rule) for rule in total], ["a.example", "b.example", "a.example:1"])
+        self.assertEqual(len(first), 1)
+        self.assertRaises(TypeError, lambda: first + [parse_rule("c.example")])
+
+    def test_equality(self):
+        """Sets with equal rules in the same order are equal and hash alike."""
+        self.assertEqual(RuleSet.from_lines(["::1", "x.example"]), RuleSet.from_lines(["[::1]", "X.example."]))
+        self.assertEqual(hash(RuleSet.from_lines(["::1"])), hash(RuleSet.from_lines(["[::1]"])))
+        self.assertNotEqual(RuleSet.from_lines(["::1", "x.example"]), RuleSet.from_lines(["x.example", "::1"]))
+
+    def test_only_rules(self):
+        """A set holds rules only."""
+        self.assertRaises(TypeError, RuleSet, ["10.0.0.1"])
+
+    def test_from_lines_comments(self):
+        """Blank lines, comment lines and comments after rules are ignored."""
+        lines = ["# blocklist\n", "\n", "10.0.0.0/8   # private\r\n", "   \n", "  *:7777#inline\n", "#*.x.example"]
+        self.assertEqual([str(rule) for rule in RuleSet.from_lines(lines)], ["10.0.0.0/8", "*:7777"])
+
+    def test_from_lines_bad_line(self):
+        """A bad line raises RuleError naming the source and the line number."""
+        lines = ["# ok", "10.0.0.1", "exa mple.com  # oops", "*:70000"]
+        error = self.assertRaises(RuleError, RuleSet.from_lines, lines, source="rules.txt")
+        self.assertTrue(str(error).startswith("rules.txt line 3: bad rule 'exa mple.com': "), str(error))
+
+    def test_from_lines_default_source(self):
+        """Without a source, errors name ``<rules>``."""
+        error = self.assertRaises(RuleError, RuleSet.from_lines, ["*:0"])
+        self.assertTrue(str(error).startswith("<rules> line 1: bad rule '*:0': "), str(error))
+
+    def test_repr(self):
+        """A set's repr lists its rules' texts."""
+        self.assertEqual(repr(RuleSet.from_lines(["::1", "*"])), "RuleSet(['::1', '*'])")
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from(
+                    ["*", "a.example", "b.a.example", "*.a.example", "*.example", "*.b.a.example",
+                     "10.0.0.0/8", "10.0.0.1", "::1", "0.0.0.0/0", "example"]
+                ),
+                st.sampled_from([None, 80, 443]),
+            ),
+            max_size=8,
+        ),
+        st.sampled_from(
+            ["a.example", "b.a.example", "c.b.a.example", "example", "xa.example", "10.0.0.1",
+             "10.9.9.9", "::1", "[::ffff:10.0.0.1]", "other.test", "A.Example.", ".a.example",
+             "..a.example", ""]
+        ),
+        st.sampled_from([None, 80, 443, 22]),
+    )
+    def test_match_is_first_linear_match(self, specs, host, port):
+        """The indexed ``match`` returns what a scan for the first matching rule returns."""
+        rules = RuleSet(
+            parse_rule(text if rule_port is None else f"{text}:{rule_port}") for text, rule_port in specs
+        )
+        expected = next((rule for rule in rules if rule.matches(host, port)), None)
+        self.assertIs(rules.match(host, port), expected)
+
+
+class ReadRulesFileTests(SynchronousTestCase):
+    """
+    Reading rules files.
+    """
+
+    def write(self, content):
+        path = FilePath(self.mktemp())
+        path.setContent(content)
+        return path
+
+    def test_read(self):
+        """A file's rules are read, from a FilePath or a str path."""
+        path = self.write(b"# comment\n10.0.0.0/8\r\n\n*.example.com # web\n")
+        expected = RuleSet.from_lines(["10.0.0.0/8", "*.example.com"])
+        self.assertEqual(read_rules_file(path), expected)
+        self.assertEqual(read_rules_file(path.path), expected)
+
+    def test_byte_order_mark(self):
+        """A UTF-8 byte order mark at the start is ignored."""
+        self.assertEqual(read_rules_file(self.write(b"\xef\xbb\xbfb\xc3\xbccher.example\n")),
+                         RuleSet.from_lines(["xn--bcher-kva.example"]))
+
+    def test_empty_file(self):
+        """An empty file is an empty set."""
+        self.assertEqual(read_rules_file(self.write(b"")), RuleSet())
+
+    def test_bad_line(self):
+        """A bad line names the file and the line number."""
+        path = self.write(b"10.0.0.1\n# c\n\n10.0.0.0/33\n")
+        error = self.assertRaises(RuleError, read_rules_file, path)
+        self.assertTrue(str(error).startswith(f"{path.path} line 4: bad rule '10.0.0.0/33': "), str(error))
+
+    def test_line_numbers_count_newlines_only(self):
+        """Form feeds and other Unicode line breaks do not shift line numbers."""
+        error = self.assertRaises(RuleError, read_rules_file, self.write(b"a.example\x0c\n\xe2\x80\xa8\nx y\n"))
+        self.assertIn(" line 3: ", str(error))
+
+    def test_missing(self):
+        """A missing file raises RuleError naming it."""
+        path = FilePath(self.mktemp())
+        error = self.assertRaises(RuleError, read_rules_file, path)
+        self.assertIn(path.path, str(error))
+        self.assertIn("cannot read", str(error))
+
+    def test_directory(self):
+        """A directory raises RuleError naming it."""
+        path = FilePath(self.mktemp())
+        path.makedirs()
+        error = self.assertRaises(RuleError, read_rules_file, path)
+        self.assertIn(path.path, str(error))
+
+    def test_not_utf8(self):
+        """Bytes that are not UTF-8 raise RuleError naming the file and line."""
+        path = self.write(b"10.0.0.1\nexample.com\n\xff\xfe\n")
+        error = self.assertRaises(RuleError, read_rules_file, path)
+        self.assertIn(f"{path.path} line 3: not UTF-8", str(error))
+
+
+class RulesFileTests(SynchronousTestCase):
+    """
+    Fixed rules plus a reloadable file.
+    """
+
+    def setUp(self):
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.path = FilePath(self.mktemp())
+        self.fixed = RuleSet.from_lines(["*:25"])
+
+    def texts(self, rules_file):
+        return [str(rule) for rule in rules_file.rules]
+
+    def test_no_file(self):
+        """Without a file the fixed rules are in force and reload does nothing."""
+        rules_file = RulesFile(self.fixed)
+        self.assertEqual(rules_file.rules, self.fixed)
+        self.assertTrue(rules_file.reload())
+        self.assertEqual(rules_file.rules, self.fixed)
+        self.assertEqual(len(self.events), 0)
+
+    def test_defaults(self):
+        """With no arguments there are no rules and nothing matches."""
+        rules_file = RulesFile()
+        self.assertFalse(rules_file.rules)
+        self.assertIsNone(rules_file.match("10.0.0.1", 80))
+
+    def test_reads_at_construction(self):
+        """The file is read at construction, after the fixed rules."""
+        self.path.setContent(b"10.0.0.0/8\n")
+        rules_file = RulesFile(self.fixed, self.path.path)
+        self.assertEqual(self.texts(rules_file), ["*:25", "10.0.0.0/8"])
+        self.assertEqual(str(rules_file.match("10.1.1.1", 25)), "*:25")
+        self.assertEqual(str(rules_file.match("10.1.1.1", 80)), "10.0.0.0/8")
+        self.assertIsNone(rules_file.match("11.1.1.1", 80))
+
+    def test_bad_file_at_construction(self):
+        """A bad or missing file at construction raises RuleError."""
+        self.assertRaises(RuleError, RulesFile, self.fixed, self.path)
+        self.path.setContent(b"*:0\n")
+        error = self.assertRaises(RuleError, RulesFile, self.fixed, self.path)
+        self.assertIn(f"{self.path.path} line 1", str(error))
+
+    def test_reload_picks_up_change(self):
+        """A good file is reloaded, logged at info, and the new rules are in force."""
+        self.path.setContent(b"10.0.0.0/8\n")
+        rules_file = RulesFile(self.fixed, self.path)
+        self.path.setContent(b"# new\nexample.com\n*.example.com\n")
+        self.assertTrue(rules_file.reload())
+        self.assertEqual(self.texts(rules_file), ["*:25", "example.com", "*.example.com"])
+        self.assertIsNone(rules_file.match("10.0.0.1", 80))
+        self.assertEqual(str(rules_file.match("www.example.com", 80)), "*.example.com")
+        [event] = self.events
+        self.assertEqual(event["log_level"], LogLevel.info)
+        self.assertEqual(event["log_format"], "reloaded {count} rules from {path}")
+        self.assertEqual((event["count"], event["path"]), (2, self.path.path))
+        self.assertEqual(event["log_namespace"], "netproxy.acl.RulesFile")
+
+    def test_reload_refuses_bad_file(self):
+        """A bad file is refused with a logged error and the old rules stay in force."""
+        self.path.setContent(b"10.0.0.0/8\n")
+        rules_file = RulesFile(self.fixed, self.path)
+        before = rules_file.rules
+        self.path.setContent(b"example.com\n*:70000\n")
+        self.assertFalse(rules_file.reload())
+        self.assertIs(rules_file.rules, before)
+        self.assertEqual(str(rules_file.match("10.0.0.1", 80)), "10.0.0.0/8")
+        [event] = self.events
+        self.assertEqual(event["log_level"], LogLevel.error)
+        self.assertEqual(
+            event["log_format"], "refused to reload {path}: {reason}; keeping the {count} rules in force"
+        )
+        self.assertEqual((event["path"], event["count"]), (self.path.path, 2))
+        self.assertIn(f"{self.path.path} line 2: bad rule '*:70000'", event["reason"])
+
+    def test_reload_refuses_missing_file(self):
+        """A file gone at reload time is refused and the old rules stay in force."""
+        self.path.setContent(b"10.0.0.0/8\n")
+        rules_file = RulesFile(self.fixed, self.path)
+        self.path.remove()
+        self.assertFalse(rules_file.reload())
+        self.assertEqual(self.texts(rules_file), ["*:25", "10.0.0.0/8"])
+        [event] = self.events
+        self.assertEqual(event["log_level"], LogLevel.error)
+        self.assertIn("cannot read", event["reason"])
+
+    def test_fixed_rules_kept(self):
+        """The fixed rules stay first through good, bad and empty reloads."""
+        self.path.setContent(b"a.example\n")
+        rules_file = RulesFile(self.fixed, self.path)
+        for content, ok in [(b"b.example\n", True), (b"bad rule\n", False), (b"", True)]:
+            self.path.setContent(content)
+            self.assertEqual(rules_file.reload(), ok)
+            self.assertEqual(list(rules_file.rules)[:1], list(self.fixed))
+        self.assertEqual(rules_file.rules, self.fixed)
+        self.assertEqual(str(rules_file.match("anything.example", 25)), "*:25")

@@ -1,0 +1,181 @@
+"""
+Tests for L{netproxy.tap}: each role's options and the services they build.
+"""
+
+from twisted.internet.testing import MemoryReactor
+from twisted.python.filepath import FilePath
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase
+
+from netproxy import tap
+from netproxy.ack import AckFactory
+from netproxy.relay import RelayFactory
+from netproxy.reload import ReloadOnHangup
+from netproxy.upper import UpperDatagramProtocol, UpperFactory
+
+
+class MemoryUDPReactor(MemoryReactor):
+    """
+    A L{MemoryReactor} that also records UDP listeners, which it lacks.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.udpServers = []
+
+    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+        self.udpServers.append((port, protocol, interface, maxPacketSize))
+        return self.listenTCP(port, None, interface=interface)
+
+
+def parse(*argv):
+    options = tap.Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+def start(builder, options):
+    reactor = MemoryUDPReactor()
+    service = builder(options.subOptions, reactor)
+    service.privilegedStartService()
+    service.startService()
+    return reactor, service
+
+
+class RoleListTests(SynchronousTestCase):
+    def test_roles_listed_in_help(self):
+        """twistd netproxy --help lists every role with its description."""
+        text = str(tap.Options())
+        for role in ("relay", "ack", "upper", "client"):
+            self.assertIn(role, text)
+
+    def test_role_required(self):
+        """Naming no role is a usage error that lists the roles."""
+        error = self.assertRaises(UsageError, parse)
+        self.assertIn("relay", str(error))
+
+
+class RelayOptionsTests(SynchronousTestCase):
+    def test_defaults(self):
+        """By default the relay listens on 127.0.0.1:6000 and blocks nothing."""
+        options = parse("relay")
+        reactor, service = start(tap.relay_service, options)
+        [(port, factory, backlog, interface)] = reactor.tcpServers
+        self.assertEqual((port, interface), (6000, "127.0.0.1"))
+        self.assertIsInstance(factory, RelayFactory)
+        self.assertEqual((factory.idle_timeout, factory.connect_timeout, factory.max_size), (30.0, 10.0, 65536))
+        self.assertIsNone(factory.rules.match("127.0.0.1", 7777))
+
+    def test_block_rules(self):
+        """Each --block adds a rule the relay's factory matches."""
+        options = parse("relay", "--block", "127.0.0.1:7777", "--block", "*.example.com")
+        reactor, service = start(tap.relay_service, options)
+        factory = reactor.tcpServers[0][1]
+        self.assertIsNotNone(factory.rules.match("127.0.0.1", 7777))
+        self.assertIsNotNone(factory.rules.match("www.example.com", 80))
+        self.assertIsNone(factory.rules.match("127.0.0.1", 8888))
+
+    def test_bad_block_rule(self):
+        """A bad --block rule is a usage error naming the option."""
+        error = self.assertRaises(UsageError, parse, "relay", "--block", "*:70000")
+        self.assertTrue(str(error).startswith("--block:"), str(error))
+
+    def test_blocklist_read_and_reloaded(self):
+        """--blocklist rules are in force and a SIGHUP reloader is attached."""
+        path = FilePath(self.mktemp())
+        path.setContent(b"# test\n127.0.0.1:8888\n")
+        options = parse("relay", "--blocklist", path.path)
+        reactor, service = start(tap.relay_service, options)
+        factory = reactor.tcpServers[0][1]
+        self.assertIsNotNone(factory.rules.match("127.0.0.1", 8888))
+        self.assertTrue(any(isinstance(s, ReloadOnHangup) for s in service))
+        service.stopService()
+
+    def test_bad_blocklist_refused_at_start(self):
+        """A blocklist with a bad line stops start-up with the file and line named."""
+        path = FilePath(self.mktemp())
+        path.setContent(b"10.0.0.0/8\nnot a rule\n")
+        error = self.assertRaises(UsageError, parse, "relay", "--blocklist", path.path)
+        self.assertIn("--blocklist:", str(error))
+        self.assertIn("line 2", str(error))
+
+    def test_missing_blocklist_refused(self):
+        """A blocklist that does not exist stops start-up."""
+        self.assertRaises(UsageError, parse, "relay", "--blocklist", self.mktemp())
+
+    def test_listen_port_shorthand(self):
+        """--listen with a bare port listens on loopback at that port."""
+        reactor, service = start(tap.relay_service, parse("relay", "--listen", "6100"))
+        self.assertEqual(reactor.tcpServers[0][0], 6100)
+        self.assertEqual(reactor.tcpServers[0][3], "127.0.0.1")
+
+    def test_bad_values_name_their_option(self):
+        """Bad timeouts, sizes and limits are refused naming the option."""
+        for argv, option in [
+            (["--idle-timeout", "soon"], "--idle-timeout"),
+            (["--connect-timeout", "-1"], "--connect-timeout"),
+            (["--max-size", "lots"], "--max-size"),
+            (["--max-connections", "0"], "--max-connections"),
+            (["--listen", "nonsense:1"], "--listen"),
+        ]:
+            error = self.assertRaises(UsageError, parse, "relay", *argv)
+            self.assertTrue(str(error).startswith(option + ":"), str(error))
+
+    def test_limits_reach_factory(self):
+        """--max-size, --idle-timeout and --max-connections configure the factory."""
+        options = parse("relay", "--max-size", "1K", "--idle-timeout", "2.5", "--max-connections", "7")
+        reactor, service = start(tap.relay_service, options)
+        factory = reactor.tcpServers[0][1]
+        self.assertEqual((factory.max_size, factory.idle_timeout, factory.max_connections), (1024, 2.5, 7))
+
+
+class AckOptionsTests(SynchronousTestCase):
+    def test_defaults(self):
+        """The ack server listens on 127.0.0.1:8888 and answers DONE."""
+        reactor, service = start(tap.ack_service, parse("ack"))
+        [(port, factory, backlog, interface)] = reactor.tcpServers
+        self.assertEqual((port, interface), (8888, "127.0.0.1"))
+        self.assertIsInstance(factory, AckFactory)
+        self.assertEqual(factory.reply, b"DONE")
+
+    def test_reply(self):
+        """--reply sets the answer, UTF-8 encoded."""
+        reactor, service = start(tap.ack_service, parse("ack", "--reply", "reçu"))
+        self.assertEqual(reactor.tcpServers[0][1].reply, "reçu".encode())
+
+
+class UpperOptionsTests(SynchronousTestCase):
+    def test_defaults(self):
+        """The upper server listens on TCP and UDP port 12000 of 127.0.0.1."""
+        reactor, service = start(tap.upper_service, parse("upper"))
+        [(port, factory, backlog, interface), udp_entry] = reactor.tcpServers
+        self.assertEqual((port, interface), (12000, "127.0.0.1"))
+        self.assertIsInstance(factory, UpperFactory)
+        [(udp_port, protocol, udp_interface, size)] = reactor.udpServers
+        self.assertEqual((udp_port, udp_interface), (12000, "127.0.0.1"))
+        self.assertIsInstance(protocol, UpperDatagramProtocol)
+
+    def test_only_tcp(self):
+        """--no-udp leaves only the TCP listener."""
+        reactor, service = start(tap.upper_service, parse("upper", "--no-udp", "--tcp", "12001"))
+        self.assertEqual([(entry[0], type(entry[1])) for entry in reactor.tcpServers], [(12001, UpperFactory)])
+        self.assertEqual(reactor.udpServers, [])
+
+    def test_nothing_to_serve(self):
+        """--no-tcp with --no-udp is refused."""
+        self.assertRaises(UsageError, parse, "upper", "--no-tcp", "--no-udp")
+
+    def test_bad_port(self):
+        """A bad --udp port is refused naming the option."""
+        error = self.assertRaises(UsageError, parse, "upper", "--udp", "seventy")
+        self.assertTrue(str(error).startswith("--udp:"))
+
+
+class ClientRoleTests(SynchronousTestCase):
+    def test_client_options_shared_with_command(self):
+        """The client role parses the same subcommands as netproxy-client."""
+        options = parse("client", "upper", "127.0.0.1", "12000", "hi", "--udp")
+        sub = options.subOptions
+        self.assertEqual(sub.subCommand, "upper")
+        self.assertEqual((sub.subOptions["host"], sub.subOptions["port"], sub.subOptions["text"]), ("127.0.0.1", 12000, "hi"))
+        self.assertTrue(sub.subOptions["udp"])
