@@ -1,0 +1,44 @@
+"""
+Tests for contrib/systemd: the unit starts twistd in the foreground,
+restarts on failure and runs unprivileged.
+"""
+
+import configparser
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+UNIT = Path(__file__).resolve().parents[1] / "contrib" / "systemd" / "netproxy@.service"
+
+
+def read_unit(path):
+    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    parser.optionxform = str
+    parser.read_string(path.read_text())
+    return parser
+
+
+class TemplateUnitTests(SynchronousTestCase):
+    def setUp(self):
+        self.unit = read_unit(UNIT)
+
+    def test_exec_start_runs_twistd_in_foreground(self):
+        """ExecStart runs twistd --nodaemon with no pidfile, the role taken from the instance name."""
+        argv = self.unit["Service"]["ExecStart"].split()
+        self.assertTrue(argv[0].endswith("/twistd"))
+        self.assertEqual(argv[1:5], ["--nodaemon", "--pidfile=", "netproxy", "%i"])
+
+    def test_restarts_on_failure(self):
+        """A role that dies is restarted."""
+        self.assertEqual(self.unit["Service"]["Restart"], "on-failure")
+
+    def test_unprivileged(self):
+        """The service runs as a dynamic user that cannot gain privileges."""
+        service = self.unit["Service"]
+        self.assertEqual(service["DynamicUser"], "yes")
+        self.assertEqual(service["NoNewPrivileges"], "yes")
+        self.assertNotIn("User", service)
+
+    def test_reload_is_sighup(self):
+        """systemctl reload sends SIGHUP, which re-reads blocklists."""
+        self.assertIn("-HUP", self.unit["Service"]["ExecReload"])
