@@ -122,9 +122,12 @@ class RelayProtocol(TrackedProtocol, TimeoutMixin):
                          destination=request.destination, rule=str(rule))
             return
         self.transport.pauseProducing()
-        self.connecting = self.factory.connect(request.host, request.port, Factory.forProtocol(partial(_Upstream, self, request)))
-        self.connecting.addCallbacks(self._connected, self._not_connected, (request,), None, (request,))
-        self.connecting.addErrback(self._bug)
+        connecting = self.factory.connect(request.host, request.port, Factory.forProtocol(partial(_Upstream, self, request)))
+        # The Deferred may have fired already (a failed lookup, a blocked
+        # address): its callbacks then run, and clear self.connecting, at once.
+        self.connecting = connecting
+        connecting.addCallbacks(self._connected, self._not_connected, (request,), None, (request,))
+        connecting.addErrback(self._bug)
 
     def _connected(self, upstream, request):
         self.connecting = None

@@ -87,4 +87,8 @@ async def send_relay_request(reactor, proxy, destination, text, timeout, quiet=0
     endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
     factory = Factory.forProtocol(partial(RelayClient, relay_request(*destination, text), reactor, quiet))
     client = await connect(endpoint, factory, f"{host}:{port}")
-    return await within(client.reply, timeout, reactor, f"no reply from the relay at {host}:{port} within {timeout:g} seconds")
+    try:
+        return await within(client.reply, timeout, reactor, f"no reply from the relay at {host}:{port} within {timeout:g} seconds")
+    finally:
+        # A reply that never came must not leave the connection open.
+        client.transport.loseConnection()

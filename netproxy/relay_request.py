@@ -11,7 +11,11 @@ from dataclasses import dataclass
 
 from netproxy.errors import BadRequest
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?)+$")
+# Labels are joined by mandatory dots, so a name can be split into labels in
+# only one way and a near-miss fails in linear time (an optional dot inside a
+# repeated group made the old pattern backtrack exponentially).
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\.?")
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ def _host(value):
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
-        if _HOSTNAME.match(host):
+        if _HOSTNAME.fullmatch(host):
             return host.rstrip(".").lower()
     raise BadRequest(f"server_ip must be an address, got {value!r}")
 
@@ -77,8 +81,11 @@ def _port(value):
         port = None
     elif isinstance(value, int):
         port = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        port = int(value.strip())
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        # isdigit() alone admits digits int() refuses ("²"), and int() refuses
+        # digit strings longer than 4300 characters, which fit in a message.
+        digits = value.strip().lstrip("0")
+        port = int(digits or "0") if len(digits) <= 5 else None
     else:
         port = None
     if port is None or not 1 <= port <= 65535:
@@ -89,4 +96,8 @@ def _port(value):
 def _text(value):
     if not isinstance(value, str):
         raise BadRequest(f"message must be a string, got {type(value).__name__}")
-    return value.encode("utf-8")
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:
+        # JSON can carry a lone surrogate ("\ud800"), which has no UTF-8 form.
+        raise BadRequest("message is not valid Unicode text") from None

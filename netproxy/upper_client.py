@@ -79,7 +79,11 @@ async def upper_tcp(reactor, host, port, text, timeout):
     """
     endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
     client = await connect(endpoint, Factory.forProtocol(partial(UpperTCPClient, text)), f"{host}:{port}")
-    return await within(client.reply, timeout, reactor, f"no reply from {host}:{port} within {timeout:g} seconds")
+    try:
+        return await within(client.reply, timeout, reactor, f"no reply from {host}:{port} within {timeout:g} seconds")
+    finally:
+        # A reply that never came must not leave the connection open.
+        client.transport.loseConnection()
 
 
 async def upper_udp(reactor, host, port, text, timeout):
