@@ -3,7 +3,7 @@ netproxy's twistd plugin is found after a normal and after an editable
 install.
 
 Each test installs a copy of the project into a fresh virtualenv, offline:
-the new environment borrows Twisted and setuptools from the one running the
+the new environment (made without pip) borrows pip, setuptools and Twisted from the one running the
 tests through a C{.pth} line, and pip builds without isolation or an index.
 """
 
@@ -39,7 +39,7 @@ class PluginDiscoveryTests(TestCase):
             shutil.copytree(PROJECT / name, self.source / name,
                             ignore=shutil.ignore_patterns("__pycache__", "dropin.cache"))
         self.venv = self.base / "venv"
-        created = _run([sys.executable, "-m", "venv", str(self.venv)], self.base)
+        created = _run([sys.executable, "-m", "venv", "--without-pip", str(self.venv)], self.base)
         self.assertEqual(created.returncode, 0, created.stderr)
         self.python = str(self.venv / "bin" / "python")
         purelib = _run([self.python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], self.base)
