@@ -54,7 +54,8 @@ class _Upstream(Protocol):
         self.received = 0
 
     def connectionMade(self):
-        self.transport.write(self.request.payload)
+        if not self.relay.closed:
+            self.transport.write(self.request.payload)
 
     def dataReceived(self, data):
         self.received += len(data)
@@ -131,6 +132,10 @@ class RelayProtocol(TrackedProtocol, TimeoutMixin):
 
     def _connected(self, upstream, request):
         self.connecting = None
+        if self.closed:
+            # The client left, or idled out, while we were connecting.
+            upstream.transport.loseConnection()
+            return
         self.upstream = upstream
         self.log.info(
             "forwarded {size} bytes from {peer} to {destination}",
@@ -245,7 +250,7 @@ class RelayFactory(TrackingFactory):
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
-            return self.reactor.resolve(host).addCallback(self._connect_resolved, port, factory)
+            return self.reactor.resolve(host, (self.connect_timeout,)).addCallback(self._connect_resolved, port, factory)
         endpoint_type = TCP6ClientEndpoint if address.version == 6 else TCP4ClientEndpoint
         return endpoint_type(self.reactor, host, port, timeout=self.connect_timeout).connect(factory)
 
