@@ -3,24 +3,19 @@ Access rules: which destinations (or clients) a rule list names.
 
 The relay and the HTTP proxy share one rule syntax for their destination
 blocklists (``--block RULE``, ``--blocklist FILE``), and the HTTP proxy uses
-the same rules for its client allow-list.  This module holds the parser, the
-immutable :class:`Rule` and :class:`RuleSet`, and :class:`RulesFile`, which
-re-reads a rules file on ``SIGHUP`` without ever leaving a half-read list in
-force.
+the same rules for its client allow-list.  This module holds the parser and
+the immutable :class:`Rule` and :class:`RuleSet`; :mod:`netproxy.rules_file`
+reads them from files and reloads them.
 
-It does no I/O besides reading a rules file and no DNS: callers match the
-name they were given, resolve it themselves, and match again with the address.
+It does no I/O and no DNS: callers match the name they were given, resolve
+it themselves, and match again with the address.
 """
 
-import os
 import re
 import socket
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Iterable, Iterator
-
-from twisted.logger import Logger
-from twisted.python.filepath import FilePath
 
 from netproxy.errors import RuleError
 
@@ -351,91 +346,3 @@ class RuleSet:
 
     def __repr__(self) -> str:
         return f"RuleSet({[str(rule) for rule in self._rules]!r})"
-
-
-def _as_filepath(path) -> FilePath:
-    if isinstance(path, FilePath):
-        return path.asTextMode()
-    return FilePath(os.fsdecode(path))
-
-
-def read_rules_file(path) -> RuleSet:
-    """
-    Read a rules file: UTF-8 text, one rule per line, ``#`` comments.
-
-    :param path: A :class:`FilePath`, or a path as ``str`` or ``os.PathLike``.
-    :returns: The file's rules.
-    :raises RuleError: If the file cannot be read or decoded, or a line is not
-        a rule; the message names the file (and the line).
-    """
-    filepath = _as_filepath(path)
-    name = filepath.path
-    try:
-        content = filepath.getContent()
-    except OSError as e:
-        raise RuleError(f"cannot read rules file {name}: {e.strerror or e}") from None
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = content.count(b"\n", 0, e.start) + 1
-        raise RuleError(f"{name} line {line}: not UTF-8 text ({e.reason})") from None
-    # split("\n") rather than splitlines() so line numbers agree with editors
-    # even when a line holds a form feed or other Unicode line break.
-    return RuleSet.from_lines(text.split("\n"), source=name)
-
-
-class RulesFile:
-    """
-    The rules of a file plus fixed rules (from ``--block`` options),
-    reloadable atomically.  The fixed rules come first.  A reload that fails
-    keeps the rules in force, so a typo on ``SIGHUP`` never opens the gates.
-    """
-
-    log = Logger()
-
-    def __init__(self, fixed: RuleSet = RuleSet(), path=None) -> None:
-        """
-        Read the file now, so a bad file stops start-up with a clear message.
-
-        :param fixed: Rules always in force, before the file's.
-        :param path: The rules file (:class:`FilePath`, ``str`` or ``os.PathLike``),
-            or ``None`` for none.
-        :raises RuleError: If the file cannot be read or parsed.
-        """
-        self.fixed = fixed
-        self.path = None if path is None else _as_filepath(path)
-        self._rules = fixed if self.path is None else fixed + read_rules_file(self.path)
-
-    @property
-    def rules(self) -> RuleSet:
-        """The fixed rules followed by the file's, as currently in force."""
-        return self._rules
-
-    def match(self, host: str, port: int | None = None) -> Rule | None:
-        """Find the first rule in force matching a destination; see :meth:`RuleSet.match`."""
-        return self._rules.match(host, port)
-
-    def reload(self) -> bool:
-        """
-        Re-read the file and put its rules in force, or keep the old ones if
-        it cannot be read or parsed (logging why).
-
-        :returns: ``True`` if the new rules are in force (or there is no file),
-            ``False`` if the old ones were kept.
-        """
-        if self.path is None:
-            return True
-        try:
-            loaded = read_rules_file(self.path)
-        except RuleError as e:
-            self.log.error(
-                "refused to reload {path}: {reason}; keeping the {count} rules in force",
-                path=self.path.path,
-                reason=str(e),
-                count=len(self._rules),
-            )
-            return False
-        # One assignment, so a match never sees a half-built list.
-        self._rules = self.fixed + loaded
-        self.log.info("reloaded {count} rules from {path}", count=len(loaded), path=self.path.path)
-        return True

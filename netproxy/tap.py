@@ -64,7 +64,8 @@ class RelayOptions(_ServerOptions):
         self["listen"] = coerce.listen_endpoint("listen", self["listen"])
         self["connect-timeout"] = coerce.seconds("connect-timeout", self["connect-timeout"])
         self["max-size"] = coerce.size("max-size", self["max-size"])
-        from netproxy.acl import RuleSet, RulesFile
+        from netproxy.acl import RuleSet
+        from netproxy.rules_file import RulesFile
         from netproxy.errors import RuleError
 
         try:

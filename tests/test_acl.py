@@ -12,8 +12,9 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
-from netproxy.acl import Rule, RuleSet, RulesFile, parse_rule, read_rules_file
+from netproxy.acl import Rule, RuleSet, parse_rule
 from netproxy.errors import RuleError
+from netproxy.rules_file import RulesFile, read_rules_file
 
 
 class RuleTestMixin:
@@ -517,7 +518,7 @@ class RulesFileTests(SynchronousTestCase):
         self.assertEqual(event["log_level"], LogLevel.info)
         self.assertEqual(event["log_format"], "reloaded {count} rules from {path}")
         self.assertEqual((event["count"], event["path"]), (2, self.path.path))
-        self.assertEqual(event["log_namespace"], "netproxy.acl.RulesFile")
+        self.assertEqual(event["log_namespace"], "netproxy.rules_file.RulesFile")
 
     def test_reload_refuses_bad_file(self):
         """A bad file is refused with a logged error and the old rules stay in force."""

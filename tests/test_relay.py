@@ -21,8 +21,9 @@ from twisted.python.failure import Failure
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
-from netproxy.acl import RuleSet, RulesFile, parse_rule
+from netproxy.acl import RuleSet, parse_rule
 from netproxy.relay import NOT_ALLOWED, RelayFactory, RelayProtocol
+from netproxy.rules_file import RulesFile
 
 CLIENT = IPv4Address("TCP", "127.0.0.1", 5555)
 IDLE_TIMEOUT = 30.0
