@@ -111,6 +111,8 @@ class MessageDecoder:
     so the connection should be answered and closed.
 
     :ivar max_size: the largest message, in bytes, that is accepted.
+    :ivar last_raw: the exact bytes of the message most recently yielded, for
+        relaying a peer's message without rewriting it.
     """
 
     def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
@@ -127,6 +129,7 @@ class MessageDecoder:
         self._in_string = False
         self._escaped = False
         self._failure: str | None = None
+        self.last_raw = b""
 
     @property
     def buffered(self) -> int:
@@ -183,6 +186,7 @@ class MessageDecoder:
                     message = _decode_object(raw)
                 except FramingError as e:
                     self._fail(str(e))
+                self.last_raw = raw
                 yield message
             elif pos < end:
                 self._fail(f"message larger than {self.max_size} bytes")

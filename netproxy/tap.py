@@ -65,8 +65,8 @@ class RelayOptions(_ServerOptions):
         self["connect-timeout"] = coerce.seconds("connect-timeout", self["connect-timeout"])
         self["max-size"] = coerce.size("max-size", self["max-size"])
         from netproxy.acl import RuleSet
-        from netproxy.rules_file import RulesFile
         from netproxy.errors import RuleError
+        from netproxy.rules_file import RulesFile
 
         try:
             self["rules"] = RulesFile(RuleSet(self["block"]), self["blocklist"])
@@ -105,10 +105,61 @@ class UpperOptions(_ServerOptions):
             raise usage.UsageError("--no-tcp and --no-udp together leave nothing to serve")
 
 
+class ReverseOptions(_ServerOptions):
+    synopsis = "[--port 5000 | --listen ENDPOINT]"
+    longdesc = ("Message reverse proxy: servers register themselves (type 1 setup), client data "
+                "messages (type 0) go round-robin to the servers of their privacy policy.")
+    optParameters = [
+        ["listen", "l", "tcp:5000:interface=127.0.0.1", "endpoint for setups and data messages"],
+        ["port", "p", None, "port on 127.0.0.1 to listen on (instead of --listen)"],
+        ["connect-timeout", None, "3", "seconds for a server to accept a forwarded message"],
+        ["timeout", "t", "10", "seconds for a server to answer a forwarded message"],
+        ["retry", None, "1", "seconds before a server that failed is tried again (doubling, up to 30)"],
+        ["setup-grace", None, "1", "a server closing its setup connection within this many seconds stays registered"],
+        ["max-size", None, str(DEFAULT_MAX_SIZE), "largest message accepted, in bytes (64K, 1M ...)"],
+    ]
+
+    def postOptions(self):
+        super().postOptions()
+        if self["port"] is not None:
+            self["listen"] = coerce.listen_endpoint("port", self["port"])
+        self["listen"] = coerce.listen_endpoint("listen", self["listen"])
+        for name in ("connect-timeout", "timeout", "retry", "setup-grace"):
+            self[name] = coerce.seconds(name, self[name])
+        self["max-size"] = coerce.size("max-size", self["max-size"])
+
+
+class ServerOptions(_ServerOptions):
+    synopsis = "--id ID --pp POLICY --listen PORT --revproc PORT [--revproc-host 127.0.0.1]"
+    longdesc = ("Backend server: registers with a reverse proxy and answers each data message "
+                "with the SHA-1 of its payload.")
+    optParameters = [
+        ["id", None, None, "this server's id"],
+        ["pp", None, None, "the privacy policy it serves (PP_1 ...)"],
+        ["listen", "l", None, "port (on 127.0.0.1) or endpoint to take data messages on"],
+        ["revproc", None, "5000", "the reverse proxy's port"],
+        ["revproc-host", None, "127.0.0.1", "the reverse proxy's host"],
+        ["max-size", None, str(DEFAULT_MAX_SIZE), "largest message accepted, in bytes (64K, 1M ...)"],
+    ]
+
+    def postOptions(self):
+        super().postOptions()
+        for name in ("id", "pp", "listen"):
+            if not self[name]:
+                raise usage.UsageError(f"--{name} is required")
+        # Ids travel as numbers when they look like numbers, as the assignment's peers send them.
+        self["id"] = int(self["id"]) if self["id"].isascii() and self["id"].isdigit() else self["id"]
+        self["listen"] = coerce.listen_endpoint("listen", self["listen"])
+        self["revproc"] = coerce.port_number("revproc", self["revproc"])
+        self["max-size"] = coerce.size("max-size", self["max-size"])
+
+
 class Options(usage.Options):
     synopsis = "ROLE [options]"
     longdesc = "netproxy roles. 'twistd netproxy ROLE --help' describes each one."
     subCommands = [
+        ["reverse", None, ReverseOptions, "message reverse proxy with self-registering servers"],
+        ["server", None, ServerOptions, "backend server answering messages with their SHA-1"],
         ["relay", None, RelayOptions, "message relay with a destination blocklist"],
         ["ack", None, AckOptions, "answers every message with a fixed reply (DONE)"],
         ["upper", None, UpperOptions, "TCP and UDP server that upper-cases a-z"],
@@ -175,6 +226,36 @@ def upper_service(options, reactor):
     return service
 
 
+def reverse_service(options, reactor):
+    """
+    The reverse proxy listening on C{--listen}.
+    """
+    from netproxy.forwarder import Forwarder
+    from netproxy.registry import ServerRegistry
+    from netproxy.reverse import ReverseFactory
+
+    registry = ServerRegistry(reactor, first_retry=options["retry"])
+    forwarder = Forwarder(reactor, registry, options["connect-timeout"], options["timeout"], options["max-size"])
+    factory = ReverseFactory(reactor, registry, forwarder, options["idle-timeout"], options["setup-grace"],
+                             options["max-size"])
+    return _listening(options, factory, reactor)
+
+
+def server_service(options, reactor):
+    """
+    The backend server on C{--listen}, registered with C{--revproc}.
+    """
+    from twisted.internet.endpoints import HostnameEndpoint, serverFromString
+
+    from netproxy.backend import BackendService
+
+    registrar = HostnameEndpoint(reactor, options["revproc-host"], options["revproc"], timeout=5)
+    service = BackendService(reactor, serverFromString(reactor, options["listen"]), registrar, options["id"],
+                             options["pp"], options["revproc"], options["idle-timeout"], options["max-size"])
+    service.factory.max_connections = options["max-connections"]
+    return service
+
+
 def client_service(options, reactor):
     """
     One client exchange, then the reactor stops.
@@ -191,4 +272,4 @@ def _listening(options, factory, reactor):
     return service
 
 
-_BUILDERS = {"relay": relay_service, "ack": ack_service, "upper": upper_service, "client": client_service}
+_BUILDERS = {"reverse": reverse_service, "server": server_service, "relay": relay_service, "ack": ack_service, "upper": upper_service, "client": client_service}

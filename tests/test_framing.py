@@ -515,3 +515,15 @@ class PropertyTests(SynchronousTestCase):
                 self.assertLessEqual(decoder.buffered, 20)
         except FramingError:
             self.assertEqual(decoder.buffered, 0)
+
+
+class LastRawTests(SynchronousTestCase):
+    def test_last_raw_is_exact_bytes(self):
+        """last_raw holds each yielded message's bytes exactly as received, across chunks."""
+        decoder = MessageDecoder()
+        stream = b' {"a" : 1,  "b":"x"}\n{"c":[ 2 ]}'
+        seen = []
+        for i in range(len(stream)):
+            for message in decoder.feed(stream[i:i + 1]):
+                seen.append((message, decoder.last_raw))
+        self.assertEqual(seen, [({"a": 1, "b": "x"}, b'{"a" : 1,  "b":"x"}'), ({"c": [2]}, b'{"c":[ 2 ]}')])

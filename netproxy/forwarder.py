@@ -1,0 +1,126 @@
+"""
+Forwarding one data message to a server of its privacy policy and reading
+the answer, failing over to the next server when one does not answer.
+
+Each message gets a new connection, closed once the answer is read: many
+simple servers handle one connection at a time and would hang otherwise.
+"""
+
+import ipaddress
+from functools import partial
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from netproxy.dialing import connect_failure_reason
+from netproxy.errors import FramingError, NetproxyError
+from netproxy.framing import MessageDecoder, encode_message
+from netproxy.messages import error_for
+
+
+class ServerFailed(NetproxyError):
+    """
+    A server accepted a message but gave no usable answer.
+    """
+
+
+class _ServerConnection(Protocol):
+    """
+    Writes one message and fires C{answer} with the raw bytes and the
+    decoded object of the first JSON object that comes back.
+    """
+
+    def __init__(self, request, max_size):
+        self.request = request
+        self.decoder = MessageDecoder(max_size)
+        self.answer = Deferred()
+
+    def connectionMade(self):
+        self.transport.write(self.request)
+
+    def dataReceived(self, data):
+        if self.answer.called:
+            return
+        try:
+            for message in self.decoder.feed(data):
+                self.answer.callback((self.decoder.last_raw, message))
+                return
+        except FramingError as error:
+            self.answer.errback(ServerFailed(f"malformed answer: {error}"))
+
+    def connectionLost(self, reason):
+        if not self.answer.called:
+            self.answer.errback(ServerFailed("closed the connection without answering"))
+
+
+class Forwarder:
+    """
+    Sends data messages to the servers a L{ServerRegistry} offers.
+
+    :param reactor: to connect with, and the clock for timeouts.
+    :param registry: the L{netproxy.registry.ServerRegistry}.
+    :param connect_timeout: seconds for a server to accept the connection.
+    :param answer_timeout: seconds for a server to answer once connected.
+    :param max_size: the largest answer accepted, in bytes.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor, registry, connect_timeout, answer_timeout, max_size):
+        self.reactor = reactor
+        self.registry = registry
+        self.connect_timeout = connect_timeout
+        self.answer_timeout = answer_timeout
+        self.max_size = max_size
+
+    async def forward(self, message, data):
+        """
+        Forward a data message, with every field the client sent.
+
+        :param message: the client's message, as decoded.
+        :param data: the L{netproxy.messages.Data} read from it.
+        :returns: C{(raw, answer)}: the answer's bytes exactly as the server
+            wrote them and the decoded answer; or C{(None, error)} with the
+            type 3 error for the client when no server could answer.
+        """
+        candidates = self.registry.candidates(data.policy)
+        if not candidates:
+            self.log.warn("no server registered for privacy policy {policy}", policy=data.policy)
+            return None, error_for(f"no server registered for privacy policy {data.policy}", data.policy, message)
+        request = encode_message(message)
+        for server in candidates:
+            self.log.info("Forwarding a data message to server id {server_id} payload: {payload}",
+                          server_id=server.server_id, payload=data.payload, address=server.address)
+            try:
+                raw, answer = await self._exchange(server, request)
+            except CancelledError:
+                raise
+            except Exception:
+                reason = connect_failure_reason(Failure())
+                self.registry.mark_down(server)
+                self.log.warn("server id {server_id} at {address} failed: {reason}; marked down",
+                              server_id=server.server_id, address=server.address, reason=reason)
+                continue
+            self.registry.mark_up(server)
+            self.log.info("Received a data message from server id {server_id} payload: {payload}",
+                          server_id=server.server_id, payload=answer.get("payload"))
+            return raw, answer
+        self.log.error("all servers of privacy policy {policy} are down", policy=data.policy)
+        return None, error_for(f"all servers of privacy policy {data.policy} are down", data.policy, message)
+
+    async def _exchange(self, server, request):
+        try:
+            is_v6 = ipaddress.ip_address(server.host).version == 6
+        except ValueError:
+            is_v6 = False
+        endpoint_type = TCP6ClientEndpoint if is_v6 else TCP4ClientEndpoint
+        endpoint = endpoint_type(self.reactor, server.host, server.port, timeout=self.connect_timeout)
+        factory = Factory.forProtocol(partial(_ServerConnection, request, self.max_size))
+        connection = await endpoint.connect(factory)
+        try:
+            return await connection.answer.addTimeout(self.answer_timeout, self.reactor)
+        finally:
+            connection.transport.loseConnection()
