@@ -32,7 +32,9 @@ def _number(message, field, low=0, high=None):
         number = value
     else:
         raise BadRequest(f"{field} must be a number, got {value!r}")
-    if number < low or (high is not None and number > high):
+    if high is None and number < low:
+        raise BadRequest(f"{field} must be at least {low}, got {value!r}")
+    if high is not None and not low <= number <= high:
         raise BadRequest(f"{field} must be from {low} to {high}, got {value!r}")
     return number
 

@@ -152,7 +152,9 @@ class ServerRegistry:
         doubled for each failure in a row, up to C{max_retry}.
         """
         server.failures += 1
-        wait = min(self._max_retry, self._first_retry * 2 ** (server.failures - 1))
+        # The exponent is bounded: a server down for hours fails more than
+        # 1024 times in a row, and 2 ** 1024 does not fit in a float.
+        wait = min(self._max_retry, self._first_retry * 2 ** min(server.failures - 1, 64))
         server.retry_at = self._clock.seconds() + wait
 
     def mark_up(self, server):
