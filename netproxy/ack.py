@@ -17,6 +17,10 @@ class AckProtocol(TrackedProtocol, TimeoutMixin):
     """
     Logs each chunk received and writes the factory's reply for it.  The
     connection stays open until the peer closes it or is idle too long.
+
+    The transport is registered as its own producer, so a peer that sends
+    without reading the replies stops being read once they back up, instead
+    of filling our memory with them.
     """
 
     log = Logger()
@@ -26,6 +30,7 @@ class AckProtocol(TrackedProtocol, TimeoutMixin):
         self.peer = format_address(self.transport.getPeer())
         self.callLater = self.factory.reactor.callLater
         self.setTimeout(self.factory.idle_timeout)
+        self.transport.registerProducer(self.transport, True)
 
     def dataReceived(self, data):
         self.resetTimeout()
@@ -35,6 +40,9 @@ class AckProtocol(TrackedProtocol, TimeoutMixin):
 
     def timeoutConnection(self):
         self.log.info("closing idle connection from {peer}", peer=self.peer)
+        # A transport that paused itself would otherwise never close: once
+        # its buffer drains it tries to resume instead of disconnecting.
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     def connectionLost(self, reason):

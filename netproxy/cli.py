@@ -1,5 +1,5 @@
 """
-The clients' command line: C{netproxy-client upper|relay ...}.
+The clients' command line: C{netproxy-client upper|relay|send ...}.
 
 The same options and the same L{run} serve C{netproxy-client} (through
 L{main}, which starts the reactor with L{task.react}) and the twistd role
@@ -10,7 +10,9 @@ could not be reached, did not answer in time, or the relay answered with an
 error text), 2 for a usage error.
 """
 
+import atexit
 import getopt
+import os
 import sys
 
 from twisted.application.service import Service
@@ -22,9 +24,11 @@ from twisted.python import usage
 from netproxy import coerce
 from netproxy.errors import ClientError
 from netproxy.relay_client import random_word, send_relay_request
+from netproxy.send_client import load_packets, send_packets
 from netproxy.upper_client import upper_tcp, upper_udp
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+MAX_PACKET_FILE = 16 << 20
 
 
 class _InterspersedOptions(usage.Options):
@@ -86,17 +90,47 @@ class RelayClientOptions(_InterspersedOptions):
             self["text"] = random_word()
 
 
+class SendClientOptions(_InterspersedOptions):
+    synopsis = "--id ID --revproc [HOST:]PORT --pkt FILE [--timeout SECONDS]"
+    longdesc = ("Send the data messages of a packet file through a reverse proxy and check "
+                "that each answer carries the SHA-1 of its payload.")
+    optParameters = [
+        ["id", None, None, "this client's id, put in each message's srcid"],
+        ["revproc", None, "5000", "the reverse proxy's [HOST:]PORT"],
+        ["pkt", None, None, "packet file: a JSON data message, a JSON list of them, or one per line"],
+        ["timeout", "t", "10", "seconds to wait for the connection and for each answer"],
+    ]
+
+    def postOptions(self):
+        for name in ("id", "pkt"):
+            if not self[name]:
+                raise usage.UsageError(f"--{name} is required")
+        # Ids travel as numbers when they look like numbers, as the assignment's peers send them.
+        self["id"] = int(self["id"]) if self["id"].isascii() and self["id"].isdigit() else self["id"]
+        self["revproc"] = coerce.host_and_port("revproc", self["revproc"])
+        self["timeout"] = coerce.seconds("timeout", self["timeout"])
+        try:
+            with open(self["pkt"], encoding="utf-8") as packet_file:
+                # Read before the reactor runs, so no callback ever blocks on the disk.
+                self["packets"] = load_packets(packet_file.read(MAX_PACKET_FILE))
+        except (OSError, UnicodeDecodeError) as error:
+            raise usage.UsageError(f"--pkt: cannot read {self['pkt']}: {error}")
+        except ClientError as error:
+            raise usage.UsageError(f"--pkt: {error}")
+
+
 class ClientOptions(usage.Options):
     synopsis = "upper|relay [options]"
     longdesc = "Clients of the netproxy message roles."
     subCommands = [
         ["upper", None, UpperClientOptions, "send a text to an upper server over TCP or UDP"],
         ["relay", None, RelayClientOptions, "send a message through a relay"],
+        ["send", None, SendClientOptions, "send data messages through a reverse proxy"],
     ]
 
     def postOptions(self):
         if self.subCommand is None:
-            raise usage.UsageError("name a client: upper or relay")
+            raise usage.UsageError("name a client: upper, relay or send")
         if self.subCommand == "upper" and self.subOptions["text"] is None:
             # Read before the reactor runs, so no callback ever blocks on stdin.
             self.subOptions["text"] = sys.stdin.readline().rstrip("\r\n")
@@ -117,6 +151,9 @@ async def run(reactor, options, out):
             reply = await send(reactor, sub["host"], sub["port"], sub["text"].encode("utf-8"), sub["timeout"])
             out.write(f"{sub['host']} > {reply.decode('utf-8', 'replace')}\n")
             return EXIT_OK
+        if options.subCommand == "send":
+            ok = await send_packets(reactor, sub["revproc"], sub["id"], sub["packets"], sub["timeout"], out)
+            return EXIT_OK if ok else EXIT_FAILED
         reply = await send_relay_request(reactor, sub["proxy"], sub["to"], sub["text"], sub["timeout"])
         out.write(reply.decode("utf-8", "replace") + "\n")
         return EXIT_FAILED if reply.startswith(b"Error,") or not reply else EXIT_OK
@@ -125,17 +162,37 @@ async def run(reactor, options, out):
         return EXIT_FAILED
 
 
+def exit_after_twistd(status):
+    """
+    Make the process exit with C{status} once twistd has shut down.
+
+    twistd exits 0 whatever its services did, so a failed exchange leaves
+    through an exit handler: it runs after twistd has stopped its logging.
+    """
+
+    def leave():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+    atexit.register(leave)
+
+
 class ClientRunService(Service):
     """
     Runs one client exchange under twistd, then stops the reactor.
+
+    :param set_exit_status: called with a non-zero exit status when the
+        exchange failed, L{exit_after_twistd} by default.
     """
 
     log = Logger()
 
-    def __init__(self, reactor, options, out=sys.stdout):
+    def __init__(self, reactor, options, out=sys.stdout, set_exit_status=exit_after_twistd):
         self.reactor = reactor
         self.options = options
         self.out = out
+        self.set_exit_status = set_exit_status
         self.status = None
 
     def startService(self):
@@ -146,6 +203,8 @@ class ClientRunService(Service):
         def finished(status):
             self.status = status
             self.out.flush()
+            if status != EXIT_OK:
+                self.set_exit_status(status)
             self.reactor.stop()
 
         d = Deferred.fromCoroutine(run(self.reactor, self.options, self.out))

@@ -180,8 +180,11 @@ def makeService(options):
     """
     from twisted.internet import reactor
 
+    from netproxy.shutdown import ExitCleanlyOnTerm
+
     service = MultiService()
     _BUILDERS[options.subCommand](options.subOptions, reactor).setServiceParent(service)
+    ExitCleanlyOnTerm(reactor).setServiceParent(service)
     return service
 
 

@@ -40,6 +40,9 @@ class UpperProtocol(TrackedProtocol, TimeoutMixin):
 
     def timeoutConnection(self):
         self.log.info("closing idle connection from {peer}", peer=self.peer)
+        # A transport that paused itself would otherwise never close: once
+        # its buffer drains it tries to resume instead of disconnecting.
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     def connectionLost(self, reason):

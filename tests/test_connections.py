@@ -1,0 +1,151 @@
+"""
+Tests for L{netproxy.connections}: the connection limit of the listening
+factories, the set of open protocols, and how peer addresses are written.
+"""
+
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.testing import (
+    EventLoggingObserver,
+    StringTransportWithDisconnection,
+)
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from netproxy.connections import (
+    DEFAULT_MAX_CONNECTIONS,
+    TrackedProtocol,
+    TrackingFactory,
+    format_address,
+)
+
+PEER = IPv4Address("TCP", "127.0.0.1", 53211)
+
+
+class _Factory(TrackingFactory):
+    """
+    A tracking factory of plain L{TrackedProtocol}s.
+    """
+
+    protocol = TrackedProtocol
+
+
+def connect(factory, address=PEER):
+    """
+    Build a protocol from C{factory} and connect it to a transport.
+
+    :returns: the protocol and its transport, or C{(None, None)} when the
+        factory refused.
+    """
+    protocol = factory.buildProtocol(address)
+    if protocol is None:
+        return None, None
+    transport = StringTransportWithDisconnection(peerAddress=address)
+    transport.protocol = protocol
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+class TrackingFactoryTests(SynchronousTestCase):
+    """
+    L{TrackingFactory} knows its open connections and refuses past its limit.
+    """
+
+    def test_default_limit(self):
+        """A factory allows DEFAULT_MAX_CONNECTIONS connections unless told otherwise."""
+        self.assertEqual(_Factory().max_connections, DEFAULT_MAX_CONNECTIONS)
+
+    def test_connections_start_empty(self):
+        """A new factory has no open connections."""
+        self.assertEqual(_Factory().connections, set())
+
+    def test_protocol_enters_connections(self):
+        """A connected protocol is in its factory's connections."""
+        factory = _Factory()
+        protocol, _ = connect(factory)
+        self.assertEqual(factory.connections, {protocol})
+
+    def test_protocol_leaves_connections(self):
+        """A protocol whose connection is lost leaves its factory's connections."""
+        factory = _Factory()
+        _, transport = connect(factory)
+        other, _ = connect(factory)
+        transport.loseConnection()
+        self.assertEqual(factory.connections, {other})
+
+    def test_protocol_not_tracked_before_connection(self):
+        """A built protocol is not counted until its connection is made."""
+        factory = _Factory()
+        factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        self.assertEqual(factory.connections, set())
+
+    def test_refuses_past_limit(self):
+        """buildProtocol returns None once max_connections are open."""
+        factory = _Factory()
+        factory.max_connections = 2
+        connect(factory)
+        connect(factory)
+        self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)))
+        self.assertEqual(len(factory.connections), 2)
+
+    def test_accepts_again_after_close(self):
+        """A closed connection frees its place under the limit."""
+        factory = _Factory()
+        factory.max_connections = 1
+        _, transport = connect(factory)
+        transport.loseConnection()
+        protocol, _ = connect(factory)
+        self.assertIsNotNone(protocol)
+
+    def test_refusal_logged_with_peer(self):
+        """A refused connection is logged as a warning naming the peer and the limit."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        factory = _Factory()
+        factory.max_connections = 1
+        connect(factory)
+        factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        self.assertEqual(len(events), 1)
+        self.assertEqual(events[0]["log_level"], LogLevel.warn)
+        self.assertEqual(
+            formatEvent(events[0]),
+            "refusing connection from 127.0.0.1:40000: 1 connections already open",
+        )
+        self.assertEqual(events[0]["peer"], "127.0.0.1:40000")
+
+
+class FormatAddressTests(SynchronousTestCase):
+    """
+    L{format_address} writes peer addresses for logs and replies.
+    """
+
+    def test_ipv4(self):
+        """An IPv4 address is HOST:PORT."""
+        self.assertEqual(format_address(IPv4Address("TCP", "127.0.0.1", 53211)), "127.0.0.1:53211")
+
+    def test_ipv4_udp(self):
+        """A UDP IPv4 address is written the same way as a TCP one."""
+        self.assertEqual(format_address(IPv4Address("UDP", "10.0.0.1", 53)), "10.0.0.1:53")
+
+    def test_ipv6(self):
+        """An IPv6 address is put in brackets before its port."""
+        self.assertEqual(format_address(IPv6Address("TCP", "::1", 443)), "[::1]:443")
+
+    def test_ipv6_scoped(self):
+        """A scoped IPv6 address keeps its zone inside the brackets."""
+        self.assertEqual(format_address(IPv6Address("TCP", "fe80::1%eth0", 80)), "[fe80::1%eth0]:80")
+
+    def test_unix(self):
+        """A UNIX address is its socket path, as text."""
+        self.assertEqual(format_address(UNIXAddress("/run/netproxy.sock")), "/run/netproxy.sock")
+
+    def test_unix_bytes(self):
+        """A UNIX address given as bytes is still written as a plain path."""
+        self.assertEqual(format_address(UNIXAddress(b"/run/netproxy.sock")), "/run/netproxy.sock")
+
+    def test_unnamed_unix(self):
+        """An unnamed UNIX peer (a client socket without a path) is "unix socket"."""
+        self.assertEqual(format_address(UNIXAddress(None)), "unix socket")
+        self.assertEqual(format_address(UNIXAddress(b"")), "unix socket")
+
+    def test_none(self):
+        """No address at all gives a text, not an error."""
+        self.assertIsInstance(format_address(None), str)

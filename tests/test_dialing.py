@@ -1,0 +1,201 @@
+"""
+Tests for L{netproxy.dialing}: resolving, connecting, waiting with a
+timeout, and the few words that say why a connection failed.
+"""
+
+from twisted.internet import error as neterror
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from netproxy.dialing import connect, connect_failure_reason, resolve, within
+from netproxy.errors import ClientError
+
+
+class _Resolver:
+    """
+    A reactor stand-in whose C{resolve} answers from a table and records the
+    names asked for.
+    """
+
+    def __init__(self, table):
+        self.table = table
+        self.asked = []
+
+    def resolve(self, name):
+        self.asked.append(name)
+        if name in self.table:
+            return succeed(self.table[name])
+        return fail(neterror.DNSLookupError(name))
+
+
+class _Endpoint:
+    """
+    An endpoint stand-in whose C{connect} returns a given result.
+    """
+
+    def __init__(self, result):
+        self.result = result
+        self.factories = []
+
+    def connect(self, factory):
+        self.factories.append(factory)
+        return self.result
+
+
+class ConnectFailureReasonTests(SynchronousTestCase):
+    """
+    L{connect_failure_reason} says in a few words why a connection failed.
+    """
+
+    def assertReason(self, exception, text):
+        self.assertEqual(connect_failure_reason(Failure(exception)), text)
+
+    def test_refused(self):
+        """A refused connection is "connection refused"."""
+        self.assertReason(neterror.ConnectionRefusedError(), "connection refused")
+
+    def test_timeout(self):
+        """A connect timeout is "timed out"."""
+        self.assertReason(neterror.TimeoutError(), "timed out")
+
+    def test_tcp_timed_out(self):
+        """A TCP-level timeout is "timed out"."""
+        self.assertReason(neterror.TCPTimedOutError(), "timed out")
+
+    def test_cancelled(self):
+        """A cancelled attempt (as an endpoint timeout cancels it) is "timed out"."""
+        self.assertReason(CancelledError(), "timed out")
+
+    def test_deferred_timeout(self):
+        """A Deferred.addTimeout timeout is "timed out"."""
+        self.assertReason(DeferredTimeout(), "timed out")
+
+    def test_dns(self):
+        """A failed name lookup is "host not found"."""
+        self.assertReason(neterror.DNSLookupError("nowhere.invalid"), "host not found")
+
+    def test_no_route(self):
+        """An unreachable network is "no route to host"."""
+        self.assertReason(neterror.NoRouteError(), "no route to host")
+
+    def test_other_error_message(self):
+        """Any other error is described by its own message."""
+        self.assertReason(ValueError("address family not supported"), "address family not supported")
+
+    def test_other_connect_error(self):
+        """A connect error with no short text falls back to its message."""
+        error = neterror.ConnectionLost("peer went away")
+        self.assertEqual(connect_failure_reason(Failure(error)), Failure(error).getErrorMessage())
+
+
+class WithinTests(SynchronousTestCase):
+    """
+    L{within} waits for a Deferred no longer than a timeout.
+    """
+
+    def test_result_in_time(self):
+        """A result that comes before the timeout is returned."""
+        clock = Clock()
+        waited = Deferred()
+        d = Deferred.fromCoroutine(within(waited, 5, clock, "too slow"))
+        clock.advance(4)
+        waited.callback("answer")
+        self.assertEqual(self.successResultOf(d), "answer")
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_waits_until_timeout(self):
+        """Nothing happens before the timeout has passed."""
+        clock = Clock()
+        d = Deferred.fromCoroutine(within(Deferred(), 5, clock, "too slow"))
+        clock.advance(4.9)
+        self.assertNoResult(d)
+
+    def test_timeout(self):
+        """After the timeout, ClientError with the given message is raised."""
+        clock = Clock()
+        d = Deferred.fromCoroutine(within(Deferred(), 5, clock, "no reply within 5 seconds"))
+        clock.advance(5)
+        failure = self.failureResultOf(d, ClientError)
+        self.assertEqual(str(failure.value), "no reply within 5 seconds")
+
+    def test_timeout_cancels(self):
+        """The waited-for Deferred is cancelled when the time runs out."""
+        clock = Clock()
+        cancelled = []
+        waited = Deferred(cancelled.append)
+        d = Deferred.fromCoroutine(within(waited, 1, clock, "late"))
+        clock.advance(1)
+        self.failureResultOf(d, ClientError)
+        self.assertEqual(cancelled, [waited])
+
+    def test_other_errors_pass(self):
+        """An error of the waited-for Deferred is raised as it is."""
+        clock = Clock()
+        waited = Deferred()
+        d = Deferred.fromCoroutine(within(waited, 5, clock, "late"))
+        waited.errback(ClientError("connection closed after 0 of 3 bytes"))
+        failure = self.failureResultOf(d, ClientError)
+        self.assertEqual(str(failure.value), "connection closed after 0 of 3 bytes")
+
+
+class ResolveTests(SynchronousTestCase):
+    """
+    L{resolve} turns a host into an IP address.
+    """
+
+    def test_ipv4_literal(self):
+        """An IPv4 literal is returned unchanged, without a lookup."""
+        reactor = _Resolver({})
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(resolve(reactor, "127.0.0.1"))), "127.0.0.1")
+        self.assertEqual(reactor.asked, [])
+
+    def test_ipv6_literal(self):
+        """An IPv6 literal is returned unchanged, without a lookup."""
+        reactor = _Resolver({})
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(resolve(reactor, "::1"))), "::1")
+        self.assertEqual(reactor.asked, [])
+
+    def test_name(self):
+        """A host name is looked up with the reactor's resolver."""
+        reactor = _Resolver({"localhost": "127.0.0.1"})
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(resolve(reactor, "localhost"))), "127.0.0.1")
+        self.assertEqual(reactor.asked, ["localhost"])
+
+    def test_unknown_name(self):
+        """A name that cannot be resolved raises ClientError naming it."""
+        d = Deferred.fromCoroutine(resolve(_Resolver({}), "nowhere.invalid"))
+        failure = self.failureResultOf(d, ClientError)
+        self.assertTrue(str(failure.value).startswith("could not resolve nowhere.invalid: "), str(failure.value))
+
+
+class ConnectTests(SynchronousTestCase):
+    """
+    L{connect} connects an endpoint or says why it could not.
+    """
+
+    def test_connected(self):
+        """The connected protocol is returned."""
+        protocol = Protocol()
+        endpoint = _Endpoint(succeed(protocol))
+        factory = Factory.forProtocol(Protocol)
+        d = Deferred.fromCoroutine(connect(endpoint, factory, "127.0.0.1:8888"))
+        self.assertIs(self.successResultOf(d), protocol)
+        self.assertEqual(endpoint.factories, [factory])
+
+    def test_refused(self):
+        """A refused connection raises ClientError naming the destination and the reason."""
+        endpoint = _Endpoint(fail(neterror.ConnectionRefusedError()))
+        d = Deferred.fromCoroutine(connect(endpoint, Factory.forProtocol(Protocol), "127.0.0.1:8888"))
+        failure = self.failureResultOf(d, ClientError)
+        self.assertEqual(str(failure.value), "could not connect to 127.0.0.1:8888: connection refused")
+
+    def test_unknown_host(self):
+        """A failed lookup raises ClientError saying the host was not found."""
+        endpoint = _Endpoint(fail(neterror.DNSLookupError("nowhere.invalid")))
+        d = Deferred.fromCoroutine(connect(endpoint, Factory.forProtocol(Protocol), "nowhere.invalid:80"))
+        failure = self.failureResultOf(d, ClientError)
+        self.assertEqual(str(failure.value), "could not connect to nowhere.invalid:80: host not found")
