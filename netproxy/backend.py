@@ -159,6 +159,10 @@ class BackendService(Service):
         return port
 
     def startService(self):
+        if self._listening is None:
+            # Added to a parent that was already running: nobody called
+            # privilegedStartService, so listen now, as strports services do.
+            self.privilegedStartService()
         super().startService()
         self._listening.addCallback(self._register)
 

@@ -11,6 +11,7 @@ from functools import partial
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -119,7 +120,12 @@ class Forwarder:
         endpoint_type = TCP6ClientEndpoint if is_v6 else TCP4ClientEndpoint
         endpoint = endpoint_type(self.reactor, server.host, server.port, timeout=self.connect_timeout)
         factory = Factory.forProtocol(partial(_ServerConnection, request, self.max_size))
-        connection = await endpoint.connect(factory)
+        try:
+            connection = await endpoint.connect(factory)
+        except ConnectingCancelledError:
+            # Only our own cancellation (the client left) stops an attempt; it
+            # says nothing about the server, so it must not fail over.
+            raise CancelledError()
         try:
             return await connection.answer.addTimeout(self.answer_timeout, self.reactor)
         finally:

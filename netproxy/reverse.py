@@ -35,6 +35,7 @@ class ReverseProtocol(TrackedProtocol, TimeoutMixin):
         self.decoder = MessageDecoder(self.factory.max_size)
         self.queue = deque()
         self.busy = None
+        self._draining = False
         self.closed = False
         self.registrations = []
         self.lifeline = False
@@ -52,20 +53,29 @@ class ReverseProtocol(TrackedProtocol, TimeoutMixin):
         self._next()
 
     def _next(self):
-        while self.queue and self.busy is None and not self.closed:
-            message = self.queue.popleft()
-            try:
-                if isinstance(message, FramingError):
-                    raise BadRequest(str(message))
-                kind = message_type(message)
-                if kind == SETUP:
-                    self._setup(message)
-                elif kind == DATA:
-                    self._data(message)
-                else:
-                    raise BadRequest(f"message type {message['type']!r} is not sent to the reverse proxy")
-            except BadRequest as error:
-                self._refuse(str(error), message)
+        # An answer that is ready at once (no server for the policy) calls
+        # back into here; the loop already running takes the next message,
+        # so pipelined messages do not nest one call per message.
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self.queue and self.busy is None and not self.closed:
+                message = self.queue.popleft()
+                try:
+                    if isinstance(message, FramingError):
+                        raise BadRequest(str(message))
+                    kind = message_type(message)
+                    if kind == SETUP:
+                        self._setup(message)
+                    elif kind == DATA:
+                        self._data(message)
+                    else:
+                        raise BadRequest(f"message type {message['type']!r} is not sent to the reverse proxy")
+                except BadRequest as error:
+                    self._refuse(str(error), message)
+        finally:
+            self._draining = False
 
     def _refuse(self, reason, message):
         self.log.warn("bad message from {peer}: {reason}", peer=self.peer, reason=reason)
@@ -128,6 +138,11 @@ class ReverseProtocol(TrackedProtocol, TimeoutMixin):
             self.transport.abortConnection()
 
     def timeoutConnection(self):
+        if self.busy is not None:
+            # A client waiting for its answer is not idle; the forward has
+            # its own connect and answer timeouts.
+            self.resetTimeout()
+            return
         self.log.info("closing idle connection from {peer}", peer=self.peer)
         self.closed = True
         self.transport.loseConnection()

@@ -86,10 +86,12 @@ class MessageClient(Protocol):
         """
         :returns: a L{Deferred} firing with the decoded answer.
         """
-        self.waiting = Deferred()
+        # _deliver may fire it at once (an answer or a close came first) and
+        # forget it, so keep our own reference to return.
+        waiting = self.waiting = Deferred()
         self.transport.write(encode_message(message))
         self._deliver()
-        return self.waiting
+        return waiting
 
     def dataReceived(self, data):
         try:
