@@ -104,7 +104,8 @@ class RegistrationProtocol(Protocol):
                       address=format_address(self.transport.getPeer()))
 
     def connectionLost(self, reason):
-        self.log.info("registration connection closed; registering again")
+        # ClientService makes a new one unless the server is stopping.
+        self.log.info("registration connection to the reverse proxy closed")
 
 
 def setup_message(server_id, policy, port):

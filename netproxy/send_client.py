@@ -142,7 +142,10 @@ async def send_packets(reactor, revproc, client_id, packets, timeout, out):
             except ClientError as error:
                 out.write(f"transmission FAILED: {error}\n")
                 return False
-            out.write(f"Receiving a response from the server {answer.get('srcid')} payload: {json.dumps(answer)}\n")
+            if identity(answer.get("type")) == str(ERROR):
+                out.write(f"Receiving an error from the reverse proxy: {json.dumps(answer)}\n")
+            else:
+                out.write(f"Receiving a response from the server {answer.get('srcid')} payload: {json.dumps(answer)}\n")
             problem = check_answer(message, answer)
             out.write("transmission OK\n" if problem is None else f"transmission FAILED: {problem}\n")
             all_ok = all_ok and problem is None

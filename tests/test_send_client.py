@@ -289,7 +289,9 @@ class SendPacketsTests(SynchronousTestCase):
         self.scripted(encode_message(error))
         result, _ = self.run_over_iosim()
         self.assertIs(result, False)
-        self.assertEqual(self.out.getvalue().splitlines()[-1],
+        lines = self.out.getvalue().splitlines()
+        self.assertEqual(lines[-2], f"Receiving an error from the reverse proxy: {json.dumps(error)}")
+        self.assertEqual(lines[-1],
                          "transmission FAILED: the reverse proxy answered: no server registered for "
                          "privacy policy PP_1")
 
