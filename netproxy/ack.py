@@ -6,14 +6,13 @@ examples talk to: a raw client sends C{tgmr} and reads C{DONE}.
 """
 
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 
-from netproxy.connections import TrackedProtocol, TrackingFactory, format_address
+from netproxy.connections import TrackedProtocol, TrackingFactory
 
 _LOGGED_TEXT = 200
 
 
-class AckProtocol(TrackedProtocol, TimeoutMixin):
+class AckProtocol(TrackedProtocol):
     """
     Logs each chunk received and writes the factory's reply for it.  The
     connection stays open until the peer closes it or is idle too long.
@@ -27,9 +26,6 @@ class AckProtocol(TrackedProtocol, TimeoutMixin):
 
     def connectionMade(self):
         super().connectionMade()
-        self.peer = format_address(self.transport.getPeer())
-        self.callLater = self.factory.reactor.callLater
-        self.setTimeout(self.factory.idle_timeout)
         self.transport.registerProducer(self.transport, True)
 
     def dataReceived(self, data):
@@ -38,16 +34,6 @@ class AckProtocol(TrackedProtocol, TimeoutMixin):
         self.log.info("received {text!r} from {peer}", text=text, peer=self.peer, size=len(data))
         self.transport.write(self.factory.reply)
 
-    def timeoutConnection(self):
-        self.log.info("closing idle connection from {peer}", peer=self.peer)
-        # A transport that paused itself would otherwise never close: once
-        # its buffer drains it tries to resume instead of disconnecting.
-        self.transport.unregisterProducer()
-        self.transport.loseConnection()
-
-    def connectionLost(self, reason):
-        self.setTimeout(None)
-        super().connectionLost(reason)
 
 
 class AckFactory(TrackingFactory):
@@ -62,7 +48,5 @@ class AckFactory(TrackingFactory):
     protocol = AckProtocol
 
     def __init__(self, reactor, reply=b"DONE", idle_timeout=30.0):
-        super().__init__()
-        self.reactor = reactor
+        super().__init__(reactor, idle_timeout)
         self.reply = reply
-        self.idle_timeout = idle_timeout

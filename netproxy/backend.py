@@ -14,7 +14,6 @@ from twisted.application.service import Service
 from twisted.internet.defer import gatherResults
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 
 from netproxy.connections import TrackedProtocol, TrackingFactory, format_address
 from netproxy.errors import BadRequest, FramingError
@@ -25,7 +24,7 @@ from netproxy.messages import DATA, SETUP, ack_for, error_for, message_type, rea
 RETRY_POLICY = backoffPolicy(initialDelay=0.25, maxDelay=2.0, factor=2.0)
 
 
-class BackendProtocol(TrackedProtocol, TimeoutMixin):
+class BackendProtocol(TrackedProtocol):
     """
     Answers every data message on the connection with a type 2 ack, until
     the peer closes it.
@@ -35,10 +34,7 @@ class BackendProtocol(TrackedProtocol, TimeoutMixin):
 
     def connectionMade(self):
         super().connectionMade()
-        self.peer = format_address(self.transport.getPeer())
         self.decoder = MessageDecoder(self.factory.max_size)
-        self.callLater = self.factory.reactor.callLater
-        self.setTimeout(self.factory.idle_timeout)
 
     def dataReceived(self, data):
         self.resetTimeout()
@@ -61,13 +57,6 @@ class BackendProtocol(TrackedProtocol, TimeoutMixin):
                       client_id=data.client_id, payload=ack["payload"])
         self.transport.write(encode_message(ack))
 
-    def timeoutConnection(self):
-        self.transport.loseConnection()
-
-    def connectionLost(self, reason):
-        self.setTimeout(None)
-        super().connectionLost(reason)
-
 
 class BackendFactory(TrackingFactory):
     """
@@ -80,10 +69,8 @@ class BackendFactory(TrackingFactory):
     protocol = BackendProtocol
 
     def __init__(self, reactor, server_id, idle_timeout=30.0, max_size=DEFAULT_MAX_SIZE):
-        super().__init__()
-        self.reactor = reactor
+        super().__init__(reactor, idle_timeout)
         self.server_id = server_id
-        self.idle_timeout = idle_timeout
         self.max_size = max_size
 
 
@@ -125,12 +112,13 @@ class BackendService(Service):
     :param server_id: this server's id.
     :param policy: the privacy policy it serves.
     :param revproc: how to name the reverse proxy in the log (its port).
+    :param shutdown_timeout: seconds connections may take to finish on stop.
     """
 
     log = Logger()
 
     def __init__(self, reactor, listen, registrar, server_id, policy, revproc, idle_timeout=30.0,
-                 max_size=DEFAULT_MAX_SIZE, retry_policy=RETRY_POLICY):
+                 max_size=DEFAULT_MAX_SIZE, retry_policy=RETRY_POLICY, shutdown_timeout=10.0):
         self.reactor = reactor
         self.listen = listen
         self.registrar = registrar
@@ -139,6 +127,7 @@ class BackendService(Service):
         self.revproc = revproc
         self.factory = BackendFactory(reactor, server_id, idle_timeout, max_size)
         self.retry_policy = retry_policy
+        self.shutdown_timeout = shutdown_timeout
         self.port = None
         self.registration = None
         self._listening = None
@@ -181,4 +170,5 @@ class BackendService(Service):
             stopping.append(self.registration.stopService())
         if self.port is not None:
             stopping.append(self.port.stopListening())
+        stopping.append(self.factory.drain(self.reactor, self.shutdown_timeout))
         return gatherResults([d for d in stopping if d is not None])

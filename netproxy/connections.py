@@ -1,5 +1,7 @@
 """
-Server factories that know their open connections and refuse past a limit.
+Server factories that know their open connections and refuse past a limit,
+and the protocol base every listening role's connections share: it knows
+its peer's address and closes the connection when the peer is idle too long.
 
 Every listening role bounds how many peers it serves at once, and the set of
 open protocols is what a graceful shutdown walks to close idle peers.
@@ -7,9 +9,12 @@ open protocols is what a graceful shutdown walks to close idle peers.
 
 import os
 
+from twisted.application.service import Service
 from twisted.internet.address import UNIXAddress
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
 
 DEFAULT_MAX_CONNECTIONS = 1024
 
@@ -20,6 +25,8 @@ class TrackingFactory(ServerFactory):
     protocol (so the connection is closed at once) when C{max_connections}
     are open already.
 
+    :param reactor: the clock for the protocols' idle timeouts.
+    :param idle_timeout: seconds a peer may stay quiet, or L{None} for ever.
     :ivar connections: the open L{TrackedProtocol} instances.
     """
 
@@ -27,8 +34,11 @@ class TrackingFactory(ServerFactory):
     noisy = False
     max_connections = DEFAULT_MAX_CONNECTIONS
 
-    def __init__(self):
+    def __init__(self, reactor=None, idle_timeout=None):
+        self.reactor = reactor
+        self.idle_timeout = idle_timeout
         self.connections = set()
+        self._drained = []
 
     def buildProtocol(self, addr):
         if len(self.connections) >= self.max_connections:
@@ -40,18 +50,110 @@ class TrackingFactory(ServerFactory):
             return None
         return super().buildProtocol(addr)
 
+    def drain(self, clock, timeout):
+        """
+        Close every connection as soon as it has no work in flight, and abort
+        those still open after C{timeout} seconds.
 
-class TrackedProtocol(Protocol):
+        :param clock: provides C{callLater}.
+        :returns: a L{Deferred} that fires once no connection is open.
+        """
+        if not self.connections:
+            return succeed(None)
+        drained = Deferred()
+        self._drained.append(drained)
+        deadline = clock.callLater(timeout, self._abort_open)
+        for protocol in list(self.connections):
+            protocol.close_when_idle()
+
+        def cancel_deadline(result):
+            if deadline.active():
+                deadline.cancel()
+            return result
+
+        return drained.addBoth(cancel_deadline)
+
+    def _abort_open(self):
+        for protocol in list(self.connections):
+            self.log.warn("shutting down: aborting connection from {peer}, still busy", peer=protocol.peer)
+            protocol.transport.abortConnection()
+
+    def connection_closed(self, protocol):
+        """
+        Forget a protocol whose connection has closed.
+        """
+        self.connections.discard(protocol)
+        if not self.connections:
+            drained, self._drained = self._drained, []
+            for waiting in drained:
+                waiting.callback(None)
+
+
+class TrackedProtocol(Protocol, TimeoutMixin):
     """
-    A protocol that enters its factory's C{connections} while connected.
-    Subclasses that override the connection methods call these too.
+    A protocol that enters its factory's C{connections} while connected,
+    knows its peer as C{self.peer} (C{127.0.0.1:53211}), and is closed after
+    the factory's C{idle_timeout} seconds without traffic (subclasses call
+    C{resetTimeout} when traffic moves).  Subclasses that override the
+    connection methods call these too.
     """
+
+    log = Logger()
 
     def connectionMade(self):
         self.factory.connections.add(self)
+        self.peer = format_address(self.transport.getPeer())
+        if self.factory.reactor is not None:
+            self.callLater = self.factory.reactor.callLater
+        self.setTimeout(self.factory.idle_timeout)
+
+    def timeoutConnection(self):
+        self.log.info("closing idle connection from {peer}", peer=self.peer)
+        self.close()
+
+    def close_when_idle(self):
+        """
+        Close the connection once no work is in flight, for a graceful
+        shutdown.  Roles with work in flight (an exchange, a forward)
+        override this and close when it is done.
+        """
+        self.close()
+
+    def close(self):
+        """
+        Close the connection after what was written has been sent.
+        """
+        # A transport that paused itself (its own producer) would otherwise
+        # never close: once its buffer drains it resumes instead.
+        if getattr(self.transport, "producer", None) is not None:
+            self.transport.unregisterProducer()
+        self.transport.loseConnection()
 
     def connectionLost(self, reason):
-        self.factory.connections.discard(self)
+        self.setTimeout(None)
+        self.factory.connection_closed(self)
+
+
+class DrainOnStop(Service):
+    """
+    When stopped, waits for a L{TrackingFactory}'s connections to finish
+    their work and close (see L{TrackingFactory.drain}).  Put it in a
+    L{MultiService} before the listening service, which is then stopped
+    first, so no new connection arrives while it drains.
+
+    :param factory: the L{TrackingFactory}.
+    :param clock: provides C{callLater}.
+    :param timeout: seconds to wait before aborting busy connections.
+    """
+
+    def __init__(self, factory, clock, timeout):
+        self.factory = factory
+        self.clock = clock
+        self.timeout = timeout
+
+    def stopService(self):
+        super().stopService()
+        return self.factory.drain(self.clock, self.timeout)
 
 
 def format_address(address):

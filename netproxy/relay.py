@@ -11,18 +11,17 @@ the client leaves, or nothing moves for C{idle_timeout} seconds.
 """
 
 import ipaddress
-from collections import deque
 from functools import partial
 
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 
-from netproxy.connections import TrackedProtocol, TrackingFactory, format_address
+from netproxy.connections import TrackingFactory
 from netproxy.dialing import connect_failure_reason
 from netproxy.errors import BadRequest, Blocked, FramingError
-from netproxy.framing import DEFAULT_MAX_SIZE, MessageDecoder
+from netproxy.framing import DEFAULT_MAX_SIZE
+from netproxy.message_stream import MessageStreamProtocol
 from netproxy.relay_request import parse_relay_request
 
 NOT_ALLOWED = b"Error, not allowed address"
@@ -65,7 +64,7 @@ class _Upstream(Protocol):
         self.relay.upstream_lost(self)
 
 
-class RelayProtocol(TrackedProtocol, TimeoutMixin):
+class RelayProtocol(MessageStreamProtocol):
     """
     One client connection of the relay.
 
@@ -78,23 +77,8 @@ class RelayProtocol(TrackedProtocol, TimeoutMixin):
 
     def connectionMade(self):
         super().connectionMade()
-        self.peer = format_address(self.transport.getPeer())
-        self.decoder = MessageDecoder(self.factory.max_size)
-        self.queue = deque()
         self.upstream = None
         self.connecting = None
-        self.closed = False
-        self.callLater = self.factory.reactor.callLater
-        self.setTimeout(self.factory.idle_timeout)
-
-    def dataReceived(self, data):
-        self.resetTimeout()
-        try:
-            for message in self.decoder.feed(data):
-                self.queue.append(message)
-        except FramingError as error:
-            self.queue.append(error)
-        self._next()
 
     def _next(self):
         while self.queue and self.connecting is None and not self.closed:
@@ -194,6 +178,10 @@ class RelayProtocol(TrackedProtocol, TimeoutMixin):
         if upstream is self.upstream:
             self.upstream = None
             self.transport.unregisterProducer()
+            self.work_done()
+
+    def working(self):
+        return self.upstream is not None or self.connecting is not None
 
     def _close_upstream(self):
         if self.upstream is not None:
@@ -202,15 +190,13 @@ class RelayProtocol(TrackedProtocol, TimeoutMixin):
             upstream.transport.loseConnection()
 
     def timeoutConnection(self):
-        self.log.info("closing idle connection from {peer}", peer=self.peer)
         self.closed = True
         self._close_upstream()
-        self.transport.loseConnection()
+        super().timeoutConnection()
 
     def connectionLost(self, reason):
         super().connectionLost(reason)
         self.closed = True
-        self.setTimeout(None)
         if self.connecting is not None:
             self.connecting.cancel()
         self._close_upstream()
@@ -233,10 +219,8 @@ class RelayFactory(TrackingFactory):
     protocol = RelayProtocol
 
     def __init__(self, reactor, rules, idle_timeout=30.0, connect_timeout=10.0, max_size=DEFAULT_MAX_SIZE):
-        super().__init__()
-        self.reactor = reactor
+        super().__init__(reactor, idle_timeout)
         self.rules = rules
-        self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
         self.max_size = max_size
 

@@ -9,19 +9,18 @@ server registered; one that the server keeps open is its lifeline, and the
 server is removed when it closes.
 """
 
-from collections import deque
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 
-from netproxy.connections import TrackedProtocol, TrackingFactory, format_address
+from netproxy.connections import TrackingFactory
 from netproxy.errors import BadRequest, FramingError
-from netproxy.framing import DEFAULT_MAX_SIZE, MessageDecoder, encode_message
+from netproxy.framing import DEFAULT_MAX_SIZE, encode_message
+from netproxy.message_stream import MessageStreamProtocol
 from netproxy.messages import DATA, SETUP, error_for, message_type, read_data, read_setup
 
 
-class ReverseProtocol(TrackedProtocol, TimeoutMixin):
+class ReverseProtocol(MessageStreamProtocol):
     """
     One connection to the reverse proxy: a server's registration or a
     client's data messages, answered one at a time, in order.
@@ -31,26 +30,11 @@ class ReverseProtocol(TrackedProtocol, TimeoutMixin):
 
     def connectionMade(self):
         super().connectionMade()
-        self.peer = format_address(self.transport.getPeer())
-        self.decoder = MessageDecoder(self.factory.max_size)
-        self.queue = deque()
         self.busy = None
         self._draining = False
-        self.closed = False
         self.registrations = []
         self.lifeline = False
         self._grace = None
-        self.callLater = self.factory.reactor.callLater
-        self.setTimeout(self.factory.idle_timeout)
-
-    def dataReceived(self, data):
-        self.resetTimeout()
-        try:
-            for message in self.decoder.feed(data):
-                self.queue.append(message)
-        except FramingError as error:
-            self.queue.append(error)
-        self._next()
 
     def _next(self):
         # An answer that is ready at once (no server for the policy) calls
@@ -127,9 +111,14 @@ class ReverseProtocol(TrackedProtocol, TimeoutMixin):
             self.log.info("Forwarding a data message to client id {client_id} payload: {payload}",
                           client_id=data.client_id, payload=answer.get("payload"))
         self.transport.write(raw + b"\n")
+        if self.work_done():
+            return
         self.resetTimeout()
         self.transport.resumeProducing()
         self._next()
+
+    def working(self):
+        return self.busy is not None
 
     def _failed(self, failure):
         self.busy = None
@@ -143,14 +132,12 @@ class ReverseProtocol(TrackedProtocol, TimeoutMixin):
             # its own connect and answer timeouts.
             self.resetTimeout()
             return
-        self.log.info("closing idle connection from {peer}", peer=self.peer)
         self.closed = True
-        self.transport.loseConnection()
+        super().timeoutConnection()
 
     def connectionLost(self, reason):
         super().connectionLost(reason)
         self.closed = True
-        self.setTimeout(None)
         if self.busy is not None:
             self.busy.cancel()
         if self._grace is not None:
@@ -179,10 +166,8 @@ class ReverseFactory(TrackingFactory):
     protocol = ReverseProtocol
 
     def __init__(self, reactor, registry, forwarder, idle_timeout=30.0, setup_grace=1.0, max_size=DEFAULT_MAX_SIZE):
-        super().__init__()
-        self.reactor = reactor
+        super().__init__(reactor, idle_timeout)
         self.registry = registry
         self.forwarder = forwarder
-        self.idle_timeout = idle_timeout
         self.setup_grace = setup_grace
         self.max_size = max_size

@@ -12,7 +12,7 @@ from twisted.python import usage
 
 from netproxy import coerce
 from netproxy.cli import ClientOptions
-from netproxy.connections import DEFAULT_MAX_CONNECTIONS
+from netproxy.connections import DEFAULT_MAX_CONNECTIONS, DrainOnStop
 from netproxy.framing import DEFAULT_MAX_SIZE
 
 
@@ -24,10 +24,12 @@ class _ServerOptions(usage.Options):
     optParameters = [
         ["idle-timeout", None, "30", "seconds without traffic before a peer is disconnected"],
         ["max-connections", None, str(DEFAULT_MAX_CONNECTIONS), "most peers served at once; more are refused"],
+        ["shutdown-timeout", None, "10", "seconds work in flight may take to finish after SIGTERM"],
     ]
 
     def postOptions(self):
         self["idle-timeout"] = coerce.seconds("idle-timeout", self["idle-timeout"])
+        self["shutdown-timeout"] = coerce.seconds("shutdown-timeout", self["shutdown-timeout"])
         self["max-connections"] = coerce.count("max-connections", self["max-connections"])
 
 
@@ -223,6 +225,7 @@ def upper_service(options, reactor):
     if options["tcp"] is not None:
         factory = UpperFactory(reactor, options["idle-timeout"])
         factory.max_connections = options["max-connections"]
+        DrainOnStop(factory, reactor, options["shutdown-timeout"]).setServiceParent(service)
         internet.TCPServer(options["tcp"], factory, interface=options["interface"], reactor=reactor).setServiceParent(service)
     if options["udp"] is not None:
         internet.UDPServer(options["udp"], UpperDatagramProtocol(), interface=options["interface"], reactor=reactor).setServiceParent(service)
@@ -254,7 +257,8 @@ def server_service(options, reactor):
 
     registrar = HostnameEndpoint(reactor, options["revproc-host"], options["revproc"], timeout=5)
     service = BackendService(reactor, serverFromString(reactor, options["listen"]), registrar, options["id"],
-                             options["pp"], options["revproc"], options["idle-timeout"], options["max-size"])
+                             options["pp"], options["revproc"], options["idle-timeout"], options["max-size"],
+                             shutdown_timeout=options["shutdown-timeout"])
     service.factory.max_connections = options["max-connections"]
     return service
 
@@ -271,6 +275,9 @@ def client_service(options, reactor):
 def _listening(options, factory, reactor):
     factory.max_connections = options["max-connections"]
     service = MultiService()
+    # Stopped after the listener (a MultiService stops its children last
+    # first), so it drains while nothing new comes in.
+    DrainOnStop(factory, reactor, options["shutdown-timeout"]).setServiceParent(service)
     strports.service(options["listen"], factory, reactor=reactor).setServiceParent(service)
     return service
 

@@ -8,12 +8,11 @@ text is never altered beyond its ASCII letters.
 
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 
-from netproxy.connections import TrackedProtocol, TrackingFactory, format_address
+from netproxy.connections import TrackedProtocol, TrackingFactory
 
 
-class UpperProtocol(TrackedProtocol, TimeoutMixin):
+class UpperProtocol(TrackedProtocol):
     """
     Streams the upper-cased copy of what it reads back to the peer.
 
@@ -26,10 +25,7 @@ class UpperProtocol(TrackedProtocol, TimeoutMixin):
 
     def connectionMade(self):
         super().connectionMade()
-        self.peer = format_address(self.transport.getPeer())
         self.received = 0
-        self.callLater = self.factory.reactor.callLater
-        self.setTimeout(self.factory.idle_timeout)
         self.transport.registerProducer(self.transport, True)
         self.log.info("connection from {peer}", peer=self.peer)
 
@@ -38,15 +34,7 @@ class UpperProtocol(TrackedProtocol, TimeoutMixin):
         self.received += len(data)
         self.transport.write(data.upper())
 
-    def timeoutConnection(self):
-        self.log.info("closing idle connection from {peer}", peer=self.peer)
-        # A transport that paused itself would otherwise never close: once
-        # its buffer drains it tries to resume instead of disconnecting.
-        self.transport.unregisterProducer()
-        self.transport.loseConnection()
-
     def connectionLost(self, reason):
-        self.setTimeout(None)
         super().connectionLost(reason)
         self.log.info("connection from {peer} closed after {size} bytes", peer=self.peer, size=self.received)
 
@@ -62,9 +50,7 @@ class UpperFactory(TrackingFactory):
     protocol = UpperProtocol
 
     def __init__(self, reactor, idle_timeout=30.0):
-        super().__init__()
-        self.reactor = reactor
-        self.idle_timeout = idle_timeout
+        super().__init__(reactor, idle_timeout)
 
 
 class UpperDatagramProtocol(DatagramProtocol):

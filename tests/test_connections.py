@@ -149,3 +149,52 @@ class FormatAddressTests(SynchronousTestCase):
     def test_none(self):
         """No address at all gives a text, not an error."""
         self.assertIsInstance(format_address(None), str)
+
+
+class DrainTests(SynchronousTestCase):
+    """
+    L{TrackingFactory.drain} closes connections once idle and aborts the busy ones after its timeout.
+    """
+
+    def setUp(self):
+        from twisted.internet.task import Clock
+
+        self.clock = Clock()
+        self.factory = _Factory()
+
+    def test_no_connections(self):
+        """Draining a factory with no connection is done at once."""
+        self.successResultOf(self.factory.drain(self.clock, 5))
+
+    def test_idle_connections_closed(self):
+        """Idle connections are closed at once and the drain fires."""
+        _, first = connect(self.factory)
+        _, second = connect(self.factory)
+        self.successResultOf(self.factory.drain(self.clock, 5))
+        self.assertFalse(first.connected or second.connected)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_busy_connection_aborted_after_timeout(self):
+        """A connection that does not close by the deadline is aborted, then the drain fires."""
+        protocol, transport = connect(self.factory)
+        protocol.close_when_idle = lambda: None
+        aborted = []
+        transport.abortConnection = lambda: (aborted.append(True), transport.loseConnection())
+        drained = self.factory.drain(self.clock, 5)
+        self.assertNoResult(drained)
+        self.clock.advance(5)
+        self.assertEqual(aborted, [True])
+        self.successResultOf(drained)
+
+    def test_drain_on_stop(self):
+        """DrainOnStop's stopService waits for the factory to drain."""
+        from netproxy.connections import DrainOnStop
+
+        protocol, transport = connect(self.factory)
+        protocol.close_when_idle = lambda: None
+        service = DrainOnStop(self.factory, self.clock, 5)
+        service.startService()
+        stopped = service.stopService()
+        self.assertNoResult(stopped)
+        transport.loseConnection()
+        self.successResultOf(stopped)

@@ -1004,3 +1004,32 @@ class EndToEndTests(SynchronousTestCase):
         self.assertEqual(client.received, b"Error, not allowed address")
         self.assertTrue(client.lost)
         self.assertEqual(self.reactor.tcpClients, [])
+
+
+class ShutdownTests(RelayTestCase):
+    """
+    A graceful shutdown lets the exchange in flight finish and starts no new one.
+    """
+
+    def test_idle_client_closed_at_once(self):
+        """A client with no exchange in flight is closed at once."""
+        self.protocol.close_when_idle()
+        self.assertClosed(self.transport)
+
+    def test_exchange_in_flight_finishes(self):
+        """A client whose exchange is in flight gets the whole reply, then is closed."""
+        upstream, upstream_transport = self.exchange()
+        self.protocol.close_when_idle()
+        self.assertOpen(self.transport)
+        upstream.dataReceived(b"DONE")
+        self.assertOpen(self.transport)
+        upstream_transport.loseConnection()
+        self.assertEqual(self.transport.value(), b"DONE")
+        self.assertClosed(self.transport)
+
+    def test_no_new_request_while_stopping(self):
+        """A request that arrives during the shutdown opens no connection."""
+        self.exchange()
+        self.protocol.close_when_idle()
+        self.protocol.dataReceived(encode(server_port=9999))
+        self.assertEqual(len(self.reactor.tcpClients), 1)

@@ -681,3 +681,28 @@ class EndToEndTests(SynchronousTestCase):
         settle(self.reactor, self.pumps)
         self.assertTrue(self.successResultOf(d))
         self.assertEqual(out.getvalue().count("Receiving a response from the server 101 "), 2)
+
+
+class ShutdownTests(ReverseTestCase):
+    """
+    A graceful shutdown lets a forward in flight be answered, then closes.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.register(100, 124)
+        self.protocol, self.transport = self.connect()
+
+    def test_idle_client_closed_at_once(self):
+        """A client with no message in flight is closed at once."""
+        self.protocol.close_when_idle()
+        self.assertFalse(self.transport.connected)
+
+    def test_answer_in_flight_delivered(self):
+        """A client waiting for an answer gets it, and is then closed."""
+        self.send(self.protocol, data())
+        self.protocol.close_when_idle()
+        self.assertTrue(self.transport.connected)
+        complete(self.reactor)[0].dataReceived(ack())
+        self.assertEqual(self.transport.value(), ack() + b"\n")
+        self.assertFalse(self.transport.connected)
