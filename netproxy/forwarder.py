@@ -120,6 +120,7 @@ class Forwarder:
         endpoint_type = TCP6ClientEndpoint if is_v6 else TCP4ClientEndpoint
         endpoint = endpoint_type(self.reactor, server.host, server.port, timeout=self.connect_timeout)
         factory = Factory.forProtocol(partial(_ServerConnection, request, self.max_size))
+        factory.noisy = False
         try:
             connection = await endpoint.connect(factory)
         except ConnectingCancelledError:

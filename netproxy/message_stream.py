@@ -5,11 +5,15 @@ handle them one at a time, in order (the relay and the reverse proxy).
 
 from collections import deque
 
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from zope.interface import implementer
+
 from netproxy.connections import TrackedProtocol
 from netproxy.errors import FramingError
 from netproxy.framing import MessageDecoder
 
 
+@implementer(IHalfCloseableProtocol)
 class MessageStreamProtocol(TrackedProtocol):
     """
     Decodes the peer's messages into C{queue}, which the subclass works
@@ -19,8 +23,10 @@ class MessageStreamProtocol(TrackedProtocol):
     itself, so the messages before it are still handled first.  C{closed}
     is set once the connection is refused or lost; nothing more is handled.
     C{stopping} is set by a graceful shutdown: the work in flight finishes,
-    nothing new starts, and the connection closes.  The factory provides
-    C{max_size}.
+    nothing new starts, and the connection closes.  A peer that half-closes
+    (C{shutdown(SHUT_WR)} after its last message, as naive clients do) has
+    what it sent handled and answered, then the connection closes.  The
+    factory provides C{max_size}.
     """
 
     def connectionMade(self):
@@ -29,6 +35,7 @@ class MessageStreamProtocol(TrackedProtocol):
         self.queue = deque()
         self.closed = False
         self.stopping = False
+        self.peer_done = False
 
     def dataReceived(self, data):
         self.resetTimeout()
@@ -63,9 +70,18 @@ class MessageStreamProtocol(TrackedProtocol):
         """
         Subclasses call this when the work in flight has ended.
 
-        :returns: whether the connection is being closed for a shutdown.
+        :returns: whether the connection is being closed (for a shutdown, or
+            because the peer has sent all it will and all is answered).
         """
-        if self.stopping and not self.working():
+        finished = self.stopping or (self.peer_done and not self.queue)
+        if finished and not self.working():
             self.close()
             return True
         return False
+
+    def readConnectionLost(self):
+        self.peer_done = True
+        self.work_done()
+
+    def writeConnectionLost(self):
+        self.close()

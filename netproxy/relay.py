@@ -107,7 +107,9 @@ class RelayProtocol(MessageStreamProtocol):
                          destination=request.destination, rule=str(rule))
             return
         self.transport.pauseProducing()
-        connecting = self.factory.connect(request.host, request.port, Factory.forProtocol(partial(_Upstream, self, request)))
+        upstream_factory = Factory.forProtocol(partial(_Upstream, self, request))
+        upstream_factory.noisy = False
+        connecting = self.factory.connect(request.host, request.port, upstream_factory)
         # The Deferred may have fired already (a failed lookup, a blocked
         # address): its callbacks then run, and clear self.connecting, at once.
         self.connecting = connecting

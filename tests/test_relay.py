@@ -1033,3 +1033,27 @@ class ShutdownTests(RelayTestCase):
         self.protocol.close_when_idle()
         self.protocol.dataReceived(encode(server_port=9999))
         self.assertEqual(len(self.reactor.tcpClients), 1)
+
+
+class HalfCloseTests(RelayTestCase):
+    """
+    A client that half-closes after its request still gets the reply.
+    """
+
+    def test_reply_then_closed(self):
+        """The exchange runs to its end after the client's half-close, then the client is closed."""
+        upstream, upstream_transport = self.exchange()
+        self.protocol.readConnectionLost()
+        self.assertOpen(self.transport)
+        upstream.dataReceived(b"DONE")
+        upstream_transport.loseConnection()
+        self.assertEqual(self.transport.value(), b"DONE")
+        self.assertClosed(self.transport)
+
+    def test_request_in_same_segment_as_fin(self):
+        """A request whose connection attempt starts as the client half-closes is still forwarded."""
+        self.protocol.dataReceived(encode())
+        self.protocol.readConnectionLost()
+        _, upstream_transport = complete(self.reactor)
+        self.assertEqual(upstream_transport.value(), b"tgmr")
+        self.assertOpen(self.transport)

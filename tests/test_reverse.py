@@ -706,3 +706,31 @@ class ShutdownTests(ReverseTestCase):
         complete(self.reactor)[0].dataReceived(ack())
         self.assertEqual(self.transport.value(), ack() + b"\n")
         self.assertFalse(self.transport.connected)
+
+
+class HalfCloseTests(ReverseTestCase):
+    """
+    A client that half-closes after its messages still gets their answers.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.register(100, 124)
+        self.protocol, self.transport = self.connect()
+
+    def test_answers_then_closes(self):
+        """Messages sent before the half-close are answered in order, then the connection closes."""
+        self.send(self.protocol, data("one"))
+        self.send(self.protocol, data("two"))
+        self.protocol.readConnectionLost()
+        self.assertTrue(self.transport.connected)
+        complete(self.reactor)[0].dataReceived(ack("one"))
+        self.assertTrue(self.transport.connected)
+        complete(self.reactor)[0].dataReceived(ack("two"))
+        self.assertEqual(self.transport.value(), ack("one") + b"\n" + ack("two") + b"\n")
+        self.assertFalse(self.transport.connected)
+
+    def test_nothing_sent(self):
+        """A client that half-closes having sent nothing is closed at once."""
+        self.protocol.readConnectionLost()
+        self.assertFalse(self.transport.connected)
