@@ -131,7 +131,22 @@ class RelayProtocol(MessageStreamProtocol):
         )
         self.transport.registerProducer(upstream.transport, True)
         self.transport.resumeProducing()
+        if self.peer_done and not self.queue:
+            self._pass_on_end(upstream)
         self._next()
+
+    def readConnectionLost(self):
+        # The client has sent all it will: pass its FIN on to the destination,
+        # as a TCP proxy does.  Most servers then answer and close, and a
+        # server that treats the end of input as a disconnect ends the
+        # exchange at once; the reply is relayed either way.
+        super().readConnectionLost()
+        if self.upstream is not None and not self.queue:
+            self._pass_on_end(self.upstream)
+
+    def _pass_on_end(self, upstream):
+        half_close = getattr(upstream.transport, "loseWriteConnection", upstream.transport.loseConnection)
+        half_close()
 
     def _not_connected(self, failure, request):
         self.connecting = None

@@ -1043,6 +1043,7 @@ class HalfCloseTests(RelayTestCase):
     def test_reply_then_closed(self):
         """The exchange runs to its end after the client's half-close, then the client is closed."""
         upstream, upstream_transport = self.exchange()
+        upstream_transport.loseWriteConnection = lambda: None
         self.protocol.readConnectionLost()
         self.assertOpen(self.transport)
         upstream.dataReceived(b"DONE")
@@ -1051,9 +1052,18 @@ class HalfCloseTests(RelayTestCase):
         self.assertClosed(self.transport)
 
     def test_request_in_same_segment_as_fin(self):
-        """A request whose connection attempt starts as the client half-closes is still forwarded."""
+        """A request whose connection attempt starts as the client half-closes is forwarded, then its end."""
         self.protocol.dataReceived(encode())
         self.protocol.readConnectionLost()
         _, upstream_transport = complete(self.reactor)
         self.assertEqual(upstream_transport.value(), b"tgmr")
-        self.assertOpen(self.transport)
+        self.assertClosed(upstream_transport)
+
+    def test_end_passed_on(self):
+        """The client's end of input is passed on to the destination as a half-close."""
+        upstream, upstream_transport = self.exchange()
+        half_closed = []
+        upstream_transport.loseWriteConnection = lambda: half_closed.append(True)
+        self.protocol.readConnectionLost()
+        self.assertEqual(half_closed, [True])
+        self.assertOpen(upstream_transport)
