@@ -7,7 +7,6 @@ byte, and failover to the next server when one gives no usable answer.
 import json
 
 from twisted.internet import error
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.testing import (
     EventLoggingObserver,
@@ -15,7 +14,6 @@ from twisted.internet.testing import (
     StringTransportWithDisconnection,
 )
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.errors import FramingError
@@ -23,34 +21,13 @@ from netproxy.forwarder import Forwarder, ServerFailed, _ServerConnection
 from netproxy.framing import encode_message
 from netproxy.messages import read_data, sha1_hex
 from netproxy.registry import ServerRegistry
+from netproxy.testing import complete_connection, fail_connection
 
 CONNECT_TIMEOUT = 3.0
 ANSWER_TIMEOUT = 10.0
 MESSAGE = {"type": 0, "srcid": 50, "privPoliId": "PP_1", "payloadsize": 5, "payload": "hello"}
 ANSWER = (b'{"type":2,  "srcid":100,"destid":50,"payloadsize":40,"payload":"'
           + sha1_hex("hello").encode("ascii") + b'"}')
-
-
-def complete(reactor, index=-1):
-    """
-    Let the recorded connection attempt C{index} succeed.
-
-    :returns: the connected upstream protocol and its transport.
-    """
-    host, port, factory = reactor.tcpClients[index][:3]
-    address = IPv6Address("TCP", host, port) if ":" in host else IPv4Address("TCP", host, port)
-    protocol = factory.buildProtocol(address)
-    transport = StringTransportWithDisconnection(peerAddress=address)
-    transport.protocol = protocol
-    protocol.makeConnection(transport)
-    return protocol, transport
-
-
-def fail_connection(reactor, reason, index=-1):
-    """
-    Let the recorded connection attempt C{index} fail with C{reason}.
-    """
-    reactor.tcpClients[index][2].clientConnectionFailed(reactor.connectors[index], Failure(reason))
 
 
 def discard(d):
@@ -183,13 +160,13 @@ class ForwardTests(ForwarderTestCase):
         """The message goes out as one JSON line with every field the client sent."""
         message = dict(MESSAGE, extra={"nested": [1, 2]}, srcid="50")
         self.forward(message)
-        _, transport = complete(self.reactor)
+        _, transport = complete_connection(self.reactor)
         self.assertEqual(transport.value(), encode_message(message))
 
     def test_answer_exact(self):
         """The result is the answer's exact bytes and its decoded form."""
         d = self.forward()
-        protocol, _ = complete(self.reactor)
+        protocol, _ = complete_connection(self.reactor)
         self.assertNoResult(d)
         protocol.dataReceived(ANSWER + b"\r\n")
         self.assertEqual(self.successResultOf(d), (ANSWER, json.loads(ANSWER)))
@@ -197,7 +174,7 @@ class ForwardTests(ForwarderTestCase):
     def test_closes_after_answer(self):
         """The connection to the server is closed once the answer is read."""
         self.forward()
-        protocol, transport = complete(self.reactor)
+        protocol, transport = complete_connection(self.reactor)
         self.assertTrue(transport.connected)
         protocol.dataReceived(ANSWER)
         self.assertFalse(transport.connected)
@@ -206,13 +183,13 @@ class ForwardTests(ForwarderTestCase):
         """Each message gets its own connection, in round-robin order."""
         for _ in range(3):
             self.forward()
-            complete(self.reactor)[0].dataReceived(ANSWER)
+            complete_connection(self.reactor)[0].dataReceived(ANSWER)
         self.assertEqual([client[1] for client in self.reactor.tcpClients], [124, 125, 124])
 
     def test_log_lines(self):
         """Forwarding and the answer are logged as the assignment writes them."""
         self.forward()
-        complete(self.reactor)[0].dataReceived(ANSWER)
+        complete_connection(self.reactor)[0].dataReceived(ANSWER)
         self.assertEqual(self.lines(LogLevel.info), [
             "Forwarding a data message to server id 100 payload: hello",
             "Received a data message from server id 100 payload: " + sha1_hex("hello"),
@@ -223,7 +200,7 @@ class ForwardTests(ForwarderTestCase):
         self.registry.mark_down(self.first)
         self.reactor.advance(1)
         self.forward()
-        complete(self.reactor)[0].dataReceived(ANSWER)
+        complete_connection(self.reactor)[0].dataReceived(ANSWER)
         self.assertEqual((self.first.failures, self.first.retry_at, self.first.forwarded), (0, None, 1))
 
 
@@ -238,7 +215,7 @@ class FailoverTests(ForwarderTestCase):
         that server 100 is marked down.
         """
         self.assertEqual(self.reactor.tcpClients[-1][:2], ("127.0.0.2", 125))
-        complete(self.reactor)[0].dataReceived(ANSWER)
+        complete_connection(self.reactor)[0].dataReceived(ANSWER)
         self.assertEqual(self.successResultOf(d)[0], ANSWER)
         self.assertEqual(self.first.failures, 1)
         self.assertEqual(self.first.retry_at, self.reactor.seconds() + 1.0)
@@ -262,7 +239,7 @@ class FailoverTests(ForwarderTestCase):
     def test_answer_timeout(self):
         """A server that accepts but does not answer within the answer timeout fails over, and is disconnected."""
         d = self.forward()
-        _, transport = complete(self.reactor)
+        _, transport = complete_connection(self.reactor)
         self.reactor.advance(ANSWER_TIMEOUT - 0.1)
         self.assertEqual(len(self.reactor.tcpClients), 1)
         self.reactor.advance(0.1)
@@ -272,14 +249,14 @@ class FailoverTests(ForwarderTestCase):
     def test_closed_without_answer(self):
         """A server that closes without answering fails over."""
         d = self.forward()
-        _, transport = complete(self.reactor)
+        _, transport = complete_connection(self.reactor)
         transport.loseConnection()
         self.assertFailedOver(d)
 
     def test_malformed_answer(self):
         """A malformed answer fails over, and the server is disconnected."""
         d = self.forward()
-        protocol, transport = complete(self.reactor)
+        protocol, transport = complete_connection(self.reactor)
         protocol.dataReceived(b"{nope}")
         self.assertFalse(transport.connected)
         self.assertFailedOver(d)
@@ -320,7 +297,7 @@ class CancelTests(ForwarderTestCase):
     def test_while_waiting_for_answer(self):
         """Cancelling while waiting for the answer closes the server connection and marks nobody down."""
         d = self.forward()
-        _, transport = complete(self.reactor)
+        _, transport = complete_connection(self.reactor)
         d.cancel()
         self.failureResultOf(d, CancelledError)
         self.assertFalse(transport.connected)

@@ -17,13 +17,13 @@ from twisted.internet.testing import (
     StringTransportWithDisconnection,
 )
 from twisted.logger import LogLevel, globalLogPublisher
-from twisted.python.failure import Failure
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.acl import RuleSet, parse_rule
 from netproxy.relay import NOT_ALLOWED, RelayFactory, RelayProtocol
 from netproxy.rules_file import RulesFile
+from netproxy.testing import complete_connection, fail_connection
 
 CLIENT = IPv4Address("TCP", "127.0.0.1", 5555)
 IDLE_TIMEOUT = 30.0
@@ -64,29 +64,6 @@ def connect_client(factory, peer=CLIENT):
     transport.protocol = protocol
     protocol.makeConnection(transport)
     return protocol, transport
-
-
-def complete(reactor, index=-1):
-    """
-    Let the relay's recorded connection attempt C{index} succeed.
-
-    :returns: the connected upstream protocol (inside the endpoint's wrapper)
-        and its transport.
-    """
-    host, port, factory = reactor.tcpClients[index][:3]
-    address = IPv4Address("TCP", host, port)
-    protocol = factory.buildProtocol(address)
-    transport = StringTransportWithDisconnection(peerAddress=address)
-    transport.protocol = protocol
-    protocol.makeConnection(transport)
-    return protocol, transport
-
-
-def fail_connection(reactor, reason, index=-1):
-    """
-    Let the relay's recorded connection attempt C{index} fail with C{reason}.
-    """
-    reactor.tcpClients[index][2].clientConnectionFailed(reactor.connectors[index], Failure(reason))
 
 
 class RelayTestCase(SynchronousTestCase):
@@ -140,7 +117,7 @@ class RelayTestCase(SynchronousTestCase):
         :returns: the upstream protocol and transport.
         """
         self.protocol.dataReceived(encode() if data is None else data)
-        return complete(self.reactor)
+        return complete_connection(self.reactor)
 
 
 class BlockedTests(RelayTestCase):
@@ -330,7 +307,7 @@ class ForwardingTests(RelayTestCase):
         self.protocol.dataReceived(encode(message="next"))
         self.assertClosed(first_transport)
         self.assertEqual(len(self.reactor.tcpClients), 2)
-        second, second_transport = complete(self.reactor)
+        second, second_transport = complete_connection(self.reactor)
         self.assertEqual(second_transport.value(), b"next")
 
     def test_stale_upstream_data_not_relayed(self):
@@ -339,7 +316,7 @@ class ForwardingTests(RelayTestCase):
         """
         first, _ = self.exchange()
         self.protocol.dataReceived(encode(message="next"))
-        second, _ = complete(self.reactor)
+        second, _ = complete_connection(self.reactor)
         first.dataReceived(b"late")
         second.dataReceived(b"fresh")
         self.assertEqual(self.transport.value(), b"fresh")
@@ -350,10 +327,10 @@ class ForwardingTests(RelayTestCase):
         """
         self.protocol.dataReceived(encode(message="a") + b"\n" + encode(message="b") + b"\n")
         self.assertEqual(len(self.reactor.tcpClients), 1)
-        _, first_transport = complete(self.reactor, 0)
+        _, first_transport = complete_connection(self.reactor, 0)
         self.assertEqual(first_transport.value(), b"a")
         self.assertEqual(len(self.reactor.tcpClients), 2)
-        _, second_transport = complete(self.reactor, 1)
+        _, second_transport = complete_connection(self.reactor, 1)
         self.assertEqual(second_transport.value(), b"b")
 
     def test_split_one_byte_at_a_time(self):
@@ -366,7 +343,7 @@ class ForwardingTests(RelayTestCase):
         self.assertEqual(self.reactor.tcpClients, [])
         self.protocol.dataReceived(data[-1:])
         self.assertEqual(len(self.reactor.tcpClients), 1)
-        _, upstream_transport = complete(self.reactor)
+        _, upstream_transport = complete_connection(self.reactor)
         self.assertEqual(upstream_transport.value(), b"tgmr")
 
     def test_whitespace_between_requests(self):
@@ -427,8 +404,8 @@ class ForwardingTests(RelayTestCase):
         self.protocol.dataReceived(encode(message="one"))
         other.dataReceived(encode(message="two"))
         self.assertEqual(len(self.reactor.tcpClients), 2)
-        first, first_upstream = complete(self.reactor, 0)
-        second, second_upstream = complete(self.reactor, 1)
+        first, first_upstream = complete_connection(self.reactor, 0)
+        second, second_upstream = complete_connection(self.reactor, 1)
         self.assertEqual((first_upstream.value(), second_upstream.value()), (b"one", b"two"))
         second.dataReceived(b"2")
         first.dataReceived(b"1")
@@ -615,7 +592,7 @@ class BadRequestTests(RelayTestCase):
         """
         self.protocol.dataReceived(encode() + b"\n]")
         self.assertEqual(self.transport.value(), b"")
-        _, upstream_transport = complete(self.reactor)
+        _, upstream_transport = complete_connection(self.reactor)
         self.assertEqual(upstream_transport.value(), b"tgmr")
         self.assertEqual(self.transport.value(), b"Error, bad request: expected a JSON object, got ']'")
 
@@ -754,7 +731,7 @@ class ClientDisconnectTests(RelayTestCase):
         protocol.dataReceived(encode())
         self.reactor.advance(IDLE_TIMEOUT)
         self.assertTrue(transport.disconnecting)
-        _, upstream_transport = complete(self.reactor)
+        _, upstream_transport = complete_connection(self.reactor)
         self.assertEqual(upstream_transport.value(), b"")
         self.assertClosed(upstream_transport)
 
@@ -815,7 +792,7 @@ class ResolveTests(RelayTestCase):
         self.assertEqual(self.lookups, ["upstream.example"])
         [(host, port, _, timeout, _)] = self.reactor.tcpClients
         self.assertEqual((host, port, timeout), ("127.0.0.1", 8888, CONNECT_TIMEOUT))
-        _, upstream_transport = complete(self.reactor)
+        _, upstream_transport = complete_connection(self.reactor)
         self.assertEqual(upstream_transport.value(), b"tgmr")
 
     def test_resolved_address_blocked(self):
@@ -1055,7 +1032,7 @@ class HalfCloseTests(RelayTestCase):
         """A request whose connection attempt starts as the client half-closes is forwarded, then its end."""
         self.protocol.dataReceived(encode())
         self.protocol.readConnectionLost()
-        _, upstream_transport = complete(self.reactor)
+        _, upstream_transport = complete_connection(self.reactor)
         self.assertEqual(upstream_transport.value(), b"tgmr")
         self.assertClosed(upstream_transport)
 

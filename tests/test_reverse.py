@@ -18,7 +18,6 @@ from twisted.internet.testing import (
     StringTransportWithDisconnection,
 )
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
-from twisted.python.failure import Failure
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -29,6 +28,7 @@ from netproxy.messages import sha1_hex
 from netproxy.registry import ServerRegistry
 from netproxy.reverse import ReverseFactory
 from netproxy.send_client import send_packets
+from netproxy.testing import complete_connection, fail_connection
 
 CLIENT = IPv4Address("TCP", "127.0.0.1", 5555)
 SERVER_HOST = IPv4Address("TCP", "10.0.0.7", 40001)
@@ -63,28 +63,6 @@ def ack(payload="hello", server_id=100, spacing=" "):
     """
     return (f'{{"type":2,{spacing}"srcid":{server_id},"destid":50,"payloadsize":40,'
             f'"payload":"{sha1_hex(payload)}"}}').encode("ascii")
-
-
-def complete(reactor, index=-1):
-    """
-    Let the recorded connection attempt C{index} succeed.
-
-    :returns: the upstream protocol (inside the endpoint's wrapper) and its transport.
-    """
-    host, port, factory = reactor.tcpClients[index][:3]
-    address = IPv4Address("TCP", host, port)
-    protocol = factory.buildProtocol(address)
-    transport = StringTransportWithDisconnection(peerAddress=address)
-    transport.protocol = protocol
-    protocol.makeConnection(transport)
-    return protocol, transport
-
-
-def fail_connection(reactor, reason, index=-1):
-    """
-    Let the recorded connection attempt C{index} fail with C{reason}.
-    """
-    reactor.tcpClients[index][2].clientConnectionFailed(reactor.connectors[index], Failure(reason))
 
 
 def replies(transport):
@@ -238,11 +216,11 @@ class SetupTests(ReverseTestCase):
         self.register(100, 124)
         client, _ = self.connect()
         self.send(client, data())
-        complete(self.reactor)[0].dataReceived(ack())
+        complete_connection(self.reactor)[0].dataReceived(ack())
         self.register(101, 125)
         for _ in range(2):
             self.send(client, data())
-            complete(self.reactor)[0].dataReceived(ack())
+            complete_connection(self.reactor)[0].dataReceived(ack())
         self.assertEqual([c[1] for c in self.reactor.tcpClients], [124, 125, 124])
 
     def test_bad_setup(self):
@@ -272,7 +250,7 @@ class DataTests(ReverseTestCase):
         self.send(self.protocol, message)
         [(host, port, _, timeout, _)] = self.reactor.tcpClients
         self.assertEqual((host, port, timeout), ("10.0.0.7", 124, CONNECT_TIMEOUT))
-        _, upstream = complete(self.reactor)
+        _, upstream = complete_connection(self.reactor)
         self.assertEqual(json.loads(upstream.value()), message)
 
     def test_answer_byte_for_byte(self):
@@ -280,13 +258,13 @@ class DataTests(ReverseTestCase):
         writes = []
         self.transport.write = writes.append
         self.send(self.protocol, data())
-        complete(self.reactor)[0].dataReceived(ack(spacing="   "))
+        complete_connection(self.reactor)[0].dataReceived(ack(spacing="   "))
         self.assertEqual(writes, [ack(spacing="   ") + b"\n"])
 
     def test_upstream_closed_after_answer(self):
         """The connection to the server is closed once its answer is read."""
         self.send(self.protocol, data())
-        protocol, upstream = complete(self.reactor)
+        protocol, upstream = complete_connection(self.reactor)
         protocol.dataReceived(ack())
         self.assertFalse(upstream.connected)
         self.assertTrue(self.transport.connected)
@@ -295,7 +273,7 @@ class DataTests(ReverseTestCase):
         """The client transport is paused while its message is in flight and resumed after the answer."""
         self.send(self.protocol, data())
         self.assertEqual(self.transport.producerState, "paused")
-        complete(self.reactor)[0].dataReceived(ack())
+        complete_connection(self.reactor)[0].dataReceived(ack())
         self.assertEqual(self.transport.producerState, "producing")
 
     def test_many_messages_in_order(self):
@@ -304,7 +282,7 @@ class DataTests(ReverseTestCase):
         answered = []
         for payload in ("a", "b", "c"):
             self.assertEqual(len(self.reactor.tcpClients), len(answered) + 1)
-            protocol, upstream = complete(self.reactor)
+            protocol, upstream = complete_connection(self.reactor)
             self.assertEqual(json.loads(upstream.value())["payload"], payload)
             protocol.dataReceived(ack(payload))
             answered.append(payload)
@@ -314,7 +292,7 @@ class DataTests(ReverseTestCase):
         """Five messages over servers 100 and 101 go 100, 101, 100, 101, 100."""
         for _ in range(5):
             self.send(self.protocol, data())
-            complete(self.reactor)[0].dataReceived(ack())
+            complete_connection(self.reactor)[0].dataReceived(ack())
         self.assertEqual([c[1] for c in self.reactor.tcpClients], [124, 125, 124, 125, 124])
 
     def test_round_robin_concurrent(self):
@@ -326,7 +304,7 @@ class DataTests(ReverseTestCase):
     def test_log_lines(self):
         """A forwarded message is logged with the assignment's four lines, in order."""
         self.send(self.protocol, data())
-        complete(self.reactor)[0].dataReceived(ack())
+        complete_connection(self.reactor)[0].dataReceived(ack())
         digest = sha1_hex("hello")
         self.assertEqual(self.lines(LogLevel.info)[-4:], [
             "Received a data message from client 50 privacy policy PP_1 payload: hello",
@@ -344,9 +322,9 @@ class DataTests(ReverseTestCase):
         """A client waiting for a slow failover is not closed as idle."""
         self.forwarder.answer_timeout = IDLE_TIMEOUT
         self.send(self.protocol, data())
-        complete(self.reactor)
+        complete_connection(self.reactor)
         self.reactor.advance(IDLE_TIMEOUT)
-        protocol, _ = complete(self.reactor)
+        protocol, _ = complete_connection(self.reactor)
         self.reactor.advance(IDLE_TIMEOUT - 1)
         self.assertTrue(self.transport.connected)
         protocol.dataReceived(ack(server_id=101))
@@ -380,7 +358,7 @@ class FailoverTests(ReverseTestCase):
         the client sees, and that server 100 is down.
         """
         self.assertEqual(self.reactor.tcpClients[-1][1], 125)
-        complete(self.reactor)[0].dataReceived(ack(server_id=101))
+        complete_connection(self.reactor)[0].dataReceived(ack(server_id=101))
         self.assertEqual(self.transport.value(), ack(server_id=101) + b"\n")
         self.assertTrue(self.transport.connected)
         self.assertIsNotNone(self.registry.servers("PP_1")[0].retry_at)
@@ -398,7 +376,7 @@ class FailoverTests(ReverseTestCase):
 
     def test_answer_timeout(self):
         """A server that does not answer within answer_timeout fails over."""
-        complete(self.reactor)
+        complete_connection(self.reactor)
         self.reactor.advance(ANSWER_TIMEOUT - 0.5)
         self.assertEqual(len(self.reactor.tcpClients), 1)
         self.reactor.advance(0.5)
@@ -406,12 +384,12 @@ class FailoverTests(ReverseTestCase):
 
     def test_closed_without_answer(self):
         """A server that closes without answering fails over."""
-        complete(self.reactor)[1].loseConnection()
+        complete_connection(self.reactor)[1].loseConnection()
         self.assertFailedOver()
 
     def test_malformed_answer(self):
         """A server that answers malformed JSON fails over."""
-        complete(self.reactor)[0].dataReceived(b'{"type": 2, "payload": }')
+        complete_connection(self.reactor)[0].dataReceived(b'{"type": 2, "payload": }')
         self.assertFailedOver()
 
     def test_all_down(self):
@@ -426,7 +404,7 @@ class FailoverTests(ReverseTestCase):
     def test_all_down_string_type_and_spelling(self):
         """The error copies the client's policy key spelling and string type."""
         fail_connection(self.reactor, error.ConnectionRefusedError())
-        complete(self.reactor)[0].dataReceived(ack(server_id=101))
+        complete_connection(self.reactor)[0].dataReceived(ack(server_id=101))
         self.transport.clear()
         message = {"type": "0", "srcid": "50", "privPolyId": "PP_1", "payload": "x"}
         self.send(self.protocol, message)
@@ -438,15 +416,15 @@ class FailoverTests(ReverseTestCase):
     def test_down_server_rejoins(self):
         """After the back-off the down server is tried again, and rejoins the rotation when it answers."""
         fail_connection(self.reactor, error.ConnectionRefusedError())
-        complete(self.reactor)[0].dataReceived(ack(server_id=101))
+        complete_connection(self.reactor)[0].dataReceived(ack(server_id=101))
         # Within the back-off only 101 is tried.
         self.send(self.protocol, data())
         self.assertEqual(self.reactor.tcpClients[-1][1], 125)
-        complete(self.reactor)[0].dataReceived(ack(server_id=101))
+        complete_connection(self.reactor)[0].dataReceived(ack(server_id=101))
         self.reactor.advance(1.0)
         for _ in range(3):
             self.send(self.protocol, data())
-            complete(self.reactor)[0].dataReceived(ack())
+            complete_connection(self.reactor)[0].dataReceived(ack())
         self.assertEqual([c[1] for c in self.reactor.tcpClients], [124, 125, 125, 124, 125, 124])
         self.assertEqual([s.retry_at for s in self.registry.servers("PP_1")], [None, None])
 
@@ -547,7 +525,7 @@ class BadInputTests(ReverseTestCase):
         protocol, transport = self.connect()
         protocol.dataReceived(encode_message(data()) + b"{bad}")
         self.assertTrue(transport.connected)
-        complete(self.reactor)[0].dataReceived(ack())
+        complete_connection(self.reactor)[0].dataReceived(ack())
         value = transport.value()
         self.assertTrue(value.startswith(ack() + b"\n"), value)
         self.assertEqual(json.loads(value[len(ack()) + 1:])["type"], 3)
@@ -559,7 +537,7 @@ class BadInputTests(ReverseTestCase):
         other, other_transport = self.connect(IPv4Address("TCP", "127.0.0.1", 6666))
         self.refused(b"garbage")
         self.send(other, data())
-        complete(self.reactor)[0].dataReceived(ack())
+        complete_connection(self.reactor)[0].dataReceived(ack())
         self.assertEqual(other_transport.value(), ack() + b"\n")
 
 
@@ -586,7 +564,7 @@ class ClientGoneTests(ReverseTestCase):
 
     def test_while_waiting(self):
         """The upstream connection is closed and nothing is logged as an error."""
-        _, upstream = complete(self.reactor)
+        _, upstream = complete_connection(self.reactor)
         self.transport.loseConnection()
         self.assertFalse(upstream.connected)
         self.assertEqual(len(self.reactor.tcpClients), 1)
@@ -703,7 +681,7 @@ class ShutdownTests(ReverseTestCase):
         self.send(self.protocol, data())
         self.protocol.close_when_idle()
         self.assertTrue(self.transport.connected)
-        complete(self.reactor)[0].dataReceived(ack())
+        complete_connection(self.reactor)[0].dataReceived(ack())
         self.assertEqual(self.transport.value(), ack() + b"\n")
         self.assertFalse(self.transport.connected)
 
@@ -724,9 +702,9 @@ class HalfCloseTests(ReverseTestCase):
         self.send(self.protocol, data("two"))
         self.protocol.readConnectionLost()
         self.assertTrue(self.transport.connected)
-        complete(self.reactor)[0].dataReceived(ack("one"))
+        complete_connection(self.reactor)[0].dataReceived(ack("one"))
         self.assertTrue(self.transport.connected)
-        complete(self.reactor)[0].dataReceived(ack("two"))
+        complete_connection(self.reactor)[0].dataReceived(ack("two"))
         self.assertEqual(self.transport.value(), ack("one") + b"\n" + ack("two") + b"\n")
         self.assertFalse(self.transport.connected)
 

@@ -2,7 +2,6 @@
 Tests for L{netproxy.tap}: each role's options and the services they build.
 """
 
-from twisted.internet.testing import MemoryReactor
 from twisted.python.filepath import FilePath
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
@@ -11,21 +10,8 @@ from netproxy import tap
 from netproxy.ack import AckFactory
 from netproxy.relay import RelayFactory
 from netproxy.reload import ReloadOnHangup
+from netproxy.testing import UDPMemoryReactor
 from netproxy.upper import UpperDatagramProtocol, UpperFactory
-
-
-class MemoryUDPReactor(MemoryReactor):
-    """
-    A L{MemoryReactor} that also records UDP listeners, which it lacks.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.udpServers = []
-
-    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
-        self.udpServers.append((port, protocol, interface, maxPacketSize))
-        return self.listenTCP(port, None, interface=interface)
 
 
 def parse(*argv):
@@ -35,7 +21,7 @@ def parse(*argv):
 
 
 def start(builder, options):
-    reactor = MemoryUDPReactor()
+    reactor = UDPMemoryReactor()
     service = builder(options.subOptions, reactor)
     service.privilegedStartService()
     service.startService()
@@ -148,18 +134,18 @@ class UpperOptionsTests(SynchronousTestCase):
     def test_defaults(self):
         """The upper server listens on TCP and UDP port 12000 of 127.0.0.1."""
         reactor, service = start(tap.upper_service, parse("upper"))
-        [(port, factory, backlog, interface), udp_entry] = reactor.tcpServers
+        [(port, factory, backlog, interface)] = reactor.tcpServers
         self.assertEqual((port, interface), (12000, "127.0.0.1"))
         self.assertIsInstance(factory, UpperFactory)
-        [(udp_port, protocol, udp_interface, size)] = reactor.udpServers
-        self.assertEqual((udp_port, udp_interface), (12000, "127.0.0.1"))
-        self.assertIsInstance(protocol, UpperDatagramProtocol)
+        [udp] = reactor.udpPorts
+        self.assertEqual((udp.port, udp.interface), (12000, "127.0.0.1"))
+        self.assertIsInstance(udp.protocol, UpperDatagramProtocol)
 
     def test_only_tcp(self):
         """--no-udp leaves only the TCP listener."""
         reactor, service = start(tap.upper_service, parse("upper", "--no-udp", "--tcp", "12001"))
         self.assertEqual([(entry[0], type(entry[1])) for entry in reactor.tcpServers], [(12001, UpperFactory)])
-        self.assertEqual(reactor.udpServers, [])
+        self.assertEqual(reactor.udpPorts, [])
 
     def test_nothing_to_serve(self):
         """--no-tcp with --no-udp is refused."""

@@ -4,8 +4,7 @@ as it sent, the UDP client for one datagram, and both turn refusals and
 silence into a one-line L{ClientError}.
 """
 
-from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import (
     MemoryReactorClock,
@@ -15,63 +14,9 @@ from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.errors import ClientError
+from netproxy.testing import FakeUDPPort, UDPMemoryReactor
 from netproxy.upper import UpperFactory
 from netproxy.upper_client import UpperTCPClient, UpperUDPClient, upper_tcp, upper_udp
-
-
-class FakeUDPPort:
-    """
-    A listening UDP port of L{UDPMemoryReactor}: records what its protocol
-    does with it.
-
-    :ivar written: C{(datagram, address)} for each write.
-    :ivar connected_to: the C{(host, port)} given to C{connect}, or L{None}.
-    :ivar listening: whether C{stopListening} has not been called yet.
-    """
-
-    def __init__(self, port, protocol, interface):
-        self.port = port
-        self.protocol = protocol
-        self.interface = interface
-        self.written = []
-        self.connected_to = None
-        self.listening = True
-
-    def connect(self, host, port):
-        self.connected_to = (host, port)
-
-    def write(self, datagram, address=None):
-        self.written.append((datagram, address))
-
-    def getHost(self):
-        return IPv4Address("UDP", "127.0.0.1", 40000)
-
-    def stopListening(self):
-        self.listening = False
-        self.protocol.doStop()
-
-
-class UDPMemoryReactor(MemoryReactorClock):
-    """
-    A L{MemoryReactorClock} that also listens on UDP (in memory) and resolves
-    names from a table.
-
-    :ivar udpPorts: the L{FakeUDPPort}s, in the order they were opened.
-    """
-
-    def __init__(self, names=None):
-        super().__init__()
-        self.udpPorts = []
-        self.names = names or {}
-
-    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
-        listening = FakeUDPPort(port, protocol, interface)
-        self.udpPorts.append(listening)
-        protocol.makeConnection(listening)
-        return listening
-
-    def resolve(self, name, timeout=10):
-        return succeed(self.names[name])
 
 
 class UpperTCPClientTests(SynchronousTestCase):
