@@ -30,12 +30,23 @@ class ReloadOnHangup(Service):
         self._signals = signals
         self._previous = None
 
+    def privilegedStartService(self):
+        # Before any listener announces itself, so a SIGHUP sent as soon as
+        # the role listens is never the default (fatal) one.
+        super().privilegedStartService()
+        self._install()
+
     def startService(self):
         super().startService()
-        self._previous = self._signals.signal(self._signals.SIGHUP, self._hangup)
+        self._install()
+
+    def _install(self):
+        if self._previous is None:
+            self._previous = self._signals.signal(self._signals.SIGHUP, self._hangup)
 
     def stopService(self):
         self._signals.signal(self._signals.SIGHUP, self._previous or self._signals.SIG_DFL)
+        self._previous = None
         return super().stopService()
 
     def _hangup(self, signum, frame):

@@ -17,6 +17,8 @@ from twisted.logger import Logger
 class ExitCleanlyOnTerm(Service):
     """
     While running, answers SIGTERM by stopping the reactor, so twistd exits 0.
+    Put it first in its L{MultiService}, so its handler is in place before
+    any listener starts.
 
     :param reactor: the reactor, with C{callWhenRunning}, C{callFromThread}
         and C{stop}.
@@ -29,9 +31,15 @@ class ExitCleanlyOnTerm(Service):
         self._reactor = reactor
         self._signals = signals
 
+    def privilegedStartService(self):
+        super().privilegedStartService()
+        # Before any listener announces itself: a SIGTERM that comes before
+        # the reactor runs queues a clean stop.
+        self._signals.signal(self._signals.SIGTERM, self._terminate)
+
     def startService(self):
         super().startService()
-        # The reactor installs its own handlers when it starts: go after it.
+        # The reactor puts in its own handler when it starts: go after it.
         self._reactor.callWhenRunning(self._install)
 
     def _install(self):

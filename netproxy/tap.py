@@ -185,8 +185,9 @@ def makeService(options):
     from netproxy.shutdown import ExitCleanlyOnTerm
 
     service = MultiService()
-    _BUILDERS[options.subCommand](options.subOptions, reactor).setServiceParent(service)
+    # First, so its handler is in place before any listener starts.
     ExitCleanlyOnTerm(reactor).setServiceParent(service)
+    _BUILDERS[options.subCommand](options.subOptions, reactor).setServiceParent(service)
     return service
 
 
@@ -199,9 +200,11 @@ def relay_service(options, reactor):
 
     rules = options["rules"]
     factory = RelayFactory(reactor, rules, options["idle-timeout"], options["connect-timeout"], options["max-size"])
-    service = _listening(options, factory, reactor)
+    service = MultiService()
     if options["blocklist"]:
+        # Before the listener, so SIGHUP is handled as soon as the relay listens.
         ReloadOnHangup([rules.reload], reactor).setServiceParent(service)
+    _listening(options, factory, reactor).setServiceParent(service)
     return service
 
 

@@ -72,3 +72,12 @@ class ReloadOnHangupTests(SynchronousTestCase):
         self.assertEqual(self.reloaded, ["ok"])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertTrue(any("log_failure" in event for event in events))
+
+    def test_installed_before_listening(self):
+        """The handler is in place from privilegedStartService, and startService does not install it twice."""
+        self.service.privilegedStartService()
+        handler = self.signals.handlers[FakeSignals.SIGHUP]
+        self.assertNotEqual(handler, "previous")
+        self.service.startService()
+        self.service.stopService()
+        self.assertEqual(self.signals.handlers[FakeSignals.SIGHUP], "previous")

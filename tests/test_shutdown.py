@@ -68,3 +68,19 @@ class ExitCleanlyOnTermTests(SynchronousTestCase):
         install, args = self.reactor.when_running[0]
         install(*args)
         self.assertEqual(self.signals.handlers, {})
+
+    def test_installed_before_listening(self):
+        """The handler is in place from privilegedStartService, before any listener starts."""
+        self.service.privilegedStartService()
+        self.assertIn(FakeSignals.SIGTERM, self.signals.handlers)
+
+
+class ServiceOrderTests(SynchronousTestCase):
+    def test_signal_service_first(self):
+        """makeService puts the SIGTERM service before the role's listeners."""
+        from netproxy import tap
+
+        options = tap.Options()
+        options.parseOptions(["ack", "--listen", "tcp:0:interface=127.0.0.1"])
+        service = tap.makeService(options)
+        self.assertIsInstance(list(service)[0], ExitCleanlyOnTerm)
