@@ -43,3 +43,19 @@ class ClientError(NetproxyError):
     """
     A client could not complete its exchange; the message says why, in one line.
     """
+
+
+class HTTPError(NetproxyError):
+    """
+    An HTTP message cannot be handled; the proxy answers C{status} with a
+    short page saying C{str(error)}, and closes the connection when
+    C{close} is true (always, when the message's framing is in doubt).
+
+    :ivar status: the status code to answer, such as 400 or 431.
+    :ivar close: whether the connection must be closed after the answer.
+    """
+
+    def __init__(self, status, message, close=True):
+        super().__init__(message)
+        self.status = status
+        self.close = close
