@@ -1,0 +1,106 @@
+"""
+The pool of persistent upstream connections, shared by every client of the
+HTTP proxy.
+
+A connection goes back into the pool once its response has been read in
+full and both sides agreed to keep it open; the next request for the same
+origin takes it instead of connecting again.  Idle connections are closed
+after C{idle_timeout} seconds, and the pool never holds more than
+C{max_idle_per_origin} for one origin nor C{max_idle} in all, closing the
+longest idle first.
+"""
+
+from collections import OrderedDict
+
+from twisted.logger import Logger
+
+
+class ConnectionPool:
+    """
+    Idle upstream connections by origin.
+
+    A pooled connection is any object with a C{transport} (closed with
+    C{loseConnection}) and an C{idle_call} attribute the pool may set.
+
+    :param clock: provides C{callLater}.
+    :param idle_timeout: seconds an idle connection is kept.
+    :param max_idle_per_origin: most idle connections kept for one origin.
+    :param max_idle: most idle connections kept in all.
+    """
+
+    log = Logger()
+
+    def __init__(self, clock, idle_timeout=30.0, max_idle_per_origin=32, max_idle=1024):
+        self._clock = clock
+        self.idle_timeout = idle_timeout
+        self.max_idle_per_origin = max_idle_per_origin
+        self.max_idle = max_idle
+        # origin -> connections, most recently used last; and every idle
+        # connection in the order it went idle, for evicting the oldest.
+        self._idle = {}
+        self._all = OrderedDict()
+
+    def __len__(self):
+        return len(self._all)
+
+    def take(self, origin):
+        """
+        :param origin: C{(host, port)}.
+        :returns: the most recently used idle connection to C{origin}, now
+            out of the pool, or L{None}.
+        """
+        connections = self._idle.get(origin)
+        if not connections:
+            return None
+        connection = connections.pop()
+        if not connections:
+            del self._idle[origin]
+        self._forget(connection)
+        return connection
+
+    def put(self, origin, connection):
+        """
+        Keep an idle connection for later requests to C{origin}, closing the
+        oldest idle ones if that makes too many.
+        """
+        connections = self._idle.setdefault(origin, [])
+        connections.append(connection)
+        self._all[connection] = origin
+        connection.idle_call = self._clock.callLater(self.idle_timeout, self._expire, origin, connection)
+        if len(connections) > self.max_idle_per_origin:
+            self._close(origin, connections[0])
+        while len(self._all) > self.max_idle:
+            oldest, oldest_origin = next(iter(self._all.items()))
+            self._close(oldest_origin, oldest)
+
+    def lost(self, origin, connection):
+        """
+        Forget an idle connection the origin closed.
+        """
+        connections = self._idle.get(origin)
+        if connections and connection in connections:
+            connections.remove(connection)
+            if not connections:
+                del self._idle[origin]
+            self._forget(connection)
+
+    def close_all(self):
+        """
+        Close every idle connection (at shutdown).
+        """
+        for connection, origin in list(self._all.items()):
+            self._close(origin, connection)
+
+    def _expire(self, origin, connection):
+        connection.idle_call = None
+        self._close(origin, connection)
+
+    def _close(self, origin, connection):
+        self.lost(origin, connection)
+        connection.transport.loseConnection()
+
+    def _forget(self, connection):
+        self._all.pop(connection, None)
+        call, connection.idle_call = connection.idle_call, None
+        if call is not None and call.active():
+            call.cancel()
