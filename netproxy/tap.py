@@ -53,27 +53,14 @@ class RelayOptions(_ServerOptions):
         block destinations matching RULE (IP, CIDR, *:port, ip:port, host,
         *.domain); may be repeated
         """
-        from netproxy.acl import parse_rule
-        from netproxy.errors import RuleError
-
-        try:
-            self["block"].append(parse_rule(rule))
-        except RuleError as error:
-            raise usage.UsageError(f"--block: {error}")
+        self["block"].append(_rule("block", rule))
 
     def postOptions(self):
         super().postOptions()
         self["listen"] = coerce.listen_endpoint("listen", self["listen"])
         self["connect-timeout"] = coerce.seconds("connect-timeout", self["connect-timeout"])
         self["max-size"] = coerce.size("max-size", self["max-size"])
-        from netproxy.acl import RuleSet
-        from netproxy.errors import RuleError
-        from netproxy.rules_file import RulesFile
-
-        try:
-            self["rules"] = RulesFile(RuleSet(self["block"]), self["blocklist"])
-        except RuleError as error:
-            raise usage.UsageError(f"--blocklist: {error}")
+        self["rules"] = _rules_file(self["block"], self["blocklist"])
 
 
 class AckOptions(_ServerOptions):
@@ -156,10 +143,84 @@ class ServerOptions(_ServerOptions):
         self["max-size"] = coerce.size("max-size", self["max-size"])
 
 
+class HttpOptions(_ServerOptions):
+    synopsis = "[--listen ENDPOINT]... [--allow CIDR]... [--block RULE]... [--blocklist FILE] [--connect-port 443]..."
+    longdesc = "HTTP/1.1 forward proxy with CONNECT tunnels and access control."
+    optParameters = [
+        ["blocklist", None, None, "file of destination rules, one per line, # comments; re-read on SIGHUP"],
+        ["timeout", "t", "30", "seconds an origin may take to answer (504 after), and a client to send a request (408)"],
+        ["connect-timeout", None, "10", "seconds an origin may take to accept a connection"],
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self["listen"] = []
+        self["allow"] = []
+        self["block"] = []
+        self["connect-port"] = []
+
+    def opt_listen(self, endpoint):
+        """
+        endpoint to listen on (default tcp:8080:interface=127.0.0.1); may be repeated
+        """
+        self["listen"].append(coerce.listen_endpoint("listen", endpoint))
+
+    def opt_allow(self, rule):
+        """
+        client network allowed to use the proxy (default: loopback only); may be repeated
+        """
+        self["allow"].append(_rule("allow", rule))
+
+    def opt_block(self, rule):
+        """
+        block destinations matching RULE (IP, CIDR, *:port, ip:port, host, *.domain); may be repeated
+        """
+        self["block"].append(_rule("block", rule))
+
+    def opt_connect_port(self, port):
+        """
+        port CONNECT tunnels may reach (default 443); may be repeated
+        """
+        self["connect-port"].append(coerce.port_number("connect-port", port))
+
+    def postOptions(self):
+        super().postOptions()
+        from netproxy.acl import RuleSet
+
+        self["listen"] = self["listen"] or ["tcp:8080:interface=127.0.0.1"]
+        self["allow"] = RuleSet(self["allow"] or [_rule("allow", "127.0.0.0/8"), _rule("allow", "::1")])
+        self["connect-port"] = frozenset(self["connect-port"] or [443])
+        self["timeout"] = coerce.seconds("timeout", self["timeout"])
+        self["connect-timeout"] = coerce.seconds("connect-timeout", self["connect-timeout"])
+        self["rules"] = _rules_file(self["block"], self["blocklist"])
+
+
+def _rule(option, text):
+    from netproxy.acl import parse_rule
+    from netproxy.errors import RuleError
+
+    try:
+        return parse_rule(text)
+    except RuleError as error:
+        raise usage.UsageError(f"--{option}: {error}")
+
+
+def _rules_file(fixed, path):
+    from netproxy.acl import RuleSet
+    from netproxy.errors import RuleError
+    from netproxy.rules_file import RulesFile
+
+    try:
+        return RulesFile(RuleSet(fixed), path)
+    except RuleError as error:
+        raise usage.UsageError(f"--blocklist: {error}")
+
+
 class Options(usage.Options):
     synopsis = "ROLE [options]"
     longdesc = "netproxy roles. 'twistd netproxy ROLE --help' describes each one."
     subCommands = [
+        ["http", None, HttpOptions, "HTTP/1.1 forward proxy with CONNECT tunnels and access control"],
         ["reverse", None, ReverseOptions, "message reverse proxy with self-registering servers"],
         ["server", None, ServerOptions, "backend server answering messages with their SHA-1"],
         ["relay", None, RelayOptions, "message relay with a destination blocklist"],
@@ -235,6 +296,27 @@ def upper_service(options, reactor):
     return service
 
 
+def http_service(options, reactor):
+    """
+    The HTTP proxy on every C{--listen}, reloading C{--blocklist} on SIGHUP.
+    """
+    from netproxy.http.proxy import ProxyFactory
+    from netproxy.reload import ReloadOnHangup
+
+    rules = options["rules"]
+    factory = ProxyFactory(reactor, options["allow"], rules, options["connect-port"], options["timeout"],
+                           options["connect-timeout"])
+    factory.idle_timeout = options["idle-timeout"]
+    factory.max_connections = options["max-connections"]
+    service = MultiService()
+    if options["blocklist"]:
+        ReloadOnHangup([rules.reload], reactor).setServiceParent(service)
+    DrainOnStop(factory, reactor, options["shutdown-timeout"]).setServiceParent(service)
+    for endpoint in options["listen"]:
+        strports.service(endpoint, factory, reactor=reactor).setServiceParent(service)
+    return service
+
+
 def reverse_service(options, reactor):
     """
     The reverse proxy listening on C{--listen}.
@@ -285,4 +367,4 @@ def _listening(options, factory, reactor):
     return service
 
 
-_BUILDERS = {"reverse": reverse_service, "server": server_service, "relay": relay_service, "ack": ack_service, "upper": upper_service, "client": client_service}
+_BUILDERS = {"http": http_service, "reverse": reverse_service, "server": server_service, "relay": relay_service, "ack": ack_service, "upper": upper_service, "client": client_service}

@@ -1,0 +1,426 @@
+"""
+HTTP/1.1 message body framing (RFC 9112 sections 6 and 7).
+
+The proxy streams bodies both ways without holding them, so this module only
+decides how a message's body is delimited and cuts a byte stream into body
+pieces and whatever follows the body (the next pipelined message).  The
+framing functions are strict where a lenient guess would let two
+implementations disagree about where a message ends (request smuggling); the
+decoders hand out slices of the data they are fed, never copy byte by byte,
+and buffer nothing but one partial chunk-size or trailer line.
+
+Pieces are always L{bytes}: Twisted transports refuse memoryviews, and a piece
+that is the whole of a feed is handed out as it is, without a copy.
+"""
+
+import re
+from typing import NamedTuple
+
+from netproxy.errors import HTTPError
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+# Bounds on what a chunked body can make us buffer or count.
+MAX_SIZE_LINE = 4096
+MAX_SIZE_DIGITS = 15
+MAX_TRAILER_BYTES = 8192
+MAX_TRAILER_FIELDS = 32
+# 18 decimal digits stay below 2**63, what any peer's length type can hold.
+MAX_LENGTH_DIGITS = 18
+
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+# RFC 9112 section 7.1.1 allows BWS around ";" and "=" only, so "a " alone is
+# not a size: some servers would read it as "a", others reject it.
+_SIZE_LINE = re.compile(
+    rb"([0-9A-Fa-f]+)(?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?)*"
+    % (_TOKEN, _TOKEN, _QUOTED)
+)
+# No whitespace before the colon and no obs-fold: both are framing hazards.
+_FIELD_LINE = re.compile(rb"(%s):([\t\x20-\x7e\x80-\xff]*)" % _TOKEN)
+
+
+class Framing(NamedTuple):
+    """
+    How a message's body is delimited.
+
+    :ivar kind: C{"none"}, C{"length"}, C{"chunked"}, C{"close"} (read until
+        the connection closes) or C{"tunnel"} (the connection stops being
+        HTTP after the header section).
+    :ivar length: the body length for C{"length"}, else L{None}.
+    :ivar must_close: the connection cannot carry another message after this
+        one, because the body ends with it or its framing was suspect.
+    """
+
+    kind: str
+    length: int | None = None
+    must_close: bool = False
+
+
+_NONE = Framing("none")
+_CHUNKED = Framing("chunked")
+_CLOSE = Framing("close", None, True)
+_TUNNEL = Framing("tunnel", None, True)
+
+
+def _collect(headers):
+    """Return the Transfer-Encoding and the Content-Length field values."""
+    te, cl = [], []
+    for name, value in headers:
+        name = name.lower()
+        if name == b"transfer-encoding":
+            te.append(value)
+        elif name == b"content-length":
+            cl.append(value)
+    return te, cl
+
+
+def _codings(values):
+    """Return the lower-cased transfer codings listed across C{values}."""
+    codings = (c.strip(b" \t").lower() for c in b",".join(values).split(b","))
+    # RFC 9110 section 5.6.1: a recipient ignores empty list elements.
+    return [c for c in codings if c]
+
+
+def _before_http11(version):
+    """Tell whether C{(major, minor)} or a token like C{b"HTTP/1.0"} is < 1.1."""
+    if isinstance(version, tuple):
+        return version < (1, 1)
+    return version in (b"HTTP/1.0", b"HTTP/0.9")
+
+
+def _length(value):
+    """Return C{value} as a length, or L{None} if it is not a valid one."""
+    value = value.strip(b" \t")
+    if not value.isdigit() or len(value) > MAX_LENGTH_DIGITS:
+        return None
+    return int(value)
+
+
+def request_framing(version, headers):
+    """
+    Decide how a request's body is delimited (RFC 9112 section 6.3).
+
+    Anything ambiguous is refused rather than guessed, because the origin
+    might guess differently and read a smuggled request from the body.
+
+    :param version: C{(major, minor)} or the protocol token (C{b"HTTP/1.1"}).
+    :param headers: the header fields as received, C{(name, value)} bytes.
+    :returns: a L{Framing} of kind C{"none"}, C{"length"} or C{"chunked"}.
+    :raises HTTPError: 400 when the framing is invalid or ambiguous.
+    """
+    te, cl = _collect(headers)
+    if te and cl:
+        raise HTTPError(400, "both Transfer-Encoding and Content-Length")
+    if te:
+        if _before_http11(version):
+            raise HTTPError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if _codings(te) != [b"chunked"]:
+            raise HTTPError(400, "unsupported transfer coding")
+        return _CHUNKED
+    if not cl:
+        return _NONE
+    if len(cl) > 1 or b"," in cl[0]:
+        raise HTTPError(400, "duplicate Content-Length")
+    length = _length(cl[0])
+    if length is None:
+        raise HTTPError(400, "invalid Content-Length")
+    return Framing("length", length)
+
+
+def response_framing(request_method, status, version, headers):
+    """
+    Decide how a response's body is delimited (RFC 9112 section 6.3).
+
+    :param request_method: the method of the request answered, such as
+        C{b"GET"}.
+    :param status: the response's status code.
+    :param version: C{(major, minor)} or the protocol token (C{b"HTTP/1.1"}).
+    :param headers: the header fields as received, C{(name, value)} bytes.
+    :returns: a L{Framing}.
+    :raises HTTPError: 502 when the framing is invalid.
+    """
+    # RFC 9110 section 9.3.6: any 2xx, 204 included, turns CONNECT's
+    # connection into a tunnel, so this comes before the no-body statuses.
+    if request_method == b"CONNECT" and 200 <= status < 300:
+        return _TUNNEL
+    if request_method == b"HEAD" or status < 200 or status in (204, 304):
+        return _NONE
+    te, cl = _collect(headers)
+    if te:
+        if _before_http11(version):
+            # Section 6.1: treat the framing as faulty, even with a length.
+            raise HTTPError(502, "Transfer-Encoding in an HTTP/1.0 response")
+        codings = _codings(te)
+        if not codings or codings[-1] != b"chunked":
+            return _CLOSE
+        # Transfer-Encoding overrides Content-Length (section 6.3 item 3);
+        # both at once smells of response splitting, so do not reuse the
+        # connection afterwards.
+        return Framing("chunked", None, bool(cl))
+    if not cl:
+        return _CLOSE
+    # RFC 9110 section 8.6 lets a recipient accept repeated equal values.
+    lengths = {_length(v) for value in cl for v in value.split(b",")}
+    if None in lengths:
+        raise HTTPError(502, "invalid Content-Length in the response")
+    if len(lengths) > 1:
+        raise HTTPError(502, "conflicting Content-Length values in the response")
+    return Framing("length", lengths.pop())
+
+
+class _Decoder:
+    """
+    What every decoder shares.  C{feed(data)} returns the body pieces found
+    in C{data} (possibly none); C{done} says the body is complete; C{rest}
+    holds the bytes that followed it, and grows if a done decoder is fed.
+    A decoder that raised L{HTTPError} must not be fed again.
+    """
+
+    done = False
+
+    def __init__(self):
+        self._rest = []
+
+    @property
+    def rest(self):
+        """
+        The bytes received after the end of the body; valid once C{done}.
+        """
+        if len(self._rest) > 1:
+            self._rest = [b"".join(self._rest)]
+        return self._rest[0] if self._rest else b""
+
+    def _finish(self, rest):
+        self.done = True
+        if rest:
+            self._rest.append(rest)
+        return []
+
+    def connection_lost(self):
+        """
+        Note that the connection closed.
+
+        :raises HTTPError: C{error_status} when the body is incomplete.
+        """
+        if not self.done:
+            message = "connection closed before the body ended"
+            raise HTTPError(self.error_status, message)
+
+
+class NoBody(_Decoder):
+    """
+    The body of a message that has none: done from the start.
+    """
+
+    done = True
+    feed = _Decoder._finish
+
+
+class CloseDecoder(_Decoder):
+    """
+    A response body that ends when the connection closes.
+    """
+
+    def feed(self, data):
+        """Return C{data} as one piece: it is all body."""
+        if self.done:
+            return self._finish(data)
+        return [data] if data else []
+
+    def connection_lost(self):
+        """
+        The body is complete.
+        """
+        self.done = True
+
+
+class LengthDecoder(_Decoder):
+    """
+    A body of a known length (Content-Length).
+
+    :ivar remaining: how many body bytes are still to come.
+    """
+
+    def __init__(self, length, error_status=400):
+        super().__init__()
+        self.remaining = length
+        self.error_status = error_status
+        self.done = length == 0
+
+    def feed(self, data):
+        """Return the body pieces in C{data}; what is past the end is rest."""
+        remaining = self.remaining
+        if self.done:
+            return self._finish(data)
+        if len(data) < remaining:
+            self.remaining = remaining - len(data)
+            return [data] if data else []
+        self.remaining = 0
+        self._finish(data[remaining:])
+        return [data if len(data) == remaining else data[:remaining]]
+
+
+_SIZE, _DATA, _DATA_END, _TRAILER = range(4)
+
+
+class ChunkedDecoder(_Decoder):
+    """
+    A body in the chunked transfer coding (RFC 9112 section 7.1).
+
+    Chunk extensions are checked against the grammar and ignored.  The chunk
+    size is at most L{MAX_SIZE_DIGITS} hex digits, leading zeros included.
+
+    :ivar trailers: the trailer fields, C{(name, value)} bytes as received;
+        complete once C{done}.
+    """
+
+    def __init__(self, error_status=400):
+        super().__init__()
+        self.error_status = error_status
+        self.trailers = []
+        self._state = _SIZE
+        # Chunk data bytes left, or in _DATA_END how much of its CRLF is seen.
+        self._remaining = 0
+        self._line = bytearray()
+        self._trailer_bytes = 0
+
+    def _error(self, message):
+        return HTTPError(self.error_status, message)
+
+    def feed(self, data):
+        """
+        Return the body pieces in C{data}; what is past the end is rest.
+
+        :raises HTTPError: C{error_status} when the framing is bad.
+        """
+        if self.done:
+            return self._finish(data)
+        pieces = []
+        pos, end = 0, len(data)
+        while pos < end:
+            state = self._state
+            if state == _DATA:
+                stop = pos + self._remaining
+                if stop >= end:
+                    pieces.append(data[pos:] if pos else data)
+                    self._remaining = stop - end
+                    pos = end
+                    if not self._remaining:
+                        self._state = _DATA_END
+                    continue
+                pieces.append(data[pos:stop])
+                self._remaining = 0
+                # The usual case: the CRLF is here, so skip a loop turn.
+                if data.startswith(b"\r\n", stop):
+                    self._state = _SIZE
+                    pos = stop + 2
+                else:
+                    self._state = _DATA_END
+                    pos = stop
+            elif state == _DATA_END:
+                # The CRLF may arrive split; _remaining counts what we saw.
+                expected = b"\r\n"[self._remaining :]
+                got = data[pos : pos + len(expected)]
+                if not expected.startswith(got):
+                    raise self._error("bad chunk terminator")
+                pos += len(got)
+                self._remaining += len(got)
+                if self._remaining == 2:
+                    self._state = _SIZE
+                    self._remaining = 0
+            else:
+                pos = self._take_line(data, pos, end)
+                if self.done:
+                    self._finish(data[pos:])
+                    break
+        return pieces
+
+    def _take_line(self, data, pos, end):
+        """
+        Buffer or process the size or trailer line starting at C{pos}.
+
+        :returns: where the data after the line (or after C{data}) starts.
+        """
+        if self._state == _SIZE:
+            room, too_long = MAX_SIZE_LINE, "chunk size line too long"
+        else:
+            room = MAX_TRAILER_BYTES - self._trailer_bytes
+            too_long = "trailer section too long"
+        room -= len(self._line)
+        # Search no further than the limit, so junk is never scanned twice.
+        nl = data.find(b"\n", pos, pos + room)
+        if nl < 0:
+            if end - pos >= room:
+                raise self._error(too_long)
+            self._line += data[pos:]
+            return end
+        if self._line:
+            self._line += data[pos : nl + 1]
+            line = bytes(self._line)
+            self._line.clear()
+        else:
+            line = data[pos : nl + 1]
+        # A bare LF ends a line for some parsers and not for others.
+        if line[-2:-1] != b"\r":
+            raise self._error("chunked line not ended by CRLF")
+        if self._state == _SIZE:
+            match = _SIZE_LINE.fullmatch(line, 0, len(line) - 2)
+            if match is None:
+                raise self._error("invalid chunk size")
+            if match.end(1) > MAX_SIZE_DIGITS:
+                raise self._error("chunk size too large")
+            self._remaining = int(match.group(1), 16)
+            self._state = _DATA if self._remaining else _TRAILER
+        else:
+            self._trailer_bytes += len(line)
+            self._trailer_line(line[:-2])
+        return nl + 1
+
+    def _trailer_line(self, line):
+        if not line:
+            self.done = True
+        elif len(self.trailers) >= MAX_TRAILER_FIELDS:
+            raise self._error("too many trailer fields")
+        else:
+            match = _FIELD_LINE.fullmatch(line)
+            if match is None:
+                raise self._error("invalid trailer field")
+            self.trailers.append((match.group(1), match.group(2).strip(b" \t")))
+
+
+def make_decoder(framing, error_status=400):
+    """
+    Build the decoder of a body.
+
+    :param framing: a L{Framing} of any kind but C{"tunnel"}.
+    :param error_status: the status of the L{HTTPError} raised for bad
+        framing: 400 for a request body, 502 for a response body.
+    :returns: a decoder for the body described by C{framing}.
+    :raises ValueError: for a tunnel, whose bytes are not a body.
+    """
+    kind = framing.kind
+    if kind == "length":
+        return LengthDecoder(framing.length, error_status)
+    if kind == "chunked":
+        return ChunkedDecoder(error_status)
+    if kind == "none":
+        return NoBody()
+    if kind == "close":
+        return CloseDecoder()
+    raise ValueError(f"no body decoder for framing {kind!r}")
+
+
+def encode_chunk(piece):
+    """
+    Frame one body piece as a chunk.
+
+    :param piece: bytes (or a buffer, copied to bytes for the transport).
+    :returns: the chunk as a list for C{writeSequence}; empty for an empty
+        piece, which would otherwise read as the last chunk.
+    """
+    if not piece:
+        return []
+    if not isinstance(piece, bytes):
+        piece = bytes(piece)
+    return [b"%x\r\n" % len(piece), piece, b"\r\n"]

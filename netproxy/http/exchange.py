@@ -1,0 +1,283 @@
+"""
+One request through the HTTP proxy, from its parsed head to the last byte
+of its response.
+
+The exchange checks the request against the proxy's rules, takes an idle
+upstream connection from the pool (or makes one), streams the request body
+up and the response body down with back-pressure both ways, and hands the
+connection back to the pool when both sides allow it.  Errors before the
+response has started become a short error page; after it, the client's
+connection is closed, the only honest way to say the response is cut short.
+"""
+
+from functools import partial
+
+from twisted.internet.defer import CancelledError
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+
+from netproxy.dialing import connect_failure_reason
+from netproxy.errors import HTTPError
+from netproxy.http.body import LAST_CHUNK, encode_chunk, make_decoder, request_framing
+from netproxy.http.message import (
+    forward_headers,
+    is_loop,
+    keep_alive,
+    parse_target,
+    request_head_bytes,
+    response_head_bytes,
+)
+from netproxy.http.upstream import UpstreamConnection
+
+# Methods a stale pooled connection may be retried with (RFC 9110 9.2.2),
+# when the request had no body.
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+
+class Exchange:
+    """
+    One proxied request.
+
+    :param client: the L{netproxy.http.proxy.ProxyProtocol} it came on.
+    :param head: its L{netproxy.http.head.RequestHead}.
+    """
+
+    log = Logger()
+
+    def __init__(self, client, head):
+        self.client = client
+        self.factory = client.factory
+        self.head = head
+        self.started = self.factory.reactor.seconds()
+        self.target = None
+        self.upstream = None
+        self.status = None
+        self.sent = 0
+        self.request_done = False
+        self.leftover = b""
+        self.keep = False
+        self._pending = b""
+        self._connecting = None
+        self._timer = None
+        self._reused = False
+        self._retried = False
+        self._chunk_out = False
+        self._finished = False
+
+    def begin(self, rest):
+        """
+        Check the request and start forwarding it; C{rest} holds the bytes
+        that followed its head.
+
+        :raises HTTPError: when the request is refused.
+        """
+        head = self.head
+        self.target = target = parse_target(head.method, head.target)
+        if is_loop(head.headers):
+            raise HTTPError(403, "forwarding loop: this request has already passed through netproxy")
+        host = target.host.decode("ascii")
+        rule = self.factory.rules.match(host, target.port)
+        if rule is not None:
+            raise HTTPError(403, f"destination {target.authority.decode('ascii')} is blocked by rule {rule}")
+        if head.method == b"CONNECT":
+            self.client.start_tunnel(target, rest)
+            return
+        framing = request_framing(head.version, head.headers)
+        self.decoder = make_decoder(framing, 400)
+        self._chunked_in = framing.kind == "chunked"
+        self._bodyless = framing.kind == "none"
+        self.client_keep = keep_alive(head.version, head.headers)
+        headers = forward_headers(head.headers, target, via_version=head.version)
+        if self._chunked_in:
+            # The body is re-chunked on its way up: say so, or the origin
+            # would read the chunks as the next request.
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        self.request_bytes = request_head_bytes(head.method, target.path, headers)
+        self.origin = (host, target.port)
+        self._pending = rest
+        self.client.transport.pauseProducing()
+        self._connect()
+
+    def _connect(self):
+        upstream = self.factory.pool.take(self.origin)
+        if upstream is not None:
+            self._send(upstream, reused=True)
+            return
+        host, port = self.origin
+        endpoint = HostnameEndpoint(self.factory.reactor, host, port, timeout=self.factory.connect_timeout)
+        factory = Factory.forProtocol(partial(UpstreamConnection, self.origin))
+        factory.noisy = False
+        connecting = self._connecting = endpoint.connect(factory)
+        connecting.addCallbacks(self._connected, self._not_connected)
+
+    def _connected(self, upstream):
+        self._connecting = None
+        if self._finished:
+            upstream.transport.loseConnection()
+            return
+        self._send(upstream, reused=False)
+
+    def _not_connected(self, failure):
+        self._connecting = None
+        if self._finished or failure.check(CancelledError):
+            return
+        reason = connect_failure_reason(failure)
+        status = 504 if reason == "timed out" else 502
+        self.client.fail(HTTPError(status, f"could not connect to {self.target.authority.decode('ascii')}: {reason}"))
+
+    def _send(self, upstream, reused):
+        self.upstream = upstream
+        self._reused = reused
+        upstream.start(self, self.head.method)
+        upstream.transport.write(self.request_bytes)
+        self._timer = self.factory.reactor.callLater(self.factory.timeout, self._timed_out)
+        data, self._pending = self._pending, b""
+        self.client_data(data)
+        if not self.request_done and not self._finished:
+            # Back-pressure on the upload: a slow origin pauses the client.
+            upstream.transport.registerProducer(self.client.transport, True)
+            self.client.transport.resumeProducing()
+
+    def client_data(self, data):
+        """
+        Bytes from the client while this exchange runs: request body, then
+        the start of the next pipelined request.
+        """
+        if self.upstream is None:
+            self._pending += data
+            return
+        if self.request_done:
+            self.leftover += data
+            return
+        pieces = self.decoder.feed(data)
+        write = self.upstream.transport.write
+        for piece in pieces:
+            if self._chunked_in:
+                self.upstream.transport.writeSequence(encode_chunk(piece))
+            else:
+                write(piece)
+        if self.decoder.done:
+            if self._chunked_in:
+                write(LAST_CHUNK)
+            self.request_done = True
+            self.leftover = self.decoder.rest
+            if self.upstream.transport.producer is not None:
+                self.upstream.transport.unregisterProducer()
+            # Pipelined requests wait until this response is complete.
+            self.client.transport.pauseProducing()
+
+    def response_head(self, head, framing):
+        """
+        The origin's response head arrived: send ours to the client.
+        """
+        self._cancel_timer()
+        self.status = head.status
+        headers = forward_headers(head.headers, via_version=head.version)
+        client_11 = self.head.version == (1, 1)
+        self._chunk_out = framing.kind == "chunked" and client_11
+        if self._chunk_out:
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        self.keep = self.client_keep and (framing.kind in ("none", "length") or self._chunk_out)
+        if not self.keep:
+            headers.append((b"Connection", b"close"))
+        elif not client_11:
+            headers.append((b"Connection", b"keep-alive"))
+        self.client.transport.write(response_head_bytes(head.status, head.reason, headers))
+        # Back-pressure on the download: a slow client pauses the origin.
+        self.client.transport.registerProducer(self.upstream.transport, True)
+
+    def response_body(self, piece):
+        """
+        Relay a piece of the response body.
+        """
+        self.sent += len(piece)
+        if self._chunk_out:
+            self.client.transport.writeSequence(encode_chunk(piece))
+        else:
+            self.client.transport.write(piece)
+
+    def response_done(self, reusable):
+        """
+        The response is complete; C{reusable} says whether the origin's
+        connection may carry another request.
+        """
+        if self._chunk_out:
+            self.client.transport.write(LAST_CHUNK)
+        self._release(reusable and self.request_done)
+        self._log()
+        self.client.exchange_done(self.keep and self.request_done, self.leftover)
+
+    def upstream_failed(self, error):
+        """
+        The origin's connection broke, or sent something unreadable.
+        """
+        self._cancel_timer()
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None and upstream.transport.connected:
+            upstream.transport.loseConnection()
+        if self.status is None:
+            if self._reused and not self._retried and self.head.method in IDEMPOTENT and self._bodyless:
+                # The pooled connection was closed by the origin just as we
+                # reused it: try once more on a fresh one.
+                self._retried = True
+                self._pending = self.leftover
+                self.leftover = b""
+                self.request_done = False
+                self.decoder = make_decoder(request_framing(self.head.version, self.head.headers), 400)
+                self._connect()
+                return
+            self.client.fail(error)
+        else:
+            self.log.warn("response from {origin} cut short: {reason}", origin=self.target.authority, reason=str(error))
+            self.client.abort()
+
+    def _timed_out(self):
+        self._timer = None
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            upstream.exchange = None
+            upstream.transport.loseConnection()
+        self.client.fail(HTTPError(504, f"{self.target.authority.decode('ascii')} did not answer within "
+                                        f"{self.factory.timeout:g} seconds"))
+
+    def cancel(self):
+        """
+        The client has gone, or failed: stop everything.
+        """
+        self._finished = True
+        self._cancel_timer()
+        if self._connecting is not None:
+            self._connecting.cancel()
+        self._release(False)
+
+    def _release(self, reusable):
+        self._finished = True
+        self._cancel_timer()
+        upstream, self.upstream = self.upstream, None
+        if upstream is None:
+            return
+        if self.client.transport.producer is upstream.transport:
+            self.client.transport.unregisterProducer()
+        if upstream.transport.producer is not None:
+            upstream.transport.unregisterProducer()
+        if reusable:
+            upstream.exchange = None
+            upstream.on_idle_lost = self.factory.idle_upstream_lost
+            self.factory.pool.put(self.origin, upstream)
+        else:
+            upstream.exchange = None
+            upstream.transport.loseConnection()
+
+    def _cancel_timer(self):
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _log(self):
+        self.log.info(
+            "{client} {method} {url} -> {status} ({size} bytes, {seconds:.3f} s)",
+            client=self.client.peer, method=self.head.method.decode("ascii", "replace"),
+            url=self.head.target.decode("ascii", "replace"), status=self.status, size=self.sent,
+            seconds=self.factory.reactor.seconds() - self.started,
+        )

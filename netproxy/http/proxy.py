@@ -1,0 +1,172 @@
+"""
+The HTTP proxy's client connections: reads requests one after another
+(pipelining tolerated), runs an L{Exchange} or a L{Tunnel} for each, and
+answers what it refuses with a short error page.
+
+Clients are admitted by source address (loopback only by default, so a
+fresh install is never an open proxy).
+"""
+
+from twisted.logger import Logger
+
+from netproxy.connections import TrackedProtocol, TrackingFactory
+from netproxy.errors import HTTPError
+from netproxy.http.exchange import Exchange
+from netproxy.http.head import HeadReader, parse_request_head
+from netproxy.http.message import error_response
+from netproxy.http.pool import ConnectionPool
+from netproxy.http.tunnel import Tunnel
+
+
+class ProxyProtocol(TrackedProtocol):
+    """
+    One client connection of the HTTP proxy.
+    """
+
+    log = Logger()
+
+    def connectionMade(self):
+        super().connectionMade()
+        self.exchange = None
+        self.tunnel = None
+        self.reader = None
+        self.stopping = False
+        self._partial = False
+        host = getattr(self.transport.getPeer(), "host", None)
+        if host is None or self.factory.allow.match(host) is None:
+            self.log.warn("refused client {peer}: not in --allow", peer=self.peer)
+            self.fail(HTTPError(403, f"client {host} is not allowed to use this proxy"))
+            return
+        self.reader = HeadReader(parse_request_head)
+
+    def dataReceived(self, data):
+        self.resetTimeout()
+        if self.tunnel is not None:
+            self.tunnel.client_data(data)
+        elif self.exchange is not None:
+            try:
+                self.exchange.client_data(data)
+            except HTTPError as error:
+                self.fail(error)
+        elif self.reader is not None:
+            self._read(data)
+
+    def _read(self, data):
+        try:
+            head, rest = self.reader.feed(data)
+        except HTTPError as error:
+            self.fail(error)
+            return
+        if head is None:
+            self._partial = self._partial or bool(data)
+            return
+        self._partial = False
+        self.reader = None
+        self.exchange = Exchange(self, head)
+        try:
+            self.exchange.begin(rest)
+        except HTTPError as error:
+            self.fail(error)
+
+    def start_tunnel(self, target, rest):
+        """
+        Turn this connection into a CONNECT tunnel to C{target}.
+        """
+        self.exchange = None
+        self.tunnel = Tunnel(self, target)
+        self.tunnel.open(rest)
+
+    def exchange_done(self, keep_alive, leftover):
+        """
+        The exchange in progress has sent its whole response.
+        """
+        self.exchange = None
+        if not keep_alive or self.stopping:
+            self.transport.loseConnection()
+            return
+        self.reader = HeadReader(parse_request_head)
+        self.transport.resumeProducing()
+        if leftover:
+            self._read(leftover)
+
+    def fail(self, error):
+        """
+        Answer C{error} with its status and a short page, and close.
+        """
+        if self.exchange is not None:
+            exchange, self.exchange = self.exchange, None
+            exchange.cancel()
+        self.log.info("{peer}: {status} {reason}", peer=self.peer, status=error.status, reason=str(error))
+        self.reader = None
+        if self.transport.producer is not None:
+            self.transport.unregisterProducer()
+        self.transport.write(error_response(error.status, str(error)))
+        self.transport.resumeProducing()
+        self.transport.loseConnection()
+
+    def abort(self):
+        """
+        Cut the connection: the response already started cannot be completed.
+        """
+        self.exchange = None
+        self.transport.abortConnection()
+
+    def close_when_idle(self):
+        # A response in progress is completed first; a tunnel stays until
+        # the shutdown deadline, since nothing says when it is idle.
+        self.stopping = True
+        if self.exchange is None and self.tunnel is None:
+            self.close()
+
+    def timeoutConnection(self):
+        if self.exchange is not None or self.tunnel is not None:
+            # Waiting on the origin is not the client's idleness: the
+            # exchange has its own timeout, and tunnels may idle.
+            self.resetTimeout()
+            return
+        if self._partial:
+            self.fail(HTTPError(408, "the request was not received in time"))
+            return
+        super().timeoutConnection()
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason)
+        if self.exchange is not None:
+            exchange, self.exchange = self.exchange, None
+            exchange.cancel()
+        if self.tunnel is not None:
+            self.tunnel.close()
+
+
+class ProxyFactory(TrackingFactory):
+    """
+    The HTTP proxy's shared state: rules, pool and timeouts.
+
+    :param reactor: the reactor to connect with, and the clock.
+    :param allow: client addresses admitted (anything with C{match(host)}).
+    :param rules: destinations refused (anything with C{match(host, port)}).
+    :param connect_ports: ports CONNECT may reach.
+    :param timeout: seconds an origin may take to answer, and a client to
+        send its request.
+    :param connect_timeout: seconds an origin may take to accept.
+    """
+
+    protocol = ProxyProtocol
+
+    def __init__(self, reactor, allow, rules, connect_ports=frozenset({443}), timeout=30.0, connect_timeout=10.0):
+        super().__init__(reactor, timeout)
+        self.allow = allow
+        self.rules = rules
+        self.connect_ports = frozenset(connect_ports)
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.pool = ConnectionPool(reactor)
+
+    def idle_upstream_lost(self, connection):
+        """
+        A pooled connection was closed by its origin.
+        """
+        self.pool.lost(connection.origin, connection)
+
+    def stopFactory(self):
+        self.pool.close_all()

@@ -1,0 +1,120 @@
+"""
+CONNECT tunnels: after C{200 Connection established}, bytes go both ways
+unchanged until either side closes, with back-pressure both ways.
+"""
+
+from functools import partial
+
+from twisted.internet.defer import CancelledError
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+
+from netproxy.dialing import connect_failure_reason
+from netproxy.errors import HTTPError
+
+ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
+
+
+class _TunnelEnd(Protocol):
+    """
+    The destination's end of a tunnel.
+    """
+
+    def __init__(self, tunnel):
+        self.tunnel = tunnel
+
+    def dataReceived(self, data):
+        self.tunnel.client.transport.write(data)
+
+    def connectionLost(self, reason):
+        self.tunnel.destination_lost()
+
+
+class Tunnel:
+    """
+    A CONNECT tunnel for one client connection.
+
+    :param client: the L{netproxy.http.proxy.ProxyProtocol}.
+    :param target: the L{netproxy.http.message.Target} to connect to.
+    """
+
+    log = Logger()
+
+    def __init__(self, client, target):
+        self.client = client
+        self.target = target
+        self.destination = None
+        self._pending = b""
+        self._connecting = None
+        self._closed = False
+
+    def open(self, rest):
+        """
+        Connect to the destination; C{rest} (bytes the client sent after
+        its CONNECT head) is sent on once connected.
+
+        :raises HTTPError: 403 when the port is not allowed.
+        """
+        factory = self.client.factory
+        if self.target.port not in factory.connect_ports:
+            raise HTTPError(403, f"CONNECT to port {self.target.port} is not allowed")
+        self._pending = rest
+        self.client.transport.pauseProducing()
+        endpoint = HostnameEndpoint(factory.reactor, self.target.host.decode("ascii"), self.target.port,
+                                    timeout=factory.connect_timeout)
+        connector = Factory.forProtocol(partial(_TunnelEnd, self))
+        connector.noisy = False
+        self._connecting = endpoint.connect(connector)
+        self._connecting.addCallbacks(self._connected, self._not_connected)
+
+    def _connected(self, destination):
+        self._connecting = None
+        if self._closed:
+            destination.transport.loseConnection()
+            return
+        self.destination = destination
+        self.log.info("{client} CONNECT {authority} established", client=self.client.peer,
+                      authority=self.target.authority.decode("ascii"))
+        self.client.transport.write(ESTABLISHED)
+        if self._pending:
+            destination.transport.write(self._pending)
+            self._pending = b""
+        # Back-pressure both ways, as twisted.protocols.portforward does.
+        self.client.transport.registerProducer(destination.transport, True)
+        destination.transport.registerProducer(self.client.transport, True)
+        self.client.transport.resumeProducing()
+
+    def _not_connected(self, failure):
+        self._connecting = None
+        if self._closed or failure.check(CancelledError):
+            return
+        reason = connect_failure_reason(failure)
+        status = 504 if reason == "timed out" else 502
+        self.client.fail(HTTPError(status, f"could not connect to {self.target.authority.decode('ascii')}: {reason}"))
+
+    def client_data(self, data):
+        """
+        Bytes from the client, for the destination.
+        """
+        if self.destination is None:
+            self._pending += data
+        else:
+            self.destination.transport.write(data)
+
+    def destination_lost(self):
+        """
+        The destination closed: close the client after what it sent.
+        """
+        self._closed = True
+        self.client.transport.loseConnection()
+
+    def close(self):
+        """
+        The client has gone: close the destination.
+        """
+        self._closed = True
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self.destination is not None:
+            self.destination.transport.loseConnection()
