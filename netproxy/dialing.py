@@ -9,6 +9,7 @@ import ipaddress
 from twisted.internet import error as neterror
 from twisted.internet.defer import CancelledError
 from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.python.failure import Failure
 
 from netproxy.errors import ClientError
@@ -73,3 +74,19 @@ def connect_failure_reason(failure):
         if failure.check(*kinds):
             return text
     return failure.getErrorMessage()
+
+
+def endpoint_for(reactor, host, port, timeout):
+    """
+    A client endpoint for C{host}: a plain TCP endpoint for an IP address,
+    which needs no name resolution (L{HostnameEndpoint} would still send it
+    through the resolver's thread pool), else a L{HostnameEndpoint}.
+
+    :returns: an L{IStreamClientEndpoint}.
+    """
+    try:
+        version = ipaddress.ip_address(host).version
+    except ValueError:
+        return HostnameEndpoint(reactor, host, port, timeout=timeout)
+    endpoint_type = TCP6ClientEndpoint if version == 6 else TCP4ClientEndpoint
+    return endpoint_type(reactor, host, port, timeout=timeout)

@@ -6,17 +6,15 @@ Each message gets a new connection, closed once the answer is read: many
 simple servers handle one connection at a time and would hang otherwise.
 """
 
-import ipaddress
 from functools import partial
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from netproxy.dialing import connect_failure_reason
+from netproxy.dialing import connect_failure_reason, endpoint_for
 from netproxy.errors import FramingError, NetproxyError
 from netproxy.framing import MessageDecoder, encode_message
 from netproxy.messages import error_for
@@ -113,12 +111,7 @@ class Forwarder:
         return None, error_for(f"all servers of privacy policy {data.policy} are down", data.policy, message)
 
     async def _exchange(self, server, request):
-        try:
-            is_v6 = ipaddress.ip_address(server.host).version == 6
-        except ValueError:
-            is_v6 = False
-        endpoint_type = TCP6ClientEndpoint if is_v6 else TCP4ClientEndpoint
-        endpoint = endpoint_type(self.reactor, server.host, server.port, timeout=self.connect_timeout)
+        endpoint = endpoint_for(self.reactor, server.host, server.port, self.connect_timeout)
         factory = Factory.forProtocol(partial(_ServerConnection, request, self.max_size))
         factory.noisy = False
         try:

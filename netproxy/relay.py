@@ -13,12 +13,11 @@ the client leaves, or nothing moves for C{idle_timeout} seconds.
 import ipaddress
 from functools import partial
 
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from netproxy.connections import TrackingFactory
-from netproxy.dialing import connect_failure_reason
+from netproxy.dialing import connect_failure_reason, endpoint_for
 from netproxy.errors import BadRequest, Blocked, FramingError
 from netproxy.framing import DEFAULT_MAX_SIZE
 from netproxy.message_stream import MessageStreamProtocol
@@ -249,14 +248,13 @@ class RelayFactory(TrackingFactory):
         :returns: a L{Deferred} firing with the connected protocol.
         """
         try:
-            address = ipaddress.ip_address(host)
+            ipaddress.ip_address(host)
         except ValueError:
             return self.reactor.resolve(host, (self.connect_timeout,)).addCallback(self._connect_resolved, port, factory)
-        endpoint_type = TCP6ClientEndpoint if address.version == 6 else TCP4ClientEndpoint
-        return endpoint_type(self.reactor, host, port, timeout=self.connect_timeout).connect(factory)
+        return endpoint_for(self.reactor, host, port, self.connect_timeout).connect(factory)
 
     def _connect_resolved(self, address, port, factory):
         rule = self.rules.match(address, port)
         if rule is not None:
             raise Blocked(f"resolves to {address}, blocked by rule {rule}")
-        return TCP4ClientEndpoint(self.reactor, address, port, timeout=self.connect_timeout).connect(factory)
+        return endpoint_for(self.reactor, address, port, self.connect_timeout).connect(factory)

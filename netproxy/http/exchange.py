@@ -13,11 +13,10 @@ connection is closed, the only honest way to say the response is cut short.
 from functools import partial
 
 from twisted.internet.defer import CancelledError
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from netproxy.dialing import connect_failure_reason
+from netproxy.dialing import connect_failure_reason, endpoint_for
 from netproxy.errors import HTTPError
 from netproxy.http.body import LAST_CHUNK, encode_chunk, make_decoder, request_framing
 from netproxy.http.message import (
@@ -105,7 +104,7 @@ class Exchange:
             self._send(upstream, reused=True)
             return
         host, port = self.origin
-        endpoint = HostnameEndpoint(self.factory.reactor, host, port, timeout=self.factory.connect_timeout)
+        endpoint = endpoint_for(self.factory.reactor, host, port, self.factory.connect_timeout)
         factory = Factory.forProtocol(partial(UpstreamConnection, self.origin))
         factory.noisy = False
         connecting = self._connecting = endpoint.connect(factory)
@@ -133,7 +132,14 @@ class Exchange:
         upstream.transport.write(self.request_bytes)
         self._timer = self.factory.reactor.callLater(self.factory.timeout, self._timed_out)
         data, self._pending = self._pending, b""
-        self.client_data(data)
+        try:
+            self.client_data(data)
+        except HTTPError as error:
+            # A bad request body that arrived before the connection did:
+            # refused like one arriving later (ProxyProtocol.dataReceived),
+            # rather than lost in the connection Deferred.
+            self.client.fail(error)
+            return
         if not self.request_done and not self._finished:
             # Back-pressure on the upload: a slow origin pauses the client.
             upstream.transport.registerProducer(self.client.transport, True)
@@ -157,6 +163,10 @@ class Exchange:
                 self.upstream.transport.writeSequence(encode_chunk(piece))
             else:
                 write(piece)
+        if pieces and self._timer is not None:
+            # The origin's time to answer runs from the end of the upload,
+            # so a long upload that keeps moving is not a 504.
+            self._timer.reset(self.factory.timeout)
         if self.decoder.done:
             if self._chunked_in:
                 write(LAST_CHUNK)
@@ -174,11 +184,19 @@ class Exchange:
         self._cancel_timer()
         self.status = head.status
         headers = forward_headers(head.headers, via_version=head.version)
+        if framing.kind in ("chunked", "close"):
+            # A Content-Length beside Transfer-Encoding is overridden by it
+            # and must not be forwarded (RFC 9112 section 6.3): the body
+            # we send is framed differently.
+            headers = [field for field in headers if field[0].lower() != b"content-length"]
         client_11 = self.head.version == (1, 1)
         self._chunk_out = framing.kind == "chunked" and client_11
         if self._chunk_out:
             headers.append((b"Transfer-Encoding", b"chunked"))
-        self.keep = self.client_keep and (framing.kind in ("none", "length") or self._chunk_out)
+        # A response that starts before the upload is complete ends the
+        # connection (see response_done): say so in its head.
+        self.keep = (self.client_keep and self.request_done
+                     and (framing.kind in ("none", "length") or self._chunk_out))
         if not self.keep:
             headers.append((b"Connection", b"close"))
         elif not client_11:
@@ -259,6 +277,9 @@ class Exchange:
             return
         if self.client.transport.producer is upstream.transport:
             self.client.transport.unregisterProducer()
+            # The client's back-pressure may have paused it on the last
+            # write; paused in the pool, it would never read its next response.
+            upstream.transport.resumeProducing()
         if upstream.transport.producer is not None:
             upstream.transport.unregisterProducer()
         if reusable:

@@ -30,7 +30,7 @@ class ConnectionPool:
 
     log = Logger()
 
-    def __init__(self, clock, idle_timeout=30.0, max_idle_per_origin=32, max_idle=1024):
+    def __init__(self, clock, idle_timeout=30.0, max_idle_per_origin=256, max_idle=1024):
         self._clock = clock
         self.idle_timeout = idle_timeout
         self.max_idle_per_origin = max_idle_per_origin

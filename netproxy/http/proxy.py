@@ -31,7 +31,10 @@ class ProxyProtocol(TrackedProtocol):
         self.tunnel = None
         self.reader = None
         self.stopping = False
-        self._partial = False
+        # Runs from the first byte of a request head to its end: --timeout
+        # bounds how long a client takes to send it, whatever the idle
+        # timeout between requests.
+        self._head_timer = None
         host = getattr(self.transport.getPeer(), "host", None)
         if host is None or self.factory.allow.match(host) is None:
             self.log.warn("refused client {peer}: not in --allow", peer=self.peer)
@@ -58,9 +61,10 @@ class ProxyProtocol(TrackedProtocol):
             self.fail(error)
             return
         if head is None:
-            self._partial = self._partial or bool(data)
+            if data and self._head_timer is None:
+                self._head_timer = self.factory.reactor.callLater(self.factory.timeout, self._head_timed_out)
             return
-        self._partial = False
+        self._cancel_head_timer()
         self.reader = None
         self.exchange = Exchange(self, head)
         try:
@@ -96,7 +100,14 @@ class ProxyProtocol(TrackedProtocol):
         if self.exchange is not None:
             exchange, self.exchange = self.exchange, None
             exchange.cancel()
+            if exchange.status is not None:
+                # The response has started: a page now would be read as
+                # part of its body, so cut the connection instead.
+                self.log.info("{peer}: response cut short: {reason}", peer=self.peer, reason=str(error))
+                self.abort()
+                return
         self.log.info("{peer}: {status} {reason}", peer=self.peer, status=error.status, reason=str(error))
+        self._cancel_head_timer()
         self.reader = None
         if self.transport.producer is not None:
             self.transport.unregisterProducer()
@@ -124,13 +135,23 @@ class ProxyProtocol(TrackedProtocol):
             # exchange has its own timeout, and tunnels may idle.
             self.resetTimeout()
             return
-        if self._partial:
-            self.fail(HTTPError(408, "the request was not received in time"))
+        if self._head_timer is not None:
+            self._head_timed_out()
             return
         super().timeoutConnection()
 
+    def _head_timed_out(self):
+        self._cancel_head_timer()
+        self.fail(HTTPError(408, "the request was not received in time"))
+
+    def _cancel_head_timer(self):
+        if self._head_timer is not None and self._head_timer.active():
+            self._head_timer.cancel()
+        self._head_timer = None
+
     def connectionLost(self, reason):
         super().connectionLost(reason)
+        self._cancel_head_timer()
         if self.exchange is not None:
             exchange, self.exchange = self.exchange, None
             exchange.cancel()

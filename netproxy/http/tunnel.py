@@ -107,7 +107,10 @@ class Tunnel:
         The destination closed: close the client after what it sent.
         """
         self._closed = True
-        self.client.transport.loseConnection()
+        # close() unregisters the destination as the client's producer: a
+        # transport that paused it would otherwise resume it instead of
+        # closing once its buffer drains.
+        self.client.close()
 
     def close(self):
         """
@@ -117,4 +120,8 @@ class Tunnel:
         if self._connecting is not None:
             self._connecting.cancel()
         if self.destination is not None:
-            self.destination.transport.loseConnection()
+            transport = self.destination.transport
+            if transport.producer is not None:
+                # As in destination_lost: a paused producer would keep it open.
+                transport.unregisterProducer()
+            transport.loseConnection()
