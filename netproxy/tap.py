@@ -150,6 +150,7 @@ class HttpOptions(_ServerOptions):
         ["blocklist", None, None, "file of destination rules, one per line, # comments; re-read on SIGHUP"],
         ["timeout", "t", "30", "seconds an origin may take to answer (504 after), and a client to send a request (408)"],
         ["connect-timeout", None, "10", "seconds an origin may take to accept a connection"],
+        ["access-log", None, None, "write one line per request (Combined Log Format) to FILE, or - for stdout"],
     ]
 
     def __init__(self):
@@ -308,6 +309,10 @@ def http_service(options, reactor):
                            options["connect-timeout"])
     factory.idle_timeout = options["idle-timeout"]
     factory.max_connections = options["max-connections"]
+    if options["access-log"]:
+        from netproxy.http.access_log import open_access_log
+
+        factory.access_log.add_observer(open_access_log(options["access-log"]))
     service = MultiService()
     if options["blocklist"]:
         ReloadOnHangup([rules.reload], reactor).setServiceParent(service)

@@ -168,13 +168,22 @@ class ForwardingTests(ProxyTestCase):
         self.assertEqual(self.transport.value(), OK_FORWARDED)
 
     def test_access_logged(self):
-        """A completed exchange is logged with client, method, URL, status and size."""
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        """A completed exchange is reported to the access log with client, method, URL, status and size."""
+        events = []
+        self.factory.access_log.add_observer(events.append)
         self.send(get(b"/x"))
         self.answer(self.origin(), OK)
-        [event] = [e for e in events if e.get("status") == 200]
-        self.assertEqual((event["client"], event["method"], event["url"], event["size"]),
-                         ("127.0.0.1:40000", "GET", "http://127.0.0.1:8000/x", 2))
+        [event] = events
+        self.assertEqual((event["client"], event["method"], event["url"], event["status"], event["size"]),
+                         ("127.0.0.1", b"GET", b"http://127.0.0.1:8000/x", 200, 2))
+
+    def test_access_log_not_in_main_log(self):
+        """Access events never reach the daemon's main log."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.factory.access_log.add_observer(lambda event: None)
+        self.send(get(b"/x"))
+        self.answer(self.origin(), OK)
+        self.assertEqual([e for e in events if e.get("status") == 200], [])
 
 
 class RequestErrorTests(ProxyTestCase):

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from netproxy.dialing import connect_failure_reason, endpoint_for
 from netproxy.errors import HTTPError
 from netproxy.http.body import LAST_CHUNK, encode_chunk, make_decoder, request_framing
+from netproxy.http.head import header_values
 from netproxy.http.message import (
     forward_headers,
     is_loop,
@@ -296,9 +297,14 @@ class Exchange:
         self._timer = None
 
     def _log(self):
-        self.log.info(
-            "{client} {method} {url} -> {status} ({size} bytes, {seconds:.3f} s)",
-            client=self.client.peer, method=self.head.method.decode("ascii", "replace"),
-            url=self.head.target.decode("ascii", "replace"), status=self.status, size=self.sent,
-            seconds=self.factory.reactor.seconds() - self.started,
+        access_log = self.factory.access_log
+        if not access_log.enabled:
+            return
+        headers = self.head.headers
+        access_log.request(
+            client=getattr(self.client.transport.getPeer(), "host", "-"), method=self.head.method,
+            url=self.head.target, version=self.head.version, status=self.status, size=self.sent,
+            referer=next(iter(header_values(headers, b"referer")), None),
+            user_agent=next(iter(header_values(headers, b"user-agent")), None),
+            cache="BYPASS", seconds=self.factory.reactor.seconds() - self.started,
         )

@@ -11,6 +11,7 @@ from twisted.logger import Logger
 
 from netproxy.connections import TrackedProtocol, TrackingFactory
 from netproxy.errors import HTTPError
+from netproxy.http.access_log import AccessLog
 from netproxy.http.exchange import Exchange
 from netproxy.http.head import HeadReader, parse_request_head
 from netproxy.http.message import error_response
@@ -182,6 +183,7 @@ class ProxyFactory(TrackingFactory):
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.pool = ConnectionPool(reactor)
+        self.access_log = AccessLog()
 
     def idle_upstream_lost(self, connection):
         """
