@@ -12,7 +12,7 @@ from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.python.failure import Failure
 
-from netproxy.errors import ClientError
+from netproxy.errors import Blocked, ClientError
 
 _FAILURE_REASONS = (
     ((neterror.ConnectionRefusedError,), "connection refused"),
@@ -90,3 +90,30 @@ def endpoint_for(reactor, host, port, timeout):
         return HostnameEndpoint(reactor, host, port, timeout=timeout)
     endpoint_type = TCP6ClientEndpoint if version == 6 else TCP4ClientEndpoint
     return endpoint_type(reactor, host, port, timeout=timeout)
+
+
+def connect_checked(reactor, rules, host, port, factory, timeout):
+    """
+    Connect C{factory} to C{host:port}, where a host name is resolved first
+    and its address checked against C{rules} too (the caller has checked
+    the name itself), so that no name leads to an address the rules forbid.
+    The connection goes to the address that was checked, not to the name,
+    which could resolve differently a second time.
+
+    :param rules: anything with C{match(host, port)}.
+    :returns: a L{Deferred} firing with the connected protocol, or failing
+        with L{Blocked} when the address is forbidden.
+    """
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        resolving = reactor.resolve(host, (timeout,))
+        return resolving.addCallback(_connect_address, reactor, rules, port, factory, timeout)
+    return endpoint_for(reactor, host, port, timeout).connect(factory)
+
+
+def _connect_address(address, reactor, rules, port, factory, timeout):
+    rule = rules.match(address, port)
+    if rule is not None:
+        raise Blocked(f"resolves to {address}, blocked by rule {rule}")
+    return endpoint_for(reactor, address, port, timeout).connect(factory)

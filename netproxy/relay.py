@@ -10,14 +10,13 @@ connection, which lives until the server closes it, the next request comes,
 the client leaves, or nothing moves for C{idle_timeout} seconds.
 """
 
-import ipaddress
 from functools import partial
 
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from netproxy.connections import TrackingFactory
-from netproxy.dialing import connect_failure_reason, endpoint_for
+from netproxy.dialing import connect_checked, connect_failure_reason
 from netproxy.errors import BadRequest, Blocked, FramingError
 from netproxy.framing import DEFAULT_MAX_SIZE
 from netproxy.message_stream import MessageStreamProtocol
@@ -247,14 +246,4 @@ class RelayFactory(TrackingFactory):
 
         :returns: a L{Deferred} firing with the connected protocol.
         """
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            return self.reactor.resolve(host, (self.connect_timeout,)).addCallback(self._connect_resolved, port, factory)
-        return endpoint_for(self.reactor, host, port, self.connect_timeout).connect(factory)
-
-    def _connect_resolved(self, address, port, factory):
-        rule = self.rules.match(address, port)
-        if rule is not None:
-            raise Blocked(f"resolves to {address}, blocked by rule {rule}")
-        return endpoint_for(self.reactor, address, port, self.connect_timeout).connect(factory)
+        return connect_checked(self.reactor, self.rules, host, port, factory, self.connect_timeout)

@@ -199,3 +199,40 @@ class ConnectTests(SynchronousTestCase):
         d = Deferred.fromCoroutine(connect(endpoint, Factory.forProtocol(Protocol), "nowhere.invalid:80"))
         failure = self.failureResultOf(d, ClientError)
         self.assertEqual(str(failure.value), "could not connect to nowhere.invalid:80: host not found")
+
+
+class ConnectCheckedTests(SynchronousTestCase):
+    """
+    connect_checked resolves names, checks the address, and connects to the checked address.
+    """
+
+    def setUp(self):
+        from netproxy.acl import RuleSet, parse_rule
+        from netproxy.testing import UDPMemoryReactor
+
+        self.reactor = UDPMemoryReactor(names={"blocked.test": "10.0.0.1", "fine.test": "10.0.0.2"})
+        self.rules = RuleSet([parse_rule("10.0.0.1")])
+
+    def test_blocked_address_behind_name(self):
+        """A name resolving to a blocked address fails with Blocked and makes no connection."""
+        from netproxy.dialing import connect_checked
+        from netproxy.errors import Blocked
+
+        d = connect_checked(self.reactor, self.rules, "blocked.test", 80, Factory.forProtocol(Protocol), 5)
+        failure = self.failureResultOf(d, Blocked)
+        self.assertIn("10.0.0.1", str(failure.value))
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_connects_to_checked_address(self):
+        """An allowed name is connected to by the address that was checked, not by name."""
+        from netproxy.dialing import connect_checked
+
+        connect_checked(self.reactor, self.rules, "fine.test", 80, Factory.forProtocol(Protocol), 5)
+        self.assertEqual(self.reactor.tcpClients[0][:2], ("10.0.0.2", 80))
+
+    def test_literal_not_resolved(self):
+        """An IP literal is connected to directly (the caller has checked it)."""
+        from netproxy.dialing import connect_checked
+
+        connect_checked(self.reactor, self.rules, "10.0.0.3", 81, Factory.forProtocol(Protocol), 5)
+        self.assertEqual(self.reactor.tcpClients[0][:2], ("10.0.0.3", 81))

@@ -152,12 +152,21 @@ class ForwardingTests(ProxyTestCase):
         self.assertEqual(self.transport.value(), b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                                                  b"Content-Length: 2\r\nVia: 1.1 netproxy\r\n\r\nhi")
 
-    def test_interim_response_dropped(self):
-        """A 100 Continue from the origin is not relayed; the final response is."""
+    def test_interim_response_relayed(self):
+        """A 100 Continue from the origin is relayed to an HTTP/1.1 client before the final response."""
         self.send(get())
         origin = self.origin()
+        self.answer(origin, b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.assertEqual(self.transport.value(), b"HTTP/1.1 100 Continue\r\nVia: 1.1 netproxy\r\n\r\n")
+        self.answer(origin, OK)
+        self.assertTrue(self.transport.value().endswith(OK_FORWARDED))
+
+    def test_interim_response_not_sent_to_http10(self):
+        """An HTTP/1.0 client never sees a 1xx response, only the final one."""
+        self.send(get(version=b"1.0"))
+        origin = self.origin()
         self.answer(origin, b"HTTP/1.1 100 Continue\r\n\r\n" + OK)
-        self.assertEqual(self.transport.value(), OK_FORWARDED)
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 200 OK\r\n"))
 
     def test_response_in_pieces(self):
         """A response arriving a byte at a time is relayed whole."""

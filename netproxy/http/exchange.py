@@ -16,8 +16,8 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from netproxy.dialing import connect_failure_reason, endpoint_for
-from netproxy.errors import HTTPError
+from netproxy.dialing import connect_checked, connect_failure_reason
+from netproxy.errors import Blocked, HTTPError
 from netproxy.http.body import LAST_CHUNK, encode_chunk, make_decoder, request_framing
 from netproxy.http.head import header_values
 from netproxy.http.message import (
@@ -33,6 +33,18 @@ from netproxy.http.upstream import UpstreamConnection
 # Methods a stale pooled connection may be retried with (RFC 9110 9.2.2),
 # when the request had no body.
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+
+def connect_error(failure, target):
+    """
+    :returns: the L{HTTPError} answering a failed connection to C{target}:
+        403 for a blocked address, 504 for a timeout, 502 otherwise.
+    """
+    authority = target.authority.decode("ascii")
+    if failure.check(Blocked):
+        return HTTPError(403, f"destination {authority} is blocked: it {failure.getErrorMessage()}")
+    reason = connect_failure_reason(failure)
+    return HTTPError(504 if reason == "timed out" else 502, f"could not connect to {authority}: {reason}")
 
 
 class Exchange:
@@ -105,10 +117,10 @@ class Exchange:
             self._send(upstream, reused=True)
             return
         host, port = self.origin
-        endpoint = endpoint_for(self.factory.reactor, host, port, self.factory.connect_timeout)
         factory = Factory.forProtocol(partial(UpstreamConnection, self.origin))
         factory.noisy = False
-        connecting = self._connecting = endpoint.connect(factory)
+        connecting = self._connecting = connect_checked(
+            self.factory.reactor, self.factory.rules, host, port, factory, self.factory.connect_timeout)
         connecting.addCallbacks(self._connected, self._not_connected)
 
     def _connected(self, upstream):
@@ -122,9 +134,7 @@ class Exchange:
         self._connecting = None
         if self._finished or failure.check(CancelledError):
             return
-        reason = connect_failure_reason(failure)
-        status = 504 if reason == "timed out" else 502
-        self.client.fail(HTTPError(status, f"could not connect to {self.target.authority.decode('ascii')}: {reason}"))
+        self.client.fail(connect_error(failure, self.target))
 
     def _send(self, upstream, reused):
         self.upstream = upstream
@@ -164,10 +174,10 @@ class Exchange:
                 self.upstream.transport.writeSequence(encode_chunk(piece))
             else:
                 write(piece)
-        if pieces and self._timer is not None:
+        if pieces:
             # The origin's time to answer runs from the end of the upload,
             # so a long upload that keeps moving is not a 504.
-            self._timer.reset(self.factory.timeout)
+            self._restart_timer()
         if self.decoder.done:
             if self._chunked_in:
                 write(LAST_CHUNK)
@@ -177,6 +187,17 @@ class Exchange:
                 self.upstream.transport.unregisterProducer()
             # Pipelined requests wait until this response is complete.
             self.client.transport.pauseProducing()
+
+    def interim_response(self, head):
+        """
+        The origin sent a 1xx response: pass it on to an HTTP/1.1 client
+        (HTTP/1.0 clients must never see one), except 101, since the
+        proxy does not carry protocol upgrades.
+        """
+        if self.head.version == (1, 1) and head.status != 101:
+            headers = forward_headers(head.headers, via_version=head.version)
+            self.client.transport.write(response_head_bytes(head.status, head.reason, headers))
+        self._restart_timer()
 
     def response_head(self, head, framing):
         """
@@ -290,6 +311,10 @@ class Exchange:
         else:
             upstream.exchange = None
             upstream.transport.loseConnection()
+
+    def _restart_timer(self):
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(self.factory.timeout)
 
     def _cancel_timer(self):
         if self._timer is not None and self._timer.active():

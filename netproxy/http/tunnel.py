@@ -6,12 +6,12 @@ unchanged until either side closes, with back-pressure both ways.
 from functools import partial
 
 from twisted.internet.defer import CancelledError
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
-from netproxy.dialing import connect_failure_reason
+from netproxy.dialing import connect_checked
 from netproxy.errors import HTTPError
+from netproxy.http.exchange import connect_error
 
 ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
@@ -61,11 +61,10 @@ class Tunnel:
             raise HTTPError(403, f"CONNECT to port {self.target.port} is not allowed")
         self._pending = rest
         self.client.transport.pauseProducing()
-        endpoint = HostnameEndpoint(factory.reactor, self.target.host.decode("ascii"), self.target.port,
-                                    timeout=factory.connect_timeout)
         connector = Factory.forProtocol(partial(_TunnelEnd, self))
         connector.noisy = False
-        self._connecting = endpoint.connect(connector)
+        self._connecting = connect_checked(factory.reactor, factory.rules, self.target.host.decode("ascii"),
+                                           self.target.port, connector, factory.connect_timeout)
         self._connecting.addCallbacks(self._connected, self._not_connected)
 
     def _connected(self, destination):
@@ -89,9 +88,7 @@ class Tunnel:
         self._connecting = None
         if self._closed or failure.check(CancelledError):
             return
-        reason = connect_failure_reason(failure)
-        status = 504 if reason == "timed out" else 502
-        self.client.fail(HTTPError(status, f"could not connect to {self.target.authority.decode('ascii')}: {reason}"))
+        self.client.fail(connect_error(failure, self.target))
 
     def client_data(self, data):
         """

@@ -75,9 +75,10 @@ class UpstreamConnection(Protocol):
             if head is None:
                 return
             if 100 <= head.status < 200:
-                # Interim responses (100 Continue, 103) are not forwarded:
-                # the client gets the final one.
+                # Interim responses (100 Continue, 103 Early Hints) are
+                # passed on (RFC 9110 15.2); the final one follows.
                 self._reader = HeadReader(parse_response_head)
+                self.exchange.interim_response(head)
                 continue
             framing = response_framing(self._method, head.status, head.version, head.headers)
             self._decoder = make_decoder(framing, error_status=502)
