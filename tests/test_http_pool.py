@@ -16,7 +16,7 @@ B = ("b.example", 8080)
 class FakeConnection:
     def __init__(self):
         self.transport = StringTransport()
-        self.idle_call = None
+        self.idle_since = None
 
     @property
     def closed(self):
@@ -110,3 +110,24 @@ class ConnectionPoolTests(SynchronousTestCase):
         self.assertTrue(all(c.closed for c in connections))
         self.assertEqual(len(self.pool), 0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_each_expires_on_its_own_time(self):
+        """Connections idle since different times each expire idle_timeout after they went idle."""
+        first, second = FakeConnection(), FakeConnection()
+        self.pool.put(A, first)
+        self.clock.advance(5)
+        self.pool.put(B, second)
+        self.clock.advance(5)
+        self.assertTrue(first.closed)
+        self.assertFalse(second.closed)
+        self.clock.advance(4.9)
+        self.assertFalse(second.closed)
+        self.clock.advance(0.1)
+        self.assertTrue(second.closed)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_one_timer_for_many(self):
+        """However many connections are idle, the pool keeps one timer."""
+        for _ in range(3):
+            self.pool.put(A if _ % 2 else B, FakeConnection())
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)

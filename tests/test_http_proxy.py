@@ -819,11 +819,23 @@ class BackPressureTests(ProxyTestCase):
         self.assertEqual(self.transport.producerState, "paused")
 
     def test_upload_done(self):
-        """Once the upload is complete the client is unregistered and paused until the response ends."""
+        """Once the upload is complete the client is unregistered, and resumed at the end of the response."""
         self.send(get(method=b"POST", headers=b"Content-Length: 4\r\n"))
         origin = self.origin()
+        self.transport.pauseProducing()  # as the origin's back-pressure may have done
         self.send(b"data")
         self.assertIsNone(origin.producer)
+        self.answer(origin, OK)
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_read_ahead_bounded(self):
+        """Pipelined bytes past MAX_READ_AHEAD pause the client until the response in flight ends."""
+        from netproxy.http.exchange import MAX_READ_AHEAD
+
+        self.send(get())
+        origin = self.origin()
+        self.assertEqual(self.transport.producerState, "producing")
+        self.send(b"x" * (MAX_READ_AHEAD + 1))
         self.assertEqual(self.transport.producerState, "paused")
         self.answer(origin, OK)
         self.assertEqual(self.transport.producerState, "producing")

@@ -30,6 +30,10 @@ from netproxy.http.message import (
 )
 from netproxy.http.upstream import UpstreamConnection
 
+# Bytes of pipelined requests read ahead while a response is in flight,
+# past which the client is no longer read from until it is complete.
+MAX_READ_AHEAD = 64 * 1024
+
 # Methods a stale pooled connection may be retried with (RFC 9110 9.2.2),
 # when the request had no body.
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
@@ -76,6 +80,7 @@ class Exchange:
         self._retried = False
         self._chunk_out = False
         self._finished = False
+        self.client_paused = False
 
     def begin(self, rest):
         """
@@ -108,7 +113,6 @@ class Exchange:
         self.request_bytes = request_head_bytes(head.method, target.path, headers)
         self.origin = (host, target.port)
         self._pending = rest
-        self.client.transport.pauseProducing()
         self._connect()
 
     def _connect(self):
@@ -116,6 +120,8 @@ class Exchange:
         if upstream is not None:
             self._send(upstream, reused=True)
             return
+        # Read nothing more from the client until the origin is connected.
+        self._pause_client()
         host, port = self.origin
         factory = Factory.forProtocol(partial(UpstreamConnection, self.origin))
         factory.noisy = False
@@ -151,10 +157,15 @@ class Exchange:
             # rather than lost in the connection Deferred.
             self.client.fail(error)
             return
-        if not self.request_done and not self._finished:
+        if self._finished:
+            return
+        if not self.request_done:
             # Back-pressure on the upload: a slow origin pauses the client.
             upstream.transport.registerProducer(self.client.transport, True)
+        if self.client_paused:
+            # Paused while connecting; read-ahead is bounded from here on.
             self.client.transport.resumeProducing()
+            self.client_paused = False
 
     def client_data(self, data):
         """
@@ -166,6 +177,8 @@ class Exchange:
             return
         if self.request_done:
             self.leftover += data
+            if len(self.leftover) > MAX_READ_AHEAD:
+                self._pause_client()
             return
         pieces = self.decoder.feed(data)
         write = self.upstream.transport.write
@@ -185,8 +198,9 @@ class Exchange:
             self.leftover = self.decoder.rest
             if self.upstream.transport.producer is not None:
                 self.upstream.transport.unregisterProducer()
-            # Pipelined requests wait until this response is complete.
-            self.client.transport.pauseProducing()
+                # The origin may have paused the upload just now: the
+                # client is resumed when the exchange ends.
+                self.client_paused = True
 
     def interim_response(self, head):
         """
@@ -311,6 +325,11 @@ class Exchange:
         else:
             upstream.exchange = None
             upstream.transport.loseConnection()
+
+    def _pause_client(self):
+        if not self.client_paused:
+            self.client.transport.pauseProducing()
+            self.client_paused = True
 
     def _restart_timer(self):
         if self._timer is not None and self._timer.active():

@@ -20,7 +20,11 @@ class ConnectionPool:
     Idle upstream connections by origin.
 
     A pooled connection is any object with a C{transport} (closed with
-    C{loseConnection}) and an C{idle_call} attribute the pool may set.
+    C{loseConnection}) and an C{idle_since} attribute the pool sets.
+
+    Expiry uses one timer for the whole pool, set for the oldest idle
+    connection, rather than one per connection: taking and putting back a
+    connection on every request then costs no timer at all.
 
     :param clock: provides C{callLater}.
     :param idle_timeout: seconds an idle connection is kept.
@@ -39,6 +43,7 @@ class ConnectionPool:
         # connection in the order it went idle, for evicting the oldest.
         self._idle = {}
         self._all = OrderedDict()
+        self._sweep = None
 
     def __len__(self):
         return len(self._all)
@@ -66,7 +71,9 @@ class ConnectionPool:
         connections = self._idle.setdefault(origin, [])
         connections.append(connection)
         self._all[connection] = origin
-        connection.idle_call = self._clock.callLater(self.idle_timeout, self._expire, origin, connection)
+        connection.idle_since = self._clock.seconds()
+        if self._sweep is None:
+            self._sweep = self._clock.callLater(self.idle_timeout, self._expire)
         if len(connections) > self.max_idle_per_origin:
             self._close(origin, connections[0])
         while len(self._all) > self.max_idle:
@@ -91,9 +98,16 @@ class ConnectionPool:
         for connection, origin in list(self._all.items()):
             self._close(origin, connection)
 
-    def _expire(self, origin, connection):
-        connection.idle_call = None
-        self._close(origin, connection)
+    def _expire(self):
+        self._sweep = None
+        deadline = self._clock.seconds() - self.idle_timeout
+        # _all is in the order connections went idle: the expired ones lead.
+        while self._all:
+            connection, origin = next(iter(self._all.items()))
+            if connection.idle_since > deadline:
+                self._sweep = self._clock.callLater(connection.idle_since - deadline, self._expire)
+                return
+            self._close(origin, connection)
 
     def _close(self, origin, connection):
         self.lost(origin, connection)
@@ -101,6 +115,7 @@ class ConnectionPool:
 
     def _forget(self, connection):
         self._all.pop(connection, None)
-        call, connection.idle_call = connection.idle_call, None
-        if call is not None and call.active():
-            call.cancel()
+        if not self._all and self._sweep is not None:
+            if self._sweep.active():
+                self._sweep.cancel()
+            self._sweep = None

@@ -85,12 +85,14 @@ class ProxyProtocol(TrackedProtocol):
         """
         The exchange in progress has sent its whole response.
         """
+        paused = self.exchange.client_paused
         self.exchange = None
         if not keep_alive or self.stopping:
             self.transport.loseConnection()
             return
         self.reader = HeadReader(parse_request_head)
-        self.transport.resumeProducing()
+        if paused:
+            self.transport.resumeProducing()
         if leftover:
             self._read(leftover)
 

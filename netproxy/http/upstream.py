@@ -35,7 +35,7 @@ class UpstreamConnection(Protocol):
         self.origin = origin
         self.exchange = None
         self.used = 0
-        self.idle_call = None
+        self.idle_since = None
         self.on_idle_lost = None
         self._reader = None
         self._decoder = None
