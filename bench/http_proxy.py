@@ -10,7 +10,7 @@ with taskset; nginx and wrk share CPU 1. For each size and connection count
 it prints requests/s, MiB/s, p50 and p99 latency, errors and the proxy's
 peak RSS, as a Markdown table.
 
-    python bench/http.py [--seconds 10] [--only netproxy,proxy.py] [--install]
+    python bench/http_proxy.py [--seconds 10] [--only netproxy,proxy.py] [--install]
 
 ``--install`` installs what is missing (apt-get for nginx-light, wrk,
 tinyproxy, squid; a virtualenv for proxy.py). Everything it starts is
@@ -85,6 +85,9 @@ def start_nginx(work, port):
     for name, size in SIZES.items():
         (root / name).write_bytes(os.urandom(size))
         (root / name).chmod(0o644)
+    with open(root / "slow", "wb") as slow:
+        slow.truncate(256 << 20)
+    (root / "slow").chmod(0o644)
     conf = work / "nginx.conf"
     conf.write_text(f"""
 worker_processes 1; daemon off; pid {work}/nginx.pid; error_log stderr crit;
@@ -139,6 +142,37 @@ def children(pid):
         return []
 
 
+def rss_mib(pid):
+    match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(match.group(1)) / 1024
+
+
+def slow_download(proxy_port, origin, pid, size=256 << 20, rate=8 << 20, seconds_limit=120):
+    """
+    Download C{size} bytes through the proxy with a client that reads at
+    C{rate} bytes a second, sampling the proxy's RSS.
+
+    :returns: C{(rss_before, rss_peak, received)} in MiB, MiB, bytes.
+    """
+    before = peak = rss_mib(pid)
+    with socket.create_connection((HOST, proxy_port), timeout=30) as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        client.sendall(f"GET http://{origin}/slow HTTP/1.1\r\nHost: {origin}\r\n\r\n".encode())
+        received, started = 0, time.monotonic()
+        deadline = started + seconds_limit
+        while received < size and time.monotonic() < deadline:
+            data = client.recv(256 * 1024)
+            if not data:
+                break
+            received += len(data)
+            # Read no faster than the rate: sleep until this many bytes are due.
+            due = started + received / rate
+            if due > time.monotonic():
+                time.sleep(due - time.monotonic())
+            peak = max(peak, rss_mib(pid))
+    return before, peak, received
+
+
 def run_wrk(target_port, origin, name, connections, seconds, work, through_proxy):
     script = work / f"{name}.lua"
     script.write_text(LUA.format(origin=origin, name=name))
@@ -175,6 +209,8 @@ def main():
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--only", default="netproxy,tinyproxy,squid,proxy.py")
     parser.add_argument("--install", action="store_true")
+    parser.add_argument("--slow-client", action="store_true",
+                        help="also download 256 MiB through netproxy at 8 MiB/s and report its RSS growth")
     args = parser.parse_args()
     if args.install:
         install()
@@ -197,6 +233,8 @@ def main():
                                            stderr=subprocess.DEVNULL, preexec_fn=raise_file_limit)
                 try:
                     wait_listening(port)
+                    if proxy == "netproxy" and args.slow_client:
+                        slow = slow_download(port, origin, process.pid)
                     for name, connections in SCENARIOS:
                         result = run_wrk(port, origin, name, connections, args.seconds, work, through_proxy=True)
                         rows.append((proxy, name, connections, result, peak_rss_mib(process.pid)))
@@ -210,6 +248,10 @@ def main():
             nginx.send_signal(signal.SIGQUIT)
             nginx.wait(15)
     print(f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, {args.seconds} s per row, proxy on CPU 0\n")
+    if args.slow_client and "netproxy" in chosen:
+        before, peak, received = slow
+        print(f"netproxy, 256 MiB read at 8 MiB/s: {received / 2**20:.0f} MiB received, RSS {before:.1f} MiB "
+              f"before, {peak:.1f} MiB at most (+{peak - before:.1f} MiB)\n")
     print("| proxy | size | conns | req/s | MiB/s | p50 ms | p99 ms | errors | peak RSS MiB |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for proxy, name, connections, r, rss in rows:
