@@ -30,39 +30,17 @@ import tempfile
 import time
 from pathlib import Path
 
-HOST = "127.0.0.1"
+from support import HOST, free_port, pinned, twistd, wait_listening
+
 SIZES = {"1k": 1024, "64k": 64 * 1024, "1m": 1024 * 1024}
 SCENARIOS = [("1k", 100), ("1k", 1000), ("64k", 10), ("1m", 10), ("1m", 100)]
 PROXYPY_VENV = Path(os.environ.get('NETPROXY_BENCH_PROXYPY', Path(tempfile.gettempdir()) / 'netproxy-bench-proxypy'))
 LUA = 'wrk.path = "http://{origin}/{name}"\n'
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
-def pinned(cpu, argv):
-    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
-        return ["taskset", "-c", str(cpu), *argv]
-    return argv
-
-
 def raise_file_limit():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
-
-
-def wait_listening(port, seconds=20):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((HOST, port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {HOST}:{port} after {seconds} s")
 
 
 def install():
@@ -109,10 +87,8 @@ def proxies(work, port):
     squid_conf.write_text(f"http_port {HOST}:{port}\ncache deny all\naccess_log none\ncache_log /dev/null\n"
                           f"pid_filename {work}/squid.pid\nhttp_access allow all\nworkers 1\n"
                           f"max_filedescriptors 8192\ncoredump_dir {work}\n")
-    twistd = [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"]
     return {
-        "netproxy": [*twistd, "-n", "--pidfile=", "--logfile=/dev/null", "netproxy", "http",
-                     "--listen", f"tcp:{port}:interface={HOST}:backlog=4096", "--max-connections", "4096"],
+        "netproxy": twistd("http", "--listen", f"tcp:{port}:interface={HOST}:backlog=4096", "--max-connections", "4096"),
         "tinyproxy": ["tinyproxy", "-d", "-c", str(tinyproxy_conf)],
         "squid": ["squid", "-N", "-f", str(squid_conf)],
         "proxy.py": [str(PROXYPY_VENV / "bin" / "proxy"), "--hostname", HOST, "--port", str(port), "--threadless",

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -31,36 +30,9 @@ import tempfile
 import time
 from contextlib import contextmanager
 
-HOST = "127.0.0.1"
+from support import HOST, free_port, pinned, twistd, wait_listening
+
 MAX_MESSAGES_PER_CONNECTION = 1_000_000
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
-def pinned(cpu, argv):
-    if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > 1:
-        return ["taskset", "-c", str(cpu), *argv]
-    return argv
-
-
-def twistd(*args):
-    return [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()",
-            "--nodaemon", "--pidfile=", "--logfile=/dev/null", "netproxy", *args]
-
-
-def wait_listening(port, seconds=15):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((HOST, port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {HOST}:{port} after {seconds} s")
 
 
 def wait_registered(port, policy, server_ids, seconds=15):
