@@ -64,6 +64,17 @@ class PluginDiscoveryTests(TestCase):
         plugin = self.assert_listed()
         self.assertTrue(plugin.is_relative_to(self.venv), plugin)
 
+    def test_normal_install_has_every_package(self):
+        """After pip install, every package of the source tree imports from the installed copy."""
+        self.install()
+        packages = sorted(".".join(init.parent.relative_to(PROJECT).parts)
+                          for init in (PROJECT / "netproxy").rglob("__init__.py"))
+        self.assertIn("netproxy.http", packages)
+        code = ("import importlib, sys; "
+                f"print(all(importlib.import_module(name).__file__.startswith(sys.prefix) for name in {packages!r}))")
+        result = _run([self.python, "-c", code], self.elsewhere)
+        self.assertEqual(result.stdout.strip(), "True", result.stdout + result.stderr)
+
     def test_editable_install(self):
         """After pip install -e, twistd --help lists netproxy, from the project's own plugin file."""
         self.install("-e")
