@@ -13,14 +13,12 @@ from netproxy.http.body import (
     LAST_CHUNK,
     ChunkedDecoder,
     CloseDecoder,
-    Framing,
     LengthDecoder,
     NoBody,
     encode_chunk,
     make_decoder,
-    request_framing,
-    response_framing,
 )
+from netproxy.http.framing import Framing, request_framing, response_framing
 
 HTTP11 = (1, 1)
 HTTP10 = (1, 0)

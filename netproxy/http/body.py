@@ -1,20 +1,17 @@
 """
-HTTP/1.1 message body framing (RFC 9112 sections 6 and 7).
+HTTP/1.1 message bodies (RFC 9112 section 7): cutting a byte stream into
+body pieces and whatever follows the body (the next pipelined message), as
+the framing of L{netproxy.http.framing} says, and chunked encoding.
 
-The proxy streams bodies both ways without holding them, so this module only
-decides how a message's body is delimited and cuts a byte stream into body
-pieces and whatever follows the body (the next pipelined message).  The
-framing functions are strict where a lenient guess would let two
-implementations disagree about where a message ends (request smuggling); the
-decoders hand out slices of the data they are fed, never copy byte by byte,
-and buffer nothing but one partial chunk-size or trailer line.
+The proxy streams bodies both ways without holding them: the decoders hand
+out slices of the data they are fed, never copy byte by byte, and buffer
+nothing but one partial chunk-size or trailer line.
 
 Pieces are always L{bytes}: Twisted transports refuse memoryviews, and a piece
 that is the whole of a feed is handed out as it is, without a copy.
 """
 
 import re
-from typing import NamedTuple
 
 from netproxy.errors import HTTPError
 
@@ -25,9 +22,6 @@ MAX_SIZE_LINE = 4096
 MAX_SIZE_DIGITS = 15
 MAX_TRAILER_BYTES = 8192
 MAX_TRAILER_FIELDS = 32
-# 18 decimal digits stay below 2**63, what any peer's length type can hold.
-MAX_LENGTH_DIGITS = 18
-
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
 # RFC 9112 section 7.1.1 allows BWS around ";" and "=" only, so "a " alone is
@@ -38,135 +32,6 @@ _SIZE_LINE = re.compile(
 )
 # No whitespace before the colon and no obs-fold: both are framing hazards.
 _FIELD_LINE = re.compile(rb"(%s):([\t\x20-\x7e\x80-\xff]*)" % _TOKEN)
-
-
-class Framing(NamedTuple):
-    """
-    How a message's body is delimited.
-
-    :ivar kind: C{"none"}, C{"length"}, C{"chunked"}, C{"close"} (read until
-        the connection closes) or C{"tunnel"} (the connection stops being
-        HTTP after the header section).
-    :ivar length: the body length for C{"length"}, else L{None}.
-    :ivar must_close: the connection cannot carry another message after this
-        one, because the body ends with it or its framing was suspect.
-    """
-
-    kind: str
-    length: int | None = None
-    must_close: bool = False
-
-
-_NONE = Framing("none")
-_CHUNKED = Framing("chunked")
-_CLOSE = Framing("close", None, True)
-_TUNNEL = Framing("tunnel", None, True)
-
-
-def _collect(headers):
-    """Return the Transfer-Encoding and the Content-Length field values."""
-    te, cl = [], []
-    for name, value in headers:
-        name = name.lower()
-        if name == b"transfer-encoding":
-            te.append(value)
-        elif name == b"content-length":
-            cl.append(value)
-    return te, cl
-
-
-def _codings(values):
-    """Return the lower-cased transfer codings listed across C{values}."""
-    codings = (c.strip(b" \t").lower() for c in b",".join(values).split(b","))
-    # RFC 9110 section 5.6.1: a recipient ignores empty list elements.
-    return [c for c in codings if c]
-
-
-def _before_http11(version):
-    """Tell whether C{(major, minor)} or a token like C{b"HTTP/1.0"} is < 1.1."""
-    if isinstance(version, tuple):
-        return version < (1, 1)
-    return version in (b"HTTP/1.0", b"HTTP/0.9")
-
-
-def _length(value):
-    """Return C{value} as a length, or L{None} if it is not a valid one."""
-    value = value.strip(b" \t")
-    if not value.isdigit() or len(value) > MAX_LENGTH_DIGITS:
-        return None
-    return int(value)
-
-
-def request_framing(version, headers):
-    """
-    Decide how a request's body is delimited (RFC 9112 section 6.3).
-
-    Anything ambiguous is refused rather than guessed, because the origin
-    might guess differently and read a smuggled request from the body.
-
-    :param version: C{(major, minor)} or the protocol token (C{b"HTTP/1.1"}).
-    :param headers: the header fields as received, C{(name, value)} bytes.
-    :returns: a L{Framing} of kind C{"none"}, C{"length"} or C{"chunked"}.
-    :raises HTTPError: 400 when the framing is invalid or ambiguous.
-    """
-    te, cl = _collect(headers)
-    if te and cl:
-        raise HTTPError(400, "both Transfer-Encoding and Content-Length")
-    if te:
-        if _before_http11(version):
-            raise HTTPError(400, "Transfer-Encoding in an HTTP/1.0 request")
-        if _codings(te) != [b"chunked"]:
-            raise HTTPError(400, "unsupported transfer coding")
-        return _CHUNKED
-    if not cl:
-        return _NONE
-    if len(cl) > 1 or b"," in cl[0]:
-        raise HTTPError(400, "duplicate Content-Length")
-    length = _length(cl[0])
-    if length is None:
-        raise HTTPError(400, "invalid Content-Length")
-    return Framing("length", length)
-
-
-def response_framing(request_method, status, version, headers):
-    """
-    Decide how a response's body is delimited (RFC 9112 section 6.3).
-
-    :param request_method: the method of the request answered, such as
-        C{b"GET"}.
-    :param status: the response's status code.
-    :param version: C{(major, minor)} or the protocol token (C{b"HTTP/1.1"}).
-    :param headers: the header fields as received, C{(name, value)} bytes.
-    :returns: a L{Framing}.
-    :raises HTTPError: 502 when the framing is invalid.
-    """
-    # RFC 9110 section 9.3.6: any 2xx, 204 included, turns CONNECT's
-    # connection into a tunnel, so this comes before the no-body statuses.
-    if request_method == b"CONNECT" and 200 <= status < 300:
-        return _TUNNEL
-    if request_method == b"HEAD" or status < 200 or status in (204, 304):
-        return _NONE
-    te, cl = _collect(headers)
-    if te:
-        if _before_http11(version):
-            # Section 6.1: treat the framing as faulty, even with a length.
-            raise HTTPError(502, "Transfer-Encoding in an HTTP/1.0 response")
-        codings = _codings(te)
-        if not codings or codings[-1] != b"chunked":
-            return _CLOSE
-        # Transfer-Encoding overrides Content-Length (section 6.3 item 3);
-        # both at once smells of response splitting, so do not reuse the
-        # connection afterwards.
-        return Framing("chunked", None, bool(cl))
-    if not cl:
-        return _CLOSE
-    # RFC 9110 section 8.6 lets a recipient accept repeated equal values.
-    lengths = {_length(v) for value in cl for v in value.split(b",")}
-    if None in lengths:
-        raise HTTPError(502, "invalid Content-Length in the response")
-    if len(lengths) > 1:
-        raise HTTPError(502, "conflicting Content-Length values in the response")
-    return Framing("length", lengths.pop())
 
 
 class _Decoder:

@@ -18,7 +18,8 @@ from twisted.logger import Logger
 
 from netproxy.dialing import connect_checked, connect_failure_reason
 from netproxy.errors import Blocked, HTTPError
-from netproxy.http.body import LAST_CHUNK, encode_chunk, make_decoder, request_framing
+from netproxy.http.body import LAST_CHUNK, encode_chunk, make_decoder
+from netproxy.http.framing import request_framing
 from netproxy.http.head import header_values
 from netproxy.http.message import (
     forward_headers,

@@ -10,7 +10,8 @@ the next request to the same origin.
 from twisted.internet.protocol import Protocol
 
 from netproxy.errors import HTTPError
-from netproxy.http.body import make_decoder, response_framing
+from netproxy.http.body import make_decoder
+from netproxy.http.framing import response_framing
 from netproxy.http.head import HeadReader, parse_response_head
 from netproxy.http.message import keep_alive
 
