@@ -29,6 +29,20 @@ def connect(factory, peer, transport=None):
     return protocol, transport
 
 
+class ClosingTransport(StringTransportWithDisconnection):
+    """
+    A transport that remembers which producer was registered when it was
+    asked to close (a paused producer left registered would keep a real
+    connection open).
+    """
+
+    producer_at_close = "never closed"
+
+    def loseConnection(self):
+        self.producer_at_close = self.producer
+        super().loseConnection()
+
+
 def complete_connection(reactor, index=-1):
     """
     Let connection attempt C{index} recorded by C{reactor} succeed.

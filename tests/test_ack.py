@@ -7,27 +7,14 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import (
     EventLoggingObserver,
-    StringTransportWithDisconnection,
 )
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.ack import AckFactory
+from netproxy.testing import ClosingTransport, connect
 
 PEER = IPv4Address("TCP", "127.0.0.1", 53211)
-
-
-class ClosingTransport(StringTransportWithDisconnection):
-    """
-    A transport that remembers which producer was registered when it was
-    asked to close.
-    """
-
-    producer_at_close = "never closed"
-
-    def loseConnection(self):
-        self.producer_at_close = self.producer
-        super().loseConnection()
 
 
 class AckTestCase(SynchronousTestCase):
@@ -43,10 +30,7 @@ class AckTestCase(SynchronousTestCase):
         """
         self.clock = Clock()
         self.factory = AckFactory(self.clock, **kwargs)
-        protocol = self.factory.buildProtocol(PEER)
-        self.transport = ClosingTransport(peerAddress=PEER)
-        self.transport.protocol = protocol
-        protocol.makeConnection(self.transport)
+        protocol, self.transport = connect(self.factory, PEER, ClosingTransport(peerAddress=PEER))
         return protocol
 
     def received_events(self, events):

@@ -9,27 +9,14 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import (
     EventLoggingObserver,
     FakeDatagramTransport,
-    StringTransportWithDisconnection,
 )
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from netproxy.testing import ClosingTransport, connect
 from netproxy.upper import UpperDatagramProtocol, UpperFactory
 
 PEER = IPv4Address("TCP", "127.0.0.1", 53211)
-
-
-class ClosingTransport(StringTransportWithDisconnection):
-    """
-    A transport that remembers which producer was registered when it was
-    asked to close.
-    """
-
-    producer_at_close = "never closed"
-
-    def loseConnection(self):
-        self.producer_at_close = self.producer
-        super().loseConnection()
 
 
 class UpperTestCase(SynchronousTestCase):
@@ -45,10 +32,7 @@ class UpperTestCase(SynchronousTestCase):
         """
         self.clock = Clock()
         self.factory = UpperFactory(self.clock, **kwargs)
-        protocol = self.factory.buildProtocol(PEER)
-        self.transport = ClosingTransport(peerAddress=PEER)
-        self.transport.protocol = protocol
-        protocol.makeConnection(self.transport)
+        protocol, self.transport = connect(self.factory, PEER, ClosingTransport(peerAddress=PEER))
         return protocol
 
     def upper(self, data):
