@@ -10,7 +10,7 @@ with taskset; nginx and wrk share CPU 1. For each size and connection count
 it prints requests/s, MiB/s, p50 and p99 latency, errors and the proxy's
 peak RSS, as a Markdown table.
 
-    python bench/http_proxy.py [--seconds 10] [--only netproxy,proxy.py] [--install]
+    python bench/http_proxy.py [--seconds 10] [--only netproxy,proxy.py] [--rows 1k:100,1m:10] [--install]
 
 ``--install`` installs what is missing (apt-get for nginx-light, wrk,
 tinyproxy, squid; a virtualenv for proxy.py). Everything it starts is
@@ -28,12 +28,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from support import HOST, free_port, pinned, twistd, wait_listening
 
 SIZES = {"1k": 1024, "64k": 64 * 1024, "1m": 1024 * 1024}
-SCENARIOS = [("1k", 100), ("1k", 1000), ("64k", 10), ("1m", 10), ("1m", 100)]
+# Every size at every connection count; peak RSS is per row, since each
+# proxy is restarted for each row.
+SCENARIOS = [(name, connections) for name in SIZES for connections in (1, 10, 100, 1000)]
 PROXYPY_VENV = Path(os.environ.get('NETPROXY_BENCH_PROXYPY', Path(tempfile.gettempdir()) / 'netproxy-bench-proxypy'))
 LUA = 'wrk.path = "http://{origin}/{name}"\n'
 
@@ -86,7 +89,7 @@ def proxies(work, port):
     squid_conf = work / "squid.conf"
     squid_conf.write_text(f"http_port {HOST}:{port}\ncache deny all\naccess_log none\ncache_log /dev/null\n"
                           f"pid_filename {work}/squid.pid\nhttp_access allow all\nworkers 1\n"
-                          f"max_filedescriptors 8192\ncoredump_dir {work}\n")
+                          f"max_filedescriptors 8192\ncoredump_dir {work}\nshutdown_lifetime 0 seconds\n")
     return {
         "netproxy": twistd("http", "--listen", f"tcp:{port}:interface={HOST}:backlog=4096", "--max-connections", "4096"),
         "tinyproxy": ["tinyproxy", "-d", "-c", str(tinyproxy_conf)],
@@ -180,17 +183,44 @@ def parse_wrk(output):
     return {"rps": requests, "mib": mib, "p50": latency(50), "p99": latency(99), "errors": errors}
 
 
+@contextmanager
+def running(proxy, work):
+    """
+    Start C{proxy} pinned to CPU 0 for one row, so its peak RSS is that
+    row's; stop it afterwards.
+
+    :returns: a context manager giving C{(port, pid)}.
+    """
+    port = free_port()
+    process = subprocess.Popen(pinned(0, proxies(work, port)[proxy]), cwd=work, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, preexec_fn=raise_file_limit)
+    try:
+        wait_listening(port)
+        yield port, process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--only", default="netproxy,tinyproxy,squid,proxy.py")
     parser.add_argument("--install", action="store_true")
+    parser.add_argument("--rows", help="size:connections pairs to run, such as 1k:100,1m:10 (default: all)")
     parser.add_argument("--slow-client", action="store_true",
                         help="also download 256 MiB through netproxy at 8 MiB/s and report its RSS growth")
     args = parser.parse_args()
     if args.install:
         install()
     chosen = args.only.split(",")
+    scenarios = SCENARIOS
+    if args.rows:
+        scenarios = [(name, int(count)) for name, count in (row.split(":") for row in args.rows.split(","))]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -199,27 +229,17 @@ def main():
         try:
             wait_listening(origin_port)
             origin = f"{HOST}:{origin_port}"
-            for name, connections in SCENARIOS:
+            for name, connections in scenarios:
                 result = run_wrk(origin_port, origin, name, connections, args.seconds, work, through_proxy=False)
                 rows.append(("origin (nginx)", name, connections, result, float("nan")))
             for proxy in chosen:
-                port = free_port()
-                argv = proxies(work, port)[proxy]
-                process = subprocess.Popen(pinned(0, argv), cwd=work, stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.DEVNULL, preexec_fn=raise_file_limit)
-                try:
-                    wait_listening(port)
-                    if proxy == "netproxy" and args.slow_client:
-                        slow = slow_download(port, origin, process.pid)
-                    for name, connections in SCENARIOS:
+                if proxy == "netproxy" and args.slow_client:
+                    with running(proxy, work) as (port, pid):
+                        slow = slow_download(port, origin, pid)
+                for name, connections in scenarios:
+                    with running(proxy, work) as (port, pid):
                         result = run_wrk(port, origin, name, connections, args.seconds, work, through_proxy=True)
-                        rows.append((proxy, name, connections, result, peak_rss_mib(process.pid)))
-                finally:
-                    process.send_signal(signal.SIGTERM)
-                    try:
-                        process.wait(15)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
+                        rows.append((proxy, name, connections, result, peak_rss_mib(pid)))
         finally:
             nginx.send_signal(signal.SIGQUIT)
             nginx.wait(15)

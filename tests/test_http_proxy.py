@@ -10,7 +10,7 @@ import html
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionRefusedError, TimeoutError
-from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransportWithDisconnection
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -193,6 +193,36 @@ class ForwardingTests(ProxyTestCase):
         self.send(get(b"/x"))
         self.answer(self.origin(), OK)
         self.assertEqual([e for e in events if e.get("status") == 200], [])
+
+
+class NoDelayTransport(StringTransportWithDisconnection):
+    """
+    A transport that records whether Nagle's algorithm was turned off.
+    """
+
+    no_delay = False
+
+    def setTcpNoDelay(self, enabled):
+        self.no_delay = enabled
+
+
+class NoDelayTests(ProxyTestCase):
+    """
+    Both of the proxy's connections send without Nagle's delay, which would
+    hold the last segment of every response until the peer's delayed ACK.
+    """
+
+    def test_client(self):
+        """The client's connection has TCP_NODELAY set."""
+        _, transport = connect(self.factory, CLIENT, NoDelayTransport(peerAddress=CLIENT))
+        self.assertTrue(transport.no_delay)
+
+    def test_upstream(self):
+        """The origin's connection has TCP_NODELAY set."""
+        self.send(get())
+        host, port, factory = self.reactor.tcpClients[0][:3]
+        _, transport = connect(factory, IPv4Address("TCP", host, port), NoDelayTransport())
+        self.assertTrue(transport.no_delay)
 
 
 class RequestErrorTests(ProxyTestCase):

@@ -361,3 +361,17 @@ def error_response(
         headers.append((b"Connection", b"close"))
     headers.extend(extra_headers)
     return response_head_bytes(status, reason.encode("ascii"), headers) + body
+
+
+def no_delay(transport):
+    """
+    Send what C{transport} is given at once (no Nagle delay, where it is a
+    TCP transport): the last segment of a response would otherwise wait for
+    the peer's delayed ACK, up to 40 ms per response on Linux.
+    """
+    set_no_delay = getattr(transport, "setTcpNoDelay", None)
+    if set_no_delay is not None:
+        try:
+            set_no_delay(True)
+        except OSError:
+            pass

@@ -14,7 +14,7 @@ from netproxy.errors import HTTPError
 from netproxy.http.access_log import AccessLog
 from netproxy.http.exchange import Exchange
 from netproxy.http.head import HeadReader, parse_request_head
-from netproxy.http.message import error_response
+from netproxy.http.message import error_response, no_delay
 from netproxy.http.pool import ConnectionPool
 from netproxy.http.tunnel import Tunnel
 
@@ -42,6 +42,7 @@ class ProxyProtocol(TrackedProtocol):
             self.fail(HTTPError(403, f"client {host} is not allowed to use this proxy"))
             return
         self.reader = HeadReader(parse_request_head)
+        no_delay(self.transport)
 
     def dataReceived(self, data):
         self.resetTimeout()

@@ -13,7 +13,7 @@ from netproxy.errors import HTTPError
 from netproxy.http.body import make_decoder
 from netproxy.http.framing import response_framing
 from netproxy.http.head import HeadReader, parse_response_head
-from netproxy.http.message import keep_alive
+from netproxy.http.message import keep_alive, no_delay
 
 REUSABLE_FRAMINGS = ("none", "length", "chunked")
 
@@ -42,6 +42,9 @@ class UpstreamConnection(Protocol):
         self._decoder = None
         self._method = None
         self._keep = False
+
+    def connectionMade(self):
+        no_delay(self.transport)
 
     def start(self, exchange, method):
         """
