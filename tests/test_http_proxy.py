@@ -490,8 +490,27 @@ class KeepAliveTests(ProxyTestCase):
         self.assertTrue(self.transport.connected)
 
     def test_close_delimited(self):
-        """A response without length is relayed until the origin closes, then the client is closed too."""
+        """
+        A response without length is relayed until the origin closes, chunked
+        for an HTTP/1.1 client, whose connection stays open for the next request.
+        """
         self.send(get())
+        origin = self.origin()
+        self.answer(origin, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nsome")
+        self.answer(origin, b" more")
+        origin.loseConnection()
+        self.assertEqual(self.transport.value(), b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                                                 b"Via: 1.1 netproxy\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                                 b"4\r\nsome\r\n5\r\n more\r\n0\r\n\r\n")
+        self.assertTrue(self.transport.connected)
+        self.transport.clear()
+        self.send(get())
+        self.answer(self.origin(), OK)
+        self.assertEqual(self.transport.value(), OK_FORWARDED)
+
+    def test_close_delimited_to_http10(self):
+        """An HTTP/1.0 client gets a response without length as it came: ended by closing."""
+        self.send(get(version=b"1.0", headers=b"Connection: keep-alive\r\n"))
         origin = self.origin()
         self.answer(origin, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nsome")
         self.answer(origin, b" more")
@@ -825,6 +844,129 @@ class RequestBodyTests(ProxyTestCase):
         self.reactor.advance(1)
         self.assertError(504, "did not answer within 30 seconds")
         self.assertTrue(origin.value().endswith(b"abcd"))
+
+
+class StallTests(ProxyTestCase):
+    """
+    --timeout bounds every wait of an exchange, not only the wait for the
+    response head: a client that stops mid-upload gets 408, and a response
+    that stops mid-body has its client's connection cut.
+    """
+
+    def test_upload_stalls(self):
+        """A client that stops sending its request body gets 408, and the origin's connection is closed."""
+        self.send(get(method=b"POST", headers=b"Content-Length: 10\r\n") + b"half")
+        origin = self.origin()
+        self.reactor.advance(29)
+        self.assertEqual(self.transport.value(), b"")
+        self.reactor.advance(1)
+        self.assertError(408, "the request body was not received within 30 seconds")
+        self.assertFalse(origin.connected)
+
+    def test_response_stalls(self):
+        """An origin that stops mid-body has both connections cut after the timeout, with a warning."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.send(get())
+        origin = self.origin()
+        self.answer(origin, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf")
+        self.reactor.advance(29)
+        self.assertTrue(self.transport.connected)
+        self.reactor.advance(1)
+        self.assertTrue(self.transport.disconnected)
+        self.assertTrue(self.transport.value().endswith(b"\r\n\r\nhalf"))
+        self.assertFalse(origin.connected)
+        [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
+        self.assertIn("stalled", warning["log_format"])
+        self.assertEqual(warning["peer"], "127.0.0.1:40000")
+
+    def test_slow_response_not_cut(self):
+        """A response that keeps moving may take longer than the timeout in all."""
+        self.send(get())
+        origin = self.origin()
+        self.answer(origin, b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+        for piece in b"abc":
+            self.reactor.advance(20)
+            self.answer(origin, bytes([piece]))
+        self.reactor.advance(20)
+        self.assertTrue(self.transport.connected)
+        self.answer(origin, b"d")
+        self.assertTrue(self.transport.value().endswith(b"abcd"))
+        self.assertTrue(self.transport.connected)
+        self.assertEqual(len(self.factory.pool), 1)
+
+
+class AccessLogTests(ProxyTestCase):
+    """
+    Every request the proxy reads is one access event, whatever became of
+    it: refused, failed upstream, cut short, or abandoned by its client.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.events = []
+        self.factory.access_log.add_observer(self.events.append)
+
+    def assertLogged(self, status, size, url=b"http://127.0.0.1:8000/"):
+        [event] = self.events
+        self.assertEqual((event["url"], event["status"], event["size"]), (url, status, size))
+
+    def test_refused(self):
+        """A request refused by rule is logged with its status and the size of the error page."""
+        self.send(b"GET http://127.0.0.66/ HTTP/1.1\r\n\r\n")
+        body = split_response(self.transport.value())[2]
+        self.assertLogged(403, len(body), url=b"http://127.0.0.66/")
+
+    def test_upstream_failed(self):
+        """A request whose origin refuses the connection is logged as 502."""
+        self.send(get())
+        fail_connection(self.reactor, ConnectionRefusedError())
+        self.assertLogged(502, len(split_response(self.transport.value())[2]))
+
+    def test_cut_short(self):
+        """A response cut short is logged with its status and the body bytes sent."""
+        self.send(get())
+        origin = self.origin()
+        self.answer(origin, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf")
+        origin.loseConnection()
+        self.assertLogged(200, 4)
+
+    def test_client_gone(self):
+        """A client that leaves before its response is logged without a status."""
+        self.send(get())
+        self.origin()
+        self.transport.loseConnection()
+        self.assertLogged(None, 0)
+
+    def test_malformed_not_logged(self):
+        """A head that cannot be parsed has no request to log (the main log has it)."""
+        self.send(b"nonsense\r\n\r\n")
+        self.assertEqual(self.events, [])
+
+
+class LogLevelTests(ProxyTestCase):
+    """
+    Refusals go to the main log as warnings when the client is at fault,
+    and as errors when the origin is unavailable.
+    """
+
+    def levels(self):
+        return [(e["log_level"], e["status"]) for e in self.events if "status" in e]
+
+    def setUp(self):
+        super().setUp()
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def test_bad_request(self):
+        """A malformed request is a warning naming the client."""
+        self.send(b"nonsense\r\n\r\n")
+        self.assertEqual(self.levels(), [(LogLevel.warn, 400)])
+        self.assertEqual(self.events[-1]["peer"], "127.0.0.1:40000")
+
+    def test_unavailable_origin(self):
+        """An origin that refuses the connection is an error."""
+        self.send(get())
+        fail_connection(self.reactor, ConnectionRefusedError())
+        self.assertEqual(self.levels(), [(LogLevel.error, 502)])
 
 
 class BackPressureTests(ProxyTestCase):

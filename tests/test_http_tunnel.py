@@ -18,7 +18,7 @@ CLIENT = IPv4Address("TCP", "127.0.0.1", 40000)
 CONNECT = b"CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n"
 
 
-class TunnelTests(SynchronousTestCase):
+class TunnelTestCase(SynchronousTestCase):
     """
     CONNECT tunnels through a L{ProxyFactory} on a memory reactor.
     """
@@ -59,6 +59,12 @@ class TunnelTests(SynchronousTestCase):
         self.assertIn(b"Content-Type: text/html; charset=utf-8\r\n", data)
         self.assertIn(cause, data)
         self.assertFalse(self.transport.connected)
+
+
+class TunnelTests(TunnelTestCase):
+    """
+    Tunnels open, carry bytes both ways, and close.
+    """
 
     def test_connects(self):
         """CONNECT host:port connects to that host and port."""
@@ -161,3 +167,39 @@ class TunnelTests(SynchronousTestCase):
         """CONNECT without a port is 400."""
         self.send(b"CONNECT 127.0.0.1 HTTP/1.1\r\n\r\n")
         self.assertRefused(400, b"a port is required")
+
+
+class TunnelAccessLogTests(TunnelTestCase):
+    """
+    A tunnel is one access event, written when it closes, with the bytes
+    sent to the client; one that could not open is logged with its error.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.events = []
+        self.factory.access_log.add_observer(self.events.append)
+
+    def test_logged_when_closed(self):
+        """An established tunnel is logged as 200 with the bytes it carried to the client, once."""
+        destination = self.open()
+        self.assertEqual(self.events, [])
+        destination.protocol.dataReceived(b"hello")
+        destination.loseConnection()
+        self.transport.loseConnection()
+        [event] = self.events
+        self.assertEqual((event["method"], event["url"], event["status"], event["size"]),
+                         (b"CONNECT", b"127.0.0.1:443", 200, 5))
+
+    def test_client_closes(self):
+        """A tunnel the client closes is logged too."""
+        self.open()
+        self.transport.loseConnection()
+        self.assertEqual([e["status"] for e in self.events], [200])
+
+    def test_refused_logged_once(self):
+        """A tunnel whose destination refuses is logged once, as 502."""
+        self.send(CONNECT)
+        fail_connection(self.reactor, ConnectionRefusedError())
+        self.transport.loseConnection()
+        self.assertEqual([e["status"] for e in self.events], [502])

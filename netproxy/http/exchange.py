@@ -8,6 +8,11 @@ up and the response body down with back-pressure both ways, and hands the
 connection back to the pool when both sides allow it.  Errors before the
 response has started become a short error page; after it, the client's
 connection is closed, the only honest way to say the response is cut short.
+
+One timer per exchange bounds every wait with C{--timeout}: for the rest
+of the request body (408), for the origin's answer (504), and for each
+next piece of the response (the connection is cut).  Progress moves a
+timestamp rather than the timer, so a piece costs no timer operation.
 """
 
 from functools import partial
@@ -20,7 +25,6 @@ from netproxy.dialing import connect_checked, connect_failure_reason
 from netproxy.errors import Blocked, HTTPError
 from netproxy.http.body import LAST_CHUNK, encode_chunk, make_decoder
 from netproxy.http.framing import request_framing
-from netproxy.http.head import header_values
 from netproxy.http.message import (
     forward_headers,
     is_loop,
@@ -77,6 +81,7 @@ class Exchange:
         self._pending = b""
         self._connecting = None
         self._timer = None
+        self._progress = 0.0
         self._reused = False
         self._retried = False
         self._chunk_out = False
@@ -148,6 +153,7 @@ class Exchange:
         self._reused = reused
         upstream.start(self, self.head.method)
         upstream.transport.write(self.request_bytes)
+        self._progress = self.factory.reactor.seconds()
         self._timer = self.factory.reactor.callLater(self.factory.timeout, self._timed_out)
         data, self._pending = self._pending, b""
         try:
@@ -191,7 +197,7 @@ class Exchange:
         if pieces:
             # The origin's time to answer runs from the end of the upload,
             # so a long upload that keeps moving is not a 504.
-            self._restart_timer()
+            self._progress = self.factory.reactor.seconds()
         if self.decoder.done:
             if self._chunked_in:
                 write(LAST_CHUNK)
@@ -212,13 +218,13 @@ class Exchange:
         if self.head.version == (1, 1) and head.status != 101:
             headers = forward_headers(head.headers, via_version=head.version)
             self.client.transport.write(response_head_bytes(head.status, head.reason, headers))
-        self._restart_timer()
+        self._progress = self.factory.reactor.seconds()
 
     def response_head(self, head, framing):
         """
         The origin's response head arrived: send ours to the client.
         """
-        self._cancel_timer()
+        self._progress = self.factory.reactor.seconds()
         self.status = head.status
         headers = forward_headers(head.headers, via_version=head.version)
         if framing.kind in ("chunked", "close"):
@@ -227,7 +233,9 @@ class Exchange:
             # we send is framed differently.
             headers = [field for field in headers if field[0].lower() != b"content-length"]
         client_11 = self.head.version == (1, 1)
-        self._chunk_out = framing.kind == "chunked" and client_11
+        # A body the origin ends by closing is chunked for an HTTP/1.1
+        # client, whose connection then outlives it.
+        self._chunk_out = framing.kind in ("chunked", "close") and client_11
         if self._chunk_out:
             headers.append((b"Transfer-Encoding", b"chunked"))
         # A response that starts before the upload is complete ends the
@@ -246,6 +254,7 @@ class Exchange:
         """
         Relay a piece of the response body.
         """
+        self._progress = self.factory.reactor.seconds()
         self.sent += len(piece)
         if self._chunk_out:
             self.client.transport.writeSequence(encode_chunk(piece))
@@ -288,13 +297,27 @@ class Exchange:
             self.client.abort()
 
     def _timed_out(self):
+        timeout = self.factory.timeout
+        idle = self.factory.reactor.seconds() - self._progress
+        if idle < timeout:
+            self._timer = self.factory.reactor.callLater(timeout - idle, self._timed_out)
+            return
         self._timer = None
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
             upstream.exchange = None
             upstream.transport.loseConnection()
-        self.client.fail(HTTPError(504, f"{self.target.authority.decode('ascii')} did not answer within "
-                                        f"{self.factory.timeout:g} seconds"))
+        authority = self.target.authority.decode("ascii")
+        if self.status is not None:
+            # Either side may have stalled (a client that stops reading
+            # pauses the origin): the response cannot be completed.
+            self.log.warn("response from {origin} to {peer} stalled for {timeout} seconds: closing",
+                          origin=authority, peer=self.client.peer, timeout=timeout)
+            self.client.abort()
+        elif not self.request_done:
+            self.client.fail(HTTPError(408, f"the request body was not received within {timeout:g} seconds"))
+        else:
+            self.client.fail(HTTPError(504, f"{authority} did not answer within {timeout:g} seconds"))
 
     def cancel(self):
         """
@@ -332,24 +355,10 @@ class Exchange:
             self.client.transport.pauseProducing()
             self.client_paused = True
 
-    def _restart_timer(self):
-        if self._timer is not None and self._timer.active():
-            self._timer.reset(self.factory.timeout)
-
     def _cancel_timer(self):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
 
     def _log(self):
-        access_log = self.factory.access_log
-        if not access_log.enabled:
-            return
-        headers = self.head.headers
-        access_log.request(
-            client=getattr(self.client.transport.getPeer(), "host", "-"), method=self.head.method,
-            url=self.head.target, version=self.head.version, status=self.status, size=self.sent,
-            referer=next(iter(header_values(headers, b"referer")), None),
-            user_agent=next(iter(header_values(headers, b"user-agent")), None),
-            cache="BYPASS", seconds=self.factory.reactor.seconds() - self.started,
-        )
+        self.client.log_access(self.head, self.status, self.sent, self.started)

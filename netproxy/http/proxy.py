@@ -13,7 +13,7 @@ from netproxy.connections import TrackedProtocol, TrackingFactory
 from netproxy.errors import HTTPError
 from netproxy.http.access_log import AccessLog
 from netproxy.http.exchange import Exchange
-from netproxy.http.head import HeadReader, parse_request_head
+from netproxy.http.head import HeadReader, header_values, parse_request_head
 from netproxy.http.message import error_response, no_delay
 from netproxy.http.pool import ConnectionPool
 from netproxy.http.tunnel import Tunnel
@@ -38,7 +38,6 @@ class ProxyProtocol(TrackedProtocol):
         self._head_timer = None
         host = getattr(self.transport.getPeer(), "host", None)
         if host is None or self.factory.allow.match(host) is None:
-            self.log.warn("refused client {peer}: not in --allow", peer=self.peer)
             self.fail(HTTPError(403, f"client {host} is not allowed to use this proxy"))
             return
         self.reader = HeadReader(parse_request_head)
@@ -78,8 +77,8 @@ class ProxyProtocol(TrackedProtocol):
         """
         Turn this connection into a CONNECT tunnel to C{target}.
         """
-        self.exchange = None
-        self.tunnel = Tunnel(self, target)
+        exchange, self.exchange = self.exchange, None
+        self.tunnel = Tunnel(self, target, exchange.head, exchange.started)
         self.tunnel.open(rest)
 
     def exchange_done(self, keep_alive, leftover):
@@ -101,30 +100,61 @@ class ProxyProtocol(TrackedProtocol):
         """
         Answer C{error} with its status and a short page, and close.
         """
-        if self.exchange is not None:
-            exchange, self.exchange = self.exchange, None
+        exchange = self.exchange
+        if exchange is not None:
             exchange.cancel()
             if exchange.status is not None:
                 # The response has started: a page now would be read as
                 # part of its body, so cut the connection instead.
-                self.log.info("{peer}: response cut short: {reason}", peer=self.peer, reason=str(error))
+                self.log.warn("{peer}: response cut short: {reason}", peer=self.peer, reason=str(error))
                 self.abort()
                 return
-        self.log.info("{peer}: {status} {reason}", peer=self.peer, status=error.status, reason=str(error))
+            self.exchange = None
+        # The peer's fault is a warning; an origin that cannot be reached
+        # or does not answer is an error (STYLE.md).
+        level = self.log.error if error.status >= 500 else self.log.warn
+        level("{peer}: {status} {reason}", peer=self.peer, status=error.status, reason=str(error))
         self._cancel_head_timer()
         self.reader = None
         if self.transport.producer is not None:
             self.transport.unregisterProducer()
-        self.transport.write(error_response(error.status, str(error)))
+        page = error_response(error.status, str(error))
+        self.transport.write(page)
         self.transport.resumeProducing()
         self.transport.loseConnection()
+        request = exchange or self.tunnel
+        if request is not None:
+            self.log_access(request.head, error.status, len(page.partition(b"\r\n\r\n")[2]), request.started)
 
     def abort(self):
         """
         Cut the connection: the response already started cannot be completed.
         """
-        self.exchange = None
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            self.log_access(exchange.head, exchange.status, exchange.sent, exchange.started)
         self.transport.abortConnection()
+
+    def log_access(self, head, status, size, started, cache="BYPASS"):
+        """
+        Report a request this connection has finished with to the access log.
+
+        :param head: its L{netproxy.http.head.RequestHead}.
+        :param status: the status sent, or L{None} when none was.
+        :param size: the bytes of response body sent.
+        :param started: when its head was read, by the reactor's clock.
+        """
+        access_log = self.factory.access_log
+        if not access_log.enabled:
+            return
+        headers = head.headers
+        access_log.request(
+            client=getattr(self.transport.getPeer(), "host", "-"), method=head.method, url=head.target,
+            version=head.version, status=status, size=size,
+            referer=next(iter(header_values(headers, b"referer")), None),
+            user_agent=next(iter(header_values(headers, b"user-agent")), None),
+            cache=cache, seconds=self.factory.reactor.seconds() - started,
+        )
 
     def close_when_idle(self):
         # A response in progress is completed first; a tunnel stays until
@@ -159,6 +189,8 @@ class ProxyProtocol(TrackedProtocol):
         if self.exchange is not None:
             exchange, self.exchange = self.exchange, None
             exchange.cancel()
+            # The client left before its response was complete.
+            self.log_access(exchange.head, exchange.status, exchange.sent, exchange.started)
         if self.tunnel is not None:
             self.tunnel.close()
 

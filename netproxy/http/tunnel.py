@@ -25,6 +25,7 @@ class _TunnelEnd(Protocol):
         self.tunnel = tunnel
 
     def dataReceived(self, data):
+        self.tunnel.sent += len(data)
         self.tunnel.client.transport.write(data)
 
     def connectionLost(self, reason):
@@ -37,13 +38,19 @@ class Tunnel:
 
     :param client: the L{netproxy.http.proxy.ProxyProtocol}.
     :param target: the L{netproxy.http.message.Target} to connect to.
+    :param head: the CONNECT request's L{netproxy.http.head.RequestHead}.
+    :param started: when it was read, by the reactor's clock.
+    :ivar sent: bytes sent to the client through the tunnel.
     """
 
     log = Logger()
 
-    def __init__(self, client, target):
+    def __init__(self, client, target, head, started):
         self.client = client
         self.target = target
+        self.head = head
+        self.started = started
+        self.sent = 0
         self.destination = None
         self._pending = b""
         self._connecting = None
@@ -103,7 +110,7 @@ class Tunnel:
         """
         The destination closed: close the client after what it sent.
         """
-        self._closed = True
+        self._finish()
         # close() unregisters the destination as the client's producer: a
         # transport that paused it would otherwise resume it instead of
         # closing once its buffer drains.
@@ -113,7 +120,7 @@ class Tunnel:
         """
         The client has gone: close the destination.
         """
-        self._closed = True
+        self._finish()
         if self._connecting is not None:
             self._connecting.cancel()
         if self.destination is not None:
@@ -122,3 +129,10 @@ class Tunnel:
                 # As in destination_lost: a paused producer would keep it open.
                 transport.unregisterProducer()
             transport.loseConnection()
+
+    def _finish(self):
+        # An established tunnel is one access log line, written when it
+        # closes (as Squid does); one that failed was logged with its error.
+        if self.destination is not None and not self._closed:
+            self.client.log_access(self.head, 200, self.sent, self.started)
+        self._closed = True
