@@ -689,7 +689,8 @@ class TunnelTests(_HttpTestCase):
         self.assertEqual((seen.method, seen.uri, seen.body), ("POST", "/echo?tunnelled", b"secret"))
         # Nothing of the request was readable to the proxy, so it added no Via.
         self.assertEqual(seen.header("via"), [])
-        await proxy.wait_for(rf"CONNECT 127\.0\.0\.1:{secure.port} ")
+        # The tunnel's access line is written when it closes, with the bytes it carried back.
+        await proxy.wait_for(access_line("CONNECT", authority.decode(), 200, r"[1-9]\d*"))
 
     async def test_connect_port_not_allowed(self):
         """
@@ -768,7 +769,9 @@ class ErrorTests(_HttpTestCase):
         """
         proxy, origin = await self.proxy_and_origin()
         port = closed_port()
+        since = proxy.mark()
         await self.assert_error(proxy, b"GET http://127.0.0.1:%d/ HTTP/1.1\r\nHost: a\r\n\r\n" % port, 502, str(port))
+        await proxy.wait_for(access_line("GET", f"http://127.0.0.1:{port}/", 502), since)
         await self.assert_served(proxy, origin)
 
     async def test_origin_timeout(self):
@@ -797,6 +800,15 @@ class ErrorTests(_HttpTestCase):
         """
         proxy, origin = await self.proxy_and_origin("--timeout", "1")
         await self.assert_error(proxy, b"GET http://x/ HTTP/1.1\r\nHost", 408)
+        await self.assert_served(proxy, origin)
+
+    async def test_slow_upload(self):
+        """
+        A client that stops in the middle of its request body gets 408, and the origin's connection is closed.
+        """
+        proxy, origin = await self.proxy_and_origin("--timeout", "1")
+        await self.assert_error(proxy, b"POST %s HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhalf"
+                                % origin.url("/echo").encode(), 408)
         await self.assert_served(proxy, origin)
 
     async def test_origin_form(self):
