@@ -1,0 +1,1 @@
+"""The HTTP proxy's shared cache (RFC 9111)."""

@@ -1,0 +1,171 @@
+"""
+A cache store held in memory, for tests (of the cache layer, and of the
+store contract itself): it behaves as L{netproxy.cache.file_store.FileStore}
+does, less the disk.
+"""
+
+import errno
+import io
+import zlib
+from collections import OrderedDict
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from netproxy.cache.store import (
+    Entry,
+    IStore,
+    IWriter,
+    decode_record,
+    encode_record,
+    next_turn,
+    stream_body,
+)
+
+
+class _Stored:
+    __slots__ = ("entry", "body", "size")
+
+    def __init__(self, entry, body, size):
+        self.entry = entry
+        self.body = body
+        self.size = size
+
+
+@implementer(IStore)
+class MemoryStore:
+    """
+    Entries and bodies in a dictionary, least recently used first.
+
+    Metadata goes through the same JSON record as on disk, so a test meets
+    the same errors (metadata that is not JSON) and the same sizes.
+
+    :param max_size: the most bytes kept (bodies plus records).
+    :param scheduler: the scheduler bodies are streamed with (see
+        L{netproxy.cache.store.next_turn}); by default, the global reactor's
+        next turn.
+    """
+
+    log = Logger()
+
+    def __init__(self, max_size, scheduler=None):
+        if scheduler is None:
+            from twisted.internet import reactor
+
+            scheduler = next_turn(reactor)
+        self.max_size = max_size
+        self._scheduler = scheduler
+        self._entries = OrderedDict()
+        self._size = 0
+
+    @property
+    def size(self):
+        return self._size
+
+    def __len__(self):
+        return len(self._entries)
+
+    def get(self, key):
+        stored = self._entries.get(key)
+        if stored is None:
+            return None
+        self._entries.move_to_end(key)
+        return stored.entry
+
+    def read(self, entry, consumer):
+        stored = self._entries.get(entry.key)
+        if stored is not None:
+            self._entries.move_to_end(entry.key)
+        # The body of the version asked for, even if it was replaced since:
+        # as on disk, where an open body outlives its replacement.
+        body = stored.body if stored is not None and _same_body(stored.entry, entry) else None
+
+        def open_body():
+            if body is None:
+                raise OSError(errno.ENOENT, "no such entry")
+            return io.BytesIO(body)
+
+        return stream_body(entry, open_body, consumer, self._scheduler, self._discard)
+
+    def writer(self, key, meta):
+        return _MemoryWriter(self, key, meta)
+
+    def update(self, key, meta):
+        stored = self._entries.get(key)
+        if stored is None:
+            return None
+        entry, size = self._record(Entry(key, meta, stored.entry.length, stored.entry.checksum))
+        self._put(key, _Stored(entry, stored.body, size))
+        return entry if key in self._entries else None
+
+    def remove(self, key):
+        stored = self._entries.pop(key, None)
+        if stored is None:
+            return False
+        self._size -= stored.size
+        return True
+
+    def _commit(self, entry, body):
+        entry, size = self._record(entry)
+        if size > self.max_size:
+            self.remove(entry.key)
+            return None
+        self._put(entry.key, _Stored(entry, body, size))
+        return entry
+
+    def _record(self, entry):
+        record = encode_record(entry)
+        return decode_record(record), entry.length + len(record)
+
+    def _put(self, key, stored):
+        self.remove(key)
+        self._entries[key] = stored
+        self._size += stored.size
+        while self._size > self.max_size:
+            self.remove(next(iter(self._entries)))
+
+    def _discard(self, entry, error):
+        stored = self._entries.get(entry.key)
+        if stored is not None and _same_body(stored.entry, entry):
+            self.log.warn("discarding damaged cache entry: {error}", error=str(error))
+            self.remove(entry.key)
+
+
+def _same_body(a, b):
+    return a.length == b.length and a.checksum == b.checksum
+
+
+@implementer(IWriter)
+class _MemoryWriter:
+    def __init__(self, store, key, meta):
+        self._store = store
+        self._key = key
+        self._meta = meta
+        self._chunks = []
+        self._length = 0
+        self._checksum = 0
+        self._finished = False
+
+    def write(self, data):
+        if self._finished:
+            raise RuntimeError("write to a finished cache writer")
+        if self._chunks is None:
+            return
+        self._length += len(data)
+        if self._length > self._store.max_size:
+            self._chunks = None
+            return
+        self._checksum = zlib.crc32(data, self._checksum)
+        self._chunks.append(data)
+
+    def finish(self):
+        if self._finished:
+            raise RuntimeError("cache writer finished twice")
+        self._finished = True
+        if self._chunks is None:
+            return None
+        body, self._chunks = b"".join(self._chunks), None
+        return self._store._commit(Entry(self._key, self._meta, self._length, self._checksum), body)
+
+    def abort(self):
+        self._chunks = None

@@ -1,0 +1,435 @@
+"""
+What a cache store is: the L{IStore} interface, the L{Entry} it holds, the
+record an entry's metadata is kept as, and the one producer that streams a
+stored body to a client.
+
+A store maps opaque C{bytes} keys, chosen by the cache layer, to an L{Entry}
+and a body.  L{netproxy.cache.memory_store.MemoryStore} (for tests) and
+L{netproxy.cache.file_store.FileStore} (on disk) implement L{IStore}; both
+send bodies through L{stream_body}, so flow control, damage checks and the
+bound of one chunk per reactor turn are the same whichever store serves.
+"""
+
+import base64
+import json
+import os
+import zlib
+from dataclasses import dataclass
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.task import Cooperator, TaskStopped
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import Attribute, Interface, implementer
+
+from netproxy.errors import NetproxyError
+
+#: The most body bytes a store reads or writes to a consumer in one reactor
+#: turn; bodies up to this size are checked whole before any byte is sent.
+CHUNK_SIZE = 64 * 1024
+
+#: The version of the record format written by L{encode_record}.
+RECORD_VERSION = 1
+
+
+class DamagedEntry(NetproxyError):
+    """
+    A stored body does not match its entry's length or checksum, or cannot be
+    read: the store has discarded the entry, and the response must be fetched
+    afresh (or, if part of the body was already sent, the client's
+    connection aborted).
+
+    :ivar key: the entry's key.
+    """
+
+    def __init__(self, key, reason):
+        super().__init__(f"damaged cache entry: {reason}")
+        self.key = key
+
+
+class StreamStopped(NetproxyError):
+    """
+    The consumer stopped a body stream (its client went away) before the end
+    of the body.
+    """
+
+
+@dataclass(frozen=True)
+class Entry:
+    """
+    A stored response as a store knows it.  Entries are values: to change an
+    entry's metadata, call L{IStore.update}.
+
+    :ivar key: the key chosen by the cache layer.
+    :ivar meta: what the cache layer stored with the body (status, headers,
+        times...); JSON-serialisable, and read-only once stored.
+    :ivar length: the body's size in bytes.
+    :ivar checksum: C{zlib.crc32} of the body.
+    """
+
+    key: bytes
+    meta: dict
+    length: int
+    # CRC-32 rather than a cryptographic hash: it guards against torn and
+    # garbled writes, not against an adversary who can write the cache
+    # directory, and it costs a fraction of SHA-256 on every body stored.
+    checksum: int
+
+
+def check_body(entry, body):
+    """
+    :param entry: an L{Entry}.
+    :param body: the whole body stored for it.
+    :raises DamagedEntry: if C{body} does not match the entry's length and
+        checksum.
+    """
+    if len(body) != entry.length:
+        raise DamagedEntry(entry.key, f"its body is {len(body)} bytes, its record says {entry.length}")
+    if zlib.crc32(body) != entry.checksum:
+        raise DamagedEntry(entry.key, "its body does not match its checksum")
+
+
+def encode_record(entry) -> bytes:
+    """
+    :returns: the JSON record of C{entry}: the key (base64), the metadata,
+        the body's length and checksum, and the format version.  A store's
+        size accounts for each entry as its body's length plus this record's.
+    :raises TypeError: if the entry's metadata is not JSON-serialisable.
+    """
+    record = {
+        "version": RECORD_VERSION,
+        "key": base64.b64encode(entry.key).decode("ascii"),
+        "meta": entry.meta,
+        "length": entry.length,
+        "checksum": entry.checksum,
+    }
+    return json.dumps(record, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
+def decode_record(data: bytes) -> Entry:
+    """
+    :returns: the entry recorded in C{data} by L{encode_record}, with its own
+        copy of the metadata.
+    :raises ValueError: if C{data} is not such a record.
+    """
+    record = json.loads(data)
+    if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
+        raise ValueError("not a cache record of a known version")
+    try:
+        key = base64.b64decode(record["key"], validate=True)
+        meta, length, checksum = record["meta"], record["length"], record["checksum"]
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"incomplete cache record ({e})") from None
+    # bool is an int: type() keeps True out of the length.
+    if not isinstance(meta, dict) or type(length) is not int or type(checksum) is not int:
+        raise ValueError("malformed cache record")
+    if length < 0 or not 0 <= checksum < 2**32:
+        raise ValueError("malformed cache record")
+    return Entry(key, meta, length, checksum)
+
+
+def next_turn(reactor):
+    """
+    :param reactor: provides C{callLater}.
+    :returns: a L{Cooperator} scheduler that runs each step on the next
+        reactor turn, after the turn's network I/O.
+    """
+    return lambda step: reactor.callLater(0, step)
+
+
+def one_step():
+    """
+    A L{Cooperator} termination predicate factory that ends each tick after
+    one step, so a cooperator with a L{next_turn} scheduler does at most one
+    step per reactor turn.
+    """
+    return lambda: True
+
+
+class IWriter(Interface):
+    """
+    Stores one response body as it arrives.
+    """
+
+    def write(data):
+        """
+        Append C{data} (C{bytes}) to the body.  Past the store's C{max_size}
+        the body is dropped at once and later data ignored: the entry will
+        not be stored.
+        """
+
+    def finish():
+        """
+        Make the entry visible to C{get}, replacing any older entry for the key.
+
+        :returns: the stored L{Entry}, or L{None} if it was not stored (too
+            large, aborted, or the store could not write it).
+        """
+
+    def abort():
+        """
+        Drop the body: nothing becomes visible, and what was written is freed.
+        """
+
+
+class IStore(Interface):
+    """
+    A bounded store of cache entries, evicting the least recently used.
+    """
+
+    size = Attribute("The bytes the entries take, as accounted: bodies plus records.")
+    max_size = Attribute(
+        "The most bytes kept: after each finish, the least recently used entries are evicted until size <= max_size."
+    )
+
+    def __len__():
+        """
+        :returns: the number of entries.
+        """
+
+    def get(key):
+        """
+        Look an entry up, and count it as used.
+
+        :param key: C{bytes}.
+        :returns: the L{Entry} stored for C{key}, or L{None}.  An entry whose
+            record cannot be read is discarded.
+        """
+
+    def read(entry, consumer):
+        """
+        Stream C{entry}'s body to C{consumer}, with a push producer registered
+        on it, at most L{CHUNK_SIZE} bytes per reactor turn; counts as a use.
+
+        A body of up to L{CHUNK_SIZE} bytes is checked before C{read} returns:
+        if it is damaged, the L{Deferred} has already failed and nothing was
+        registered on or written to C{consumer}.  Otherwise nothing is written
+        before the next turn, so the caller may write the response head after
+        C{read} returns.  A larger body's checksum is known only at its end:
+        its last chunk is then held back and the L{Deferred} fails, and the
+        caller must abort its client's connection.
+
+        :returns: a L{Deferred} that fires with L{None} once the whole body
+            was written and the producer unregistered, or fails with
+            L{DamagedEntry} (the entry is discarded) or with L{StreamStopped}
+            if the consumer stopped the producer.  Cancelling it stops the
+            stream and unregisters the producer.
+        """
+
+    def writer(key, meta):
+        """
+        :param key: C{bytes}.
+        :param meta: the JSON-serialisable metadata to store with the body.
+        :returns: an L{IWriter} for the body.
+        """
+
+    def update(key, meta):
+        """
+        Replace an entry's metadata (after a 304), keeping its body; counts
+        as a use.
+
+        :returns: the updated L{Entry}, or L{None} if there is no entry for C{key}.
+        """
+
+    def remove(key):
+        """
+        :returns: C{True} if an entry for C{key} existed and was removed.
+        """
+
+
+@implementer(IPushProducer)
+class BodyProducer:
+    """
+    Streams one entry's body from a binary file object to a consumer, one
+    chunk per step of its own L{Cooperator}.
+
+    Each stream has its own cooperator, doing one step per tick, rather than
+    sharing one: the global cooperator runs tasks for up to 10 ms per tick
+    (many chunks to one consumer), and a shared one-step cooperator would
+    give all streams one chunk per turn between them.
+
+    When the consumer calls C{stopProducing}, the L{Deferred} fails with
+    L{StreamStopped} rather than firing, so a cut body is never taken for a
+    complete one; the producer stays registered, as the consumer that
+    stopped it is done with it (as for L{twisted.protocols.basic.FileSender}).
+
+    :param entry: the L{Entry} whose body this is.
+    :param open_body: returns the body as a binary file object (closed when
+        done); L{OSError} from it, or from reading, means the body is damaged.
+    :param scheduler: the cooperator's scheduler (see L{next_turn}).
+    :param verified: C{True} if the body is known to match the entry (a
+        small body checked when it was cached), to skip checking it again.
+    :param keep: called with a small body once it is checked, for the store
+        to cache it; or L{None}.
+    """
+
+    log = Logger()
+
+    def __init__(self, entry, open_body, scheduler, verified=False, keep=None):
+        self._entry = entry
+        self._open_body = open_body
+        self._scheduler = scheduler
+        self._verified = verified
+        self._keep = keep
+        self._source = None
+        self._consumer = None
+        self._task = None
+        self._paused = False
+        self._stopped = False
+        self._cancelled = False
+        self._done = None
+
+    def start(self, consumer) -> Deferred:
+        """
+        Check what can be checked before sending (the body's length, and the
+        whole of a small body), then register on C{consumer} and stream.
+
+        :returns: see L{IStore.read}.
+        """
+        try:
+            body = self._open()
+        except DamagedEntry as e:
+            self._close()
+            return fail(e)
+        self._consumer = consumer
+        self._done = Deferred(self._cancel)
+        try:
+            consumer.registerProducer(self, True)
+        except BaseException:
+            self._close()
+            raise
+        # A transport already disconnected stops its producer from within
+        # registerProducer; one with a full buffer may pause it.
+        if self._stopped:
+            self._close()
+            self._done.errback(StreamStopped("the consumer stopped the body stream"))
+            return self._done
+        cooperator = Cooperator(terminationPredicateFactory=one_step, scheduler=self._scheduler)
+        self._task = cooperator.cooperate(self._steps(body))
+        if self._paused:
+            self._task.pause()
+        self._task.whenDone().addBoth(self._ended)
+        return self._done
+
+    def pauseProducing(self):
+        if not self._paused:
+            self._paused = True
+            if self._task is not None:
+                self._task.pause()
+
+    def resumeProducing(self):
+        if self._paused:
+            self._paused = False
+            if self._task is not None:
+                self._task.resume()
+
+    def stopProducing(self):
+        self._stopped = True
+        if self._task is not None:
+            self._task.stop()
+
+    def _open(self):
+        """
+        :returns: the whole body if it is small (checked), else L{None}.
+        """
+        entry = self._entry
+        try:
+            self._source = self._open_body()
+            size = self._source.seek(0, os.SEEK_END)
+            self._source.seek(0)
+            if size != entry.length:
+                raise DamagedEntry(entry.key, f"its body is {size} bytes, its record says {entry.length}")
+            if entry.length > CHUNK_SIZE:
+                return None
+            body = self._source.read(CHUNK_SIZE + 1)
+        except OSError as e:
+            raise DamagedEntry(entry.key, f"its body cannot be read ({e.strerror or e})") from None
+        self._close()
+        if not self._verified:
+            check_body(entry, body)
+            if self._keep is not None:
+                self._keep(body)
+        return body
+
+    def _steps(self, body):
+        # Each write is followed by a yield, even the last: a consumer may
+        # stop the producer from within write, and a task must not also end
+        # within the step that stopped it.
+        if body is not None:
+            if body:
+                self._consumer.write(body)
+                yield None
+            return
+        entry = self._entry
+        checksum = 0
+        remaining = entry.length
+        while remaining:
+            try:
+                chunk = self._source.read(min(CHUNK_SIZE, remaining))
+            except OSError as e:
+                raise DamagedEntry(entry.key, f"its body cannot be read ({e.strerror or e})") from None
+            if not chunk:
+                raise DamagedEntry(entry.key, f"its body ends {remaining} bytes early")
+            checksum = zlib.crc32(chunk, checksum)
+            remaining -= len(chunk)
+            if not remaining and checksum != entry.checksum:
+                # The last chunk is held back, so the client never receives
+                # all of a body that failed its check, whatever the caller
+                # does next.
+                raise DamagedEntry(entry.key, "its body does not match its checksum")
+            self._consumer.write(chunk)
+            yield None
+
+    def _ended(self, result):
+        self._task = None
+        self._close()
+        if isinstance(result, Failure) and result.check(TaskStopped):
+            if self._cancelled:
+                # Deferred.cancel fails the Deferred with CancelledError.
+                self._unregister()
+                return
+            self._done.errback(StreamStopped("the consumer stopped the body stream"))
+            return
+        self._unregister()
+        if isinstance(result, Failure):
+            self._done.errback(result)
+        else:
+            self._done.callback(None)
+
+    def _cancel(self, done):
+        if self._task is not None:
+            self._cancelled = True
+            self._task.stop()
+
+    def _unregister(self):
+        # The Deferred must fire whatever the consumer does.
+        try:
+            self._consumer.unregisterProducer()
+        except Exception:
+            self.log.failure("could not unregister a cache body producer")
+
+    def _close(self):
+        if self._source is not None:
+            source, self._source = self._source, None
+            source.close()
+
+
+def stream_body(entry, open_body, consumer, scheduler, discard, verified=False, keep=None) -> Deferred:
+    """
+    What L{IStore.read} does once a store has found where the body is.
+
+    :param discard: called with the entry and the L{DamagedEntry} error when
+        the body turns out damaged, for the store to remove the entry.
+    :returns: see L{IStore.read}.
+
+    The other parameters are L{BodyProducer}'s.
+    """
+
+    def damaged(failure):
+        if failure.check(DamagedEntry):
+            discard(entry, failure.value)
+        return failure
+
+    producer = BodyProducer(entry, open_body, scheduler, verified, keep)
+    return producer.start(consumer).addErrback(damaged)
