@@ -6,8 +6,11 @@ stops start-up with a message naming the option); L{makeService} assembles
 the role's listeners into a L{MultiService}.
 """
 
+import os
+
 from twisted.application import internet, strports
 from twisted.application.service import MultiService
+from twisted.python.filepath import FilePath
 from twisted.python import usage
 
 from netproxy import coerce
@@ -151,6 +154,11 @@ class HttpOptions(_ServerOptions):
         ["timeout", "t", "30", "seconds an origin may take to answer (504 after), and a client to send a request (408)"],
         ["connect-timeout", None, "10", "seconds an origin may take to accept a connection"],
         ["access-log", None, None, "write one line per request (Combined Log Format) to FILE, or - for stdout"],
+        ["cache-dir", None, None, "directory of the cache (default: $CACHE_DIRECTORY when set, else ./netproxy-cache)"],
+        ["cache-size", None, "1G", "most bytes the cache keeps on disk; least recently used entries go first"],
+    ]
+    optFlags = [
+        ["no-cache", None, "forward every request; store nothing"],
     ]
 
     def __init__(self):
@@ -194,6 +202,9 @@ class HttpOptions(_ServerOptions):
         self["timeout"] = coerce.seconds("timeout", self["timeout"])
         self["connect-timeout"] = coerce.seconds("connect-timeout", self["connect-timeout"])
         self["rules"] = _rules_file(self["block"], self["blocklist"])
+        self["cache-size"] = coerce.size("cache-size", self["cache-size"])
+        # systemd's CacheDirectory= sets CACHE_DIRECTORY (a list when several).
+        self["cache-dir"] = self["cache-dir"] or os.environ.get("CACHE_DIRECTORY", "").split(":")[0] or "netproxy-cache"
 
 
 def _rule(option, text):
@@ -305,15 +316,23 @@ def http_service(options, reactor):
     from netproxy.reload import ReloadOnHangup
 
     rules = options["rules"]
+    cache = None
+    service = MultiService()
+    if not options["no-cache"]:
+        from netproxy.cache.cache import Cache, LoadOnStart
+        from netproxy.cache.file_store import FileStore
+
+        store = FileStore(FilePath(options["cache-dir"]), options["cache-size"], reactor)
+        LoadOnStart(store).setServiceParent(service)
+        cache = Cache(store)
     factory = ProxyFactory(reactor, options["allow"], rules, options["connect-port"], options["timeout"],
-                           options["connect-timeout"])
+                           options["connect-timeout"], cache)
     factory.idle_timeout = options["idle-timeout"]
     factory.max_connections = options["max-connections"]
     if options["access-log"]:
         from netproxy.http.access_log import open_access_log
 
         factory.access_log.add_observer(open_access_log(options["access-log"]))
-    service = MultiService()
     if options["blocklist"]:
         ReloadOnHangup([rules.reload], reactor).setServiceParent(service)
     DrainOnStop(factory, reactor, options["shutdown-timeout"]).setServiceParent(service)

@@ -21,6 +21,9 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
+from netproxy.cache import policy
+from netproxy.cache.cache import cache_key
+from netproxy.cache.store import DamagedEntry, StreamStopped
 from netproxy.dialing import connect_checked, connect_failure_reason
 from netproxy.errors import Blocked, HTTPError
 from netproxy.http.body import LAST_CHUNK, encode_chunk, make_decoder
@@ -42,6 +45,15 @@ MAX_READ_AHEAD = 64 * 1024
 # Methods a stale pooled connection may be retried with (RFC 9110 9.2.2),
 # when the request had no body.
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+# A client's own preconditions are replaced by the cache's validators when
+# it revalidates a stored response; the client's are then answered from
+# the refreshed entry.
+_CONDITIONAL = frozenset({b"if-none-match", b"if-modified-since", b"if-match", b"if-unmodified-since",
+                          b"if-range"})
+# Stored fields never sent as stored: the framing is the proxy's, the age
+# is recomputed.
+_NOT_SERVED = frozenset({b"content-length", b"transfer-encoding", b"age"})
 
 
 def connect_error(failure, target):
@@ -87,6 +99,18 @@ class Exchange:
         self._chunk_out = False
         self._finished = False
         self.client_paused = False
+        # The cache's part: the status word of the access log, the stored
+        # response consulted, and what becomes of the origin's answer.
+        self.cache_result = "BYPASS"
+        self._key = None
+        self._found = None
+        self._assessment = None
+        self._fwd = None
+        self._revalidating = False
+        self._swallow = None
+        self._fill = None
+        self._serving = None
+        self._request_time = 0.0
 
     def begin(self, rest):
         """
@@ -116,10 +140,119 @@ class Exchange:
             # The body is re-chunked on its way up: say so, or the origin
             # would read the chunks as the next request.
             headers.append((b"Transfer-Encoding", b"chunked"))
-        self.request_bytes = request_head_bytes(head.method, target.path, headers)
         self.origin = (host, target.port)
         self._pending = rest
+        cache = self.factory.cache
+        if cache is not None and head.method in (b"GET", b"HEAD") and self._bodyless:
+            headers = self._consult(cache, headers)
+            if headers is None:
+                return
+        self._forward(headers)
+
+    def _forward(self, headers):
+        self.request_bytes = request_head_bytes(self.head.method, self.target.path, headers)
         self._connect()
+
+    def _consult(self, cache, headers):
+        """
+        Look for a stored response: serve it when it may be reused,
+        otherwise prepare the request that goes upstream.
+
+        :returns: the fields to send upstream, or L{None} when served.
+        :raises HTTPError: 504 when the client asked only-if-cached and
+            nothing usable is stored.
+        """
+        self._key = cache_key(self.target)
+        found = cache.find(self._key, self.head.headers)
+        self.cache_result = "MISS"
+        if found is None:
+            self._fwd = "uri-miss"
+            only_if_cached = "only-if-cached" in policy.directives(self.head.headers)
+        else:
+            assessment = policy.assess(self.head.headers, found.stored, self.factory.reactor.seconds())
+            if assessment.usable:
+                self._serve(found, "HIT", policy.cache_status(hit=True, ttl=assessment.ttl))
+                return None
+            self._found, self._assessment, self._fwd = found, assessment, assessment.fwd
+            only_if_cached = assessment.only_if_cached
+            checks = policy.validators(found.stored.headers)
+            if checks and found.stored.status == 200:
+                self._revalidating = True
+                headers = [field for field in headers if field[0].lower() not in _CONDITIONAL] + checks
+        if only_if_cached:
+            raise HTTPError(504, "only-if-cached: no stored response is fresh enough")
+        return headers
+
+    def _serve(self, found, result, status_field):
+        """
+        Answer the client with a stored response (or 304, when its own
+        preconditions hold for it).
+
+        :param result: the access log's cache status.
+        :param status_field: the response's Cache-Status.
+        """
+        self.cache_result = result
+        self.request_done = True
+        self.leftover, self._pending = self._pending, b""
+        stored, entry = found.stored, found.entry
+        age = policy.current_age(stored, self.factory.reactor.seconds())
+        headers = [field for field in forward_headers(stored.headers, via_version=found.version)
+                   if field[0].lower() not in _NOT_SERVED]
+        headers += [(b"Age", b"%d" % (min(age, policy.MAX_DELTA),)), (b"Cache-Status", status_field)]
+        status, reason = stored.status, found.reason
+        with_body = self.head.method != b"HEAD"
+        if status == 200 and policy.not_modified(self.head.headers, stored.headers):
+            status, reason, with_body = 304, b"Not Modified", False
+        elif status != 204:
+            headers.append((b"Content-Length", b"%d" % (entry.length,)))
+        self.status = status
+        self.keep = self.client_keep
+        if not self.keep:
+            headers.append((b"Connection", b"close"))
+        elif self.head.version != (1, 1):
+            headers.append((b"Connection", b"keep-alive"))
+        if with_body and entry.length:
+            serving = self._serving = self.factory.cache.store.read(entry, self.client.transport)
+            if serving.called:
+                # A small body is checked before anything is sent: a damaged
+                # one was discarded, and the origin is asked instead.
+                serving.addErrback(self._damaged_before_sending, found)
+                if self._serving is None:
+                    return
+            self.client.transport.write(response_head_bytes(status, reason, headers))
+            self.sent = entry.length
+            serving.addBoth(self._served)
+        else:
+            self.client.transport.write(response_head_bytes(status, reason, headers))
+            self._served(None)
+
+    def _damaged_before_sending(self, failure, found):
+        failure.trap(DamagedEntry)
+        self.log.warn("discarded damaged cache entry for {url}: {reason}", url=self.head.target,
+                      reason=failure.getErrorMessage())
+        self._serving = None
+        self.status = None
+        self.request_done = False
+        self._pending, self.leftover = self.leftover, b""
+        self.cache_result, self._fwd = "MISS", "miss"
+        self._forward(forward_headers(self.head.headers, self.target, via_version=self.head.version))
+
+    def _served(self, result):
+        self._serving = None
+        if self._finished:
+            return None
+        if result is not None:
+            if not result.check(StreamStopped, CancelledError, DamagedEntry):
+                self.log.failure("sending a stored response failed", result)
+            elif result.check(DamagedEntry):
+                self.log.warn("cache entry for {url} damaged while being sent: {reason}", url=self.head.target,
+                              reason=result.getErrorMessage())
+            self.client.abort()
+            return None
+        self._finished = True
+        self._log()
+        self.client.exchange_done(self.keep, self.leftover)
+        return None
 
     def _connect(self):
         upstream = self.factory.pool.take(self.origin)
@@ -146,13 +279,29 @@ class Exchange:
         self._connecting = None
         if self._finished or failure.check(CancelledError):
             return
+        if self._serve_stale_on_error():
+            return
         self.client.fail(connect_error(failure, self.target))
+
+    def _serve_stale_on_error(self):
+        """
+        Serve the stored response the origin could not replace, when its
+        stale-if-error allows (RFC 5861 section 4).
+
+        :returns: whether it was served.
+        """
+        if self._found is None or not self._assessment.stale_if_error:
+            return False
+        self._cancel_timer()
+        self._serve(self._found, "STALE", self._stale_status())
+        return True
 
     def _send(self, upstream, reused):
         self.upstream = upstream
         self._reused = reused
         upstream.start(self, self.head.method)
         upstream.transport.write(self.request_bytes)
+        self._request_time = self.factory.reactor.seconds()
         self._progress = self.factory.reactor.seconds()
         self._timer = self.factory.reactor.callLater(self.factory.timeout, self._timed_out)
         data, self._pending = self._pending, b""
@@ -179,13 +328,13 @@ class Exchange:
         Bytes from the client while this exchange runs: request body, then
         the start of the next pipelined request.
         """
-        if self.upstream is None:
-            self._pending += data
-            return
         if self.request_done:
             self.leftover += data
             if len(self.leftover) > MAX_READ_AHEAD:
                 self._pause_client()
+            return
+        if self.upstream is None:
+            self._pending += data
             return
         pieces = self.decoder.feed(data)
         write = self.upstream.transport.write
@@ -224,7 +373,17 @@ class Exchange:
         """
         The origin's response head arrived: send ours to the client.
         """
-        self._progress = self.factory.reactor.seconds()
+        now = self._progress = self.factory.reactor.seconds()
+        cache = self.factory.cache
+        if self._found is not None:
+            if self._revalidating and head.status == 304:
+                # Not modified: the stored response, refreshed, is the answer.
+                self._swallow = ("REVALIDATED", cache.refresh(self._found, head.headers, self._request_time, now),
+                                 policy.cache_status(hit=False, fwd=self._fwd, fwd_status=304))
+                return
+            if head.status >= 500 and self._assessment.stale_if_error:
+                self._swallow = ("STALE", self._found, self._stale_status())
+                return
         self.status = head.status
         headers = forward_headers(head.headers, via_version=head.version)
         if framing.kind in ("chunked", "close"):
@@ -246,15 +405,41 @@ class Exchange:
             headers.append((b"Connection", b"close"))
         elif not client_11:
             headers.append((b"Connection", b"keep-alive"))
+        if cache is not None:
+            headers = self._cache_response(cache, head, headers, now)
         self.client.transport.write(response_head_bytes(head.status, head.reason, headers))
         # Back-pressure on the download: a slow client pauses the origin.
         self.client.transport.registerProducer(self.upstream.transport, True)
+
+    def _cache_response(self, cache, head, headers, now):
+        """
+        Store the origin's response if the policy allows, and invalidate
+        what an unsafe method changed.
+
+        :returns: C{headers} with the response's Cache-Status.
+        """
+        method = self.head.method
+        if method not in policy.SAFE_METHODS and 200 <= head.status < 400:
+            cache.invalidate(policy.invalidated_urls(method, head.status, self.head.target, head.headers))
+        if self._key is None:
+            return headers
+        if method == b"GET" and policy.storable(method, self.head.headers, head.status, head.headers):
+            self._fill = cache.fill(self._key, self.head.headers, head, self._request_time, now)
+        return headers + [(b"Cache-Status", policy.cache_status(
+            hit=False, fwd=self._fwd, fwd_status=head.status, stored=self._fill is not None))]
+
+    def _stale_status(self):
+        return policy.cache_status(hit=True, ttl=self._assessment.ttl, detail="stale-if-error")
 
     def response_body(self, piece):
         """
         Relay a piece of the response body.
         """
         self._progress = self.factory.reactor.seconds()
+        if self._swallow is not None:
+            return
+        if self._fill is not None:
+            self._fill.write(piece)
         self.sent += len(piece)
         if self._chunk_out:
             self.client.transport.writeSequence(encode_chunk(piece))
@@ -266,6 +451,21 @@ class Exchange:
         The response is complete; C{reusable} says whether the origin's
         connection may carry another request.
         """
+        if self._swallow is not None:
+            result, found, status_field = self._swallow
+            self._release(reusable and self.request_done)
+            self._finished = False
+            if found is None:
+                # The store lost the entry meanwhile: ask again, plainly.
+                self._revalidating, self._found = False, None
+                self._swallow = None
+                self._forward(forward_headers(self.head.headers, self.target, via_version=self.head.version))
+                return
+            self._serve(found, result, status_field)
+            return
+        if self._fill is not None:
+            self._fill, fill = None, self._fill
+            fill.finish()
         if self._chunk_out:
             self.client.transport.write(LAST_CHUNK)
         self._release(reusable and self.request_done)
@@ -290,6 +490,8 @@ class Exchange:
                 self.request_done = False
                 self.decoder = make_decoder(request_framing(self.head.version, self.head.headers), 400)
                 self._connect()
+                return
+            if self._serve_stale_on_error():
                 return
             self.client.fail(error)
         else:
@@ -332,6 +534,13 @@ class Exchange:
     def _release(self, reusable):
         self._finished = True
         self._cancel_timer()
+        if self._fill is not None:
+            # An incomplete response is never stored.
+            self._fill, fill = None, self._fill
+            fill.abort()
+        if self._serving is not None:
+            self._serving, serving = None, self._serving
+            serving.cancel()
         upstream, self.upstream = self.upstream, None
         if upstream is None:
             return
@@ -361,4 +570,4 @@ class Exchange:
         self._timer = None
 
     def _log(self):
-        self.client.log_access(self.head, self.status, self.sent, self.started)
+        self.client.log_access(self.head, self.status, self.sent, self.started, self.cache_result)

@@ -122,9 +122,11 @@ class ProxyProtocol(TrackedProtocol):
         self.transport.write(page)
         self.transport.resumeProducing()
         self.transport.loseConnection()
-        request = exchange or self.tunnel
-        if request is not None:
-            self.log_access(request.head, error.status, len(page.partition(b"\r\n\r\n")[2]), request.started)
+        if exchange is not None:
+            self.log_access(exchange.head, error.status, len(page.partition(b"\r\n\r\n")[2]), exchange.started,
+                            exchange.cache_result)
+        elif self.tunnel is not None:
+            self.log_access(self.tunnel.head, error.status, len(page.partition(b"\r\n\r\n")[2]), self.tunnel.started)
 
     def abort(self):
         """
@@ -132,7 +134,10 @@ class ProxyProtocol(TrackedProtocol):
         """
         exchange, self.exchange = self.exchange, None
         if exchange is not None:
-            self.log_access(exchange.head, exchange.status, exchange.sent, exchange.started)
+            # Nothing of an incomplete response may stay behind: its
+            # upstream connection, its cache entry being written.
+            exchange.cancel()
+            self.log_access(exchange.head, exchange.status, exchange.sent, exchange.started, exchange.cache_result)
         self.transport.abortConnection()
 
     def log_access(self, head, status, size, started, cache="BYPASS"):
@@ -190,7 +195,7 @@ class ProxyProtocol(TrackedProtocol):
             exchange, self.exchange = self.exchange, None
             exchange.cancel()
             # The client left before its response was complete.
-            self.log_access(exchange.head, exchange.status, exchange.sent, exchange.started)
+            self.log_access(exchange.head, exchange.status, exchange.sent, exchange.started, exchange.cache_result)
         if self.tunnel is not None:
             self.tunnel.close()
 
@@ -206,17 +211,21 @@ class ProxyFactory(TrackingFactory):
     :param timeout: seconds an origin may take to answer, and a client to
         send its request.
     :param connect_timeout: seconds an origin may take to accept.
+    :param cache: the shared L{netproxy.cache.cache.Cache}, or L{None} to
+        forward everything.
     """
 
     protocol = ProxyProtocol
 
-    def __init__(self, reactor, allow, rules, connect_ports=frozenset({443}), timeout=30.0, connect_timeout=10.0):
+    def __init__(self, reactor, allow, rules, connect_ports=frozenset({443}), timeout=30.0, connect_timeout=10.0,
+                 cache=None):
         super().__init__(reactor, timeout)
         self.allow = allow
         self.rules = rules
         self.connect_ports = frozenset(connect_ports)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.cache = cache
         self.pool = ConnectionPool(reactor)
         self.access_log = AccessLog()
 

@@ -1,0 +1,166 @@
+"""
+The cache as the HTTP proxy sees it: keys for requests, stored responses
+found for a request (its variant, when the response varies), and new
+responses stored as they stream past.
+
+The policy (what may be stored, what may be reused) is in
+L{netproxy.cache.policy}; bytes on disk are the store's business
+(L{netproxy.cache.store.IStore}).  This module turns one into the other:
+an entry's metadata holds the origin's status line and header fields and
+the times RFC 9111's age calculation needs.
+
+A response with C{Vary} is stored under its URL's key plus a secondary key
+naming the request fields it varies on, and a marker under the URL's key
+alone says which fields those are, so variants live side by side.
+"""
+
+from dataclasses import dataclass
+
+from twisted.application.service import Service
+from twisted.logger import Logger
+
+from netproxy.cache import policy
+from netproxy.cache.store import Entry
+from netproxy.errors import HTTPError
+from netproxy.http.message import Target, parse_target
+
+# Metadata of the marker stored under a URL's key when its response varies.
+VARY = "vary"
+
+
+def cache_key(target: Target) -> bytes:
+    """
+    :returns: the key of the response to a request for C{target}: its URL
+        with the host lower-cased and the port always written, so that
+        spellings of one URL share an entry.
+    """
+    return b"http://%s:%d%s" % (target.host, target.port, target.path)
+
+
+def _encode_fields(fields):
+    return [[name.decode("latin-1"), value.decode("latin-1")] for name, value in fields]
+
+
+def _decode_fields(fields):
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in fields]
+
+
+@dataclass(frozen=True)
+class Found:
+    """
+    A stored response that may answer a request.
+
+    :ivar entry: its store L{Entry}.
+    :ivar stored: what the policy functions know of it.
+    :ivar reason: the origin's reason phrase.
+    :ivar version: the HTTP version the origin answered with.
+    """
+
+    entry: Entry
+    stored: policy.Stored
+    reason: bytes
+    version: tuple[int, int]
+
+
+def _found(entry):
+    meta = entry.meta
+    try:
+        stored = policy.Stored(meta["status"], _decode_fields(meta["headers"]), meta["request_time"],
+                               meta["response_time"])
+        return Found(entry, stored, meta["reason"].encode("latin-1"), tuple(meta["version"]))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        # Metadata from another version of netproxy, or damaged: a miss.
+        return None
+
+
+class Cache:
+    """
+    The proxy's shared cache.
+
+    :param store: an L{netproxy.cache.store.IStore}.
+    """
+
+    def __init__(self, store):
+        self.store = store
+
+    def find(self, key, request_headers):
+        """
+        :returns: the L{Found} response stored for C{key} that the request
+            with C{request_headers} selects, or L{None}.
+        """
+        entry = self.store.get(key)
+        if entry is None:
+            return None
+        names = entry.meta.get(VARY)
+        if names is not None:
+            names = tuple(name.encode("latin-1") for name in names)
+            entry = self.store.get(key + b"\n" + policy.secondary_key(names, request_headers))
+            if entry is None:
+                return None
+        return _found(entry)
+
+    def fill(self, key, request_headers, head, request_time, response_time):
+        """
+        Start storing a response.
+
+        :param head: the origin's L{netproxy.http.head.ResponseHead}.
+        :returns: an L{netproxy.cache.store.IWriter} for its body.
+        """
+        names = policy.vary_names(head.headers)
+        if names:
+            marker = self.store.writer(key, {VARY: [name.decode("latin-1") for name in names]})
+            marker.finish()
+            key += b"\n" + policy.secondary_key(names, request_headers)
+        meta = {
+            "status": head.status,
+            "reason": head.reason.decode("latin-1"),
+            "version": list(head.version),
+            "headers": _encode_fields(head.headers),
+            "request_time": request_time,
+            "response_time": response_time,
+        }
+        return self.store.writer(key, meta)
+
+    def refresh(self, found, headers, request_time, response_time):
+        """
+        Update a stored response with the fields of the 304 that
+        revalidated it (RFC 9111 section 4.3.4).
+
+        :returns: the refreshed L{Found}, or L{None} when the store lost it.
+        """
+        meta = dict(found.entry.meta)
+        meta["headers"] = _encode_fields(policy.updated_headers(found.stored.headers, headers))
+        meta["request_time"] = request_time
+        meta["response_time"] = response_time
+        entry = self.store.update(found.entry.key, meta)
+        return None if entry is None else _found(entry)
+
+    def invalidate(self, urls):
+        """
+        Forget the responses stored for C{urls} (absolute C{http} URLs).
+        """
+        for url in urls:
+            try:
+                target = parse_target(b"GET", url)
+            except HTTPError:
+                continue
+            # Removing the URL's own entry (or its Vary marker) is enough:
+            # variants are only reached through the marker.
+            self.store.remove(cache_key(target))
+
+
+class LoadOnStart(Service):
+    """
+    Load a L{netproxy.cache.file_store.FileStore}'s index when the daemon
+    starts.  The proxy serves meanwhile: the store finds entries not yet
+    scanned by name, so a large cache does not delay start-up.
+    """
+
+    log = Logger()
+
+    def __init__(self, store):
+        self.store = store
+
+    def startService(self):
+        super().startService()
+        self.store.load().addErrback(lambda failure: self.log.failure("loading the cache failed", failure))
