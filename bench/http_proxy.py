@@ -91,7 +91,9 @@ def proxies(work, port):
                           f"pid_filename {work}/squid.pid\nhttp_access allow all\nworkers 1\n"
                           f"max_filedescriptors 8192\ncoredump_dir {work}\nshutdown_lifetime 0 seconds\n")
     return {
-        "netproxy": twistd("http", "--listen", f"tcp:{port}:interface={HOST}:backlog=4096", "--max-connections", "4096"),
+        # Pass-through on equal terms: Squid's cache is off too.
+        "netproxy": twistd("http", "--listen", f"tcp:{port}:interface={HOST}:backlog=4096", "--max-connections", "4096",
+                           "--no-cache"),
         "tinyproxy": ["tinyproxy", "-d", "-c", str(tinyproxy_conf)],
         "squid": ["squid", "-N", "-f", str(squid_conf)],
         "proxy.py": [str(PROXYPY_VENV / "bin" / "proxy"), "--hostname", HOST, "--port", str(port), "--threadless",
