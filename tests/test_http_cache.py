@@ -168,6 +168,13 @@ class StoreTests(CacheTestCase):
         self.assertEqual(len(self.store), 0)
         self.assertEqual(self.field(answer, b"Cache-Status"), b"netproxy; fwd=uri-miss; fwd-status=200")
 
+    def test_bypass_status(self):
+        """A request the cache does not handle says so in Cache-Status."""
+        answer = self.fetch(get(method=b"POST", headers=b"Content-Length: 0\r\n"),
+                            answer=b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+        self.assertEqual(self.field(answer, b"Cache-Status"), b"netproxy; fwd=bypass; fwd-status=201")
+        self.assertEqual(self.cache_results(), ["BYPASS"])
+
     def test_post_invalidates(self):
         """A successful POST to a stored URL removes its entry."""
         self.fetch(answer=FRESH)

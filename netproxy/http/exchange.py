@@ -422,7 +422,8 @@ class Exchange:
         if method not in policy.SAFE_METHODS and 200 <= head.status < 400:
             cache.invalidate(policy.invalidated_urls(method, head.status, self.head.target, head.headers))
         if self._key is None:
-            return headers
+            # Not a request the cache handles (RFC 9211's "bypass").
+            return headers + [(b"Cache-Status", policy.cache_status(hit=False, fwd="bypass", fwd_status=head.status))]
         if method == b"GET" and policy.storable(method, self.head.headers, head.status, head.headers):
             self._fill = cache.fill(self._key, self.head.headers, head, self._request_time, now)
         return headers + [(b"Cache-Status", policy.cache_status(
