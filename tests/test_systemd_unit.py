@@ -39,6 +39,10 @@ class TemplateUnitTests(SynchronousTestCase):
         self.assertEqual(service["NoNewPrivileges"], "yes")
         self.assertNotIn("User", service)
 
+    def test_cache_directory(self):
+        """systemd makes a cache directory per role, which the HTTP proxy finds in $CACHE_DIRECTORY."""
+        self.assertEqual(self.unit["Service"]["CacheDirectory"], "netproxy/%i")
+
     def test_reload_is_sighup(self):
         """systemctl reload sends SIGHUP, which re-reads blocklists."""
         self.assertIn("-HUP", self.unit["Service"]["ExecReload"])

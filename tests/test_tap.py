@@ -115,6 +115,40 @@ class RelayOptionsTests(SynchronousTestCase):
         self.assertEqual((factory.max_size, factory.idle_timeout, factory.max_connections), (1024, 2.5, 7))
 
 
+class HttpCacheOptionsTests(SynchronousTestCase):
+    """
+    The HTTP proxy's cache options.
+    """
+
+    def test_cache_dir(self):
+        """--cache-dir and --cache-size give the cache its directory and size bound."""
+        path = self.mktemp()
+        options = parse("http", "--cache-dir", path, "--cache-size", "2M")
+        reactor, service = start(tap.http_service, options)
+        store = reactor.tcpServers[0][1].cache.store
+        self.assertEqual((store.path.path, store.max_size), (FilePath(path).path, 2 * 1024 * 1024))
+
+    def test_systemd_cache_directory(self):
+        """Without --cache-dir, the directory systemd names in $CACHE_DIRECTORY is used."""
+        self.patch(tap.os, "environ", {"CACHE_DIRECTORY": "/var/cache/netproxy/http"})
+        self.assertEqual(parse("http").subOptions["cache-dir"], "/var/cache/netproxy/http")
+
+    def test_default_cache_dir(self):
+        """With neither, the cache is ./netproxy-cache."""
+        self.patch(tap.os, "environ", {})
+        self.assertEqual(parse("http").subOptions["cache-dir"], "netproxy-cache")
+
+    def test_no_cache(self):
+        """--no-cache builds a proxy without a cache."""
+        reactor, service = start(tap.http_service, parse("http", "--no-cache"))
+        self.assertIsNone(reactor.tcpServers[0][1].cache)
+
+    def test_bad_cache_size(self):
+        """A bad --cache-size is refused naming the option."""
+        error = self.assertRaises(UsageError, parse, "http", "--cache-size", "lots")
+        self.assertEqual(str(error), "--cache-size: expected a size like 512M, got 'lots'")
+
+
 class AckOptionsTests(SynchronousTestCase):
     def test_defaults(self):
         """The ack server listens on 127.0.0.1:8888 and answers DONE."""
