@@ -216,6 +216,18 @@ class RevalidationTests(CacheTestCase):
         self.assertEqual(self.cache_results(), ["MISS", "REVALIDATED"])
         self.assertEqual(len(self.factory.pool), 1)
 
+    def test_pipelined_after_revalidation(self):
+        """A request pipelined behind one being revalidated is answered next."""
+        self.fetch(answer=STALE_WITH_ETAG)
+        transport = self.fetch()
+        origin = self.upstream()
+        transport.protocol.dataReceived(get(b"/next"))
+        self.answer(origin, b"HTTP/1.1 304 Not Modified\r\n\r\n")
+        self.reactor.advance(0)
+        self.assertIn(b"GET /next HTTP/1.1", origin.value())
+        self.answer(origin, b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+        self.assertTrue(transport.value().endswith(b"\r\n\r\nnext"))
+
     def test_client_precondition_replaced(self):
         """The client's own If-None-Match is replaced by the cache's validator, then answered from the entry."""
         self.fetch(answer=STALE_WITH_ETAG)

@@ -193,7 +193,8 @@ class Exchange:
         """
         self.cache_result = result
         self.request_done = True
-        self.leftover, self._pending = self._pending, b""
+        # Pipelined bytes: read before the request went upstream, or since.
+        self.leftover, self._pending = self._pending + self.leftover, b""
         stored, entry = found.stored, found.entry
         age = policy.current_age(stored, self.factory.reactor.seconds())
         headers = [field for field in forward_headers(stored.headers, via_version=found.version)
