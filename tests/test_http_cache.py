@@ -195,6 +195,28 @@ class StoreTests(CacheTestCase):
         self.assertEqual(self.cache_results(), ["MISS", "MISS", "HIT", "HIT"])
 
 
+class VaryInvalidationTests(CacheTestCase):
+    """
+    Invalidating a URL whose response varies forgets every variant.
+    """
+
+    def store_variant(self, language, body):
+        self.fetch(get(headers=b"Accept-Language: %s\r\n" % language),
+                   answer=b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nVary: Accept-Language\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    def test_all_variants_forgotten(self):
+        """After a POST, a variant stored before it is not served, even once another is stored again."""
+        self.store_variant(b"en", b"old en")
+        self.store_variant(b"fr", b"old fr")
+        self.fetch(get(method=b"POST", headers=b"Content-Length: 0\r\n"),
+                   answer=b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.store_variant(b"en", b"new en")
+        self.fetch(get(headers=b"Accept-Language: fr\r\n"), answer=b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\n"
+                   b"Vary: Accept-Language\r\nContent-Length: 6\r\n\r\nnew fr")
+        self.assertEqual(self.cache_results()[-1], "MISS")
+
+
 class RevalidationTests(CacheTestCase):
     """
     A stale entry with a validator is revalidated with a conditional request.

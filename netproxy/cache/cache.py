@@ -11,9 +11,13 @@ the times RFC 9111's age calculation needs.
 
 A response with C{Vary} is stored under its URL's key plus a secondary key
 naming the request fields it varies on, and a marker under the URL's key
-alone says which fields those are, so variants live side by side.
+alone says which fields those are, so variants live side by side.  The
+marker also holds a random generation, part of every variant's key:
+removing the marker (invalidation) makes all its variants unreachable at
+once, though the store cannot list them.
 """
 
+import os
 from dataclasses import dataclass
 
 from twisted.application.service import Service
@@ -24,8 +28,10 @@ from netproxy.cache.store import Entry
 from netproxy.errors import HTTPError
 from netproxy.http.message import Target, parse_target
 
-# Metadata of the marker stored under a URL's key when its response varies.
+# Metadata of the marker stored under a URL's key when its response varies:
+# the field names, and the generation of its variants.
 VARY = "vary"
+GENERATION = "generation"
 
 
 def cache_key(target: Target) -> bytes:
@@ -62,6 +68,27 @@ class Found:
     version: tuple[int, int]
 
 
+def _variant_key(key, marker, request_headers):
+    names = tuple(name.encode("latin-1") for name in marker[VARY])
+    generation = str(marker.get(GENERATION, "")).encode("ascii", "replace")
+    return b"\n".join([key, generation, policy.secondary_key(names, request_headers)])
+
+
+class _Discard:
+    """
+    A writer for a response that cannot be stored after all.
+    """
+
+    def write(self, data):
+        pass
+
+    def finish(self):
+        return None
+
+    def abort(self):
+        pass
+
+
 def _found(entry):
     meta = entry.meta
     try:
@@ -91,10 +118,8 @@ class Cache:
         entry = self.store.get(key)
         if entry is None:
             return None
-        names = entry.meta.get(VARY)
-        if names is not None:
-            names = tuple(name.encode("latin-1") for name in names)
-            entry = self.store.get(key + b"\n" + policy.secondary_key(names, request_headers))
+        if VARY in entry.meta:
+            entry = self.store.get(_variant_key(key, entry.meta, request_headers))
             if entry is None:
                 return None
         return _found(entry)
@@ -108,9 +133,15 @@ class Cache:
         """
         names = policy.vary_names(head.headers)
         if names:
-            marker = self.store.writer(key, {VARY: [name.decode("latin-1") for name in names]})
-            marker.finish()
-            key += b"\n" + policy.secondary_key(names, request_headers)
+            vary = [name.decode("latin-1") for name in names]
+            marker = self.store.get(key)
+            if marker is None or marker.meta.get(VARY) != vary:
+                # New fields to vary on: the variants stored so far no longer apply.
+                marker = self.store.writer(key, {VARY: vary, GENERATION: os.urandom(8).hex()})
+                marker = marker.finish()
+                if marker is None:
+                    return _Discard()
+            key = _variant_key(key, marker.meta, request_headers)
         meta = {
             "status": head.status,
             "reason": head.reason.decode("latin-1"),
