@@ -35,11 +35,13 @@ from zope.interface import implementer
 from netproxy.cache.store import (
     CHUNK_SIZE,
     Entry,
+    Held,
     IStore,
     IWriter,
     decode_record,
     encode_record,
     next_turn,
+    same_body,
     one_step,
     stream_body,
 )
@@ -71,17 +73,6 @@ class _Slot:
     def __init__(self, size, touched):
         self.size = size
         self.touched = touched
-
-
-class _Hot:
-    """An entry held in memory: its L{Entry}, and its body if it is small and was checked."""
-
-    __slots__ = ("entry", "body", "cost")
-
-    def __init__(self, entry, body, cost):
-        self.entry = entry
-        self.body = body
-        self.cost = cost
 
 
 @implementer(IStore)
@@ -117,7 +108,7 @@ class FileStore:
         # name -> _Slot, least recently used first.  Complete once loaded.
         self._index = OrderedDict()
         self._size = 0
-        # name -> _Hot, least recently used first, within memory_size.
+        # name -> Held, least recently used first, within memory_size.
         self._hot = OrderedDict()
         self._hot_size = 0
         # name -> (mtime, size): found by load, ordered in when it completes.
@@ -159,7 +150,7 @@ class FileStore:
         name = file_name(entry.key)
         self._use(name)
         hot = self._hot.get(name)
-        if hot is None or not _same_body(hot.entry, entry):
+        if hot is None or not same_body(hot.entry, entry):
             return stream_body(entry, self._file(name, BODY).open, consumer, self._scheduler, self._discard)
         if hot.body is not None:
             body = hot.body
@@ -366,19 +357,19 @@ class FileStore:
     def _remember(self, name, entry, body, record_size):
         old = self._hot.pop(name, None)
         if old is not None:
-            self._hot_size -= old.cost
+            self._hot_size -= old.size
         cost = record_size + len(body or b"") + _OVERHEAD
         if cost > self.memory_size:
             return
-        self._hot[name] = _Hot(entry, body, cost)
+        self._hot[name] = Held(entry, body, cost)
         self._hot_size += cost
         while self._hot_size > self.memory_size:
-            self._hot_size -= self._hot.popitem(last=False)[1].cost
+            self._hot_size -= self._hot.popitem(last=False)[1].size
 
     def _keep(self, name, entry, body):
         hot = self._hot.get(name)
-        if hot is not None and hot.body is None and _same_body(hot.entry, entry):
-            self._remember(name, hot.entry, body, hot.cost - _OVERHEAD)
+        if hot is not None and hot.body is None and same_body(hot.entry, entry):
+            self._remember(name, hot.entry, body, hot.size - _OVERHEAD)
 
     def _evict(self):
         while self._size > self.max_size and self._index:
@@ -390,7 +381,7 @@ class FileStore:
             self._size -= slot.size
         hot = self._hot.pop(name, None)
         if hot is not None:
-            self._hot_size -= hot.cost
+            self._hot_size -= hot.size
         self._scanned.pop(name, None)
 
     def _delete(self, name):
@@ -409,7 +400,7 @@ class FileStore:
         name = file_name(entry.key)
         hot = self._hot.get(name)
         current = hot.entry if hot is not None else self._peek(name)
-        if current is not None and not _same_body(current, entry):
+        if current is not None and not same_body(current, entry):
             return  # replaced since: the damage was the old version's
         self.log.warn("discarding damaged cache entry {name}: {error}", name=name, error=str(error))
         self._delete(name)
@@ -419,10 +410,6 @@ class FileStore:
             return decode_record(self._file(name, META).getContent())
         except (OSError, ValueError):
             return None
-
-
-def _same_body(a, b):
-    return a.length == b.length and a.checksum == b.checksum
 
 
 def _stored(entry):

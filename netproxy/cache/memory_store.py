@@ -14,22 +14,15 @@ from zope.interface import implementer
 
 from netproxy.cache.store import (
     Entry,
+    Held,
     IStore,
     IWriter,
     decode_record,
     encode_record,
     next_turn,
+    same_body,
     stream_body,
 )
-
-
-class _Stored:
-    __slots__ = ("entry", "body", "size")
-
-    def __init__(self, entry, body, size):
-        self.entry = entry
-        self.body = body
-        self.size = size
 
 
 @implementer(IStore)
@@ -78,7 +71,7 @@ class MemoryStore:
             self._entries.move_to_end(entry.key)
         # The body of the version asked for, even if it was replaced since:
         # as on disk, where an open body outlives its replacement.
-        body = stored.body if stored is not None and _same_body(stored.entry, entry) else None
+        body = stored.body if stored is not None and same_body(stored.entry, entry) else None
 
         def open_body():
             if body is None:
@@ -95,7 +88,7 @@ class MemoryStore:
         if stored is None:
             return None
         entry, size = self._record(Entry(key, meta, stored.entry.length, stored.entry.checksum))
-        self._put(key, _Stored(entry, stored.body, size))
+        self._put(key, Held(entry, stored.body, size))
         return entry if key in self._entries else None
 
     def remove(self, key):
@@ -110,7 +103,7 @@ class MemoryStore:
         if size > self.max_size:
             self.remove(entry.key)
             return None
-        self._put(entry.key, _Stored(entry, body, size))
+        self._put(entry.key, Held(entry, body, size))
         return entry
 
     def _record(self, entry):
@@ -126,13 +119,9 @@ class MemoryStore:
 
     def _discard(self, entry, error):
         stored = self._entries.get(entry.key)
-        if stored is not None and _same_body(stored.entry, entry):
+        if stored is not None and same_body(stored.entry, entry):
             self.log.warn("discarding damaged cache entry: {error}", error=str(error))
             self.remove(entry.key)
-
-
-def _same_body(a, b):
-    return a.length == b.length and a.checksum == b.checksum
 
 
 @implementer(IWriter)

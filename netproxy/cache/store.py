@@ -77,6 +77,28 @@ class Entry:
     checksum: int
 
 
+class Held:
+    """
+    An entry a store holds in memory: its L{Entry}, its body when it is
+    kept too (or L{None}), and the bytes it counts for.
+    """
+
+    __slots__ = ("entry", "body", "size")
+
+    def __init__(self, entry, body, size):
+        self.entry = entry
+        self.body = body
+        self.size = size
+
+
+def same_body(a, b):
+    """
+    :returns: whether entries C{a} and C{b} describe the same body, so that
+        what was read or checked for one holds for the other.
+    """
+    return a.length == b.length and a.checksum == b.checksum
+
+
 def check_body(entry, body):
     """
     :param entry: an L{Entry}.
