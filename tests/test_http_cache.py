@@ -138,6 +138,23 @@ class HitTests(CacheTestCase):
         self.assertTrue(answer.value().startswith(b"HTTP/1.1 504 "))
         self.assertEqual(self.reactor.tcpClients, [])
 
+    def test_only_if_cached_stale(self):
+        """only-if-cached with only a stale entry stored is 504, without a revalidation."""
+        self.fetch(answer=STALE_WITH_ETAG)
+        self.reactor.advance(1)
+        answer = self.fetch(get(headers=b"Cache-Control: only-if-cached\r\n"))
+        self.assertTrue(answer.value().startswith(b"HTTP/1.1 504 "))
+        self.assertEqual(self.upstream_requests(), 1)
+
+    def test_max_stale(self):
+        """A client accepting stale responses with max-stale gets the stale entry without the origin."""
+        self.fetch(answer=STALE_WITH_ETAG)
+        self.reactor.advance(5)
+        answer = self.fetch(get(headers=b"Cache-Control: max-stale=60\r\n"))
+        self.assertEqual(split_response(answer.value())[2], b"old")
+        self.assertEqual(self.upstream_requests(), 1)
+        self.assertEqual(self.cache_results(), ["MISS", "HIT"])
+
     def test_large_body_streamed(self):
         """A stored body larger than one chunk is streamed whole, over several reactor turns."""
         body = bytes(range(256)) * 1024
