@@ -287,6 +287,22 @@ class StoreTestsMixin(TurnsMixin):
         self.assertEqual(self.fetch(entry), body_of(500, seed=1))
         self.assertEqual((len(self.store), self.store.size), (1, self.sizes(entry)))
 
+    def test_held_body(self):
+        """A small body just stored is held in memory, checked, for sending at once."""
+        entry = self.put(KEY, body_of(3000))
+        self.assertEqual(self.store.held_body(entry), body_of(3000))
+
+    def test_large_body_not_held(self):
+        """A body larger than one chunk is never offered whole: it is streamed."""
+        entry = self.put(KEY, body_of(CHUNK_SIZE + 1))
+        self.assertIsNone(self.store.held_body(entry))
+
+    def test_replaced_body_not_held(self):
+        """An entry replaced since it was looked up does not get the new body."""
+        old = self.put(KEY, body_of(3000))
+        self.put(KEY, body_of(3000, seed=1))
+        self.assertIsNone(self.store.held_body(old))
+
     def test_abort(self):
         """An aborted writer leaves nothing: no entry, no size, and finish then stores nothing."""
         writer = self.store.writer(KEY, META)

@@ -146,6 +146,14 @@ class FileStore:
         self._use(name)
         return entry
 
+    def held_body(self, entry):
+        name = file_name(entry.key)
+        hot = self._hot.get(name)
+        if hot is None or hot.body is None or not same_body(hot.entry, entry):
+            return None
+        self._use(name)
+        return hot.body
+
     def read(self, entry, consumer):
         name = file_name(entry.key)
         self._use(name)

@@ -13,6 +13,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from netproxy.cache.store import (
+    CHUNK_SIZE,
     Entry,
     Held,
     IStore,
@@ -64,6 +65,13 @@ class MemoryStore:
             return None
         self._entries.move_to_end(key)
         return stored.entry
+
+    def held_body(self, entry):
+        stored = self._entries.get(entry.key)
+        if stored is None or len(stored.body) > CHUNK_SIZE or not same_body(stored.entry, entry):
+            return None
+        self._entries.move_to_end(entry.key)
+        return stored.body
 
     def read(self, entry, consumer):
         stored = self._entries.get(entry.key)

@@ -219,6 +219,15 @@ class IStore(Interface):
             record cannot be read is discarded.
         """
 
+    def held_body(entry):
+        """
+        The body of C{entry} when the store holds it in memory, already
+        checked, and it is at most L{CHUNK_SIZE} bytes: the caller may then
+        send it at once, without a producer; counts as a use.
+
+        :returns: C{bytes}, or L{None} (call L{read} instead).
+        """
+
     def read(entry, consumer):
         """
         Stream C{entry}'s body to C{consumer}, with a push producer registered

@@ -212,7 +212,13 @@ class Exchange:
             headers.append((b"Connection", b"close"))
         elif self.head.version != (1, 1):
             headers.append((b"Connection", b"keep-alive"))
-        if with_body and entry.length:
+        body = self.factory.cache.store.held_body(entry) if with_body and entry.length else None
+        if body is not None:
+            # A small body held in memory: sent with its head, in one write.
+            self.sent = entry.length
+            self.client.transport.writeSequence([response_head_bytes(status, reason, headers), body])
+            self._served(None)
+        elif with_body and entry.length:
             serving = self._serving = self.factory.cache.store.read(entry, self.client.transport)
             if serving.called:
                 # A small body is checked before anything is sent: a damaged
