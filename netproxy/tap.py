@@ -167,6 +167,7 @@ class HttpOptions(_ServerOptions):
         self["allow"] = []
         self["block"] = []
         self["connect-port"] = []
+        self["admin"] = []
 
     def opt_listen(self, endpoint):
         """
@@ -179,6 +180,12 @@ class HttpOptions(_ServerOptions):
         client network allowed to use the proxy (default: loopback only); may be repeated
         """
         self["allow"].append(_rule("allow", rule))
+
+    def opt_admin(self, rule):
+        """
+        client network allowed to PURGE cache entries (default: loopback only); may be repeated
+        """
+        self["admin"].append(_rule("admin", rule))
 
     def opt_block(self, rule):
         """
@@ -198,6 +205,7 @@ class HttpOptions(_ServerOptions):
 
         self["listen"] = self["listen"] or ["tcp:8080:interface=127.0.0.1"]
         self["allow"] = RuleSet(self["allow"] or [_rule("allow", "127.0.0.0/8"), _rule("allow", "::1")])
+        self["admin"] = RuleSet(self["admin"] or [_rule("admin", "127.0.0.0/8"), _rule("admin", "::1")])
         self["connect-port"] = frozenset(self["connect-port"] or [443])
         self["timeout"] = coerce.seconds("timeout", self["timeout"])
         self["connect-timeout"] = coerce.seconds("connect-timeout", self["connect-timeout"])
@@ -326,7 +334,7 @@ def http_service(options, reactor):
         LoadOnStart(store).setServiceParent(service)
         cache = Cache(store)
     factory = ProxyFactory(reactor, options["allow"], rules, options["connect-port"], options["timeout"],
-                           options["connect-timeout"], cache)
+                           options["connect-timeout"], cache, options["admin"])
     factory.idle_timeout = options["idle-timeout"]
     factory.max_connections = options["max-connections"]
     if options["access-log"]:

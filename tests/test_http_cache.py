@@ -7,6 +7,7 @@ cache status, with an in-memory store on a L{MemoryReactorClock}.
 
 from twisted.internet.error import ConnectionRefusedError
 
+from netproxy.acl import RuleSet, parse_rule
 from netproxy.cache.cache import Cache, cache_key
 from netproxy.cache.memory_store import MemoryStore
 from netproxy.cache.store import next_turn
@@ -318,3 +319,43 @@ class StaleIfErrorTests(CacheTestCase):
         transport = self.fetch()
         fail_connection(self.reactor, ConnectionRefusedError())
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 502 "))
+
+
+class PurgeTests(CacheTestCase):
+    """
+    PURGE from an --admin network removes a stored response.
+    """
+
+    def test_purged(self):
+        """PURGE of a stored URL is 200, keeps the connection, and the next GET is a miss."""
+        self.fetch(answer=FRESH)
+        answer = self.fetch(get(method=b"PURGE"))
+        self.assertTrue(answer.value().startswith(b"HTTP/1.1 200 OK\r\n"), answer.value())
+        self.assertTrue(answer.connected)
+        self.fetch(answer=FRESH)
+        self.assertEqual(self.cache_results(), ["MISS", "BYPASS", "MISS"])
+        self.assertEqual(self.upstream_requests(), 2)
+
+    def test_not_stored(self):
+        """PURGE of a URL the cache does not hold is 404, and nothing goes upstream."""
+        answer = self.fetch(get(method=b"PURGE"))
+        self.assertTrue(answer.value().startswith(b"HTTP/1.1 404 "))
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_not_admin(self):
+        """A client outside --admin gets 403, and the entry stays."""
+        self.factory.admin = RuleSet([parse_rule("10.0.0.0/8")])
+        self.fetch(answer=FRESH)
+        answer = self.fetch(get(method=b"PURGE"))
+        self.assertTrue(answer.value().startswith(b"HTTP/1.1 403 "))
+        self.assertIn(b"--admin", answer.value())
+        self.assertIsNotNone(self.store.get(cache_key(parse_target(b"GET", URL + b"/"))))
+
+    def test_variants(self):
+        """PURGE of a URL whose response varies forgets all its variants."""
+        self.fetch(get(headers=b"Accept-Language: en\r\n"),
+                   answer=b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nVary: Accept-Language\r\n"
+                          b"Content-Length: 2\r\n\r\nen")
+        self.assertTrue(self.fetch(get(method=b"PURGE")).value().startswith(b"HTTP/1.1 200 "))
+        self.fetch(get(headers=b"Accept-Language: en\r\n"), answer=FRESH)
+        self.assertEqual(self.cache_results()[-1], "MISS")

@@ -143,6 +143,16 @@ class HttpCacheOptionsTests(SynchronousTestCase):
         reactor, service = start(tap.http_service, parse("http", "--no-cache"))
         self.assertIsNone(reactor.tcpServers[0][1].cache)
 
+    def test_admin(self):
+        """--admin names the networks allowed to PURGE; loopback by default."""
+        reactor, service = start(tap.http_service, parse("http", "--no-cache", "--admin", "10.0.0.0/8"))
+        admin = reactor.tcpServers[0][1].admin
+        self.assertIsNotNone(admin.match("10.1.2.3"))
+        self.assertIsNone(admin.match("127.0.0.1"))
+        default = parse("http").subOptions["admin"]
+        self.assertIsNotNone(default.match("127.0.0.1"))
+        self.assertIsNotNone(default.match("::1"))
+
     def test_bad_cache_size(self):
         """A bad --cache-size is refused naming the option."""
         error = self.assertRaises(UsageError, parse, "http", "--cache-size", "lots")

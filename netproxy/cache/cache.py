@@ -166,6 +166,14 @@ class Cache:
         entry = self.store.update(found.entry.key, meta)
         return None if entry is None else _found(entry)
 
+    def purge(self, key):
+        """
+        Remove the response stored for C{key}, all its variants included.
+
+        :returns: whether there was one.
+        """
+        return self.store.remove(key)
+
     def invalidate(self, urls):
         """
         Forget the responses stored for C{urls} (absolute C{http} URLs).

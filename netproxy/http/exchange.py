@@ -33,6 +33,7 @@ from netproxy.http.message import (
     is_loop,
     keep_alive,
     parse_target,
+    error_response,
     request_head_bytes,
     response_head_bytes,
 )
@@ -135,6 +136,9 @@ class Exchange:
         self._chunked_in = framing.kind == "chunked"
         self._bodyless = framing.kind == "none"
         self.client_keep = keep_alive(head.version, head.headers)
+        if head.method == b"PURGE":
+            self._purge(rest)
+            return
         headers = forward_headers(head.headers, target, via_version=head.version)
         if self._chunked_in:
             # The body is re-chunked on its way up: say so, or the origin
@@ -148,6 +152,31 @@ class Exchange:
             if headers is None:
                 return
         self._forward(headers)
+
+    def _purge(self, rest):
+        """
+        Answer C{PURGE url}: remove what the cache holds for the URL (200,
+        or 404 when it held nothing), for clients of C{--admin} networks.
+
+        :raises HTTPError: 403 for other clients, 400 for a PURGE with a body.
+        """
+        host = getattr(self.client.transport.getPeer(), "host", None)
+        if host is None or self.factory.admin.match(host) is None:
+            raise HTTPError(403, f"PURGE is allowed from --admin networks only, not from {host}")
+        if not self._bodyless:
+            raise HTTPError(400, "a PURGE request has no body")
+        cache = self.factory.cache
+        url = self.head.target.decode("latin-1")
+        if cache is not None and cache.purge(cache_key(self.target)):
+            self.status, text = 200, f"{url} removed from the cache"
+        else:
+            self.status, text = 404, f"{url} is not in the cache"
+        self.log.info("{peer} purged {url}: {status}", peer=self.client.peer, url=url, status=self.status)
+        page = error_response(self.status, text, close=not self.client_keep)
+        self.sent = len(page.partition(b"\r\n\r\n")[2])
+        self.request_done, self.keep, self.leftover = True, self.client_keep, rest
+        self.client.transport.write(page)
+        self._served(None)
 
     def _forward(self, headers):
         self.request_bytes = request_head_bytes(self.head.method, self.target.path, headers)

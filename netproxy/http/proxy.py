@@ -213,12 +213,14 @@ class ProxyFactory(TrackingFactory):
     :param connect_timeout: seconds an origin may take to accept.
     :param cache: the shared L{netproxy.cache.cache.Cache}, or L{None} to
         forward everything.
+    :param admin: client addresses allowed to administer the proxy (PURGE),
+        anything with C{match(host)}; loopback by default.
     """
 
     protocol = ProxyProtocol
 
     def __init__(self, reactor, allow, rules, connect_ports=frozenset({443}), timeout=30.0, connect_timeout=10.0,
-                 cache=None):
+                 cache=None, admin=None):
         super().__init__(reactor, timeout)
         self.allow = allow
         self.rules = rules
@@ -226,6 +228,11 @@ class ProxyFactory(TrackingFactory):
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.cache = cache
+        if admin is None:
+            from netproxy.acl import RuleSet, parse_rule
+
+            admin = RuleSet([parse_rule("127.0.0.0/8"), parse_rule("::1")])
+        self.admin = admin
         self.pool = ConnectionPool(reactor)
         self.access_log = AccessLog()
 
