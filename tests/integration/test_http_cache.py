@@ -384,6 +384,20 @@ class ReuseTests(_CacheTestCase):
         self.assertEqual([(seen.method, seen.body) for seen in page.seen],
                          [("GET", b""), ("POST", b"changed"), ("GET", b"")])
 
+    async def test_purge(self):
+        """
+        PURGE from loopback (the default --admin) removes a stored response (200), then finds nothing (404).
+        """
+        origin = start_origin(self)
+        page = _Page(MAX_AGE_60)
+        url = add_page(origin, "purged", page)
+        proxy = await self.cached_proxy()
+        await self.assert_stored(proxy, url)
+        await self.request(proxy, url, method=b"PURGE", status=200)
+        await self.request(proxy, url, method=b"PURGE", status=404)
+        await self.assert_stored(proxy, url)
+        self.assertEqual(len(page.seen), 2)
+
     async def test_only_if_cached(self):
         """
         only-if-cached with nothing stored is answered 504 without contacting the origin.
