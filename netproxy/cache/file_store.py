@@ -24,7 +24,6 @@ import hashlib
 import io
 import os
 import re
-import zlib
 from collections import OrderedDict
 from functools import partial
 
@@ -33,6 +32,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from netproxy.cache.store import (
+    BodyWriter,
     CHUNK_SIZE,
     Entry,
     Held,
@@ -442,20 +442,15 @@ def _remove(path):
 
 
 @implementer(IWriter)
-class _FileWriter:
+class _FileWriter(BodyWriter):
     """
     Writes a body to a temporary file as it arrives, keeping a copy in memory
     only while it fits in one chunk (for the memory cache).
     """
 
     def __init__(self, store, key, meta):
-        self._store = store
-        self._key = key
-        self._meta = meta
-        self._length = 0
-        self._checksum = 0
+        super().__init__(store, key, meta)
         self._small = []
-        self._finished = False
         self._name = name = file_name(key)
         self._temp = temp = store._file(name, BODY).temporarySibling(TEMP)
         try:
@@ -464,19 +459,11 @@ class _FileWriter:
         except OSError as e:
             store.log.error("could not store cache entry {name}: {error}", name=name, error=str(e))
             self._file = None
+            self._open = False
         else:
             store._writing.add(temp.path)
 
-    def write(self, data):
-        if self._finished:
-            raise RuntimeError("write to a finished cache writer")
-        if self._file is None:
-            return
-        self._length += len(data)
-        if self._length > self._store.max_size:
-            self.abort()
-            return
-        self._checksum = zlib.crc32(data, self._checksum)
+    def _keep(self, data):
         if self._small is not None:
             if self._length <= CHUNK_SIZE:
                 self._small.append(data)
@@ -488,12 +475,7 @@ class _FileWriter:
             self._store.log.error("could not store cache entry {name}: {error}", name=self._name, error=str(e))
             self.abort()
 
-    def finish(self):
-        if self._finished:
-            raise RuntimeError("cache writer finished twice")
-        self._finished = True
-        if self._file is None:
-            return None
+    def _commit(self, entry):
         file, self._file = self._file, None
         self._store._writing.discard(self._temp.path)
         try:
@@ -503,11 +485,9 @@ class _FileWriter:
             _remove(self._temp)
             return None
         small = b"".join(self._small) if self._small is not None else None
-        return self._store._commit(self._temp, Entry(self._key, self._meta, self._length, self._checksum), small)
+        return self._store._commit(self._temp, entry, small)
 
-    def abort(self):
-        if self._file is None:
-            return
+    def _discard(self):
         file, self._file = self._file, None
         self._store._writing.discard(self._temp.path)
         try:

@@ -6,13 +6,13 @@ does, less the disk.
 
 import errno
 import io
-import zlib
 from collections import OrderedDict
 
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from netproxy.cache.store import (
+    BodyWriter,
     CHUNK_SIZE,
     Entry,
     Held,
@@ -133,36 +133,17 @@ class MemoryStore:
 
 
 @implementer(IWriter)
-class _MemoryWriter:
+class _MemoryWriter(BodyWriter):
     def __init__(self, store, key, meta):
-        self._store = store
-        self._key = key
-        self._meta = meta
+        super().__init__(store, key, meta)
         self._chunks = []
-        self._length = 0
-        self._checksum = 0
-        self._finished = False
 
-    def write(self, data):
-        if self._finished:
-            raise RuntimeError("write to a finished cache writer")
-        if self._chunks is None:
-            return
-        self._length += len(data)
-        if self._length > self._store.max_size:
-            self._chunks = None
-            return
-        self._checksum = zlib.crc32(data, self._checksum)
+    def _keep(self, data):
         self._chunks.append(data)
 
-    def finish(self):
-        if self._finished:
-            raise RuntimeError("cache writer finished twice")
-        self._finished = True
-        if self._chunks is None:
-            return None
+    def _commit(self, entry):
         body, self._chunks = b"".join(self._chunks), None
-        return self._store._commit(Entry(self._key, self._meta, self._length, self._checksum), body)
+        return self._store._commit(entry, body)
 
-    def abort(self):
+    def _discard(self):
         self._chunks = None

@@ -270,6 +270,51 @@ class IStore(Interface):
 
 
 @implementer(IPushProducer)
+class BodyWriter:
+    """
+    What every store's L{IWriter} does: count, checksum and bound a body as
+    it arrives, and refuse use after C{finish}.  A store's writer keeps the
+    bytes: C{_keep(data)}, C{_commit(entry)} (returning the stored L{Entry}
+    or L{None}) and C{_discard()}.
+    """
+
+    def __init__(self, store, key, meta):
+        self._store = store
+        self._key = key
+        self._meta = meta
+        self._length = 0
+        self._checksum = 0
+        self._finished = False
+        self._open = True
+
+    def write(self, data):
+        if self._finished:
+            raise RuntimeError("write to a finished cache writer")
+        if not self._open:
+            return
+        self._length += len(data)
+        if self._length > self._store.max_size:
+            # Too large to store: nothing of it is kept.
+            self.abort()
+            return
+        self._checksum = zlib.crc32(data, self._checksum)
+        self._keep(data)
+
+    def finish(self):
+        if self._finished:
+            raise RuntimeError("cache writer finished twice")
+        self._finished = True
+        if not self._open:
+            return None
+        self._open = False
+        return self._commit(Entry(self._key, self._meta, self._length, self._checksum))
+
+    def abort(self):
+        if self._open:
+            self._open = False
+            self._discard()
+
+
 class BodyProducer:
     """
     Streams one entry's body from a binary file object to a consumer, one
