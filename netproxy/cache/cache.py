@@ -74,21 +74,6 @@ def _variant_key(key, marker, request_headers):
     return b"\n".join([key, generation, policy.secondary_key(names, request_headers)])
 
 
-class _Discard:
-    """
-    A writer for a response that cannot be stored after all.
-    """
-
-    def write(self, data):
-        pass
-
-    def finish(self):
-        return None
-
-    def abort(self):
-        pass
-
-
 def _found(entry):
     meta = entry.meta
     try:
@@ -129,7 +114,8 @@ class Cache:
         Start storing a response.
 
         :param head: the origin's L{netproxy.http.head.ResponseHead}.
-        :returns: an L{netproxy.cache.store.IWriter} for its body.
+        :returns: an L{netproxy.cache.store.IWriter} for its body, or
+            L{None} when the store could not keep its Vary marker.
         """
         names = policy.vary_names(head.headers)
         if names:
@@ -140,7 +126,7 @@ class Cache:
                 marker = self.store.writer(key, {VARY: vary, GENERATION: os.urandom(8).hex()})
                 marker = marker.finish()
                 if marker is None:
-                    return _Discard()
+                    return None
             key = _variant_key(key, marker.meta, request_headers)
         meta = {
             "status": head.status,

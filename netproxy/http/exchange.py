@@ -178,6 +178,11 @@ class Exchange:
         self.client.transport.write(page)
         self._served(None)
 
+    def _forward_afresh(self):
+        # The cache could not answer after all: the client's request as it
+        # came (it has no body), without the cache's validators.
+        self._forward(forward_headers(self.head.headers, self.target, via_version=self.head.version))
+
     def _forward(self, headers):
         self.request_bytes = request_head_bytes(self.head.method, self.target.path, headers)
         self._connect()
@@ -271,7 +276,7 @@ class Exchange:
         self.request_done = False
         self._pending, self.leftover = self.leftover, b""
         self.cache_result, self._fwd = "MISS", "miss"
-        self._forward(forward_headers(self.head.headers, self.target, via_version=self.head.version))
+        self._forward_afresh()
 
     def _served(self, result):
         self._serving = None
@@ -496,7 +501,7 @@ class Exchange:
                 # The store lost the entry meanwhile: ask again, plainly.
                 self._revalidating, self._found = False, None
                 self._swallow = None
-                self._forward(forward_headers(self.head.headers, self.target, via_version=self.head.version))
+                self._forward_afresh()
                 return
             self._serve(found, result, status_field)
             return

@@ -122,11 +122,11 @@ class ProxyProtocol(TrackedProtocol):
         self.transport.write(page)
         self.transport.resumeProducing()
         self.transport.loseConnection()
+        size = len(page.partition(b"\r\n\r\n")[2])
         if exchange is not None:
-            self.log_access(exchange.head, error.status, len(page.partition(b"\r\n\r\n")[2]), exchange.started,
-                            exchange.cache_result)
+            self.log_access(exchange.head, error.status, size, exchange.started, exchange.cache_result)
         elif self.tunnel is not None:
-            self.log_access(self.tunnel.head, error.status, len(page.partition(b"\r\n\r\n")[2]), self.tunnel.started)
+            self.log_access(self.tunnel.head, error.status, size, self.tunnel.started)
 
     def abort(self):
         """
