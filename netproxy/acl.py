@@ -14,6 +14,7 @@ it themselves, and match again with the address.
 import re
 import socket
 from dataclasses import dataclass, field
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Iterable, Iterator
 
@@ -103,9 +104,13 @@ class Rule:
         return f"<Rule {str(self)!r}>"
 
 
+@lru_cache(maxsize=4096)
 def _parse_host(host: str):
     """
     Turn a destination into ``(address, None)`` or ``(None, name)``.
+
+    Remembered for the hosts seen most recently: a proxy meets the same
+    few destinations again and again, and parsing an address is slow.
     """
     text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:

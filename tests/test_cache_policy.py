@@ -14,6 +14,7 @@ from netproxy.cache.policy import (
     assess,
     cache_status,
     current_age,
+    directives,
     format_http_date,
     freshness_lifetime,
     invalidated_urls,
@@ -411,6 +412,35 @@ class CurrentAgeTests(SynchronousTestCase):
     def test_clock_skew(self):
         """A Date in the future or a clock stepping back never makes the age negative."""
         self.assertEqual(current_age(stored([date(T0 + 500)]), T0 - 50), 0)
+
+
+class StoredTests(SynchronousTestCase):
+    """
+    L{Stored} works out what depends on the response alone once, with the
+    same answers as the functions.
+    """
+
+    def test_same_as_functions(self):
+        """
+        Its directives, lifetime and initial age are those the functions
+        give.
+        """
+        headers = [date(T0 - 10), (b"Age", b"4"), (b"Cache-Control", b"max-age=60, must-revalidate")]
+        response = stored(headers, request_time=T0 - 2)
+        self.assertEqual(response.directives, directives(headers))
+        self.assertEqual(response.lifetime, freshness_lifetime(200, headers, T0))
+        self.assertEqual(response.initial_age, 10)
+        self.assertEqual(current_age(response, T0 + 5), 15)
+
+    def test_worked_out_once(self):
+        """
+        The lifetime is kept: the headers are not read again.
+        """
+        headers = fresh_for(60)
+        response = stored(headers)
+        self.assertEqual(response.lifetime, 60)
+        headers[1] = (b"Cache-Control", b"max-age=5")
+        self.assertEqual(response.lifetime, 60)
 
 
 class AssessTests(SynchronousTestCase):

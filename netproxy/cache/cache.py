@@ -19,6 +19,7 @@ once, though the store cannot list them.
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 
 from twisted.application.service import Service
 from twisted.logger import Logger
@@ -26,12 +27,19 @@ from twisted.logger import Logger
 from netproxy.cache import policy
 from netproxy.cache.store import Entry
 from netproxy.errors import HTTPError
-from netproxy.http.message import Target, parse_target
+from netproxy.http.message import Target, forward_headers, parse_target, response_head_bytes
 
 # Metadata of the marker stored under a URL's key when its response varies:
 # the field names, and the generation of its variants.
 VARY = "vary"
 GENERATION = "generation"
+
+# Stored fields never served as stored: the framing is the proxy's, the age
+# is worked out for each response.
+_NOT_SERVED = frozenset({b"content-length", b"transfer-encoding", b"age"})
+# Found responses decoded from their entries and kept, for the entries
+# requested most recently: a hit then costs no decoding.
+_DECODED_KEPT = 2048
 
 
 def cache_key(target: Target) -> bytes:
@@ -67,6 +75,24 @@ class Found:
     reason: bytes
     version: tuple[int, int]
 
+    @cached_property
+    def fields(self):
+        """
+        The fields it is served with: the stored ones for the next hop (RFC
+        9110 section 7.6) with our Via, less its framing and Age, which each
+        response gets anew.
+        """
+        fields = forward_headers(self.stored.headers, via_version=self.version)
+        return [field for field in fields if field[0].lower() not in _NOT_SERVED]
+
+    @cached_property
+    def head(self):
+        """
+        Its status line and L{fields}, serialised, without the empty line
+        that ends a head: each response adds its own fields first.
+        """
+        return response_head_bytes(self.stored.status, self.reason, self.fields)[:-2]
+
 
 def _variant_key(key, marker, request_headers):
     names = tuple(name.encode("latin-1") for name in marker[VARY])
@@ -94,6 +120,7 @@ class Cache:
 
     def __init__(self, store):
         self.store = store
+        self._decoded = {}
 
     def find(self, key, request_headers):
         """
@@ -107,7 +134,15 @@ class Cache:
             entry = self.store.get(_variant_key(key, entry.meta, request_headers))
             if entry is None:
                 return None
-        return _found(entry)
+        found = self._decoded.get(entry.key)
+        if found is None or found.entry is not entry:
+            found = _found(entry)
+            if found is not None:
+                if len(self._decoded) >= _DECODED_KEPT:
+                    # Cheaper than tracking use: the hot entries come back.
+                    self._decoded.clear()
+                self._decoded[entry.key] = found
+        return found
 
     def fill(self, key, request_headers, head, request_time, response_time):
         """

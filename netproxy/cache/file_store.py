@@ -25,7 +25,7 @@ import io
 import os
 import re
 from collections import OrderedDict
-from functools import partial
+from functools import lru_cache, partial
 
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
@@ -58,9 +58,11 @@ _SHARD = re.compile("[0-9a-f]{2}")
 _NAME = re.compile("[0-9a-f]{64}")
 
 
+@lru_cache(maxsize=4096)
 def file_name(key: bytes) -> str:
     """
-    :returns: the name of C{key}'s files, less their suffix.
+    :returns: the name of C{key}'s files, less their suffix.  Remembered
+        for recent keys, as a hit asks for its name more than once.
     """
     return hashlib.sha256(key).hexdigest()
 

@@ -20,9 +20,11 @@ that caches commonly do so).
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import UTC, datetime
 from email.utils import formatdate
 from math import floor
+from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit
 
 from netproxy.http.head import header_values
@@ -54,6 +56,9 @@ _NOT_UPDATED = frozenset(
     b" proxy-authenticate proxy-authentication-info proxy-authorization"
     b" content-length content-encoding content-type content-range".split()
 )
+
+# Response directives that forbid serving it stale (RFC 9111 section 4.2.4).
+_NEVER_STALE = frozenset({"must-revalidate", "proxy-revalidate", "s-maxage"})
 
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # One list element, with quoted strings kept whole so that their commas do not
@@ -96,6 +101,11 @@ class Stored:
     :ivar request_time: when the request that fetched (or last validated) it
         was sent.
     :ivar response_time: when that response was received.
+
+    What depends on the response alone (its directives, initial age and
+    freshness lifetime) is worked out once, when first needed: a stored
+    response answers many requests, and it never changes (a 304 that
+    updates it makes a new one).
     """
 
     status: int
@@ -103,11 +113,33 @@ class Stored:
     request_time: float
     response_time: float
 
+    @cached_property
+    def directives(self):
+        """
+        Its Cache-Control directives, as L{directives} gives them.
+        """
+        return directives(self.headers)
 
-@dataclass(frozen=True)
-class Assessment:
+    @cached_property
+    def initial_age(self):
+        """
+        Its corrected initial age (RFC 9111 section 4.2.3): its age when it
+        was received.
+        """
+        return _initial_age(self)
+
+    @cached_property
+    def lifetime(self):
+        """
+        Its freshness lifetime, as L{freshness_lifetime} gives it.
+        """
+        return freshness_lifetime(self.status, self.headers, self.response_time)
+
+
+class Assessment(NamedTuple):
     """
     Whether a stored response may answer a request (RFC 9111 section 4).
+    A named tuple, as one is made for every request the cache answers.
 
     :ivar age: the response's current age, in seconds.
     :ivar lifetime: its freshness lifetime, in seconds.
@@ -155,6 +187,8 @@ def parse_cache_control(values):
         has none; of a directive given twice, the first occurrence wins.
     """
     found = {}
+    if not values:
+        return found
     data = b",".join(values)
     position = 0
     while position <= len(data):
@@ -359,7 +393,8 @@ def freshness_lifetime(status, response_headers, response_time=None):
 
 def current_age(stored, now):
     """
-    The age of a stored response (RFC 9111 section 4.2.3).
+    The age of a stored response (RFC 9111 section 4.2.3): its initial age
+    plus the time it has been stored.
 
     An Age field that is not a single delta-seconds is ignored (RFC 9111
     section 5.1); a huge one counts as L{MAX_DELTA}.  An invalid or missing
@@ -371,6 +406,10 @@ def current_age(stored, now):
     :param now: the current time.
     :returns: the age in seconds.
     """
+    return stored.initial_age + max(0.0, now - stored.response_time)
+
+
+def _initial_age(stored):
     headers = stored.headers
     date = _first_date(headers, b"date")
     if date is None:
@@ -382,9 +421,7 @@ def current_age(stored, now):
     apparent_age = max(0.0, stored.response_time - date)
     response_delay = max(0.0, stored.response_time - stored.request_time)
     corrected_age_value = (age_value or 0) + response_delay
-    corrected_initial_age = max(apparent_age, corrected_age_value)
-    resident_time = max(0.0, now - stored.response_time)
-    return corrected_initial_age + resident_time
+    return max(apparent_age, corrected_age_value)
 
 
 def assess(request_headers, stored, now):
@@ -417,16 +454,14 @@ def assess(request_headers, stored, now):
     :returns: an L{Assessment}.
     """
     request = directives(request_headers)
-    response = directives(stored.headers)
+    response = stored.directives
     age = current_age(stored, now)
-    lifetime = freshness_lifetime(stored.status, stored.headers, stored.response_time)
+    lifetime = stored.lifetime
     fresh = age < lifetime
     staleness = max(0.0, age - lifetime)
 
     validate = "no-cache" in response
-    may_serve_stale = not validate and not any(
-        d in response for d in ("must-revalidate", "proxy-revalidate", "s-maxage")
-    )
+    may_serve_stale = not validate and response.keys().isdisjoint(_NEVER_STALE)
     forced = "no-cache" in request
     max_age = _delta_seconds(request.get("max-age"))
     min_fresh = _delta_seconds(request.get("min-fresh"))

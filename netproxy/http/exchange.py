@@ -52,9 +52,6 @@ IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"
 # the refreshed entry.
 _CONDITIONAL = frozenset({b"if-none-match", b"if-modified-since", b"if-match", b"if-unmodified-since",
                           b"if-range"})
-# Stored fields never sent as stored: the framing is the proxy's, the age
-# is recomputed.
-_NOT_SERVED = frozenset({b"content-length", b"transfer-encoding", b"age"})
 
 
 def connect_error(failure, target):
@@ -79,39 +76,42 @@ class Exchange:
 
     log = Logger()
 
+    # Defaults until the exchange gets that far; class attributes, since
+    # most exchanges (cache hits among them) never set most of them.
+    target = None
+    upstream = None
+    status = None
+    sent = 0
+    request_done = False
+    leftover = b""
+    keep = False
+    client_paused = False
+    _pending = b""
+    _connecting = None
+    _timer = None
+    _progress = 0.0
+    _reused = False
+    _retried = False
+    _chunk_out = False
+    _finished = False
+    _request_time = 0.0
+    # The cache's part: the status word of the access log, the stored
+    # response consulted, and what becomes of the origin's answer.
+    cache_result = "BYPASS"
+    _key = None
+    _found = None
+    _assessment = None
+    _fwd = None
+    _revalidating = False
+    _swallow = None
+    _fill = None
+    _serving = None
+
     def __init__(self, client, head):
         self.client = client
         self.factory = client.factory
         self.head = head
         self.started = self.factory.reactor.seconds()
-        self.target = None
-        self.upstream = None
-        self.status = None
-        self.sent = 0
-        self.request_done = False
-        self.leftover = b""
-        self.keep = False
-        self._pending = b""
-        self._connecting = None
-        self._timer = None
-        self._progress = 0.0
-        self._reused = False
-        self._retried = False
-        self._chunk_out = False
-        self._finished = False
-        self.client_paused = False
-        # The cache's part: the status word of the access log, the stored
-        # response consulted, and what becomes of the origin's answer.
-        self.cache_result = "BYPASS"
-        self._key = None
-        self._found = None
-        self._assessment = None
-        self._fwd = None
-        self._revalidating = False
-        self._swallow = None
-        self._fill = None
-        self._serving = None
-        self._request_time = 0.0
 
     def begin(self, rest):
         """
@@ -139,18 +139,21 @@ class Exchange:
         if head.method == b"PURGE":
             self._purge(rest)
             return
+        self.origin = (host, target.port)
+        self._pending = rest
+        checks = []
+        cache = self.factory.cache
+        if cache is not None and head.method in (b"GET", b"HEAD") and self._bodyless:
+            checks = self._consult(cache)
+            if checks is None:
+                return
         headers = forward_headers(head.headers, target, via_version=head.version)
         if self._chunked_in:
             # The body is re-chunked on its way up: say so, or the origin
             # would read the chunks as the next request.
             headers.append((b"Transfer-Encoding", b"chunked"))
-        self.origin = (host, target.port)
-        self._pending = rest
-        cache = self.factory.cache
-        if cache is not None and head.method in (b"GET", b"HEAD") and self._bodyless:
-            headers = self._consult(cache, headers)
-            if headers is None:
-                return
+        if checks:
+            headers = [field for field in headers if field[0].lower() not in _CONDITIONAL] + checks
         self._forward(headers)
 
     def _purge(self, rest):
@@ -187,18 +190,22 @@ class Exchange:
         self.request_bytes = request_head_bytes(self.head.method, self.target.path, headers)
         self._connect()
 
-    def _consult(self, cache, headers):
+    def _consult(self, cache):
         """
         Look for a stored response: serve it when it may be reused,
-        otherwise prepare the request that goes upstream.
+        otherwise prepare what goes upstream.
 
-        :returns: the fields to send upstream, or L{None} when served.
+        :returns: the cache's validators, which replace the client's own
+            preconditions when it revalidates a stored response (the
+            client's are answered from the refreshed entry); L{None} when
+            served.
         :raises HTTPError: 504 when the client asked only-if-cached and
             nothing usable is stored.
         """
         self._key = cache_key(self.target)
         found = cache.find(self._key, self.head.headers)
         self.cache_result = "MISS"
+        checks = []
         if found is None:
             self._fwd = "uri-miss"
             only_if_cached = "only-if-cached" in policy.directives(self.head.headers)
@@ -209,13 +216,12 @@ class Exchange:
                 return None
             self._found, self._assessment, self._fwd = found, assessment, assessment.fwd
             only_if_cached = assessment.only_if_cached
-            checks = policy.validators(found.stored.headers)
-            if checks and found.stored.status == 200:
-                self._revalidating = True
-                headers = [field for field in headers if field[0].lower() not in _CONDITIONAL] + checks
+            if found.stored.status == 200:
+                checks = policy.validators(found.stored.headers)
+                self._revalidating = bool(checks)
         if only_if_cached:
             raise HTTPError(504, "only-if-cached: no stored response is fresh enough")
-        return headers
+        return checks
 
     def _serve(self, found, result, status_field):
         """
@@ -230,29 +236,30 @@ class Exchange:
         # Pipelined bytes: read before the request went upstream, or since.
         self.leftover, self._pending = self._pending + self.leftover, b""
         stored, entry = found.stored, found.entry
-        age = policy.current_age(stored, self.factory.reactor.seconds())
-        headers = [field for field in forward_headers(stored.headers, via_version=found.version)
-                   if field[0].lower() not in _NOT_SERVED]
-        headers += [(b"Age", b"%d" % (min(age, policy.MAX_DELTA),)), (b"Cache-Status", status_field)]
-        status, reason = stored.status, found.reason
-        with_body = self.head.method != b"HEAD"
-        if status == 200 and policy.not_modified(self.head.headers, stored.headers):
-            status, reason, with_body = 304, b"Not Modified", False
-        elif status != 204:
-            headers.append((b"Content-Length", b"%d" % (entry.length,)))
-        self.status = status
+        age = min(policy.current_age(stored, self.factory.reactor.seconds()), policy.MAX_DELTA)
         self.keep = self.client_keep
         if not self.keep:
-            headers.append((b"Connection", b"close"))
+            connection = b"Connection: close\r\n"
         elif self.head.version != (1, 1):
-            headers.append((b"Connection", b"keep-alive"))
-        body = self.factory.cache.store.held_body(entry) if with_body and entry.length else None
+            connection = b"Connection: keep-alive\r\n"
+        else:
+            connection = b""
+        with_body = self.head.method != b"HEAD" and entry.length
+        if stored.status == 200 and policy.not_modified(self.head.headers, stored.headers):
+            self.status, with_body = 304, False
+            first = response_head_bytes(304, b"Not Modified", found.fields)[:-2]
+            framing = b""
+        else:
+            self.status, first = stored.status, found.head
+            framing = b"" if stored.status == 204 else b"Content-Length: %d\r\n" % (entry.length,)
+        head = b"%sAge: %d\r\nCache-Status: %s\r\n%s%s\r\n" % (first, age, status_field, framing, connection)
+        body = self.factory.cache.store.held_body(entry) if with_body else None
         if body is not None:
             # A small body held in memory: sent with its head, in one write.
             self.sent = entry.length
-            self.client.transport.writeSequence([response_head_bytes(status, reason, headers), body])
+            self.client.transport.writeSequence([head, body])
             self._served(None)
-        elif with_body and entry.length:
+        elif with_body:
             serving = self._serving = self.factory.cache.store.read(entry, self.client.transport)
             if serving.called:
                 # A small body is checked before anything is sent: a damaged
@@ -260,11 +267,11 @@ class Exchange:
                 serving.addErrback(self._damaged_before_sending, found)
                 if self._serving is None:
                     return
-            self.client.transport.write(response_head_bytes(status, reason, headers))
+            self.client.transport.write(head)
             self.sent = entry.length
             serving.addBoth(self._served)
         else:
-            self.client.transport.write(response_head_bytes(status, reason, headers))
+            self.client.transport.write(head)
             self._served(None)
 
     def _damaged_before_sending(self, failure, found):

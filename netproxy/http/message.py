@@ -16,6 +16,7 @@ import html
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from http import HTTPStatus
 
 from netproxy.errors import HTTPError
@@ -79,9 +80,12 @@ def _show(target: bytes) -> str:
     return text + "..." if len(target) > 80 else text
 
 
+@lru_cache(maxsize=1024)
 def _split_authority(authority: bytes, default_port: int | None) -> tuple[bytes, int, bool]:
     # Returns the lower-cased host (IPv6 unbracketed), the port (default_port
     # when none is given; None means one is required) and whether it is IPv6.
+    # Remembered for recent authorities: a proxy sees the same few again and
+    # again.
     if b"@" in authority:
         raise HTTPError(400, "user information (user@) is not allowed in a proxy request")
     if b"%" in authority:
