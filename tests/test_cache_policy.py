@@ -13,6 +13,7 @@ from netproxy.cache.policy import (
     Stored,
     assess,
     cache_status,
+    collapsible,
     current_age,
     directives,
     format_http_date,
@@ -22,6 +23,7 @@ from netproxy.cache.policy import (
     parse_cache_control,
     parse_http_date,
     secondary_key,
+    shareable,
     storable,
     updated_headers,
     validators,
@@ -886,3 +888,54 @@ class CacheStatusTests(SynchronousTestCase):
         """An unknown forward reason or an unprintable detail is a ValueError."""
         self.assertRaises(ValueError, cache_status, hit=False, fwd="nope")
         self.assertRaises(ValueError, cache_status, hit=True, detail="caf\u00e9")
+
+
+class CollapsibleTests(SynchronousTestCase):
+    """
+    L{collapsible}: which misses may wait for another request's fetch.
+    """
+
+    def test_plain(self):
+        """A plain request, or one with directives a new response satisfies, may wait."""
+        self.assertTrue(collapsible([(b"Host", b"h")]))
+        self.assertTrue(collapsible(cc(b"max-age=60, max-stale")))
+
+    def test_conditional(self):
+        """A conditional request goes upstream itself."""
+        for name in (b"If-None-Match", b"if-modified-since", b"If-Match", b"If-Unmodified-Since", b"If-Range"):
+            self.assertFalse(collapsible([(name, b'"x"')]), name)
+
+    def test_wants_origin(self):
+        """no-cache, Pragma: no-cache and max-age=0 want the origin asked afresh."""
+        self.assertFalse(collapsible(cc(b"no-cache")))
+        self.assertFalse(collapsible([(b"Pragma", b"no-cache")]))
+        self.assertFalse(collapsible(cc(b"max-age=0")))
+
+
+class ShareableTests(SynchronousTestCase):
+    """
+    L{shareable}: whether a response being stored may be handed to a
+    request that waited for it.
+    """
+
+    def test_plain(self):
+        self.assertTrue(shareable(fresh_for(60), [], []))
+
+    def test_not_shared(self):
+        """Set-Cookie (even public), private and no-cache keep a response to its own request."""
+        self.assertFalse(shareable(fresh_for(60, b"public") + [(b"Set-Cookie", b"a=1")], [], []))
+        self.assertFalse(shareable(fresh_for(60, b"private"), [], []))
+        self.assertFalse(shareable(fresh_for(60, b"no-cache"), [], []))
+
+    def test_vary(self):
+        """The Vary fields of both requests must match; Vary: * never does."""
+        response = fresh_for(60) + [(b"Vary", b"Accept-Language")]
+        english, french = [(b"Accept-Language", b"en")], [(b"Accept-Language", b"fr")]
+        self.assertTrue(shareable(response, english, list(english)))
+        self.assertFalse(shareable(response, english, french))
+        self.assertFalse(shareable(fresh_for(60) + [(b"Vary", b"*")], [], []))
+
+    def test_collapsed_status(self):
+        """Cache-Status says a collapsed request was answered with another's response."""
+        self.assertEqual(cache_status(hit=True, fwd="uri-miss", collapsed=True),
+                         b"netproxy; hit; fwd=uri-miss; collapsed")

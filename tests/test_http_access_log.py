@@ -8,6 +8,7 @@ import io
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.http.access_log import AccessLog, access_log_observer, format_access_line
+from netproxy.http.head import RequestHead
 
 EVENT = {
     "log_time": 1795280920.0, "client": "127.0.0.1", "method": b"GET", "url": b"http://example.com/a?b=1",
@@ -30,18 +31,26 @@ class FormatTests(SynchronousTestCase):
         self.assertIn('" - 1234 "-" "-" MISS', line)
 
 
+HEAD = RequestHead(b"GET", b"http://example.com/a?b=1", (1, 1),
+                   [(b"Referer", b"http://example.com/"), (b"User-Agent", b'curl/8.0 "quoted"')])
+
+
+def report(access_log):
+    access_log.finished("127.0.0.1", HEAD, 200, 1234, 0.0256, "MISS")
+
+
 class AccessLogTests(SynchronousTestCase):
     def test_disabled_without_observer(self):
         """With no observer the log is disabled and reporting does nothing."""
         access_log = AccessLog()
         self.assertFalse(access_log.enabled)
-        access_log.request(**{k: v for k, v in EVENT.items() if k != "log_time"})
+        report(access_log)
 
     def test_lines_written(self):
         """An observer on a stream gets one formatted line per request."""
         stream = io.StringIO()
         access_log = AccessLog()
         access_log.add_observer(access_log_observer(stream))
-        access_log.request(**{k: v for k, v in EVENT.items() if k != "log_time"})
+        report(access_log)
         self.assertRegex(stream.getvalue(), r'^127\.0\.0\.1 - - \[[^]]+\] "GET http://example\.com/a\?b=1 HTTP/1\.1" '
-                                            r'200 1234 .* MISS 0\.026\n$')
+                                            r'200 1234 "http://example\.com/" "curl/8\.0 \\"quoted\\"" MISS 0\.026\n$')

@@ -359,3 +359,250 @@ class PurgeTests(CacheTestCase):
         self.assertTrue(self.fetch(get(method=b"PURGE")).value().startswith(b"HTTP/1.1 200 "))
         self.fetch(get(headers=b"Accept-Language: en\r\n"), answer=FRESH)
         self.assertEqual(self.cache_results()[-1], "MISS")
+
+
+class CollapsedForwardingTests(CacheTestCase):
+    """
+    Concurrent misses for one URL make one upstream request; the response
+    is handed to the requests that waited only when they may share it.
+    """
+
+    def send(self, request=None):
+        """
+        Send C{request} (a GET by default) on a new client connection,
+        without answering it.
+
+        :returns: the client's transport.
+        """
+        _, transport = connect(self.factory, CLIENT)
+        transport.protocol.dataReceived(request or get())
+        return transport
+
+    def turns(self, count=50):
+        for _ in range(count):
+            self.reactor.advance(0)
+
+    def test_one_upstream_request(self):
+        """
+        A request arriving while the same miss is fetched waits for it, and
+        is answered with the response being stored, collapsed.
+        """
+        first, second = self.send(), self.send()
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.answer(self.upstream(), FRESH)
+        self.turns()
+        self.assertEqual(self.upstream_requests(), 1)
+        for transport in (first, second):
+            self.assertEqual(split_response(transport.value())[2], b"fresh")
+        self.assertEqual(self.field(second, b"Cache-Status"), b"netproxy; hit; fwd=uri-miss; collapsed")
+        self.assertEqual(self.field(second, b"Content-Length"), b"5")
+        self.assertEqual(self.field(second, b"ETag"), b'"v1"')
+        self.assertEqual(sorted(self.cache_results()), ["HIT", "MISS"])
+        self.assertTrue(second.connected)
+
+    def test_many_waiters(self):
+        """
+        Fifty requests for one miss make one upstream request, and each
+        gets the whole body.
+        """
+        transports = [self.send() for _ in range(50)]
+        self.answer(self.upstream(), FRESH)
+        self.turns()
+        self.assertEqual(self.upstream_requests(), 1)
+        self.assertEqual([split_response(t.value())[2] for t in transports], [b"fresh"] * 50)
+
+    def test_streamed_to_waiters(self):
+        """
+        The waiters get the body as it arrives, not once it is complete.
+        """
+        self.send()
+        second = self.send()
+        origin = self.upstream()
+        self.answer(origin, b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 10\r\n\r\nfirst")
+        self.turns()
+        self.assertEqual(split_response(second.value())[2], b"first")
+        self.answer(origin, b"-half")
+        self.turns()
+        self.assertEqual(split_response(second.value())[2], b"first-half")
+        self.assertEqual(self.cache_results(), ["MISS", "HIT"])
+
+    def assertAlone(self, answer, request=None):
+        """
+        Two requests (the second C{request}) wait for one miss, answered
+        C{answer}: the second is not handed it, and goes upstream itself.
+        """
+        first, second = self.send(), self.send(request)
+        self.answer(self.upstream(), answer)
+        self.turns()
+        self.assertEqual(second.value(), b"")
+        self.answer(self.upstream(), b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nmine")
+        self.turns()
+        self.assertEqual(split_response(second.value())[2], b"mine")
+        self.assertEqual(self.upstream_requests(), 2)
+
+    def test_private(self):
+        """
+        A private response is handed to no waiter.
+        """
+        self.assertAlone(b"HTTP/1.1 200 OK\r\nCache-Control: private, max-age=60\r\nContent-Length: 6\r\n\r\nsecret")
+
+    def test_set_cookie(self):
+        """
+        A response with Set-Cookie is handed to no waiter, even stored.
+        """
+        self.assertAlone(b"HTTP/1.1 200 OK\r\nCache-Control: public, max-age=60\r\nSet-Cookie: id=1\r\n"
+                         b"Content-Length: 6\r\n\r\nsecret")
+
+    def test_vary_mismatch(self):
+        """
+        A waiter whose Vary fields differ is not handed the response.
+        """
+        self.assertAlone(b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nVary: Accept-Language\r\n"
+                         b"Content-Length: 2\r\n\r\nen", get(headers=b"Accept-Language: fr\r\n"))
+
+    def test_unknown_length(self):
+        """
+        A chunked response, whose length is not known at its head, is not
+        handed to the waiters.
+        """
+        self.assertAlone(b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"2\r\nhi\r\n0\r\n\r\n")
+
+    def test_leader_fails(self):
+        """
+        When the leading request cannot reach the origin, the waiters try
+        on their own.
+        """
+        first, second = self.send(), self.send()
+        fail_connection(self.reactor, ConnectionRefusedError())
+        self.assertTrue(first.value().startswith(b"HTTP/1.1 502 "))
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+        self.answer(self.upstream(), FRESH)
+        self.turns()
+        self.assertEqual(split_response(second.value())[2], b"fresh")
+
+    def test_waiter_leaves(self):
+        """
+        A waiter whose client goes away is forgotten: the others are still
+        answered.
+        """
+        first, second, third = self.send(), self.send(), self.send()
+        second.loseConnection()
+        self.answer(self.upstream(), FRESH)
+        self.turns()
+        self.assertEqual(split_response(third.value())[2], b"fresh")
+        self.assertEqual(second.value(), b"")
+        self.assertEqual(self.upstream_requests(), 1)
+
+    def test_leader_cut_short(self):
+        """
+        A response cut short is not stored: a waiter already following it
+        has its connection cut too, since its response cannot be completed.
+        """
+        first, second = self.send(), self.send()
+        origin = self.upstream()
+        self.answer(origin, b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 10\r\n\r\nhalf")
+        self.turns()
+        origin.loseConnection()
+        self.turns()
+        self.assertTrue(second.disconnected)
+        self.assertEqual(len(self.store), 0)
+
+    def test_not_collapsed(self):
+        """
+        Conditional requests, and requests asking for the origin, do not
+        wait: each goes upstream.
+        """
+        self.send()
+        self.send(get(headers=b'If-None-Match: "v0"\r\n'))
+        self.send(get(headers=b"Cache-Control: no-cache\r\n"))
+        self.send(get(headers=b"Cache-Control: max-age=0\r\n"))
+        self.assertEqual(len(self.reactor.tcpClients), 4)
+
+
+class StaleWhileRevalidateTests(CacheTestCase):
+    """
+    stale-while-revalidate serves the stale response at once and
+    revalidates it in the background, one revalidation at a time.
+    """
+
+    STORED = (b"HTTP/1.1 200 OK\r\nCache-Control: max-age=1, stale-while-revalidate=60\r\nETag: \"v1\"\r\n"
+              b"Content-Length: 3\r\n\r\nold")
+
+    def setUp(self):
+        super().setUp()
+        self.fetch(answer=self.STORED)
+        self.reactor.advance(10)
+
+    def test_served_stale(self):
+        """
+        The stale response is served without waiting, and one conditional
+        request goes upstream.
+        """
+        transport = self.fetch()
+        self.assertEqual(split_response(transport.value())[2], b"old")
+        self.assertEqual(self.field(transport, b"Cache-Status"),
+                         b'netproxy; hit; ttl=-9; detail="stale-while-revalidate"')
+        origin = self.upstream()
+        self.assertIn(b'\r\nIf-None-Match: "v1"\r\n', origin.value())
+        self.assertEqual(self.cache_results(), ["MISS", "STALE"])
+
+    def test_refreshed(self):
+        """
+        A 304 to the background request refreshes the entry: the next
+        request is a fresh hit.
+        """
+        self.fetch()
+        self.answer(self.upstream(), b"HTTP/1.1 304 Not Modified\r\nCache-Control: max-age=60\r\n\r\n")
+        self.fetch()
+        self.assertEqual(self.cache_results(), ["MISS", "STALE", "REVALIDATED", "HIT"])
+        self.assertEqual(self.events[2]["client"], "-")
+        self.assertEqual(self.factory.cache.revalidating, set())
+
+    def test_replaced(self):
+        """
+        A full response to the background request is stored instead.
+        """
+        self.fetch()
+        self.answer(self.upstream(), b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 3\r\n\r\nnew")
+        self.turns()
+        hit = self.fetch()
+        self.assertEqual(split_response(hit.value())[2], b"new")
+
+    def turns(self):
+        for _ in range(50):
+            self.reactor.advance(0)
+
+    def test_one_at_a_time(self):
+        """
+        Stale requests while a revalidation runs start no other.
+        """
+        for _ in range(3):
+            self.assertEqual(split_response(self.fetch().value())[2], b"old")
+        self.upstream()
+        self.assertEqual(self.upstream_requests(), 2)
+
+    def test_failed(self):
+        """
+        A background revalidation that cannot reach the origin is logged,
+        and a later stale request tries again.
+        """
+        self.upstream().loseConnection()
+        self.fetch()
+        fail_connection(self.reactor, ConnectionRefusedError())
+        self.assertEqual(self.factory.cache.revalidating, set())
+        self.fetch()
+        self.assertEqual(len(self.reactor.tcpClients), 3)
+
+    def test_window_passed(self):
+        """
+        Past its stale-while-revalidate window, the response is revalidated
+        while the client waits.
+        """
+        self.reactor.advance(60)
+        transport = self.fetch()
+        self.assertEqual(transport.value(), b"")
+        self.answer(self.upstream(), b"HTTP/1.1 304 Not Modified\r\n\r\n")
+        self.turns()
+        self.assertEqual(split_response(transport.value())[2], b"old")
+        self.assertEqual(self.cache_results(), ["MISS", "REVALIDATED"])

@@ -27,7 +27,12 @@ from twisted.logger import Logger
 from netproxy.cache import policy
 from netproxy.cache.store import Entry
 from netproxy.errors import HTTPError
-from netproxy.http.message import Target, forward_headers, parse_target, response_head_bytes
+from netproxy.http.message import (
+    Target,
+    forward_headers,
+    parse_target,
+    response_head_bytes,
+)
 
 # Metadata of the marker stored under a URL's key when its response varies:
 # the field names, and the generation of its variants.
@@ -78,12 +83,9 @@ class Found:
     @cached_property
     def fields(self):
         """
-        The fields it is served with: the stored ones for the next hop (RFC
-        9110 section 7.6) with our Via, less its framing and Age, which each
-        response gets anew.
+        The fields it is served with: see L{served_fields}.
         """
-        fields = forward_headers(self.stored.headers, via_version=self.version)
-        return [field for field in fields if field[0].lower() not in _NOT_SERVED]
+        return served_fields(self.stored.headers, self.version)
 
     @cached_property
     def head(self):
@@ -92,6 +94,18 @@ class Found:
         that ends a head: each response adds its own fields first.
         """
         return response_head_bytes(self.stored.status, self.reason, self.fields)[:-2]
+
+
+def served_fields(headers, version):
+    """
+    :param headers: a stored response's fields.
+    :param version: the HTTP version it came with.
+    :returns: the fields it is served with: the stored ones for the next hop
+        (RFC 9110 section 7.6) with our Via, less its framing and Age, which
+        each response gets anew.
+    """
+    fields = forward_headers(headers, via_version=version)
+    return [field for field in fields if field[0].lower() not in _NOT_SERVED]
 
 
 def _variant_key(key, marker, request_headers):
@@ -115,12 +129,54 @@ class Cache:
     """
     The proxy's shared cache.
 
+    It also knows which misses are being fetched, so that concurrent misses
+    for one key make one upstream request: the first request leads (fetches
+    and stores), those arriving meanwhile wait for it, and the leader
+    settles them once its response head says whether they may share it.
+
     :param store: an L{netproxy.cache.store.IStore}.
+    :ivar revalidating: the keys of stored responses being revalidated in
+        the background (RFC 5861 section 3), one revalidation at a time each.
     """
 
     def __init__(self, store):
         self.store = store
+        self.revalidating = set()
         self._decoded = {}
+        # key -> the requests waiting for the miss being fetched for it.
+        self._waiting = {}
+
+    def lead(self, key):
+        """
+        :returns: whether the caller is to fetch C{key}'s miss (then it
+            must L{settle} it), L{False} when another request already is.
+        """
+        if key in self._waiting:
+            return False
+        self._waiting[key] = []
+        return True
+
+    def wait(self, key, waiter):
+        """
+        Have C{waiter} wait for the miss being fetched for C{key}.
+        """
+        self._waiting[key].append(waiter)
+
+    def leave(self, key, waiter):
+        """
+        C{waiter} waits no longer (its client went away).
+        """
+        waiters = self._waiting.get(key, [])
+        if waiter in waiters:
+            waiters.remove(waiter)
+
+    def settle(self, key):
+        """
+        The miss for C{key} is no longer being fetched.
+
+        :returns: the requests that were waiting for it.
+        """
+        return self._waiting.pop(key, [])
 
     def find(self, key, request_headers):
         """

@@ -31,9 +31,10 @@ from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from netproxy.cache.producers import stream_body
 from netproxy.cache.store import (
-    BodyWriter,
     CHUNK_SIZE,
+    BodyWriter,
     Entry,
     Held,
     IStore,
@@ -41,9 +42,8 @@ from netproxy.cache.store import (
     decode_record,
     encode_record,
     next_turn,
-    same_body,
     one_step,
-    stream_body,
+    same_body,
 )
 
 BODY, META, TEMP = ".body", ".meta", ".tmp"
@@ -487,7 +487,22 @@ class _FileWriter(BodyWriter):
             _remove(self._temp)
             return None
         small = b"".join(self._small) if self._small is not None else None
-        return self._store._commit(self._temp, entry, small)
+        stored = self._store._commit(self._temp, entry, small)
+        if stored is not None:
+            self._temp = self._store._file(self._name, BODY)
+        return stored
+
+    def reader(self):
+        # A descriptor of its own, still valid once the file is renamed into
+        # place (or evicted); written data is flushed before each read.
+        source = self._temp.open("r")
+
+        def read(offset, size):
+            if self._file is not None:
+                self._file.flush()
+            return os.pread(source.fileno(), size, offset)
+
+        return read, source.close
 
     def _discard(self):
         file, self._file = self._file, None

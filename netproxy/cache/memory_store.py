@@ -11,9 +11,10 @@ from collections import OrderedDict
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from netproxy.cache.producers import stream_body
 from netproxy.cache.store import (
-    BodyWriter,
     CHUNK_SIZE,
+    BodyWriter,
     Entry,
     Held,
     IStore,
@@ -22,7 +23,6 @@ from netproxy.cache.store import (
     encode_record,
     next_turn,
     same_body,
-    stream_body,
 )
 
 
@@ -136,14 +136,18 @@ class MemoryStore:
 class _MemoryWriter(BodyWriter):
     def __init__(self, store, key, meta):
         super().__init__(store, key, meta)
-        self._chunks = []
+        self._body = bytearray()
 
     def _keep(self, data):
-        self._chunks.append(data)
+        self._body += data
 
     def _commit(self, entry):
-        body, self._chunks = b"".join(self._chunks), None
-        return self._store._commit(entry, body)
+        # The bytes written stay for those following the body.
+        return self._store._commit(entry, bytes(self._body))
 
     def _discard(self):
-        self._chunks = None
+        self._body = bytearray()
+
+    def reader(self):
+        body = self._body
+        return (lambda offset, size: bytes(body[offset : offset + size])), (lambda: None)

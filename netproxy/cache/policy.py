@@ -20,9 +20,9 @@ that caches commonly do so).
 
 import re
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import UTC, datetime
 from email.utils import formatdate
+from functools import cached_property
 from math import floor
 from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit
@@ -57,6 +57,8 @@ _NOT_UPDATED = frozenset(
     b" content-length content-encoding content-type content-range".split()
 )
 
+# A request with any of these is conditional (RFC 9110 section 13.1).
+PRECONDITIONS = frozenset({b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since", b"if-range"})
 # Response directives that forbid serving it stale (RFC 9111 section 4.2.4).
 _NEVER_STALE = frozenset({"must-revalidate", "proxy-revalidate", "s-maxage"})
 
@@ -518,6 +520,44 @@ def assess(request_headers, stored, now):
     )
 
 
+def collapsible(request_headers):
+    """
+    May a request that misses wait for the response another request is
+    fetching for the same URL, rather than go upstream itself?
+
+    Not when it is conditional (the origin's answer to it, a 304, could not
+    be shared, nor would the response others wait for answer it), nor when
+    its directives want the origin asked afresh (C{no-cache}, C{max-age=0}):
+    a response that started before it arrived would not do.
+
+    :param request_headers: the request's header fields.
+    """
+    if any(name.lower() in PRECONDITIONS for name, _ in request_headers):
+        return False
+    request = directives(request_headers)
+    return "no-cache" not in request and _delta_seconds(request.get("max-age")) != 0
+
+
+def shareable(response_headers, request_headers, waiting_headers):
+    """
+    May a response being stored for one request be handed to another that
+    waited for it (collapsed forwarding)?
+
+    Not with C{Set-Cookie}, whatever the response says of caching (a cookie
+    is meant for one client), not when C{private} or C{no-cache}, and not
+    when its Vary fields differ between the two requests.  Whether its
+    freshness suits the waiting request is L{assess}'s to say.
+
+    :param response_headers: the response's header fields.
+    :param request_headers: the fields of the request it answers.
+    :param waiting_headers: the fields of the request waiting for it.
+    """
+    response = directives(response_headers)
+    if "private" in response or "no-cache" in response or header_values(response_headers, b"set-cookie"):
+        return False
+    return vary_matches(vary_names(response_headers), request_headers, waiting_headers)
+
+
 def vary_names(response_headers):
     """
     :param response_headers: a response's header fields.
@@ -745,13 +785,15 @@ def _sf_string(text):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def cache_status(*, hit, fwd=None, stored=False, fwd_status=None, ttl=None, detail=None):
+def cache_status(*, hit, fwd=None, stored=False, collapsed=False, fwd_status=None, ttl=None, detail=None):
     """
     An RFC 9211 Cache-Status field value for this cache.
 
     :param hit: the response came from the cache without going upstream.
     :param fwd: why the request went upstream: one of L{FWD_REASONS}.
     :param stored: the upstream response was stored.
+    :param collapsed: the request waited for the response another request
+        was fetching, and was answered with it.
     :param fwd_status: the status the upstream answered.
     :param ttl: the response's freshness left, in seconds (negative when
         stale); rounded down.
@@ -771,6 +813,8 @@ def cache_status(*, hit, fwd=None, stored=False, fwd_status=None, ttl=None, deta
         params.append(f"fwd-status={int(fwd_status)}")
     if stored:
         params.append("stored")
+    if collapsed:
+        params.append("collapsed")
     if ttl is not None:
         params.append(f"ttl={floor(ttl)}")
     if detail is not None:

@@ -1,27 +1,22 @@
 """
 What a cache store is: the L{IStore} interface, the L{Entry} it holds, the
-record an entry's metadata is kept as, and the one producer that streams a
-stored body to a client.
+record an entry's metadata is kept as, and the L{BodyWriter} every store's
+writer builds on.
 
 A store maps opaque C{bytes} keys, chosen by the cache layer, to an L{Entry}
 and a body.  L{netproxy.cache.memory_store.MemoryStore} (for tests) and
 L{netproxy.cache.file_store.FileStore} (on disk) implement L{IStore}; both
-send bodies through L{stream_body}, so flow control, damage checks and the
-bound of one chunk per reactor turn are the same whichever store serves.
+send bodies through L{netproxy.cache.producers}, so flow control, damage
+checks and the bound of one chunk per reactor turn are the same whichever
+store serves.
 """
 
 import base64
 import json
-import os
 import zlib
 from dataclasses import dataclass
 
-from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IPushProducer
-from twisted.internet.task import Cooperator, TaskStopped
-from twisted.logger import Logger
-from twisted.python.failure import Failure
-from zope.interface import Attribute, Interface, implementer
+from zope.interface import Attribute, Interface
 
 from netproxy.errors import NetproxyError
 
@@ -46,6 +41,14 @@ class DamagedEntry(NetproxyError):
     def __init__(self, key, reason):
         super().__init__(f"damaged cache entry: {reason}")
         self.key = key
+
+
+class BodyAbandoned(NetproxyError):
+    """
+    A body followed as it was written will not be complete: its writer was
+    aborted (the response was cut short or too large to store) or could
+    not write it.
+    """
 
 
 class StreamStopped(NetproxyError):
@@ -194,6 +197,21 @@ class IWriter(Interface):
         Drop the body: nothing becomes visible, and what was written is freed.
         """
 
+    def follow(consumer):
+        """
+        Stream the body to C{consumer} as it is written, with a push
+        producer registered on it, at most L{CHUNK_SIZE} bytes per reactor
+        turn: what was written so far at the consumer's pace, then each new
+        piece.  Call it before C{finish}.
+
+        :returns: a L{Deferred} that fires with L{None} once the whole body
+            was written to C{consumer}, the entry stored and the producer
+            unregistered; or fails with L{BodyAbandoned} when the body will
+            not be complete (aborted, too large, a write failed), or with
+            L{StreamStopped} if the consumer stopped the producer.
+            Cancelling it stops the stream and unregisters the producer.
+        """
+
 
 class IStore(Interface):
     """
@@ -269,13 +287,15 @@ class IStore(Interface):
         """
 
 
-@implementer(IPushProducer)
 class BodyWriter:
     """
     What every store's L{IWriter} does: count, checksum and bound a body as
-    it arrives, and refuse use after C{finish}.  A store's writer keeps the
-    bytes: C{_keep(data)}, C{_commit(entry)} (returning the stored L{Entry}
-    or L{None}) and C{_discard()}.
+    it arrives, refuse use after C{finish}, and let consumers follow the
+    body as it grows.  A store's writer keeps the bytes: C{_keep(data)},
+    C{_commit(entry)} (returning the stored L{Entry} or L{None}),
+    C{_discard()}, and C{reader()} for those following.
+
+    :ivar tails: the L{netproxy.cache.producers.BodyTail}s following it.
     """
 
     def __init__(self, store, key, meta):
@@ -286,6 +306,38 @@ class BodyWriter:
         self._checksum = 0
         self._finished = False
         self._open = True
+        self._stored = None
+        self.tails = []
+
+    @property
+    def written(self):
+        """
+        The bytes of body written so far.
+        """
+        return self._length
+
+    @property
+    def complete(self):
+        """
+        Whether the whole body was written and stored.
+        """
+        return self._stored is not None
+
+    @property
+    def abandoned(self):
+        """
+        Whether the body will never be complete.
+        """
+        return not self._open and self._stored is None
+
+    def reader(self):
+        """
+        :returns: C{(read, release)}: C{read(offset, size)} returns up to
+            C{size} bytes of what was written from C{offset} on, and
+            C{release()} frees what C{read} holds.
+        :raises OSError: when what was written cannot be read.
+        """
+        raise NotImplementedError()
 
     def write(self, data):
         if self._finished:
@@ -299,6 +351,7 @@ class BodyWriter:
             return
         self._checksum = zlib.crc32(data, self._checksum)
         self._keep(data)
+        self._wake()
 
     def finish(self):
         if self._finished:
@@ -307,205 +360,21 @@ class BodyWriter:
         if not self._open:
             return None
         self._open = False
-        return self._commit(Entry(self._key, self._meta, self._length, self._checksum))
+        self._stored = self._commit(Entry(self._key, self._meta, self._length, self._checksum))
+        self._wake()
+        return self._stored
 
     def abort(self):
         if self._open:
             self._open = False
             self._discard()
+            self._wake()
 
+    def follow(self, consumer):
+        from netproxy.cache.producers import BodyTail
 
-class BodyProducer:
-    """
-    Streams one entry's body from a binary file object to a consumer, one
-    chunk per step of its own L{Cooperator}.
+        return BodyTail(self, self._store._scheduler).start(consumer)
 
-    Each stream has its own cooperator, doing one step per tick, rather than
-    sharing one: the global cooperator runs tasks for up to 10 ms per tick
-    (many chunks to one consumer), and a shared one-step cooperator would
-    give all streams one chunk per turn between them.
-
-    When the consumer calls C{stopProducing}, the L{Deferred} fails with
-    L{StreamStopped} rather than firing, so a cut body is never taken for a
-    complete one; the producer stays registered, as the consumer that
-    stopped it is done with it (as for L{twisted.protocols.basic.FileSender}).
-
-    :param entry: the L{Entry} whose body this is.
-    :param open_body: returns the body as a binary file object (closed when
-        done); L{OSError} from it, or from reading, means the body is damaged.
-    :param scheduler: the cooperator's scheduler (see L{next_turn}).
-    :param verified: C{True} if the body is known to match the entry (a
-        small body checked when it was cached), to skip checking it again.
-    :param keep: called with a small body once it is checked, for the store
-        to cache it; or L{None}.
-    """
-
-    log = Logger()
-
-    def __init__(self, entry, open_body, scheduler, verified=False, keep=None):
-        self._entry = entry
-        self._open_body = open_body
-        self._scheduler = scheduler
-        self._verified = verified
-        self._keep = keep
-        self._source = None
-        self._consumer = None
-        self._task = None
-        self._paused = False
-        self._stopped = False
-        self._cancelled = False
-        self._done = None
-
-    def start(self, consumer) -> Deferred:
-        """
-        Check what can be checked before sending (the body's length, and the
-        whole of a small body), then register on C{consumer} and stream.
-
-        :returns: see L{IStore.read}.
-        """
-        try:
-            body = self._open()
-        except DamagedEntry as e:
-            self._close()
-            return fail(e)
-        self._consumer = consumer
-        self._done = Deferred(self._cancel)
-        try:
-            consumer.registerProducer(self, True)
-        except BaseException:
-            self._close()
-            raise
-        # A transport already disconnected stops its producer from within
-        # registerProducer; one with a full buffer may pause it.
-        if self._stopped:
-            self._close()
-            self._done.errback(StreamStopped("the consumer stopped the body stream"))
-            return self._done
-        cooperator = Cooperator(terminationPredicateFactory=one_step, scheduler=self._scheduler)
-        self._task = cooperator.cooperate(self._steps(body))
-        if self._paused:
-            self._task.pause()
-        self._task.whenDone().addBoth(self._ended)
-        return self._done
-
-    def pauseProducing(self):
-        if not self._paused:
-            self._paused = True
-            if self._task is not None:
-                self._task.pause()
-
-    def resumeProducing(self):
-        if self._paused:
-            self._paused = False
-            if self._task is not None:
-                self._task.resume()
-
-    def stopProducing(self):
-        self._stopped = True
-        if self._task is not None:
-            self._task.stop()
-
-    def _open(self):
-        """
-        :returns: the whole body if it is small (checked), else L{None}.
-        """
-        entry = self._entry
-        try:
-            self._source = self._open_body()
-            size = self._source.seek(0, os.SEEK_END)
-            self._source.seek(0)
-            if size != entry.length:
-                raise DamagedEntry(entry.key, f"its body is {size} bytes, its record says {entry.length}")
-            if entry.length > CHUNK_SIZE:
-                return None
-            body = self._source.read(CHUNK_SIZE + 1)
-        except OSError as e:
-            raise DamagedEntry(entry.key, f"its body cannot be read ({e.strerror or e})") from None
-        self._close()
-        if not self._verified:
-            check_body(entry, body)
-            if self._keep is not None:
-                self._keep(body)
-        return body
-
-    def _steps(self, body):
-        # Each write is followed by a yield, even the last: a consumer may
-        # stop the producer from within write, and a task must not also end
-        # within the step that stopped it.
-        if body is not None:
-            if body:
-                self._consumer.write(body)
-                yield None
-            return
-        entry = self._entry
-        checksum = 0
-        remaining = entry.length
-        while remaining:
-            try:
-                chunk = self._source.read(min(CHUNK_SIZE, remaining))
-            except OSError as e:
-                raise DamagedEntry(entry.key, f"its body cannot be read ({e.strerror or e})") from None
-            if not chunk:
-                raise DamagedEntry(entry.key, f"its body ends {remaining} bytes early")
-            checksum = zlib.crc32(chunk, checksum)
-            remaining -= len(chunk)
-            if not remaining and checksum != entry.checksum:
-                # The last chunk is held back, so the client never receives
-                # all of a body that failed its check, whatever the caller
-                # does next.
-                raise DamagedEntry(entry.key, "its body does not match its checksum")
-            self._consumer.write(chunk)
-            yield None
-
-    def _ended(self, result):
-        self._task = None
-        self._close()
-        if isinstance(result, Failure) and result.check(TaskStopped):
-            if self._cancelled:
-                # Deferred.cancel fails the Deferred with CancelledError.
-                self._unregister()
-                return
-            self._done.errback(StreamStopped("the consumer stopped the body stream"))
-            return
-        self._unregister()
-        if isinstance(result, Failure):
-            self._done.errback(result)
-        else:
-            self._done.callback(None)
-
-    def _cancel(self, done):
-        if self._task is not None:
-            self._cancelled = True
-            self._task.stop()
-
-    def _unregister(self):
-        # The Deferred must fire whatever the consumer does.
-        try:
-            self._consumer.unregisterProducer()
-        except Exception:
-            self.log.failure("could not unregister a cache body producer")
-
-    def _close(self):
-        if self._source is not None:
-            source, self._source = self._source, None
-            source.close()
-
-
-def stream_body(entry, open_body, consumer, scheduler, discard, verified=False, keep=None) -> Deferred:
-    """
-    What L{IStore.read} does once a store has found where the body is.
-
-    :param discard: called with the entry and the L{DamagedEntry} error when
-        the body turns out damaged, for the store to remove the entry.
-    :returns: see L{IStore.read}.
-
-    The other parameters are L{BodyProducer}'s.
-    """
-
-    def damaged(failure):
-        if failure.check(DamagedEntry):
-            discard(entry, failure.value)
-        return failure
-
-    producer = BodyProducer(entry, open_body, scheduler, verified, keep)
-    return producer.start(consumer).addErrback(damaged)
+    def _wake(self):
+        for tail in list(self.tails):
+            tail.wake()

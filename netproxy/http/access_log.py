@@ -15,6 +15,8 @@ import time
 
 from twisted.logger import FileLogObserver, Logger, LogPublisher
 
+from netproxy.http.head import header_values
+
 ACCESS_EVENT = "{client} {method} {url} -> {status}"
 
 
@@ -72,10 +74,21 @@ class AccessLog:
         self._publisher.addObserver(observer)
         self.enabled = True
 
-    def request(self, **fields):
+    def finished(self, client, head, status, size, seconds, cache):
         """
-        Report a finished request: C{client}, C{method}, C{url}, C{version},
-        C{status}, C{size}, C{referer}, C{user_agent}, C{cache}, C{seconds}.
+        Report a finished request.
+
+        :param client: the client's address, C{-} for the proxy's own.
+        :param head: its L{netproxy.http.head.RequestHead}.
+        :param status: the status sent, or L{None} when none was.
+        :param size: the bytes of response body sent.
+        :param seconds: the time it took.
+        :param cache: the cache status.
         """
         if self.enabled:
-            self._log.info(ACCESS_EVENT, **fields)
+            headers = head.headers
+            self._log.info(
+                ACCESS_EVENT, client=client, method=head.method, url=head.target, version=head.version,
+                status=status, size=size, referer=next(iter(header_values(headers, b"referer")), None),
+                user_agent=next(iter(header_values(headers, b"user-agent")), None), cache=cache, seconds=seconds,
+            )

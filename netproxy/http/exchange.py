@@ -22,18 +22,18 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from netproxy.cache import policy
-from netproxy.cache.cache import cache_key
-from netproxy.cache.store import DamagedEntry, StreamStopped
+from netproxy.cache.cache import cache_key, served_fields
+from netproxy.cache.store import BodyAbandoned, DamagedEntry, StreamStopped
 from netproxy.dialing import connect_checked, connect_failure_reason
 from netproxy.errors import Blocked, HTTPError
 from netproxy.http.body import LAST_CHUNK, encode_chunk, make_decoder
 from netproxy.http.framing import request_framing
 from netproxy.http.message import (
+    error_response,
     forward_headers,
     is_loop,
     keep_alive,
     parse_target,
-    error_response,
     request_head_bytes,
     response_head_bytes,
 )
@@ -46,13 +46,6 @@ MAX_READ_AHEAD = 64 * 1024
 # Methods a stale pooled connection may be retried with (RFC 9110 9.2.2),
 # when the request had no body.
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
-
-# A client's own preconditions are replaced by the cache's validators when
-# it revalidates a stored response; the client's are then answered from
-# the refreshed entry.
-_CONDITIONAL = frozenset({b"if-none-match", b"if-modified-since", b"if-match", b"if-unmodified-since",
-                          b"if-range"})
-
 
 def connect_error(failure, target):
     """
@@ -106,6 +99,12 @@ class Exchange:
     _swallow = None
     _fill = None
     _serving = None
+    # Collapsed forwarding: fetching a miss others may wait for, or waiting.
+    _leading = False
+    _waiting = False
+    #: A request the proxy makes on its own (a background revalidation),
+    #: for a client that reads no body.
+    background = False
 
     def __init__(self, client, head):
         self.client = client
@@ -153,7 +152,7 @@ class Exchange:
             # would read the chunks as the next request.
             headers.append((b"Transfer-Encoding", b"chunked"))
         if checks:
-            headers = [field for field in headers if field[0].lower() not in _CONDITIONAL] + checks
+            headers = [field for field in headers if field[0].lower() not in policy.PRECONDITIONS] + checks
         self._forward(headers)
 
     def _purge(self, rest):
@@ -209,10 +208,19 @@ class Exchange:
         if found is None:
             self._fwd = "uri-miss"
             only_if_cached = "only-if-cached" in policy.directives(self.head.headers)
+            if not only_if_cached and self._collapse(cache):
+                return None
         else:
-            assessment = policy.assess(self.head.headers, found.stored, self.factory.reactor.seconds())
+            now = self.factory.reactor.seconds()
+            assessment = policy.assess(self.head.headers, found.stored, now)
             if assessment.usable:
                 self._serve(found, "HIT", policy.cache_status(hit=True, ttl=assessment.ttl))
+                return None
+            if assessment.stale_while_revalidate and not self.background:
+                self._serve(found, "STALE", policy.cache_status(
+                    hit=True, ttl=assessment.ttl, detail="stale-while-revalidate"))
+                if self._key not in cache.revalidating:
+                    self.factory.revalidate(self.head, self._key)
                 return None
             self._found, self._assessment, self._fwd = found, assessment, assessment.fwd
             only_if_cached = assessment.only_if_cached
@@ -222,6 +230,66 @@ class Exchange:
         if only_if_cached:
             raise HTTPError(504, "only-if-cached: no stored response is fresh enough")
         return checks
+
+    def _collapse(self, cache):
+        """
+        Collapsed forwarding of a miss: lead (fetch it for the others that
+        come meanwhile), or wait for the request already fetching it.
+
+        :returns: whether this request waits.
+        """
+        if self.background or self.head.method != b"GET" or not policy.collapsible(self.head.headers):
+            return False
+        if cache.lead(self._key):
+            self._leading = True
+            return False
+        cache.wait(self._key, self)
+        self._waiting = True
+        self._pause_client()
+        return True
+
+    def _settle(self, head=None, framing=None):
+        """
+        The leader's response head arrived (C{head}, with its C{framing}), or
+        none will: hand the response being stored to each waiting request
+        that may share it, and send the others upstream on their own.
+        """
+        self._leading = False
+        fill = self._fill
+        if head is None or fill is None or framing.kind != "length":
+            # A body of unknown length cannot be framed for the waiters
+            # before it ends; waiting that long is not collapsing.
+            fill = None
+        else:
+            stored = policy.Stored(head.status, head.headers, self._request_time, self._progress)
+        for waiter in self.factory.cache.settle(self._key):
+            if (fill is not None and policy.shareable(head.headers, self.head.headers, waiter.head.headers)
+                    and policy.assess(waiter.head.headers, stored, self._progress).usable):
+                waiter._follow(fill, head, framing.length, stored)
+            else:
+                waiter._waiting = False
+                waiter._forward_afresh()
+
+    def _follow(self, fill, head, length, stored):
+        """
+        Answer the client with the response another request is fetching
+        and storing, as it arrives.
+        """
+        self._waiting = False
+        self.cache_result = "HIT"
+        self.request_done = True
+        self.leftover, self._pending = self._pending + self.leftover, b""
+        self.status = head.status
+        age = policy.current_age(stored, self.factory.reactor.seconds())
+        first = response_head_bytes(head.status, head.reason, served_fields(head.headers, head.version))[:-2]
+        status_field = policy.cache_status(hit=True, fwd="uri-miss", collapsed=True)
+        self.client.transport.write(self._stored_head(first, age, status_field, length))
+        self.sent = length
+        if length:
+            self._serving = fill.follow(self.client.transport)
+            self._serving.addBoth(self._served)
+        else:
+            self._served(None)
 
     def _serve(self, found, result, status_field):
         """
@@ -236,23 +304,15 @@ class Exchange:
         # Pipelined bytes: read before the request went upstream, or since.
         self.leftover, self._pending = self._pending + self.leftover, b""
         stored, entry = found.stored, found.entry
-        age = min(policy.current_age(stored, self.factory.reactor.seconds()), policy.MAX_DELTA)
-        self.keep = self.client_keep
-        if not self.keep:
-            connection = b"Connection: close\r\n"
-        elif self.head.version != (1, 1):
-            connection = b"Connection: keep-alive\r\n"
-        else:
-            connection = b""
-        with_body = self.head.method != b"HEAD" and entry.length
+        age = policy.current_age(stored, self.factory.reactor.seconds())
+        with_body = self.head.method != b"HEAD" and entry.length and not self.background
         if stored.status == 200 and policy.not_modified(self.head.headers, stored.headers):
             self.status, with_body = 304, False
-            first = response_head_bytes(304, b"Not Modified", found.fields)[:-2]
-            framing = b""
+            first, length = response_head_bytes(304, b"Not Modified", found.fields)[:-2], None
         else:
             self.status, first = stored.status, found.head
-            framing = b"" if stored.status == 204 else b"Content-Length: %d\r\n" % (entry.length,)
-        head = b"%sAge: %d\r\nCache-Status: %s\r\n%s%s\r\n" % (first, age, status_field, framing, connection)
+            length = None if stored.status == 204 else entry.length
+        head = self._stored_head(first, age, status_field, length)
         body = self.factory.cache.store.held_body(entry) if with_body else None
         if body is not None:
             # A small body held in memory: sent with its head, in one write.
@@ -274,6 +334,26 @@ class Exchange:
             self.client.transport.write(head)
             self._served(None)
 
+    def _stored_head(self, first, age, status_field, length):
+        """
+        :param first: the status line and fields of a stored response, as
+            L{netproxy.cache.cache.Found.head} has them.
+        :param age: its current age.
+        :param status_field: its Cache-Status.
+        :param length: its Content-Length, or L{None} for none.
+        :returns: the head it is served with.
+        """
+        self.keep = self.client_keep
+        if not self.keep:
+            connection = b"Connection: close\r\n"
+        elif self.head.version != (1, 1):
+            connection = b"Connection: keep-alive\r\n"
+        else:
+            connection = b""
+        framing = b"" if length is None else b"Content-Length: %d\r\n" % (length,)
+        return b"%sAge: %d\r\nCache-Status: %s\r\n%s%s\r\n" % (
+            first, min(age, policy.MAX_DELTA), status_field, framing, connection)
+
     def _damaged_before_sending(self, failure, found):
         failure.trap(DamagedEntry)
         self.log.warn("discarded damaged cache entry for {url}: {reason}", url=self.head.target,
@@ -290,10 +370,10 @@ class Exchange:
         if self._finished:
             return None
         if result is not None:
-            if not result.check(StreamStopped, CancelledError, DamagedEntry):
+            if not result.check(StreamStopped, CancelledError, DamagedEntry, BodyAbandoned):
                 self.log.failure("sending a stored response failed", result)
-            elif result.check(DamagedEntry):
-                self.log.warn("cache entry for {url} damaged while being sent: {reason}", url=self.head.target,
+            elif result.check(DamagedEntry, BodyAbandoned):
+                self.log.warn("response for {url} from the cache cut short: {reason}", url=self.head.target,
                               reason=result.getErrorMessage())
             self.client.abort()
             return None
@@ -458,6 +538,8 @@ class Exchange:
         self.client.transport.write(response_head_bytes(head.status, head.reason, headers))
         # Back-pressure on the download: a slow client pauses the origin.
         self.client.transport.registerProducer(self.upstream.transport, True)
+        if self._leading:
+            self._settle(head, framing)
 
     def _cache_response(self, cache, head, headers, now):
         """
@@ -583,6 +665,12 @@ class Exchange:
     def _release(self, reusable):
         self._finished = True
         self._cancel_timer()
+        if self._leading:
+            # No response to share: those waiting go upstream themselves.
+            self._settle()
+        if self._waiting:
+            self._waiting = False
+            self.factory.cache.leave(self._key, self)
         if self._fill is not None:
             # An incomplete response is never stored.
             self._fill, fill = None, self._fill

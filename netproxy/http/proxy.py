@@ -13,7 +13,7 @@ from netproxy.connections import TrackedProtocol, TrackingFactory
 from netproxy.errors import HTTPError
 from netproxy.http.access_log import AccessLog
 from netproxy.http.exchange import Exchange
-from netproxy.http.head import HeadReader, header_values, parse_request_head
+from netproxy.http.head import HeadReader, parse_request_head
 from netproxy.http.message import error_response, no_delay
 from netproxy.http.pool import ConnectionPool
 from netproxy.http.tunnel import Tunnel
@@ -149,17 +149,8 @@ class ProxyProtocol(TrackedProtocol):
         :param size: the bytes of response body sent.
         :param started: when its head was read, by the reactor's clock.
         """
-        access_log = self.factory.access_log
-        if not access_log.enabled:
-            return
-        headers = head.headers
-        access_log.request(
-            client=getattr(self.transport.getPeer(), "host", "-"), method=head.method, url=head.target,
-            version=head.version, status=status, size=size,
-            referer=next(iter(header_values(headers, b"referer")), None),
-            user_agent=next(iter(header_values(headers, b"user-agent")), None),
-            cache=cache, seconds=self.factory.reactor.seconds() - started,
-        )
+        host = getattr(self.transport.getPeer(), "host", "-")
+        self.factory.access_log.finished(host, head, status, size, self.factory.reactor.seconds() - started, cache)
 
     def close_when_idle(self):
         # A response in progress is completed first; a tunnel stays until
@@ -235,6 +226,16 @@ class ProxyFactory(TrackingFactory):
         self.admin = admin
         self.pool = ConnectionPool(reactor)
         self.access_log = AccessLog()
+
+    def revalidate(self, head, key):
+        """
+        Revalidate the stored response for C{key} in the background (RFC
+        5861's stale-while-revalidate), for the request with C{head} that
+        was just served it stale.
+        """
+        from netproxy.http.background import Background
+
+        Background(self, head, key).start()
 
     def idle_upstream_lost(self, connection):
         """
