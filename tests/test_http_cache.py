@@ -426,6 +426,38 @@ class CollapsedForwardingTests(CacheTestCase):
         self.assertEqual(split_response(second.value())[2], b"first-half")
         self.assertEqual(self.cache_results(), ["MISS", "HIT"])
 
+    def test_joins_during_body(self):
+        """
+        A request arriving while the body is being stored follows it: it gets
+        what arrived so far, then the rest, without an upstream request.
+        """
+        first = self.send()
+        origin = self.upstream()
+        self.answer(origin, b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 10\r\n\r\nfirst")
+        self.turns()
+        late = self.send()
+        self.turns()
+        self.assertEqual(split_response(late.value())[2], b"first")
+        self.answer(origin, b"-half")
+        self.turns()
+        self.assertEqual(split_response(late.value())[2], b"first-half")
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.assertEqual(self.field(late, b"Cache-Status"), b"netproxy; hit; fwd=uri-miss; collapsed")
+        self.assertEqual(split_response(first.value())[2], b"first-half")
+
+    def test_joins_not_after_abandoned(self):
+        """
+        Once the response being stored is abandoned, a new request goes
+        upstream itself.
+        """
+        first = self.send()
+        origin = self.upstream()
+        self.answer(origin, b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 10\r\n\r\nfirst")
+        first.loseConnection()
+        late = self.send()
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+        self.assertEqual(late.value(), b"")
+
     def assertAlone(self, answer, request=None):
         """
         Two requests (the second C{request}) wait for one miss, answered

@@ -96,6 +96,26 @@ class Found:
         return response_head_bytes(self.stored.status, self.reason, self.fields)[:-2]
 
 
+@dataclass(frozen=True)
+class Fetch:
+    """
+    A response being fetched from the origin and stored, which requests for
+    the same key may follow as it arrives (collapsed forwarding).
+
+    :ivar writer: the store's L{netproxy.cache.store.IWriter} for its body.
+    :ivar head: its L{netproxy.http.head.ResponseHead}.
+    :ivar length: its body's length.
+    :ivar stored: what the policy functions know of it.
+    :ivar request_headers: the fields of the request it answers.
+    """
+
+    writer: object
+    head: object
+    length: int
+    stored: policy.Stored
+    request_headers: list
+
+
 def served_fields(headers, version):
     """
     :param headers: a stored response's fields.
@@ -145,6 +165,8 @@ class Cache:
         self._decoded = {}
         # key -> the requests waiting for the miss being fetched for it.
         self._waiting = {}
+        # key -> the Fetch storing its response, once its head has arrived.
+        self._fetching = {}
 
     def lead(self, key):
         """
@@ -170,13 +192,32 @@ class Cache:
         if waiter in waiters:
             waiters.remove(waiter)
 
-    def settle(self, key):
+    def settle(self, key, fetch=None):
         """
-        The miss for C{key} is no longer being fetched.
+        The miss for C{key} is no longer awaited: its response head arrived,
+        or none will.
 
+        :param fetch: the L{Fetch} storing the response, which later
+            requests for C{key} may follow until it is L{fetched}; or
+            L{None}.
         :returns: the requests that were waiting for it.
         """
+        if fetch is not None:
+            self._fetching[key] = fetch
         return self._waiting.pop(key, [])
+
+    def fetching(self, key):
+        """
+        :returns: the L{Fetch} storing a response for C{key}, or L{None}.
+        """
+        return self._fetching.get(key)
+
+    def fetched(self, key, fetch):
+        """
+        C{fetch} has ended: stored, or abandoned.
+        """
+        if self._fetching.get(key) is fetch:
+            del self._fetching[key]
 
     def find(self, key, request_headers):
         """

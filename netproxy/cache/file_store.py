@@ -495,7 +495,7 @@ class _FileWriter(BodyWriter):
     def reader(self):
         # A descriptor of its own, still valid once the file is renamed into
         # place (or evicted); written data is flushed before each read.
-        source = self._temp.open("r")
+        source = open(self._temp.path, "rb")  # noqa: SIM115 - closed by release
 
         def read(offset, size):
             if self._file is not None:

@@ -22,7 +22,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from netproxy.cache import policy
-from netproxy.cache.cache import cache_key, served_fields
+from netproxy.cache.cache import Fetch, cache_key, served_fields
 from netproxy.cache.store import BodyAbandoned, DamagedEntry, StreamStopped
 from netproxy.dialing import connect_checked, connect_failure_reason
 from netproxy.errors import Blocked, HTTPError
@@ -102,6 +102,7 @@ class Exchange:
     # Collapsed forwarding: fetching a miss others may wait for, or waiting.
     _leading = False
     _waiting = False
+    _fetch = None
     #: A request the proxy makes on its own (a background revalidation),
     #: for a client that reads no body.
     background = False
@@ -233,13 +234,18 @@ class Exchange:
 
     def _collapse(self, cache):
         """
-        Collapsed forwarding of a miss: lead (fetch it for the others that
-        come meanwhile), or wait for the request already fetching it.
+        Collapsed forwarding of a miss: follow the response being stored for
+        the key, or wait for the request already fetching it, or lead
+        (fetch it for the others that come meanwhile).
 
-        :returns: whether this request waits.
+        :returns: whether this request is answered, or will be, without
+            going upstream itself.
         """
         if self.background or self.head.method != b"GET" or not policy.collapsible(self.head.headers):
             return False
+        fetch = cache.fetching(self._key)
+        if fetch is not None:
+            return self._may_share(fetch) and self._follow(fetch)
         if cache.lead(self._key):
             self._leading = True
             return False
@@ -255,41 +261,58 @@ class Exchange:
         that may share it, and send the others upstream on their own.
         """
         self._leading = False
-        fill = self._fill
-        if head is None or fill is None or framing.kind != "length":
-            # A body of unknown length cannot be framed for the waiters
-            # before it ends; waiting that long is not collapsing.
-            fill = None
-        else:
+        if head is not None and self._fill is not None and framing.kind == "length":
             stored = policy.Stored(head.status, head.headers, self._request_time, self._progress)
-        for waiter in self.factory.cache.settle(self._key):
-            if (fill is not None and policy.shareable(head.headers, self.head.headers, waiter.head.headers)
-                    and policy.assess(waiter.head.headers, stored, self._progress).usable):
-                waiter._follow(fill, head, framing.length, stored)
-            else:
-                waiter._waiting = False
+            self._fetch = Fetch(self._fill, head, framing.length, stored, self.head.headers)
+        # else a body of unknown length cannot be framed for the waiters
+        # before it ends: waiting that long would not be collapsing.
+        for waiter in self.factory.cache.settle(self._key, self._fetch):
+            waiter._waiting = False
+            if not (self._fetch is not None and waiter._may_share(self._fetch) and waiter._follow(self._fetch)):
                 waiter._forward_afresh()
 
-    def _follow(self, fill, head, length, stored):
+    def _may_share(self, fetch):
+        """
+        :returns: whether this request may be answered with the response
+            C{fetch} is storing.
+        """
+        return (not fetch.writer.abandoned
+                and policy.shareable(fetch.head.headers, fetch.request_headers, self.head.headers)
+                and policy.assess(self.head.headers, fetch.stored, self.factory.reactor.seconds()).usable)
+
+    def _follow(self, fetch):
         """
         Answer the client with the response another request is fetching
         and storing, as it arrives.
+
+        :returns: whether it does; L{False} when what is stored so far
+            cannot be read, and nothing was sent.
         """
-        self._waiting = False
+        if fetch.length:
+            serving = fetch.writer.follow(self.client.transport)
+            if serving.called:
+                # It failed at once (a follower writes nothing before the
+                # next turn): the client is still free to go upstream.
+                serving.addErrback(lambda failure: self.log.warn(
+                    "could not follow the response being stored for {url}: {reason}",
+                    url=self.head.target, reason=failure.getErrorMessage()))
+                return False
+            self._serving = serving
         self.cache_result = "HIT"
         self.request_done = True
         self.leftover, self._pending = self._pending + self.leftover, b""
+        head = fetch.head
         self.status = head.status
-        age = policy.current_age(stored, self.factory.reactor.seconds())
+        age = policy.current_age(fetch.stored, self.factory.reactor.seconds())
         first = response_head_bytes(head.status, head.reason, served_fields(head.headers, head.version))[:-2]
         status_field = policy.cache_status(hit=True, fwd="uri-miss", collapsed=True)
-        self.client.transport.write(self._stored_head(first, age, status_field, length))
-        self.sent = length
-        if length:
-            self._serving = fill.follow(self.client.transport)
-            self._serving.addBoth(self._served)
+        self.client.transport.write(self._stored_head(first, age, status_field, fetch.length))
+        self.sent = fetch.length
+        if fetch.length:
+            serving.addBoth(self._served)
         else:
             self._served(None)
+        return True
 
     def _serve(self, found, result, status_field):
         """
@@ -668,6 +691,9 @@ class Exchange:
         if self._leading:
             # No response to share: those waiting go upstream themselves.
             self._settle()
+        if self._fetch is not None:
+            self.factory.cache.fetched(self._key, self._fetch)
+            self._fetch = None
         if self._waiting:
             self._waiting = False
             self.factory.cache.leave(self._key, self)

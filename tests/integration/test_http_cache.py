@@ -14,10 +14,12 @@ import os
 import re
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred, succeed
 from twisted.web.http import CACHED
 from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
 
-from tests.integration.daemon import LOCALHOST, fresh_directory
+from tests.integration.daemon import LOCALHOST, bounded, connect_client, fresh_directory
 from tests.integration.http_origin import Origin, _seen, start_origin
 from tests.integration.test_http import (
     _HttpTestCase,
@@ -411,3 +413,117 @@ class ReuseTests(_CacheTestCase):
                                 % url.encode("ascii"), 504)
         await proxy.wait_for(access_line("GET", url, 504), since)
         self.assertEqual((page.seen, origin.connections), ([], 0))
+
+
+class _HeldPage(Resource):
+    """
+    A page that answers each request with a body of its own (numbered), sends
+    the head and the first half of it, then holds the rest until the test
+    calls L{release}.
+
+    :ivar held: the requests being answered, in arrival order, each with the
+        rest of its body.
+    """
+
+    isLeaf = True
+
+    def __init__(self, *fields):
+        super().__init__()
+        self.fields = fields
+        self.held = []
+        self._waiters = []
+
+    def body(self, number):
+        return b"answer %06d\n" % (number,) + BODY
+
+    def render(self, request):
+        body = self.body(len(self.held))
+        for name, value in self.fields:
+            request.responseHeaders.addRawHeader(name, value)
+        request.setHeader(b"content-length", b"%d" % (len(body),))
+        half = len(body) // 2
+        request.write(body[:half])
+        self.held.append((request, body[half:]))
+        for count, deferred in list(self._waiters):
+            if len(self.held) >= count:
+                self._waiters.remove((count, deferred))
+                deferred.callback(None)
+        return NOT_DONE_YET
+
+    def arrived(self, count):
+        """
+        :returns: a L{Deferred} firing once C{count} requests have arrived.
+        """
+        if len(self.held) >= count:
+            return succeed(None)
+        deferred = Deferred()
+        self._waiters.append((count, deferred))
+        return bounded(deferred)
+
+    def release(self):
+        """
+        Send the rest of every held answer.
+        """
+        for request, rest in self.held:
+            request.write(rest)
+            request.finish()
+
+
+class CollapsedForwardingTests(_CacheTestCase):
+    """
+    Concurrent misses for one URL through real twistd: one origin request
+    when the response may be shared, one each when it may not.
+    """
+
+    CLIENTS = 50
+
+    async def clients(self, proxy, url):
+        """
+        Connect C{CLIENTS} raw clients to C{proxy}, each asking for C{url}
+        once, then closing.
+        """
+        request = b"GET %s HTTP/1.1\r\nHost: origin\r\nConnection: close\r\n\r\n" % (url.encode("ascii"),)
+        return [await connect_client(self, proxy.port, request) for _ in range(self.CLIENTS)]
+
+    def bodies(self, clients):
+        return [client.received.partition(b"\r\n\r\n")[2] for client in clients]
+
+    async def test_one_origin_request(self):
+        """
+        Fifty clients asking at once for a shareable miss make one origin
+        request; each gets the whole body, the others as it streams in.
+        """
+        origin = start_origin(self)
+        page = _HeldPage(MAX_AGE_60)
+        url = add_page(origin, "shared", page)
+        proxy = await self.cached_proxy()
+        clients = await self.clients(proxy, url)
+        # Every client has had the start of its response (so every request
+        # is collapsed) while the origin still holds the end of the body.
+        for client in clients:
+            await client.wait_for_bytes(1)
+        await page.arrived(1)
+        page.release()
+        for client in clients:
+            await bounded(client.lost)
+        self.assertEqual(len(page.held), 1)
+        self.assertEqual(self.bodies(clients), [page.body(0)] * self.CLIENTS)
+        statuses = [re.search(rb"\r\nCache-Status: ([^\r]*)", client.received).group(1) for client in clients]
+        self.assertEqual(statuses.count(b"netproxy; hit; fwd=uri-miss; collapsed"), self.CLIENTS - 1)
+
+    async def test_private_not_shared(self):
+        """
+        A private response is handed to none of the clients that waited:
+        each gets the origin's answer to its own request.
+        """
+        origin = start_origin(self)
+        page = _HeldPage((b"Cache-Control", b"private, max-age=60"))
+        url = add_page(origin, "private", page)
+        proxy = await self.cached_proxy()
+        clients = await self.clients(proxy, url)
+        await page.arrived(self.CLIENTS)
+        page.release()
+        for client in clients:
+            await bounded(client.lost)
+        self.assertEqual(len(page.held), self.CLIENTS)
+        self.assertEqual(sorted(self.bodies(clients)), [page.body(n) for n in range(self.CLIENTS)])
