@@ -40,7 +40,9 @@ class ProxyProtocol(TrackedProtocol):
         if host is None or self.factory.allow.match(host) is None:
             self.fail(HTTPError(403, f"client {host} is not allowed to use this proxy"))
             return
-        self.reader = HeadReader(parse_request_head)
+        # One reader for every request of the connection: it starts afresh
+        # after each head.
+        self.reader = self._reader = HeadReader(parse_request_head)
         no_delay(self.transport)
 
     def dataReceived(self, data):
@@ -90,7 +92,7 @@ class ProxyProtocol(TrackedProtocol):
         if not keep_alive or self.stopping:
             self.transport.loseConnection()
             return
-        self.reader = HeadReader(parse_request_head)
+        self.reader = self._reader
         if paused:
             self.transport.resumeProducing()
         if leftover:
