@@ -7,8 +7,10 @@ start-up scan and memory cache.
 
 import base64
 import errno
+import gc
 import io
 import json
+import os
 import zlib
 
 from twisted.internet.defer import CancelledError
@@ -22,6 +24,7 @@ from netproxy.cache.file_store import FileStore, file_name
 from netproxy.cache.memory_store import MemoryStore
 from netproxy.cache.store import (
     CHUNK_SIZE,
+    BodyAbandoned,
     DamagedEntry,
     Entry,
     IStore,
@@ -180,6 +183,8 @@ class StoreTestsMixin(TurnsMixin):
     def setUp(self):
         super().setUp()
         self.store = self.make_store(self.max_size)
+        # Readers followers took from writers and did not release (see follow).
+        self.unreleased = 0
 
     def sizes(self, *entries):
         return sum(entry.length + len(encode_record(entry)) for entry in entries)
@@ -519,6 +524,369 @@ class StoreTestsMixin(TurnsMixin):
         self.run_turns()
         self.assertEqual([self.successResultOf(d) for d in reads], [None, None])
         self.assertEqual((one.value(), two.value()), (body, body))
+
+    def follow(self, writer, consumer):
+        """
+        Follow C{writer}'s body to C{consumer}, counting in
+        C{self.unreleased} the readers taken from the writer and not yet
+        released (see L{assert_released}).
+        """
+        if "reader" not in vars(writer):
+            reader = writer.reader
+
+            def counted():
+                read, release = reader()
+                self.unreleased += 1
+
+                def counted_release():
+                    self.unreleased -= 1
+                    release()
+
+                return read, counted_release
+
+            writer.reader = counted
+        return writer.follow(consumer)
+
+    def assert_released(self, writer):
+        """Assert that nothing follows C{writer} any more, and every reader taken from it was released."""
+        self.assertEqual(writer.tails, [])
+        self.assertEqual(self.unreleased, 0)
+
+    def test_follow_from_start(self):
+        """A body followed from the start arrives on the turn after each write; the Deferred fires only after finish."""
+        body = body_of(5000)
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        self.assertTrue(transport.streaming)
+        self.assertIsNotNone(transport.producer)
+        self.run_turns()
+        self.assertEqual(transport.value(), b"")
+        for start in range(0, len(body), 1000):
+            writer.write(body[start : start + 1000])
+            self.assertEqual(transport.value(), body[:start])
+            self.turn()
+            self.assertEqual(transport.value(), body[: start + 1000])
+            # Caught up, the follower waits for the writer without taking turns.
+            self.assertLessEqual(self.run_turns(), 1)
+            self.assertNoResult(d)
+        self.assertEqual(transport.value(), body)
+        entry = writer.finish()
+        self.assertNoResult(d)
+        self.run_turns()
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(transport.value(), body)
+        self.assertIsNone(transport.producer)
+        self.assertEqual(self.store.get(KEY), entry)
+        self.assert_released(writer)
+
+    def test_follow_after_writes(self):
+        """A late follower gets what was written so far first, a chunk per turn from the next turn, then the rest."""
+        body = body_of(3 * CHUNK_SIZE)
+        early = 2 * CHUNK_SIZE + 100
+        writer = self.store.writer(KEY, META)
+        writer.write(body[:early])
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        self.assertEqual(transport.value(), b"")
+        for received in (CHUNK_SIZE, 2 * CHUNK_SIZE, early):
+            self.turn()
+            self.assertEqual(transport.value(), body[:received])
+        writer.write(body[early:])
+        writer.finish()
+        self.run_turns()
+        self.successResultOf(d)
+        self.assertEqual(transport.value(), body)
+        self.assert_released(writer)
+
+    def test_follow_large_write_in_chunks(self):
+        """A body of several chunks written in one go reaches a follower at most one chunk per turn."""
+        body = body_of(5 * CHUNK_SIZE + 7)
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        self.run_turns()
+        writer.write(body)
+        writer.finish()
+        sent = []
+        while self.turns.getDelayedCalls():
+            before = len(transport.value())
+            self.turn()
+            sent.append(len(transport.value()) - before)
+        self.assertGreaterEqual(len(sent), 6)
+        self.assertLessEqual(max(sent), CHUNK_SIZE)
+        self.assertEqual(transport.value(), body)
+        self.successResultOf(d)
+        self.assert_released(writer)
+
+    def test_follow_pause_resume(self):
+        """A paused follower gets nothing, caught up or behind, however much is written, until it resumes."""
+        body = body_of(4 * CHUNK_SIZE)
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        writer.write(body[:1000])
+        self.run_turns()
+        # Caught up and waiting.
+        transport.producer.pauseProducing()
+        writer.write(body[1000:CHUNK_SIZE])
+        for _ in range(3):
+            self.turn()
+        self.assertEqual(transport.value(), body[:1000])
+        transport.producer.resumeProducing()
+        self.turn()
+        self.assertEqual(transport.value(), body[:CHUNK_SIZE])
+        # Behind the writer.
+        writer.write(body[CHUNK_SIZE:])
+        self.turn()
+        transport.producer.pauseProducing()
+        writer.finish()
+        for _ in range(5):
+            self.turn()
+        self.assertEqual(transport.value(), body[: 2 * CHUNK_SIZE])
+        self.assertNoResult(d)
+        transport.producer.resumeProducing()
+        self.run_turns()
+        self.assertEqual(transport.value(), body)
+        self.successResultOf(d)
+        self.assert_released(writer)
+
+    def test_follow_paused_from_within_write(self):
+        """A follower whose consumer pauses it from within write gets one chunk per resume."""
+        body = body_of(3 * CHUNK_SIZE + 5)
+        writer = self.store.writer(KEY, META)
+        transport = PausingTransport()
+        d = self.follow(writer, transport)
+        writer.write(body)
+        writer.finish()
+        for received in (CHUNK_SIZE, 2 * CHUNK_SIZE, 3 * CHUNK_SIZE, len(body)):
+            self.run_turns()
+            self.assertEqual(transport.value(), body[:received])
+            self.assertNoResult(d)
+            transport.producer.resumeProducing()
+        self.run_turns()
+        self.successResultOf(d)
+        self.assert_released(writer)
+
+    def test_follow_two_paces(self):
+        """Two followers, one keeping up with the writer and one slower and later, each get the whole body."""
+        body = body_of(6 * CHUNK_SIZE + 1234)
+        piece = CHUNK_SIZE
+        writer = self.store.writer(KEY, META)
+        fast, slow = StringTransport(), PausingTransport()
+        fast_done = self.follow(writer, fast)
+        slow_done = None
+        for i, start in enumerate(range(0, len(body), piece)):
+            writer.write(body[start : start + piece])
+            if slow_done is None:
+                slow_done = self.follow(writer, slow)
+            self.turn()
+            if i % 3 == 2:
+                slow.producer.resumeProducing()
+        self.assertEqual(len(writer.tails), 2)
+        writer.finish()
+        self.run_turns()
+        self.successResultOf(fast_done)
+        self.assertEqual(fast.value(), body)
+        self.assertLess(len(slow.value()), len(body))
+        self.assertNoResult(slow_done)
+        while slow.producer is not None:
+            slow.producer.resumeProducing()
+            self.run_turns()
+        self.successResultOf(slow_done)
+        self.assertEqual(slow.value(), body)
+        self.assert_released(writer)
+
+    def test_follow_abort(self):
+        """A writer aborted while followed fails the follower with BodyAbandoned and unregisters its producer."""
+        body = body_of(1000)
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        writer.write(body)
+        self.run_turns()
+        writer.abort()
+        self.run_turns()
+        self.failureResultOf(d, BodyAbandoned)
+        self.assertEqual(transport.value(), body)
+        self.assertIsNone(transport.producer)
+        self.assert_released(writer)
+        self.assertIsNone(writer.finish())
+
+    def test_follow_abort_behind(self):
+        """A follower behind an aborted writer sends no more of what was written: it fails with BodyAbandoned."""
+        writer = self.store.writer(KEY, META)
+        writer.write(body_of(3 * CHUNK_SIZE))
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        self.turn()
+        writer.abort()
+        self.run_turns()
+        self.failureResultOf(d, BodyAbandoned)
+        self.assertEqual(len(transport.value()), CHUNK_SIZE)
+        self.assertIsNone(transport.producer)
+        self.assert_released(writer)
+
+    def test_follow_too_large(self):
+        """A body growing past max_size while followed fails the follower with BodyAbandoned; nothing is stored."""
+        self.store = self.make_store(3 * CHUNK_SIZE)
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        writer.write(body_of(2 * CHUNK_SIZE))
+        self.run_turns()
+        writer.write(body_of(CHUNK_SIZE + 1))
+        self.run_turns()
+        self.failureResultOf(d, BodyAbandoned)
+        self.assertEqual(transport.value(), body_of(2 * CHUNK_SIZE))
+        self.assertIsNone(transport.producer)
+        self.assert_released(writer)
+        self.assertIsNone(writer.finish())
+        self.assertIsNone(self.store.get(KEY))
+
+    def test_follow_not_stored(self):
+        """A body that fits max_size but not with its record is not stored: its follower fails with BodyAbandoned."""
+        self.store = self.make_store(1000)
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        writer.write(body_of(1000))
+        self.run_turns()
+        self.assertIsNone(writer.finish())
+        self.run_turns()
+        self.failureResultOf(d, BodyAbandoned)
+        self.assertEqual(transport.value(), body_of(1000))
+        self.assertIsNone(transport.producer)
+        self.assert_released(writer)
+
+    def test_follow_finish_raises(self):
+        """A follower waiting when finish raises (metadata not JSON) fails with BodyAbandoned, not waits forever."""
+        writer = self.store.writer(KEY, {"when": object()})
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        writer.write(b"body")
+        self.run_turns()
+        self.assertRaises(TypeError, writer.finish)
+        self.run_turns()
+        self.failureResultOf(d, BodyAbandoned)
+        self.assertEqual(transport.value(), b"body")
+        self.assertIsNone(transport.producer)
+        self.assert_released(writer)
+
+    def test_follow_stop_producing(self):
+        """A consumer stopping a follower fails it with StreamStopped at once; the writer still stores the body."""
+        body = body_of(3 * CHUNK_SIZE)
+        for behind in (True, False):
+            self.store.remove(KEY)
+            writer = self.store.writer(KEY, META)
+            transport = StringTransport()
+            d = self.follow(writer, transport)
+            writer.write(body[: 2 * CHUNK_SIZE])
+            self.turn()
+            if not behind:
+                self.run_turns()
+            received = len(transport.value())
+            self.assertEqual(received, CHUNK_SIZE if behind else 2 * CHUNK_SIZE)
+            transport.producer.stopProducing()
+            self.failureResultOf(d, StreamStopped)
+            self.assert_released(writer)
+            writer.write(body[2 * CHUNK_SIZE :])
+            entry = writer.finish()
+            self.assertEqual(self.run_turns(), 0)
+            self.assertEqual(len(transport.value()), received)
+            self.assertEqual(self.fetch(entry), body)
+
+    def test_follow_stopped_from_within_write(self):
+        """A consumer stopping the follower from within write, even the last, fails it with StreamStopped."""
+        for size, lost in [(10, 10), (2 * CHUNK_SIZE + 1, CHUNK_SIZE), (2 * CHUNK_SIZE + 1, 2 * CHUNK_SIZE + 1)]:
+            writer = self.store.writer(KEY, META)
+            transport = LosingTransport(lost)
+            d = self.follow(writer, transport)
+            writer.write(body_of(size))
+            writer.finish()
+            self.run_turns()
+            self.failureResultOf(d, StreamStopped)
+            self.assertEqual(len(transport.value()), lost)
+            self.assert_released(writer)
+
+    def test_follow_consumer_already_closed(self):
+        """A consumer stopping the follower as it is registered gets nothing; follow fails with StreamStopped."""
+        writer = self.store.writer(KEY, META)
+        writer.write(b"body")
+        transport = ClosedTransport()
+        self.failureResultOf(self.follow(writer, transport), StreamStopped)
+        self.assert_released(writer)
+        writer.write(b" and more")
+        writer.finish()
+        self.assertEqual((self.run_turns(), transport.value()), (0, b""))
+
+    def test_follow_cancel(self):
+        """Cancelling a follower, caught up or behind, stops it and unregisters its producer; the writer goes on."""
+        for behind in (True, False):
+            self.store.remove(KEY)
+            writer = self.store.writer(KEY, META)
+            transport = StringTransport()
+            d = self.follow(writer, transport)
+            writer.write(body_of(2 * CHUNK_SIZE))
+            self.turn()
+            if not behind:
+                self.run_turns()
+            received = len(transport.value())
+            d.cancel()
+            self.failureResultOf(d, CancelledError)
+            self.assertIsNone(transport.producer)
+            self.assert_released(writer)
+            writer.write(b"more")
+            self.assertEqual(writer.finish().length, 2 * CHUNK_SIZE + 4)
+            self.assertEqual((self.run_turns(), len(transport.value())), (0, received))
+
+    def test_follow_abandoned_writer(self):
+        """Following a writer aborted or past max_size fails at once with BodyAbandoned, registering nothing."""
+        self.store = self.make_store(1000)
+        aborted = self.store.writer(KEY, META)
+        aborted.write(b"body")
+        aborted.abort()
+        oversized = self.store.writer(KEY, META)
+        oversized.write(body_of(1001))
+        for writer in (aborted, oversized):
+            transport = StringTransport()
+            self.failureResultOf(self.follow(writer, transport), BodyAbandoned)
+            self.assertEqual((transport.value(), transport.producer), (b"", None))
+            self.assert_released(writer)
+            self.assertEqual(self.run_turns(), 0)
+
+    def test_follow_empty_body(self):
+        """A followed writer finishing with no body completes its follower with nothing written."""
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        self.run_turns()
+        self.assertNoResult(d)
+        writer.finish()
+        self.run_turns()
+        self.successResultOf(d)
+        self.assertEqual((transport.value(), transport.producer), (b"", None))
+        self.assert_released(writer)
+
+    def test_follow_replaced(self):
+        """A follower gets its writer's body even when another writer for the key finishes first, or after."""
+        body = body_of(3 * CHUNK_SIZE)
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        writer.write(body[:CHUNK_SIZE])
+        self.turn()
+        self.put(KEY, b"another body")
+        writer.write(body[CHUNK_SIZE:])
+        entry = writer.finish()
+        self.turn()
+        self.put(KEY, b"a third body")
+        self.run_turns()
+        self.successResultOf(d)
+        self.assertEqual(transport.value(), body)
+        self.assertEqual(entry.length, len(body))
+        self.assertEqual(self.fetch(self.store.get(KEY)), b"a third body")
+        self.assert_released(writer)
 
 
 class MemoryStoreTests(StoreTestsMixin, SynchronousTestCase):
@@ -898,3 +1266,161 @@ class FileStoreOnDiskTests(TurnsMixin, SynchronousTestCase):
         for key in (b"a", b"b", b"a"):
             self.fetch(self.store.get(key))
         self.assertEqual(opens.count, 6)
+
+    def open_descriptors(self):
+        """:returns: how many file descriptors the process has open."""
+        return len(os.listdir("/dev/fd"))
+
+    def test_follow_across_rename(self):
+        """A follower behind the writer when finish renames the body into place still sends the whole body."""
+        body = body_of(3 * CHUNK_SIZE)
+        writer = self.store.writer(KEY, META)
+        writer.write(body)
+        transport = StringTransport()
+        d = writer.follow(transport)
+        self.turn()
+        entry = writer.finish()
+        name = file_name(KEY)
+        self.assertEqual(self.files(), [f"{name[:2]}/{name}.body", f"{name[:2]}/{name}.meta"])
+        self.assertEqual(len(transport.value()), CHUNK_SIZE)
+        self.run_turns()
+        self.successResultOf(d)
+        self.assertEqual(transport.value(), body)
+        self.assertEqual(self.fetch(entry), body)
+        self.assertEqual(writer.tails, [])
+
+    def test_follow_survives_removal(self):
+        """A follower behind still sends the whole body when the entry is removed or evicted after finish."""
+        body = body_of(3 * CHUNK_SIZE)
+        for gone in ("removed", "evicted"):
+            self.reopen(max_size=4 * CHUNK_SIZE)
+            writer = self.store.writer(KEY, META)
+            writer.write(body)
+            transport = StringTransport()
+            d = writer.follow(transport)
+            self.turn()
+            writer.finish()
+            if gone == "removed":
+                self.assertTrue(self.store.remove(KEY))
+            else:
+                self.put(b"other", body_of(3 * CHUNK_SIZE, seed=1))
+            self.assertIsNone(self.store.get(KEY))
+            self.assertFalse(self.file(KEY, ".body").exists())
+            self.run_turns()
+            self.successResultOf(d)
+            self.assertEqual(transport.value(), body)
+            self.assertEqual(writer.tails, [])
+
+    def test_follow_closes_files(self):
+        """However a follower ends, it leaves no file open."""
+
+        def finished(writer, transport, d):
+            writer.finish()
+
+        def cancelled(writer, transport, d):
+            d.cancel()
+            writer.finish()
+
+        def stopped(writer, transport, d):
+            transport.producer.stopProducing()
+            writer.finish()
+
+        def aborted(writer, transport, d):
+            writer.abort()
+
+        def too_large(writer, transport, d):
+            writer.write(body_of(self.store.max_size))
+
+        gc.collect()
+        before = self.open_descriptors()
+        for end, result in [
+            (finished, None),
+            (cancelled, CancelledError),
+            (stopped, StreamStopped),
+            (aborted, BodyAbandoned),
+            (too_large, BodyAbandoned),
+        ]:
+            self.reopen(max_size=4 * CHUNK_SIZE)
+            writer = self.store.writer(KEY, META)
+            writer.write(body_of(2 * CHUNK_SIZE))
+            transport = StringTransport()
+            d = writer.follow(transport)
+            # Held, so that a file it failed to close is not closed by its collection.
+            follower = transport.producer
+            self.turn()
+            end(writer, transport, d)
+            self.run_turns()
+            if result is None:
+                self.successResultOf(d)
+            else:
+                self.failureResultOf(d, result)
+            self.assertEqual(writer.tails, [])
+            self.assertEqual(self.open_descriptors(), before, end.__name__)
+            del follower
+
+    def test_follow_write_error(self):
+        """A write error (disk full) fails the follower with BodyAbandoned; the temporary file is deleted."""
+        real = FilePath.open
+
+        class Filling:
+            full = False
+
+            def __init__(self, f):
+                self.f = f
+
+            def write(self, data):
+                if Filling.full:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return self.f.write(data)
+
+            def flush(self):
+                self.f.flush()
+
+            def close(self):
+                self.f.close()
+
+        def filling(path, mode="r"):
+            f = real(path, mode)
+            return Filling(f) if mode.startswith("w") and path.path.endswith(".body.tmp") else f
+
+        self.patch(FilePath, "open", filling)
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        d = writer.follow(transport)
+        writer.write(body_of(1000))
+        self.run_turns()
+        Filling.full = True
+        writer.write(body_of(1000))
+        self.run_turns()
+        self.failureResultOf(d, BodyAbandoned)
+        self.assertEqual(transport.value(), body_of(1000))
+        self.assertIsNone(transport.producer)
+        self.assertEqual(writer.tails, [])
+        self.assertEqual(self.files(), [])
+
+    def test_follow_temporary_file_gone(self):
+        """Following a body whose temporary file was deleted fails at once with BodyAbandoned, registering nothing."""
+        writer = self.store.writer(KEY, META)
+        writer.write(b"partial")
+        [temp] = self.files()
+        self.path.preauthChild(temp).remove()
+        transport = StringTransport()
+        self.failureResultOf(writer.follow(transport), BodyAbandoned)
+        self.assertEqual((transport.value(), transport.producer), (b"", None))
+        self.assertEqual(writer.tails, [])
+
+    def test_follow_writer_without_file(self):
+        """Following a writer that could not create its temporary file fails at once with BodyAbandoned."""
+        real = FilePath.open
+
+        def no_space(path, mode="r"):
+            if mode.startswith("w") and path.path.endswith(".body.tmp"):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(path, mode)
+
+        self.patch(FilePath, "open", no_space)
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        self.failureResultOf(writer.follow(transport), BodyAbandoned)
+        self.assertEqual((transport.value(), transport.producer), (b"", None))
+        self.assertEqual(writer.tails, [])

@@ -500,6 +500,14 @@ class CollapsedForwardingTests(CacheTestCase):
         self.assertAlone(b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\n\r\n"
                          b"2\r\nhi\r\n0\r\n\r\n")
 
+    def test_too_large(self):
+        """
+        A response too large for the store is not handed to the waiters,
+        who would be cut short when the store gives it up.
+        """
+        self.assertAlone(b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: %d\r\n\r\n"
+                         % (self.store.max_size + 1,))
+
     def test_leader_fails(self):
         """
         When the leading request cannot reach the origin, the waiters try

@@ -360,8 +360,11 @@ class BodyWriter:
         if not self._open:
             return None
         self._open = False
-        self._stored = self._commit(Entry(self._key, self._meta, self._length, self._checksum))
-        self._wake()
+        try:
+            self._stored = self._commit(Entry(self._key, self._meta, self._length, self._checksum))
+        finally:
+            # Those following learn the outcome, whatever it is.
+            self._wake()
         return self._stored
 
     def abort(self):

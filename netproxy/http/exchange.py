@@ -276,7 +276,9 @@ class Exchange:
         :returns: whether this request may be answered with the response
             C{fetch} is storing.
         """
-        return (not fetch.writer.abandoned
+        # A body the store cannot keep will be abandoned: the waiters would
+        # be cut short.
+        return (not fetch.writer.abandoned and fetch.length <= self.factory.cache.store.max_size
                 and policy.shareable(fetch.head.headers, fetch.request_headers, self.head.headers)
                 and policy.assess(self.head.headers, fetch.stored, self.factory.reactor.seconds()).usable)
 
