@@ -4,7 +4,8 @@ found for a request (its variant, when the response varies), and new
 responses stored as they stream past.
 
 The policy (what may be stored, what may be reused) is in
-L{netproxy.cache.policy}; bytes on disk are the store's business
+L{netproxy.cache.policy} and the modules beside it (variants in
+L{netproxy.cache.vary}, 304s in L{netproxy.cache.validation}); bytes on disk are the store's business
 (L{netproxy.cache.store.IStore}).  This module turns one into the other:
 an entry's metadata holds the origin's status line and header fields and
 the times RFC 9111's age calculation needs.
@@ -26,6 +27,8 @@ from twisted.logger import Logger
 
 from netproxy.cache import policy
 from netproxy.cache.store import Entry
+from netproxy.cache.validation import updated_headers
+from netproxy.cache.vary import secondary_key, vary_names
 from netproxy.errors import HTTPError
 from netproxy.http.message import (
     Target,
@@ -131,7 +134,7 @@ def served_fields(headers, version):
 def _variant_key(key, marker, request_headers):
     names = tuple(name.encode("latin-1") for name in marker[VARY])
     generation = str(marker.get(GENERATION, "")).encode("ascii", "replace")
-    return b"\n".join([key, generation, policy.secondary_key(names, request_headers)])
+    return b"\n".join([key, generation, secondary_key(names, request_headers)])
 
 
 def _found(entry):
@@ -249,7 +252,7 @@ class Cache:
         :returns: an L{netproxy.cache.store.IWriter} for its body, or
             L{None} when the store could not keep its Vary marker.
         """
-        names = policy.vary_names(head.headers)
+        names = vary_names(head.headers)
         if names:
             vary = [name.decode("latin-1") for name in names]
             marker = self.store.get(key)
@@ -278,7 +281,7 @@ class Cache:
         :returns: the refreshed L{Found}, or L{None} when the store lost it.
         """
         meta = dict(found.entry.meta)
-        meta["headers"] = _encode_fields(policy.updated_headers(found.stored.headers, headers))
+        meta["headers"] = _encode_fields(updated_headers(found.stored.headers, headers))
         meta["request_time"] = request_time
         meta["response_time"] = response_time
         entry = self.store.update(found.entry.key, meta)

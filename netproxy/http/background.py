@@ -11,14 +11,14 @@ from twisted.internet.interfaces import IConsumer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from netproxy.cache import policy
+from netproxy.cache.validation import PRECONDITIONS
 from netproxy.errors import HTTPError
 from netproxy.http.exchange import Exchange
 from netproxy.http.head import RequestHead
 
 # The triggering client's own say over caching and its preconditions stay
 # with its request: the background request asks the origin plainly.
-_CLIENT_ONLY = policy.PRECONDITIONS | {b"cache-control", b"pragma"}
+_CLIENT_ONLY = PRECONDITIONS | {b"cache-control", b"pragma"}
 
 
 @implementer(IConsumer)

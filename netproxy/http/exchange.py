@@ -23,7 +23,11 @@ from twisted.logger import Logger
 
 from netproxy.cache import policy
 from netproxy.cache.cache import Fetch, cache_key, served_fields
+from netproxy.cache.fields import MAX_DELTA, directives
+from netproxy.cache.invalidation import SAFE_METHODS, invalidated_urls
+from netproxy.cache.status import cache_status
 from netproxy.cache.store import BodyAbandoned, DamagedEntry, StreamStopped
+from netproxy.cache.validation import PRECONDITIONS, not_modified, validators
 from netproxy.dialing import connect_checked, connect_failure_reason
 from netproxy.errors import Blocked, HTTPError
 from netproxy.http.body import LAST_CHUNK, encode_chunk, make_decoder
@@ -153,7 +157,7 @@ class Exchange:
             # would read the chunks as the next request.
             headers.append((b"Transfer-Encoding", b"chunked"))
         if checks:
-            headers = [field for field in headers if field[0].lower() not in policy.PRECONDITIONS] + checks
+            headers = [field for field in headers if field[0].lower() not in PRECONDITIONS] + checks
         self._forward(headers)
 
     def _purge(self, rest):
@@ -208,17 +212,17 @@ class Exchange:
         checks = []
         if found is None:
             self._fwd = "uri-miss"
-            only_if_cached = "only-if-cached" in policy.directives(self.head.headers)
+            only_if_cached = "only-if-cached" in directives(self.head.headers)
             if not only_if_cached and self._collapse(cache):
                 return None
         else:
             now = self.factory.reactor.seconds()
             assessment = policy.assess(self.head.headers, found.stored, now)
             if assessment.usable:
-                self._serve(found, "HIT", policy.cache_status(hit=True, ttl=assessment.ttl))
+                self._serve(found, "HIT", cache_status(hit=True, ttl=assessment.ttl))
                 return None
             if assessment.stale_while_revalidate and not self.background:
-                self._serve(found, "STALE", policy.cache_status(
+                self._serve(found, "STALE", cache_status(
                     hit=True, ttl=assessment.ttl, detail="stale-while-revalidate"))
                 if self._key not in cache.revalidating:
                     self.factory.revalidate(self.head, self._key)
@@ -226,7 +230,7 @@ class Exchange:
             self._found, self._assessment, self._fwd = found, assessment, assessment.fwd
             only_if_cached = assessment.only_if_cached
             if found.stored.status == 200:
-                checks = policy.validators(found.stored.headers)
+                checks = validators(found.stored.headers)
                 self._revalidating = bool(checks)
         if only_if_cached:
             raise HTTPError(504, "only-if-cached: no stored response is fresh enough")
@@ -307,7 +311,7 @@ class Exchange:
         self.status = head.status
         age = policy.current_age(fetch.stored, self.factory.reactor.seconds())
         first = response_head_bytes(head.status, head.reason, served_fields(head.headers, head.version))[:-2]
-        status_field = policy.cache_status(hit=True, fwd="uri-miss", collapsed=True)
+        status_field = cache_status(hit=True, fwd="uri-miss", collapsed=True)
         self.client.transport.write(self._stored_head(first, age, status_field, fetch.length))
         self.sent = fetch.length
         if fetch.length:
@@ -331,7 +335,7 @@ class Exchange:
         stored, entry = found.stored, found.entry
         age = policy.current_age(stored, self.factory.reactor.seconds())
         with_body = self.head.method != b"HEAD" and entry.length and not self.background
-        if stored.status == 200 and policy.not_modified(self.head.headers, stored.headers):
+        if stored.status == 200 and not_modified(self.head.headers, stored.headers):
             self.status, with_body = 304, False
             first, length = response_head_bytes(304, b"Not Modified", found.fields)[:-2], None
         else:
@@ -377,7 +381,7 @@ class Exchange:
             connection = b""
         framing = b"" if length is None else b"Content-Length: %d\r\n" % (length,)
         return b"%sAge: %d\r\nCache-Status: %s\r\n%s%s\r\n" % (
-            first, min(age, policy.MAX_DELTA), status_field, framing, connection)
+            first, min(age, MAX_DELTA), status_field, framing, connection)
 
     def _damaged_before_sending(self, failure, found):
         failure.trap(DamagedEntry)
@@ -532,7 +536,7 @@ class Exchange:
             if self._revalidating and head.status == 304:
                 # Not modified: the stored response, refreshed, is the answer.
                 self._swallow = ("REVALIDATED", cache.refresh(self._found, head.headers, self._request_time, now),
-                                 policy.cache_status(hit=False, fwd=self._fwd, fwd_status=304))
+                                 cache_status(hit=False, fwd=self._fwd, fwd_status=304))
                 return
             if head.status >= 500 and self._assessment.stale_if_error:
                 self._swallow = ("STALE", self._found, self._stale_status())
@@ -574,18 +578,18 @@ class Exchange:
         :returns: C{headers} with the response's Cache-Status.
         """
         method = self.head.method
-        if method not in policy.SAFE_METHODS and 200 <= head.status < 400:
-            cache.invalidate(policy.invalidated_urls(method, head.status, self.head.target, head.headers))
+        if method not in SAFE_METHODS and 200 <= head.status < 400:
+            cache.invalidate(invalidated_urls(method, head.status, self.head.target, head.headers))
         if self._key is None:
             # Not a request the cache handles (RFC 9211's "bypass").
-            return headers + [(b"Cache-Status", policy.cache_status(hit=False, fwd="bypass", fwd_status=head.status))]
+            return headers + [(b"Cache-Status", cache_status(hit=False, fwd="bypass", fwd_status=head.status))]
         if method == b"GET" and policy.storable(method, self.head.headers, head.status, head.headers):
             self._fill = cache.fill(self._key, self.head.headers, head, self._request_time, now)
-        return headers + [(b"Cache-Status", policy.cache_status(
+        return headers + [(b"Cache-Status", cache_status(
             hit=False, fwd=self._fwd, fwd_status=head.status, stored=self._fill is not None))]
 
     def _stale_status(self):
-        return policy.cache_status(hit=True, ttl=self._assessment.ttl, detail="stale-if-error")
+        return cache_status(hit=True, ttl=self._assessment.ttl, detail="stale-if-error")
 
     def response_body(self, piece):
         """

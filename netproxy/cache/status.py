@@ -1,0 +1,66 @@
+"""
+The C{Cache-Status} response field (RFC 9211) as this cache writes it: its
+name, then whether the response was a hit, why the request went upstream
+(C{fwd}), what the origin answered, whether the response was stored or
+shared with a collapsed request, its freshness left and a free-text detail.
+
+The field is written, never parsed, so the writer is strict: a C{fwd}
+reason outside RFC 9211's list (L{FWD_REASONS}) or a detail that is not
+printable ASCII raises L{ValueError} rather than go out as a field other
+caches cannot read.  The C{ttl} is rounded down, so a response is never
+announced fresher than it is.
+"""
+
+from math import floor
+
+CACHE_NAME = b"netproxy"
+FWD_REASONS = frozenset(
+    {"bypass", "method", "uri-miss", "vary-miss", "miss", "request", "stale", "partial"}
+)
+
+
+def _sf_string(text):
+    """
+    :returns: C{text} as a structured-field string (RFC 8941 section 3.3.3).
+    :raises ValueError: when it has characters outside printable ASCII.
+    """
+    if not all(" " <= c <= "~" for c in text):
+        raise ValueError(f"not printable ASCII: {text!r}")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def cache_status(*, hit, fwd=None, stored=False, collapsed=False, fwd_status=None, ttl=None, detail=None):
+    """
+    An RFC 9211 Cache-Status field value for this cache.
+
+    :param hit: the response came from the cache without going upstream.
+    :param fwd: why the request went upstream: one of L{FWD_REASONS}.
+    :param stored: the upstream response was stored.
+    :param collapsed: the request waited for the response another request
+        was fetching, and was answered with it.
+    :param fwd_status: the status the upstream answered.
+    :param ttl: the response's freshness left, in seconds (negative when
+        stale); rounded down.
+    :param detail: free text for operators, printable ASCII.
+    :returns: such as C{b"netproxy; hit; ttl=57"} or
+        C{b"netproxy; fwd=miss; stored"}.
+    :raises ValueError: for an unknown C{fwd} or an unprintable C{detail}.
+    """
+    params = []
+    if hit:
+        params.append("hit")
+    if fwd is not None:
+        if fwd not in FWD_REASONS:
+            raise ValueError(f"unknown Cache-Status fwd reason: {fwd!r}")
+        params.append(f"fwd={fwd}")
+    if fwd_status is not None:
+        params.append(f"fwd-status={int(fwd_status)}")
+    if stored:
+        params.append("stored")
+    if collapsed:
+        params.append("collapsed")
+    if ttl is not None:
+        params.append(f"ttl={floor(ttl)}")
+    if detail is not None:
+        params.append("detail=" + _sf_string(detail))
+    return b"; ".join([CACHE_NAME, *(p.encode("ascii") for p in params)])
