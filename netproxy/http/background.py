@@ -87,7 +87,8 @@ class Background:
         self._done()
 
     def fail(self, error):
-        self.log.warn("background revalidation of {url} failed: {reason}", url=self.head.target, reason=str(error))
+        self.log.warn("background revalidation of {url} failed: {reason}",
+                      url=self.head.target.decode("latin-1"), reason=str(error))
         self.abort()
 
     def abort(self):

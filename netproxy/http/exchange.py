@@ -301,7 +301,7 @@ class Exchange:
                 # next turn): the client is still free to go upstream.
                 serving.addErrback(lambda failure: self.log.warn(
                     "could not follow the response being stored for {url}: {reason}",
-                    url=self.head.target, reason=failure.getErrorMessage()))
+                    url=self.head.target.decode("latin-1"), reason=failure.getErrorMessage()))
                 return False
             self._serving = serving
         self.cache_result = "HIT"
@@ -385,7 +385,7 @@ class Exchange:
 
     def _damaged_before_sending(self, failure, found):
         failure.trap(DamagedEntry)
-        self.log.warn("discarded damaged cache entry for {url}: {reason}", url=self.head.target,
+        self.log.warn("discarded damaged cache entry for {url}: {reason}", url=self.head.target.decode("latin-1"),
                       reason=failure.getErrorMessage())
         self._serving = None
         self.status = None
@@ -402,7 +402,7 @@ class Exchange:
             if not result.check(StreamStopped, CancelledError, DamagedEntry, BodyAbandoned):
                 self.log.failure("sending a stored response failed", result)
             elif result.check(DamagedEntry, BodyAbandoned):
-                self.log.warn("response for {url} from the cache cut short: {reason}", url=self.head.target,
+                self.log.warn("response for {url} from the cache cut short: {reason}", url=self.head.target.decode("latin-1"),
                               reason=result.getErrorMessage())
             self.client.abort()
             return None
