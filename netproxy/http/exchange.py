@@ -402,8 +402,8 @@ class Exchange:
             if not result.check(StreamStopped, CancelledError, DamagedEntry, BodyAbandoned):
                 self.log.failure("sending a stored response failed", result)
             elif result.check(DamagedEntry, BodyAbandoned):
-                self.log.warn("response for {url} from the cache cut short: {reason}", url=self.head.target.decode("latin-1"),
-                              reason=result.getErrorMessage())
+                self.log.warn("response for {url} from the cache cut short: {reason}",
+                              url=self.head.target.decode("latin-1"), reason=result.getErrorMessage())
             self.client.abort()
             return None
         self._finished = True
