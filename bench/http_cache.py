@@ -1,0 +1,462 @@
+"""
+Benchmark of netproxy's cache: hits against Squid's memory cache, and a restart.
+
+nginx (Debian nginx-light) serves files of 1 KiB, 64 KiB and 1 MiB on
+127.0.0.1 with C{Cache-Control: max-age=3600}, and logs every request it
+serves to a file. In one run:
+
+  1. Hit rows. For netproxy (C{twistd netproxy http}, a fresh C{--cache-dir},
+     the default C{--cache-size}) and Squid (memory cache on), started afresh
+     for each row: one request stores the row's file, a second must be a hit
+     (netproxy's C{Cache-Status} says C{hit}, Squid's C{X-Cache} says C{HIT}),
+     then wrk (one thread) requests it for C{--seconds}. The origin's log
+     must not grow during wrk: the column "origin reqs" says how many
+     requests reached nginx, 0 when every answer was a hit.
+  2. proxy.py pass-through (C{--threadless --num-workers 1}, as in
+     C{http_proxy.py}, from an nginx server without the header or the log)
+     at 1 KiB x 100 connections, the row the targets compare with, and the
+     ratios of the targets.
+  3. A restart row. C{--entries} distinct URLs (C{/n/0}, C{/n/1}, ..., small
+     bodies that nginx generates) go through a running netproxy from 50
+     connections, the last one alone after all the others, so that it is the
+     last entry written; netproxy is stopped with SIGTERM and started again
+     on the same cache directory. From spawning twistd, with a client polling
+     with non-blocking connects and C{Cache-Control: only-if-cached} (so that
+     an entry not found yet is a 504, not a fetch that would store it again),
+     it reports when the first answer came, when C{/n/0} was a hit and when
+     the last entry written was a hit; then it checks every entry the same
+     way. netproxy loads its index in the background and finds an entry not
+     yet scanned by its file name, so the last entry is served as soon as the
+     first. A start with an empty cache directory gives the baseline
+     (interpreter and Twisted start-up).
+
+Squid runs with C{cache_mem 256 MB}, C{maximum_object_size_in_memory 2 MB},
+C{memory_cache_mode always} and no C{cache_dir}: a memory-only cache is
+Squid's fastest hit path, since with one worker a rock store needs disker
+processes and a ufs one swaps every object out to disk as well, none of which
+a memory hit needs. C{client_db off} spares it per-client statistics that
+netproxy does not keep either.
+
+The proxy under test is pinned to CPU 0 with taskset; nginx, wrk and this
+script share CPU 1. For each row it prints requests/s, MiB/s, p50 and p99
+latency, errors and the proxy's peak RSS, as a Markdown table.
+
+    python bench/http_cache.py [--seconds 10] [--rows 1k:100,1m:10 | all] [--only netproxy,squid,proxy.py,restart]
+                               [--entries 10000] [--install]
+
+C{--rows all} runs every size at 1, 10 and 100 connections. C{--install}
+installs what is missing (apt-get for nginx-light, wrk, squid; a virtualenv
+for proxy.py, or the one C{NETPROXY_BENCH_PROXYPY} names). Everything it
+starts is stopped at the end; all traffic stays on 127.0.0.1; every loop is
+bounded in count and time.
+"""
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from support import (
+    HOST,
+    RESULT_COLUMNS,
+    SIZES,
+    free_port,
+    install,
+    netproxy_http,
+    peak_rss_mib,
+    pin_this_process,
+    proxypy,
+    result_cells,
+    run_wrk,
+    running,
+    spawn,
+    squid,
+    start_nginx,
+    stop,
+    stop_nginx,
+    wait_listening,
+    write_files,
+)
+
+PACKAGES = [("nginx-light", "nginx"), ("wrk", "wrk"), ("squid", "squid")]
+DEFAULT_ROWS = [("1k", 100), ("1m", 10)]
+ALL_ROWS = [(name, connections) for name in SIZES for connections in (1, 10, 100)]
+#: The rows at which proxy.py passes requests through, to compare hits with.
+PASS_THROUGH_ROWS = [("1k", 100)]
+SQUID_MEMORY_CACHE = ["cache_mem 256 MB", "maximum_object_size_in_memory 2 MB", "memory_cache_mode always",
+                      "client_db off"]
+#: Connections the restart row's client fills and checks the cache with.
+FILL_CONNECTIONS = 50
+#: Seconds any one client exchange, or a whole fill or check, may take.
+EXCHANGE_SECONDS = 30
+FILL_SECONDS = 600
+#: Seconds the restarted proxy has to serve its first hit, and the pause between two tries.
+RESTART_SECONDS = 30
+POLL_PAUSE = 0.002
+MAX_POLLS = int(RESTART_SECONDS / POLL_PAUSE)
+MAX_CHUNKS = 100_000
+
+
+def start_origin(work, cached_port, plain_port):
+    """
+    Start nginx with two servers of the same files: on C{cached_port},
+    cacheable for an hour, with C{/n/ANYTHING} answered with a small body
+    of its own, and every request logged to C{work/origin.log}; on
+    C{plain_port}, as C{http_proxy.py}'s origin: no header, no log.
+
+    :returns: the L{subprocess.Popen} and the log's path.
+    """
+    root = work / "www"
+    write_files(root)
+    log = work / "origin.log"
+    servers = f"""
+  server {{ listen {HOST}:{cached_port}; root {root}; access_log {log};
+    add_header Cache-Control "max-age=3600" always;
+    location /n/ {{ return 200 "entry $uri\\n"; }} }}
+  server {{ listen {HOST}:{plain_port}; root {root}; }}"""
+    return start_nginx(work, servers), log
+
+
+def origin_requests(log):
+    """
+    :returns: how many requests nginx has logged, once it has written them.
+    """
+    time.sleep(0.2)
+    try:
+        with open(log, "rb") as lines:
+            return sum(1 for _ in lines)
+    except FileNotFoundError:
+        return 0
+
+
+def cache_status(headers):
+    """
+    :returns: the parameters of an RFC 9211 C{Cache-Status} value, such as
+        C{{"hit", "ttl=3600"}}.
+    """
+    value = headers.get("cache-status", "")
+    return {part.strip() for part in value.split(";")[1:]}
+
+
+def hit_evidence(proxy, headers):
+    """
+    :returns: the header saying the answer was a hit, or C{None}.
+    """
+    if proxy == "netproxy" and "hit" in cache_status(headers):
+        return f"Cache-Status: {headers['cache-status']}"
+    if proxy == "squid" and headers.get("x-cache", "").startswith("HIT"):
+        return f"X-Cache: {headers['x-cache']}"
+    return None
+
+
+def request_bytes(origin, path, host, only_if_cached=False):
+    extra = "Cache-Control: only-if-cached\r\n" if only_if_cached else ""
+    return f"GET http://{origin}{path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode()
+
+
+async def read_response(reader):
+    """
+    Read one HTTP/1.1 response.
+
+    :returns: C{(status, headers, body)}, header names in lower case.
+    """
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            name = name.strip().lower()
+            headers[name] = f"{headers[name]}, {value.strip()}" if name in headers else value.strip()
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = b""
+        for _ in range(MAX_CHUNKS):
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            chunk = await reader.readexactly(size + 2)
+            if size == 0:
+                break
+            body += chunk[:-2]
+    elif "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    else:
+        body = await reader.read()
+    return status, headers, body
+
+
+async def exchanges(port, origin, paths, connections=1, host=None, only_if_cached=False, seconds=EXCHANGE_SECONDS):
+    """
+    GET C{http://ORIGIN/PATH} through the proxy on C{port} for each of
+    C{paths}, from C{connections} keep-alive connections.
+
+    :param host: the C{Host} header (default: the origin's).
+    :returns: C{{path: (status, headers, body)}}.
+    :raises TimeoutError: after C{seconds}.
+    """
+    todo = iter(paths)
+    answers = {}
+
+    async def one_connection():
+        reader = writer = None
+        try:
+            for path in todo:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(HOST, port)
+                writer.write(request_bytes(origin, path, host or origin, only_if_cached))
+                answers[path] = answer = await read_response(reader)
+                if answer[1].get("connection", "").lower() == "close":
+                    writer.close()
+                    writer = None
+        finally:
+            if writer is not None:
+                writer.close()
+
+    await asyncio.wait_for(asyncio.gather(*(one_connection() for _ in range(connections))), seconds)
+    return answers
+
+
+async def poll(port, origin, path, started, until_hit):
+    """
+    Ask the proxy on C{port} for C{path} with C{only-if-cached}, on a new
+    connection each time, until it answers (C{until_hit} false) or answers
+    with a hit, pausing L{POLL_PAUSE} between tries, for at most
+    L{RESTART_SECONDS} after C{started}.
+
+    :returns: C{(first, hit)}: the seconds after C{started} of its first
+        answer and of the answer awaited, C{None} when there was none.
+    """
+    first = None
+    for _ in range(MAX_POLLS):
+        if time.monotonic() - started > RESTART_SECONDS:
+            break
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), 1)
+        except (OSError, TimeoutError):
+            await asyncio.sleep(POLL_PAUSE)
+            continue
+        try:
+            writer.write(request_bytes(origin, path, origin, only_if_cached=True))
+            _, headers, _ = await asyncio.wait_for(read_response(reader), EXCHANGE_SECONDS)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError):
+            await asyncio.sleep(POLL_PAUSE)
+            continue
+        finally:
+            writer.close()
+        now = time.monotonic() - started
+        first = now if first is None else first
+        if not until_hit or "hit" in cache_status(headers):
+            return first, now
+        await asyncio.sleep(POLL_PAUSE)
+    return first, None
+
+
+def cached_proxy(proxy, work, row):
+    """
+    :returns: a function of a port giving the command line of C{proxy} with
+        its cache on; netproxy's in a directory of its own for C{row}.
+    """
+    if proxy == "netproxy":
+        return lambda port: netproxy_http(port, "--cache-dir", str(work / f"cache-{row}"))
+    return lambda port: squid(work, port, *SQUID_MEMORY_CACHE)
+
+
+def hit_row(proxy, command, work, origin, log, name, connections, seconds):
+    """
+    Start C{proxy}, store C{/NAME} in it, check the next answer is a hit,
+    and run wrk at C{connections} connections.
+
+    :returns: C{(wrk result, peak RSS, origin requests during wrk, evidence)}.
+    :raises RuntimeError: when the second answer is not a hit.
+    """
+    with running(command, work) as (port, pid):
+        # As wrk asks: with the proxy's address in Host.
+        host = f"{HOST}:{port}"
+        asyncio.run(exchanges(port, origin, [f"/{name}"], host=host))
+        (status, headers, body), = asyncio.run(exchanges(port, origin, [f"/{name}"], host=host)).values()
+        evidence = hit_evidence(proxy, headers)
+        if status != 200 or len(body) != SIZES[name] or evidence is None:
+            raise RuntimeError(f"{proxy}: /{name} was not a hit after one request: {status} {headers}")
+        before = origin_requests(log)
+        result = run_wrk(port, origin, name, connections, seconds, work, through_proxy=True)
+        return result, peak_rss_mib(pid), origin_requests(log) - before, evidence
+
+
+def spawn_netproxy(port, cache, work):
+    return spawn(netproxy_http(port, "--cache-dir", str(cache)), work)
+
+
+def restart(work, origin, entries):
+    """
+    Fill a cache directory with C{entries} entries through netproxy, stop
+    it, and time its restart on that directory and one on an empty one.
+
+    :returns: a dict of figures, as L{print_restart} prints them.
+    """
+    cache = work / "restart-cache"
+    paths = [f"/n/{number}" for number in range(entries)]
+    figures = {"entries": entries, "first path": paths[0], "last path": paths[-1]}
+    port = free_port()
+    process = spawn_netproxy(port, cache, work)
+    try:
+        wait_listening(port)
+        started = time.monotonic()
+        answers = asyncio.run(exchanges(port, origin, paths[:-1], FILL_CONNECTIONS, seconds=FILL_SECONDS))
+        # Alone, after every other answer: the last entry written.
+        answers.update(asyncio.run(exchanges(port, origin, paths[-1:])))
+        figures["fill seconds"] = time.monotonic() - started
+        figures["stored"] = sum(1 for _, headers, _ in answers.values() if "stored" in cache_status(headers))
+        figures["fill RSS"] = peak_rss_mib(process.pid)
+    finally:
+        figures["stop seconds"] = stop(process)
+    figures["records"] = sum(1 for _ in cache.glob("*/*.meta"))
+
+    # The baseline: the same start-up on an empty cache directory.
+    port = free_port()
+    started = time.monotonic()
+    process = spawn_netproxy(port, work / "empty-cache", work)
+    try:
+        figures["empty first answer"], _ = asyncio.run(poll(port, origin, paths[0], started, until_hit=False))
+    finally:
+        stop(process)
+
+    port = free_port()
+    started = time.monotonic()
+    process = spawn_netproxy(port, cache, work)
+    try:
+        figures["first answer"], figures["first hit"] = asyncio.run(
+            poll(port, origin, paths[0], started, until_hit=True))
+        _, figures["last hit"] = asyncio.run(poll(port, origin, paths[-1], started, until_hit=True))
+        answers = asyncio.run(exchanges(port, origin, paths, FILL_CONNECTIONS, only_if_cached=True,
+                                        seconds=FILL_SECONDS))
+        figures["all checked"] = time.monotonic() - started
+        figures["all hits"] = sum(1 for _, headers, _ in answers.values() if "hit" in cache_status(headers))
+        figures["peak RSS"] = peak_rss_mib(process.pid)
+    finally:
+        stop(process)
+    return figures
+
+
+def seconds_cell(value):
+    return "never" if value is None else f"{value:.3f}"
+
+
+def print_restart(figures):
+    entries = figures["entries"]
+    print(f"Restart with {entries:,} entries stored. Filled through netproxy from {FILL_CONNECTIONS} connections "
+          f"in {figures['fill seconds']:.1f} s ({figures['stored']:,} answers said \"stored\"); SIGTERM stopped it in "
+          f"{figures['stop seconds']:.2f} s, leaving {figures['records']:,} record files. Then started again on that "
+          f"directory, polled with only-if-cached requests from the moment twistd was spawned:\n")
+    print("| restart | seconds after spawning twistd |")
+    print("|---|---:|")
+    print(f"| empty cache directory: first answer (a 504) | {seconds_cell(figures['empty first answer'])} |")
+    print(f"| {entries:,} entries: first answer | {seconds_cell(figures['first answer'])} |")
+    print(f"| {entries:,} entries: first HIT ({figures['first path']}, first written) | "
+          f"{seconds_cell(figures['first hit'])} |")
+    print(f"| {entries:,} entries: HIT for {figures['last path']} (last written) | "
+          f"{seconds_cell(figures['last hit'])} |")
+    print(f"| {entries:,} entries: every entry asked for, {figures['all hits']:,} HITs | "
+          f"{seconds_cell(figures['all checked'])} |")
+    print(f"\nPeak RSS of netproxy: {figures['fill RSS']:.0f} MiB filling the cache, {figures['peak RSS']:.0f} MiB "
+          f"restarted, once every entry was asked for.")
+
+
+def ratio_line(what, numerator, denominator, target):
+    """
+    :returns: C{numerator / denominator} against its C{target}, as a line of
+        text, or C{None} when a figure is missing.
+    """
+    if numerator is None or not denominator:
+        return None
+    ratio = numerator / denominator
+    verdict = "met" if ratio >= target else "NOT met"
+    return f"- {what}: {numerator:.1f} / {denominator:.1f} = {ratio:.2f}x (target >= {target:.2f}x: {verdict})"
+
+
+def print_targets(results):
+    """
+    Print the ratios the targets are stated in, for the rows that ran.
+    """
+    def figure(proxy, row, key):
+        result = results.get((proxy, *row))
+        return None if result is None else result[key]
+
+    lines = [line for line in [
+        ratio_line("1k x 100, netproxy hits / proxy.py pass-through, req/s", figure("netproxy", ("1k", 100), "rps"),
+                   figure("proxy.py", ("1k", 100), "rps"), 2.0),
+        ratio_line("1k x 100, netproxy hits / Squid hits, req/s", figure("netproxy", ("1k", 100), "rps"),
+                   figure("squid", ("1k", 100), "rps"), 0.4),
+        ratio_line("1m x 10, netproxy hits / Squid hits, MiB/s", figure("netproxy", ("1m", 10), "mib"),
+                   figure("squid", ("1m", 10), "mib"), 1.0),
+    ] if line]
+    if lines:
+        print("\nTargets (one core, this run):\n")
+        print("\n".join(lines))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10, help="seconds of wrk per row")
+    parser.add_argument("--rows", help="size:connections pairs to run, such as 1k:100,1m:10 (the default), "
+                                       "or all: every size at 1, 10 and 100 connections")
+    parser.add_argument("--only", default="netproxy,squid,proxy.py,restart",
+                        help="what to run, of netproxy, squid, proxy.py and restart (default: all of them)")
+    parser.add_argument("--entries", type=int, default=10_000, help="entries stored before the restart")
+    parser.add_argument("--install", action="store_true", help="install nginx-light, wrk, squid and proxy.py")
+    args = parser.parse_args()
+    if args.install:
+        install(PACKAGES)
+    chosen = args.only.split(",")
+    scenarios = DEFAULT_ROWS
+    if args.rows == "all":
+        scenarios = ALL_ROWS
+    elif args.rows:
+        scenarios = [(name, int(count)) for name, count in (row.split(":") for row in args.rows.split(","))]
+    pin_this_process(1)
+    table, results, evidence, figures = [], {}, {}, None
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        cached_port, plain_port = free_port(), free_port()
+        nginx, log = start_origin(work, cached_port, plain_port)
+        try:
+            wait_listening(cached_port)
+            wait_listening(plain_port)
+            origin = f"{HOST}:{cached_port}"
+            for proxy in [p for p in ("netproxy", "squid") if p in chosen]:
+                for name, connections in scenarios:
+                    command = cached_proxy(proxy, work, f"{name}-{connections}")
+                    result, rss, reached, evidence[proxy] = hit_row(proxy, command, work, origin, log, name,
+                                                                    connections, args.seconds)
+                    results[proxy, name, connections] = result
+                    table.append((f"{proxy} (hits)", name, connections, result, rss, reached))
+            if "proxy.py" in chosen:
+                for name, connections in [row for row in PASS_THROUGH_ROWS if row in scenarios]:
+                    with running(proxypy, work) as (port, pid):
+                        result = run_wrk(port, f"{HOST}:{plain_port}", name, connections, args.seconds, work,
+                                         through_proxy=True)
+                        results["proxy.py", name, connections] = result
+                        table.append(("proxy.py (pass-through)", name, connections, result, peak_rss_mib(pid),
+                                      None))
+            if "restart" in chosen:
+                figures = restart(work, origin, args.entries)
+        finally:
+            stop_nginx(nginx)
+    print(f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, {args.seconds} s per row, proxy on CPU 0\n")
+    if table:
+        print(f"| proxy | size | conns | {RESULT_COLUMNS} | peak RSS MiB | origin reqs |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for proxy, name, connections, result, rss, reached in table:
+            print(f"| {proxy} | {name} | {connections} | {result_cells(result)} | {rss:.0f} | "
+                  f"{'n/a' if reached is None else reached} |")
+        print()
+        for proxy, header in evidence.items():
+            print(f"{proxy}: the answer after the warm-up request said {header!r}.")
+        print_targets(results)
+        print()
+    if figures:
+        print_restart(figures)
+
+
+if __name__ == "__main__":
+    main()
