@@ -406,9 +406,11 @@ class StoreTestsMixin(TurnsMixin):
     def test_eviction_of_several(self):
         """A large entry evicts as many old ones as needed to fit."""
         self.fill()
+        self.assertEqual(self.store.evictions, 0)
         self.put(b"big", body_of(2000))
         self.assertEqual([self.store.get(k) is not None for k in (b"a", b"b", b"c")], [False, False, True])
         self.assertLessEqual(self.store.size, self.store.max_size)
+        self.assertEqual(self.store.evictions, 2)
 
     def test_oversized_not_stored(self):
         """An entry larger than max_size is not stored and evicts nothing."""
@@ -416,7 +418,7 @@ class StoreTestsMixin(TurnsMixin):
         size = self.store.size
         self.assertIsNone(self.put(KEY, body_of(self.store.max_size + 1)))
         self.assertIsNone(self.store.get(KEY))
-        self.assertEqual((len(self.store), self.store.size), (3, size))
+        self.assertEqual((len(self.store), self.store.size, self.store.evictions), (3, size, 0))
 
     def test_pause_resume(self):
         """A paused consumer gets nothing more, however many turns pass, until it resumes."""

@@ -107,6 +107,7 @@ class FileStore:
         self.memory_size = memory_size
         self._reactor = reactor
         self._scheduler = next_turn(reactor) if scheduler is None else scheduler
+        self.evictions = 0
         # name -> _Slot, least recently used first.  Complete once loaded.
         self._index = OrderedDict()
         self._size = 0
@@ -384,6 +385,7 @@ class FileStore:
     def _evict(self):
         while self._size > self.max_size and self._index:
             self._delete(next(iter(self._index)))
+            self.evictions += 1
 
     def _forget(self, name):
         slot = self._index.pop(name, None)

@@ -51,6 +51,7 @@ class MemoryStore:
         self._scheduler = scheduler
         self._entries = OrderedDict()
         self._size = 0
+        self.evictions = 0
 
     @property
     def size(self):
@@ -124,6 +125,7 @@ class MemoryStore:
         self._size += stored.size
         while self._size > self.max_size:
             self.remove(next(iter(self._entries)))
+            self.evictions += 1
 
     def _discard(self, entry, error):
         stored = self._entries.get(entry.key)

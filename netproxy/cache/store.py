@@ -222,6 +222,7 @@ class IStore(Interface):
     max_size = Attribute(
         "The most bytes kept: after each finish, the least recently used entries are evicted until size <= max_size."
     )
+    evictions = Attribute("How many entries were evicted to keep within max_size, since the store was made.")
 
     def __len__():
         """

@@ -97,7 +97,7 @@ class Background:
         self._done()
 
     def log_access(self, head, status, size, started, cache="BYPASS"):
-        self.factory.access_log.finished("-", head, status, size, self.factory.reactor.seconds() - started, cache)
+        self.factory.finished("-", head, status, size, started, cache)
 
     def _done(self):
         self.exchange = None

@@ -30,10 +30,10 @@ from netproxy.cache.store import BodyAbandoned, DamagedEntry, StreamStopped
 from netproxy.cache.validation import PRECONDITIONS, not_modified, validators
 from netproxy.dialing import connect_checked, connect_failure_reason
 from netproxy.errors import Blocked, HTTPError
+from netproxy.http import admin
 from netproxy.http.body import LAST_CHUNK, encode_chunk, make_decoder
 from netproxy.http.framing import request_framing
 from netproxy.http.message import (
-    error_response,
     forward_headers,
     is_loop,
     keep_alive,
@@ -92,6 +92,7 @@ class Exchange:
     _chunk_out = False
     _finished = False
     _request_time = 0.0
+    _connect_started = 0.0
     # The cache's part: the status word of the access log, the stored
     # response consulted, and what becomes of the origin's answer.
     cache_result = "BYPASS"
@@ -125,6 +126,10 @@ class Exchange:
         :raises HTTPError: when the request is refused.
         """
         head = self.head
+        if head.target[:1] == b"/" and head.method != b"CONNECT":
+            self._read_framing()
+            admin.page(self, rest)
+            return
         self.target = target = parse_target(head.method, head.target)
         if is_loop(head.headers):
             raise HTTPError(403, "forwarding loop: this request has already passed through netproxy")
@@ -135,19 +140,15 @@ class Exchange:
         if head.method == b"CONNECT":
             self.client.start_tunnel(target, rest)
             return
-        framing = request_framing(head.version, head.headers)
-        self.decoder = make_decoder(framing, 400)
-        self._chunked_in = framing.kind == "chunked"
-        self._bodyless = framing.kind == "none"
-        self.client_keep = keep_alive(head.version, head.headers)
+        self._read_framing()
         if head.method == b"PURGE":
-            self._purge(rest)
+            admin.purge(self, rest)
             return
         self.origin = (host, target.port)
         self._pending = rest
         checks = []
         cache = self.factory.cache
-        if cache is not None and head.method in (b"GET", b"HEAD") and self._bodyless:
+        if cache is not None and head.method in (b"GET", b"HEAD") and self.bodyless:
             checks = self._consult(cache)
             if checks is None:
                 return
@@ -160,29 +161,23 @@ class Exchange:
             headers = [field for field in headers if field[0].lower() not in PRECONDITIONS] + checks
         self._forward(headers)
 
-    def _purge(self, rest):
-        """
-        Answer C{PURGE url}: remove what the cache holds for the URL (200,
-        or 404 when it held nothing), for clients of C{--admin} networks.
+    def _read_framing(self):
+        framing = request_framing(self.head.version, self.head.headers)
+        self.decoder = make_decoder(framing, 400)
+        self._chunked_in = framing.kind == "chunked"
+        self.bodyless = framing.kind == "none"
+        self.client_keep = keep_alive(self.head.version, self.head.headers)
 
-        :raises HTTPError: 403 for other clients, 400 for a PURGE with a body.
+    def answer_locally(self, status, response, rest):
         """
-        host = getattr(self.client.transport.getPeer(), "host", None)
-        if host is None or self.factory.admin.match(host) is None:
-            raise HTTPError(403, f"PURGE is allowed from --admin networks only, not from {host}")
-        if not self._bodyless:
-            raise HTTPError(400, "a PURGE request has no body")
-        cache = self.factory.cache
-        url = self.head.target.decode("latin-1")
-        if cache is not None and cache.purge(cache_key(self.target)):
-            self.status, text = 200, f"{url} removed from the cache"
-        else:
-            self.status, text = 404, f"{url} is not in the cache"
-        self.log.info("{peer} purged {url}: {status}", peer=self.client.peer, url=url, status=self.status)
-        page = error_response(self.status, text, close=not self.client_keep)
-        self.sent = len(page.partition(b"\r\n\r\n")[2])
+        Answer with C{response}, a whole response of the proxy's own (a page,
+        or the outcome of a PURGE) with C{status}; C{rest} holds the bytes
+        that followed the request.
+        """
+        self.status = status
+        self.sent = len(response.partition(b"\r\n\r\n")[2])
         self.request_done, self.keep, self.leftover = True, self.client_keep, rest
-        self.client.transport.write(page)
+        self.client.transport.write(response)
         self._served(None)
 
     def _forward_afresh(self):
@@ -311,6 +306,7 @@ class Exchange:
         self.status = head.status
         age = policy.current_age(fetch.stored, self.factory.reactor.seconds())
         first = response_head_bytes(head.status, head.reason, served_fields(head.headers, head.version))[:-2]
+        self.factory.metrics.collapsed.inc()
         status_field = cache_status(hit=True, fwd="uri-miss", collapsed=True)
         self.client.transport.write(self._stored_head(first, age, status_field, fetch.length))
         self.sent = fetch.length
@@ -419,14 +415,17 @@ class Exchange:
         # Read nothing more from the client until the origin is connected.
         self._pause_client()
         host, port = self.origin
-        factory = Factory.forProtocol(partial(UpstreamConnection, self.origin))
+        factory = Factory.forProtocol(partial(UpstreamConnection, self.origin,
+                                              self.factory.metrics.upstream_connections))
         factory.noisy = False
+        self._connect_started = self.factory.reactor.seconds()
         connecting = self._connecting = connect_checked(
             self.factory.reactor, self.factory.rules, host, port, factory, self.factory.connect_timeout)
         connecting.addCallbacks(self._connected, self._not_connected)
 
     def _connected(self, upstream):
         self._connecting = None
+        self.factory.metrics.connect_seconds.observe(self.factory.reactor.seconds() - self._connect_started)
         if self._finished:
             upstream.transport.loseConnection()
             return
@@ -531,6 +530,7 @@ class Exchange:
         The origin's response head arrived: send ours to the client.
         """
         now = self._progress = self.factory.reactor.seconds()
+        self.factory.metrics.response_seconds.observe(now - self._request_time)
         cache = self.factory.cache
         if self._found is not None:
             if self._revalidating and head.status == 304:
@@ -641,7 +641,7 @@ class Exchange:
         if upstream is not None and upstream.transport.connected:
             upstream.transport.loseConnection()
         if self.status is None:
-            if self._reused and not self._retried and self.head.method in IDEMPOTENT and self._bodyless:
+            if self._reused and not self._retried and self.head.method in IDEMPOTENT and self.bodyless:
                 # The pooled connection was closed by the origin just as we
                 # reused it: try once more on a fresh one.
                 self._retried = True

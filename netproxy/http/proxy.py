@@ -14,6 +14,7 @@ from netproxy.errors import HTTPError
 from netproxy.http.access_log import AccessLog
 from netproxy.http.exchange import Exchange
 from netproxy.http.head import HeadReader, parse_request_head
+from netproxy.http.metrics import HttpMetrics
 from netproxy.http.message import error_response, no_delay
 from netproxy.http.pool import ConnectionPool
 from netproxy.http.tunnel import Tunnel
@@ -47,6 +48,7 @@ class ProxyProtocol(TrackedProtocol):
 
     def dataReceived(self, data):
         self.resetTimeout()
+        self.factory.metrics.received.inc(amount=len(data))
         if self.tunnel is not None:
             self.tunnel.client_data(data)
         elif self.exchange is not None:
@@ -152,7 +154,7 @@ class ProxyProtocol(TrackedProtocol):
         :param started: when its head was read, by the reactor's clock.
         """
         host = getattr(self.transport.getPeer(), "host", "-")
-        self.factory.access_log.finished(host, head, status, size, self.factory.reactor.seconds() - started, cache)
+        self.factory.finished(host, head, status, size, started, cache)
 
     def close_when_idle(self):
         # A response in progress is completed first; a tunnel stays until
@@ -228,6 +230,21 @@ class ProxyFactory(TrackingFactory):
         self.admin = admin
         self.pool = ConnectionPool(reactor)
         self.access_log = AccessLog()
+        self.metrics = HttpMetrics(self)
+
+    def finished(self, client, head, status, size, started, cache):
+        """
+        A request is finished: count it, and write its access line.
+
+        :param client: the client's address, C{-} for the proxy's own.
+        :param head: its L{netproxy.http.head.RequestHead}.
+        :param status: the status sent, or L{None} when none was.
+        :param size: the bytes of response body sent.
+        :param started: when its head was read, by the reactor's clock.
+        :param cache: the cache status.
+        """
+        self.metrics.finished(head.method, status, size, cache)
+        self.access_log.finished(client, head, status, size, self.reactor.seconds() - started, cache)
 
     def revalidate(self, head, key):
         """

@@ -30,10 +30,13 @@ class UpstreamConnection(Protocol):
     :ivar origin: C{(host, port)}.
     :ivar exchange: the exchange in progress, or L{None} while idle.
     :ivar used: how many exchanges it has served.
+    :ivar gauge: a L{netproxy.metrics.Gauge} of open connections to count
+        it in, or L{None}.
     """
 
-    def __init__(self, origin):
+    def __init__(self, origin, gauge=None):
         self.origin = origin
+        self.gauge = gauge
         self.exchange = None
         self.used = 0
         self.idle_since = None
@@ -45,6 +48,8 @@ class UpstreamConnection(Protocol):
 
     def connectionMade(self):
         no_delay(self.transport)
+        if self.gauge is not None:
+            self.gauge.inc()
 
     def start(self, exchange, method):
         """
@@ -101,6 +106,8 @@ class UpstreamConnection(Protocol):
             exchange.response_done(reusable)
 
     def connectionLost(self, reason):
+        if self.gauge is not None:
+            self.gauge.dec()
         exchange, self.exchange = self.exchange, None
         if exchange is None:
             if self.on_idle_lost is not None:

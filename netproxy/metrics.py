@@ -1,0 +1,173 @@
+"""
+Metrics in the Prometheus text exposition format (version 0.0.4): counters,
+gauges and histograms with labels, and the page that shows them.
+
+Small on purpose: updating a metric is a dictionary operation or two, cheap
+enough for every request of the proxy's hot path, and a gauge may read its
+value from the object it describes when the page is rendered, so nothing has
+to be kept in step.  No dependency beyond the standard library.
+"""
+
+from bisect import bisect_left
+from math import isinf
+
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+def _escape_label(value):
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(text):
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _number(value):
+    if isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == int(value) and abs(value) < 2**53:
+        return str(int(value))
+    return repr(float(value))
+
+
+def _labels(names, values, extra=()):
+    pairs = [*zip(names, values), *extra]
+    if not pairs:
+        return ""
+    return "{" + ",".join(f'{name}="{_escape_label(value)}"' for name, value in pairs) + "}"
+
+
+class _Metric:
+    """
+    A metric kept here, or read when rendered: C{read}, a function
+    returning the value (without labels) or C{{labels: value}} (with), for
+    values another object keeps anyway.
+    """
+
+    kind = ""
+
+    def __init__(self, name, help_text, labels=(), read=None):
+        self.name = name
+        self.help = help_text
+        self.labelnames = tuple(labels)
+        self._values = {}
+        self._read = read
+
+    def _key(self, labels):
+        if len(labels) != len(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {tuple(labels)}")
+        return tuple(labels)
+
+    def lines(self):
+        yield f"# HELP {self.name} {_escape_help(self.help)}"
+        yield f"# TYPE {self.name} {self.kind}"
+        yield from self._samples()
+
+    def value(self, *labels):
+        values = self._current()
+        return values.get(tuple(labels), 0)
+
+    def total(self):
+        """
+        :returns: the sum over every label set.
+        """
+        return sum(self._current().values())
+
+    def _current(self):
+        if self._read is None:
+            return self._values
+        read = self._read()
+        return read if self.labelnames else {(): read}
+
+    def _samples(self):
+        for key, value in sorted(self._current().items()):
+            yield f"{self.name}{_labels(self.labelnames, key)} {_number(value)}"
+
+
+class Counter(_Metric):
+    """
+    A count that only goes up, kept here or read when rendered.  Labels are
+    given positionally, in the order of C{labels}.
+    """
+
+    kind = "counter"
+
+    def inc(self, *labels, amount=1):
+        key = labels if len(labels) == len(self.labelnames) else self._key(labels)
+        self._values[key] = self._values.get(key, 0) + amount
+
+
+class Gauge(_Metric):
+    """
+    A value that goes up and down: set it, or have it read when rendered.
+    """
+
+    kind = "gauge"
+
+    def set(self, value, *labels):
+        self._values[self._key(labels)] = value
+
+    def inc(self, *labels, amount=1):
+        key = self._key(labels)
+        self._values[key] = self._values.get(key, 0) + amount
+
+    def dec(self, *labels, amount=1):
+        self.inc(*labels, amount=-amount)
+
+
+class Histogram(_Metric):
+    """
+    Observations counted in cumulative buckets (upper bounds, in seconds for
+    latencies), with their sum and count.
+    """
+
+    kind = "histogram"
+
+    def __init__(self, name, help_text, buckets, labels=()):
+        super().__init__(name, help_text, labels)
+        self.buckets = tuple(sorted(buckets))
+
+    def observe(self, value, *labels):
+        key = self._key(labels)
+        state = self._values.get(key)
+        if state is None:
+            state = self._values[key] = [[0] * (len(self.buckets) + 1), 0.0]
+        counts = state[0]
+        counts[bisect_left(self.buckets, value)] += 1
+        state[1] += value
+
+    def count(self, *labels):
+        state = self._values.get(tuple(labels))
+        return 0 if state is None else sum(state[0])
+
+    def _samples(self):
+        for key, (counts, total) in sorted(self._values.items()):
+            cumulative = 0
+            for bound, count in zip((*self.buckets, float("inf")), counts):
+                cumulative += count
+                yield f"{self.name}_bucket{_labels(self.labelnames, key, [('le', _number(bound))])} {cumulative}"
+            yield f"{self.name}_sum{_labels(self.labelnames, key)} {_number(total)}"
+            yield f"{self.name}_count{_labels(self.labelnames, key)} {cumulative}"
+
+
+class Registry:
+    """
+    The metrics of one daemon, rendered in the order they were added.
+    """
+
+    def __init__(self):
+        self._metrics = []
+
+    def add(self, metric):
+        """
+        :returns: C{metric}, added.
+        """
+        self._metrics.append(metric)
+        return metric
+
+    def render(self):
+        """
+        :returns: the exposition, as UTF-8 bytes.
+        """
+        lines = [line for metric in self._metrics for line in metric.lines()]
+        return ("\n".join(lines) + "\n").encode("utf-8")
