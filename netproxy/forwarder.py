@@ -74,6 +74,10 @@ class Forwarder:
         self.connect_timeout = connect_timeout
         self.answer_timeout = answer_timeout
         self.max_size = max_size
+        # For the metrics: messages passed on to the next server after one
+        # failed, and messages no server answered.
+        self.failovers = 0
+        self.unanswered = 0
 
     async def forward(self, message, data):
         """
@@ -87,10 +91,13 @@ class Forwarder:
         """
         candidates = self.registry.candidates(data.policy)
         if not candidates:
+            self.unanswered += 1
             self.log.warn("no server registered for privacy policy {policy}", policy=data.policy)
             return None, error_for(f"no server registered for privacy policy {data.policy}", data.policy, message)
         request = encode_message(message)
-        for server in candidates:
+        for attempt, server in enumerate(candidates):
+            if attempt:
+                self.failovers += 1
             self.log.info("Forwarding a data message to server id {server_id} payload: {payload}",
                           server_id=server.server_id, payload=data.payload, address=server.address)
             try:
@@ -107,6 +114,7 @@ class Forwarder:
             self.log.info("Received a data message from server id {server_id} payload: {payload}",
                           server_id=server.server_id, payload=answer.get("payload"))
             return raw, answer
+        self.unanswered += 1
         self.log.error("all servers of privacy policy {policy} are down", policy=data.policy)
         return None, error_for(f"all servers of privacy policy {data.policy} are down", data.policy, message)
 

@@ -109,6 +109,7 @@ class ReverseOptions(_ServerOptions):
         ["retry", None, "1", "seconds before a server that failed is tried again (doubling, up to 30)"],
         ["setup-grace", None, "1", "a server closing its setup connection within this many seconds stays registered"],
         ["max-size", None, str(DEFAULT_MAX_SIZE), "largest message accepted, in bytes (64K, 1M ...)"],
+        ["metrics", None, None, "endpoint serving GET /metrics (Prometheus text format), e.g. tcp:9105:interface=127.0.0.1"],
     ]
 
     def postOptions(self):
@@ -116,6 +117,8 @@ class ReverseOptions(_ServerOptions):
         if self["port"] is not None:
             self["listen"] = coerce.listen_endpoint("port", self["port"])
         self["listen"] = coerce.listen_endpoint("listen", self["listen"])
+        if self["metrics"] is not None:
+            self["metrics"] = coerce.listen_endpoint("metrics", self["metrics"])
         for name in ("connect-timeout", "timeout", "retry", "setup-grace"):
             self[name] = coerce.seconds(name, self[name])
         self["max-size"] = coerce.size("max-size", self["max-size"])
@@ -361,7 +364,16 @@ def reverse_service(options, reactor):
     forwarder = Forwarder(reactor, registry, options["connect-timeout"], options["timeout"], options["max-size"])
     factory = ReverseFactory(reactor, registry, forwarder, options["idle-timeout"], options["setup-grace"],
                              options["max-size"])
-    return _listening(options, factory, reactor)
+    service = _listening(options, factory, reactor)
+    if options["metrics"] is not None:
+        from twisted.web.server import Site
+
+        from netproxy.reverse_metrics import MetricsPage, ReverseMetrics
+
+        site = Site(MetricsPage(ReverseMetrics(registry, forwarder).registry))
+        site.noisy = False
+        strports.service(options["metrics"], site, reactor=reactor).setServiceParent(service)
+    return service
 
 
 def server_service(options, reactor):

@@ -10,6 +10,7 @@ from netproxy import tap
 from netproxy.ack import AckFactory
 from netproxy.relay import RelayFactory
 from netproxy.reload import ReloadOnHangup
+from netproxy.reverse_metrics import MetricsPage
 from netproxy.testing import UDPMemoryReactor
 from netproxy.upper import UpperDatagramProtocol, UpperFactory
 
@@ -209,3 +210,28 @@ class ClientRoleTests(SynchronousTestCase):
         self.assertEqual(sub.subCommand, "upper")
         self.assertEqual((sub.subOptions["host"], sub.subOptions["port"], sub.subOptions["text"]), ("127.0.0.1", 12000, "hi"))
         self.assertTrue(sub.subOptions["udp"])
+
+
+class ReverseMetricsOptionTests(SynchronousTestCase):
+    """
+    The reverse proxy's --metrics endpoint.
+    """
+
+    def test_metrics_endpoint(self):
+        """--metrics adds a web listener serving the metrics page; a bare port is loopback."""
+        options = parse("reverse", "--port", "5000", "--metrics", "9105")
+        self.assertEqual(options.subOptions["metrics"], "tcp:9105:interface=127.0.0.1")
+        reactor, service = start(tap.reverse_service, options)
+        ports = [(port, factory) for port, factory, _, interface in reactor.tcpServers]
+        self.assertEqual([port for port, _ in ports], [5000, 9105])
+        self.assertIsInstance(ports[1][1].resource, MetricsPage)
+
+    def test_off_by_default(self):
+        """Without --metrics, only the message listener."""
+        reactor, service = start(tap.reverse_service, parse("reverse", "--port", "5000"))
+        self.assertEqual(len(reactor.tcpServers), 1)
+
+    def test_bad_endpoint(self):
+        """A bad --metrics endpoint is refused naming the option."""
+        error = self.assertRaises(UsageError, parse, "reverse", "--metrics", "nonsense:1")
+        self.assertTrue(str(error).startswith("--metrics: not an endpoint"), str(error))
