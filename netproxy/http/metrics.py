@@ -30,13 +30,22 @@ class HttpMetrics:
         add = registry.add
         add(Gauge("netproxy_start_time_seconds", "When the daemon started, in seconds since the epoch.",
                   read=lambda: self.started))
+        # Counted in plain dictionaries and integers, turned into labelled
+        # samples only when the page is rendered: a request costs a few
+        # dictionary operations.
+        self._requests = {}
+        self._results = dict.fromkeys(CACHE_RESULTS, 0)
+        self.received_bytes = 0
+        self.sent_bytes = 0
         self.requests = add(Counter(
             "netproxy_http_requests_total", "Requests finished, by method and status (- when none was sent).",
-            ("method", "status")))
+            ("method", "status"), read=self._request_samples))
         self.received = add(Counter(
-            "netproxy_http_received_bytes_total", "Bytes read from clients: request heads, bodies and tunnel data."))
+            "netproxy_http_received_bytes_total", "Bytes read from clients: request heads, bodies and tunnel data.",
+            read=lambda: self.received_bytes))
         self.sent = add(Counter(
-            "netproxy_http_sent_bytes_total", "Bytes of response bodies and tunnel data sent to clients."))
+            "netproxy_http_sent_bytes_total", "Bytes of response bodies and tunnel data sent to clients.",
+            read=lambda: self.sent_bytes))
         self.connect_seconds = add(Histogram(
             "netproxy_http_upstream_connect_seconds", "Time to connect to an origin.", LATENCY_BUCKETS))
         self.response_seconds = add(Histogram(
@@ -50,7 +59,8 @@ class HttpMetrics:
                   read=lambda: len(factory.pool)))
         self.cache_requests = add(Counter(
             "netproxy_cache_requests_total",
-            "Requests by what the cache did: HIT, MISS, REVALIDATED, STALE or BYPASS (not consulted).", ("result",)))
+            "Requests by what the cache did: HIT, MISS, REVALIDATED, STALE or BYPASS (not consulted).", ("result",),
+            read=lambda: {(result,): count for result, count in self._results.items()}))
         self.collapsed = add(Counter(
             "netproxy_cache_collapsed_total",
             "Misses answered with the response another request was fetching (collapsed forwarding)."))
@@ -61,15 +71,18 @@ class HttpMetrics:
             add(Gauge("netproxy_cache_entries", "Entries in the cache.", read=lambda: len(cache.store)))
             add(Counter("netproxy_cache_evictions_total", "Entries evicted to keep within --cache-size.",
                         read=lambda: cache.store.evictions))
-        for result in CACHE_RESULTS:
-            self.cache_requests.inc(result, amount=0)
 
     def finished(self, method, status, size, cache):
         """
         Count a finished request: its C{method} and C{status} (L{None} when
         none was sent), the C{size} of the body sent, the C{cache} result.
         """
-        method = method.decode("ascii") if method in METHODS else "OTHER"
-        self.requests.inc(method, "-" if status is None else str(status))
-        self.sent.inc(amount=size)
-        self.cache_requests.inc(cache)
+        key = (method if method in METHODS else b"OTHER", status)
+        requests = self._requests
+        requests[key] = requests.get(key, 0) + 1
+        self.sent_bytes += size
+        self._results[cache] += 1
+
+    def _request_samples(self):
+        return {(method.decode("ascii"), "-" if status is None else str(status)): count
+                for (method, status), count in self._requests.items()}

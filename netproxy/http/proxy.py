@@ -48,7 +48,7 @@ class ProxyProtocol(TrackedProtocol):
 
     def dataReceived(self, data):
         self.resetTimeout()
-        self.factory.metrics.received.inc(amount=len(data))
+        self.factory.metrics.received_bytes += len(data)
         if self.tunnel is not None:
             self.tunnel.client_data(data)
         elif self.exchange is not None:
