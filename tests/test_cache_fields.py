@@ -5,7 +5,7 @@ HTTP-dates, including the invalid and edge values origins really send.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netproxy.cache.fields import format_http_date, parse_cache_control, parse_http_date
+from netproxy.cache.fields import delta_seconds, format_http_date, parse_cache_control, parse_http_date
 from tests.cache_helpers import T0
 
 RFC_EXAMPLE = 784111777.0  # Sun, 06 Nov 1994 08:49:37 GMT
@@ -46,10 +46,12 @@ class ParseCacheControlTests(SynchronousTestCase):
         self.assertEqual(parse_cache_control([b"max-age=10", b"max-age=100"]), {"max-age": "10"})
 
     def test_whitespace(self):
-        """Whitespace around elements and around the equals sign is ignored."""
+        """Whitespace around elements is ignored; around the equals sign it stays, to make the value invalid."""
         self.assertEqual(
-            parse_cache_control([b" ,max-age = 7 ,, \tpublic\t"]), {"max-age": "7", "public": None}
+            parse_cache_control([b" ,max-age=7 ,, \tpublic\t"]), {"max-age": "7", "public": None}
         )
+        for written in (b"max-age =7", b"max-age= 7", b"max-age = 7", b"max-age\t=7"):
+            self.assertIsNone(delta_seconds(parse_cache_control([written])["max-age"]), written)
 
     def test_bad_names_skipped(self):
         """An element whose name is not a token is skipped, the others kept."""

@@ -62,7 +62,9 @@ def parse_cache_control(values):
     reads as C{max-age=10} (RFC 9111 section 5.2 asks recipients to accept
     both forms).  An element whose name is not a token is skipped; a value
     that is neither a token nor a quoted string is kept as written, for the
-    reader of that directive to reject.
+    reader of that directive to reject: so is one with whitespace around
+    its C{=} (C{max-age = 7}), which the grammar does not allow; a
+    C{max-age} so written makes a response stale, the cautious reading.
 
     :param values: the field values, in order.
     :returns: a L{dict} from directive name to its value, or to C{None} when it
@@ -76,15 +78,19 @@ def parse_cache_control(values):
     while position <= len(data):
         element = _ELEMENT.match(data, position).group()
         position += len(element) + 1
-        name, equals, value = element.partition(b"=")
-        name = name.strip(b" \t")
+        written, equals, value = element.partition(b"=")
+        name = written.strip(b" \t")
         if not name or name.translate(None, _TCHAR):
             continue
         key = name.lower().decode("ascii")
         if key in found:
             continue
         if equals:
-            value = value.strip(b" \t")
+            value = value.rstrip(b" \t")
+            if written[-1:] in (b" ", b"\t"):
+                # No whitespace may surround "=": the value keeps a space,
+                # so that its reader rejects it.
+                value = b" " + value
             quoted = _QUOTED.fullmatch(value)
             if quoted:
                 value = _QUOTED_PAIR.sub(rb"\1", quoted.group(1))

@@ -23,13 +23,15 @@ PRECONDITIONS = frozenset({b"if-match", b"if-none-match", b"if-modified-since", 
 # Fields a 304 must not change in a stored response (RFC 9111 section 3.2):
 # the hop-by-hop and proxy-specific fields never stored (section 3.1), the
 # framing of the stored body (Content-Length, and Transfer-Encoding and
-# Trailer, which a 304 without content cannot describe), and the fields the
-# stored bytes depend on (Content-Encoding, Content-Type, Content-Range):
-# a 304 claiming another coding or type would mislabel the body we hold.
+# Trailer, which a 304 without content cannot describe), and Content-Range,
+# which section 3.2 lets a cache leave alone.  Content-Type and
+# Content-Encoding are updated, as section 3.2 requires of a cache that
+# stores the bytes as received (only one that decodes or parses them may
+# keep its own).
 _NOT_UPDATED = frozenset(
     b"connection keep-alive proxy-connection te transfer-encoding trailer upgrade"
     b" proxy-authenticate proxy-authentication-info proxy-authorization"
-    b" content-length content-encoding content-type content-range".split()
+    b" content-length content-range".split()
 )
 
 _ENTITY_TAG = re.compile(rb'\s*(?:(\*)|(W/)?("[^"]*"))\s*(?:,|$)')
