@@ -263,14 +263,14 @@ class CurrentAgeTests(SynchronousTestCase):
         self.assertEqual(current_age(response, T0), 100)
 
     def test_invalid_age(self):
-        """An Age without leading digits is ignored."""
-        for ages in ([b"abc"], [b"-5"], [b""], [b", 5"]):
+        """An Age whose first value is not delta-seconds is ignored."""
+        for ages in ([b"abc"], [b"-5"], [b""], [b", 5"], [b"7200.0"], [b"1.5, 7200"]):
             headers = [date(T0)] + [(b"Age", a) for a in ages]
             self.assertEqual(current_age(stored(headers), T0 + 1), 1, ages)
 
     def test_age_list(self):
-        """Of an Age list, on one line or several, the first value counts; of junk after digits, the digits."""
-        for ages in ([b"7200, 0"], [b"7200", b"0"], [b"7200;foo=bar"], [b"7200.5"], [b" 7200"]):
+        """Of an Age list, on one line or several, the first value counts, less any parameters."""
+        for ages in ([b"7200, 0"], [b"7200", b"0"], [b"7200;foo=bar"], [b" 7200 ,1"]):
             headers = [date(T0)] + [(b"Age", a) for a in ages]
             self.assertEqual(current_age(stored(headers), T0 + 1), 7201, ages)
 

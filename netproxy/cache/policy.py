@@ -24,7 +24,6 @@ count as the unqualified ones (RFC 9111 sections 5.2.2.4 and 5.2.2.7 note
 that caches commonly do so).
 """
 
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
@@ -41,8 +40,6 @@ HEURISTIC_CAP = 24 * 60 * 60
 
 # RFC 9110 section 15.1, less 206: this cache does not store partial content.
 HEURISTICALLY_CACHEABLE = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
-# The delta-seconds an Age field starts with.
-_LEADING_DIGITS = re.compile(rb"[ \t]*([0-9]+)")
 # Response directives that forbid serving it stale (RFC 9111 section 4.2.4).
 _NEVER_STALE = frozenset({"must-revalidate", "proxy-revalidate", "s-maxage"})
 
@@ -235,11 +232,11 @@ def current_age(stored, now):
     plus the time it has been stored.
 
     Age should be a single delta-seconds (RFC 9111 section 5.1); of a list
-    (C{7200, 0}, on one line or several) the first value counts, and of a
-    value with trailing junk (C{7200;foo=1}) its leading digits, as Squid
-    reads them: an origin's or upstream cache's word that the response is
-    old is never thrown away in favour of a fresher reading.  An Age
-    without leading digits is ignored; a huge one counts as
+    (C{7200, 0}, on one line or several) the first value counts, and
+    parameters after it (C{7200;foo=1}) are ignored, as Squid reads them:
+    an origin's or upstream cache's word that the response is old is not
+    thrown away in favour of a fresher reading.  A first value that is not
+    delta-seconds (C{abc}, C{-5}, C{7200.0}) is ignored; a huge one counts as
     L{netproxy.cache.fields.MAX_DELTA}.  An invalid or missing Date counts as
     the response time, so only the Age field and the request's round trip
     make up the initial age.  Clocks stepping backwards never make
@@ -260,9 +257,8 @@ def _initial_age(stored):
     ages = header_values(headers, b"age")
     age_value = None
     if ages:
-        digits = _LEADING_DIGITS.match(ages[0])
-        if digits is not None:
-            age_value = delta_seconds(digits.group(1).decode("ascii"))
+        first = ages[0].split(b",", 1)[0].split(b";", 1)[0].strip(b" \t")
+        age_value = delta_seconds(first.decode("latin-1"))
     apparent_age = max(0.0, stored.response_time - date)
     response_delay = max(0.0, stored.response_time - stored.request_time)
     corrected_age_value = (age_value or 0) + response_delay
