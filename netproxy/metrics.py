@@ -9,7 +9,7 @@ to be kept in step.  No dependency beyond the standard library.
 """
 
 from bisect import bisect_left
-from math import isinf
+from math import isinf, isnan
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -23,6 +23,8 @@ def _escape_help(text):
 
 
 def _number(value):
+    if isnan(value):
+        return "NaN"
     if isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     if value == int(value) and abs(value) < 2**53:
@@ -75,7 +77,9 @@ class _Metric:
 
     def _current(self):
         if self._read is None:
-            return self._values
+            # One without labels shows 0 until first counted, so a scrape
+            # sees it from the start.
+            return self._values if self._values or self.labelnames else {(): 0}
         read = self._read()
         return read if self.labelnames else {(): read}
 
@@ -141,7 +145,10 @@ class Histogram(_Metric):
         return 0 if state is None else sum(state[0])
 
     def _samples(self):
-        for key, (counts, total) in sorted(self._values.items()):
+        values = self._values
+        if not values and not self.labelnames:
+            values = {(): [[0] * (len(self.buckets) + 1), 0.0]}
+        for key, (counts, total) in sorted(values.items()):
             cumulative = 0
             for bound, count in zip((*self.buckets, float("inf")), counts):
                 cumulative += count

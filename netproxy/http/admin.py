@@ -27,15 +27,13 @@ def _check_admin(exchange, what):
     if host is None or exchange.factory.admin.match(host) is None:
         raise HTTPError(403, f"{what} is allowed from --admin networks only, not from {host}")
     if not exchange.bodyless:
-        raise HTTPError(400, f"a {what} request has no body")
+        raise HTTPError(400, f"{what}: the request must have no body")
 
 
-def _page_response(content_type, body, keep, with_body=True):
-    fields = [b"HTTP/1.1 200 OK", b"Content-Type: " + content_type, b"Content-Length: %d" % (len(body),),
-              b"Cache-Control: no-store"]
-    if not keep:
-        fields.append(b"Connection: close")
-    return b"\r\n".join(fields) + b"\r\n\r\n" + (body if with_body else b"")
+def _page_response(exchange, content_type, body, with_body=True):
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\nCache-Control: no-store\r\n%s\r\n"
+            % (content_type, len(body), exchange.connection_field()))
+    return head + (body if with_body else b"")
 
 
 def page(exchange, rest):
@@ -58,7 +56,7 @@ def page(exchange, rest):
         content_type, body = CONTENT_TYPE, factory.metrics.registry.render()
     else:
         content_type, body = b"text/html; charset=utf-8", status_page(factory)
-    response = _page_response(content_type, body, exchange.client_keep, with_body=head.method == b"GET")
+    response = _page_response(exchange, content_type, body, with_body=head.method == b"GET")
     exchange.answer_locally(200, response, rest)
 
 
@@ -78,7 +76,10 @@ def purge(exchange, rest):
     else:
         status, text = 404, f"{url} is not in the cache"
     exchange.log.info("{peer} purged {url}: {status}", peer=exchange.client.peer, url=url, status=status)
-    exchange.answer_locally(status, error_response(status, text, close=not exchange.client_keep), rest)
+    page = error_response(status, text, close=not exchange.client_keep)
+    if exchange.client_keep and exchange.head.version != (1, 1):
+        page = page.replace(b"\r\n\r\n", b"\r\nConnection: keep-alive\r\n\r\n", 1)
+    exchange.answer_locally(status, page, rest)
 
 
 def _duration(seconds):

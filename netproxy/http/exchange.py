@@ -369,15 +369,21 @@ class Exchange:
         :returns: the head it is served with.
         """
         self.keep = self.client_keep
-        if not self.keep:
-            connection = b"Connection: close\r\n"
-        elif self.head.version != (1, 1):
-            connection = b"Connection: keep-alive\r\n"
-        else:
-            connection = b""
         framing = b"" if length is None else b"Content-Length: %d\r\n" % (length,)
         return b"%sAge: %d\r\nCache-Status: %s\r\n%s%s\r\n" % (
-            first, min(age, MAX_DELTA), status_field, framing, connection)
+            first, min(age, MAX_DELTA), status_field, framing, self.connection_field())
+
+    def connection_field(self):
+        """
+        :returns: the Connection field line of a response the proxy makes
+            itself: C{close} when the client's connection ends with it,
+            C{keep-alive} for an HTTP/1.0 client whose connection stays.
+        """
+        if not self.client_keep:
+            return b"Connection: close\r\n"
+        if self.head.version != (1, 1):
+            return b"Connection: keep-alive\r\n"
+        return b""
 
     def _damaged_before_sending(self, failure, found):
         failure.trap(DamagedEntry)

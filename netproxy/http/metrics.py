@@ -64,13 +64,14 @@ class HttpMetrics:
         self.collapsed = add(Counter(
             "netproxy_cache_collapsed_total",
             "Misses answered with the response another request was fetching (collapsed forwarding)."))
-        cache = factory.cache
-        if cache is not None:
-            add(Gauge("netproxy_cache_stored_bytes", "Bytes the cache's entries take (bodies and records).",
-                      read=lambda: cache.store.size))
-            add(Gauge("netproxy_cache_entries", "Entries in the cache.", read=lambda: len(cache.store)))
-            add(Counter("netproxy_cache_evictions_total", "Entries evicted to keep within --cache-size.",
-                        read=lambda: cache.store.evictions))
+        # Read through the factory, whose cache may be set after it is made
+        # (0 without one).
+        add(Gauge("netproxy_cache_stored_bytes", "Bytes the cache's entries take (bodies and records).",
+                  read=lambda: 0 if factory.cache is None else factory.cache.store.size))
+        add(Gauge("netproxy_cache_entries", "Entries in the cache.",
+                  read=lambda: 0 if factory.cache is None else len(factory.cache.store)))
+        add(Counter("netproxy_cache_evictions_total", "Entries evicted to keep within --cache-size.",
+                    read=lambda: 0 if factory.cache is None else factory.cache.store.evictions))
 
     def finished(self, method, status, size, cache):
         """

@@ -1,0 +1,116 @@
+"""
+End-to-end tests of the HTTP proxy's own pages: a real C{twistd netproxy
+http} with a cache, in front of the test origin
+(L{tests.integration.http_origin}); requests go through it, then its
+C{/metrics} page is scraped directly (origin-form, over a raw socket, as
+Prometheus does), parsed with prometheus_client, and its counters compared
+with what was done.
+"""
+
+from tests.integration.daemon import raw_exchange
+from tests.integration.http_origin import start_origin
+from tests.integration.test_http import parse_replies, start_proxy
+from tests.integration.test_http_cache import (
+    BODY,
+    MAX_AGE_60,
+    _CacheTestCase,
+    _Page,
+    add_page,
+)
+from tests.test_metrics import parse, samples
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def page_request(path):
+    """
+    :returns: an origin-form GET for one of the proxy's pages, closing the
+        connection after it.
+    """
+    return b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" % (path,)
+
+
+class PageTests(_CacheTestCase):
+    """
+    /metrics and /status, asked for from loopback.
+    """
+
+    async def get_page(self, proxy, path):
+        """
+        GET C{path} from C{proxy} on a connection of its own.
+
+        :returns: the L{tests.integration.test_http.Reply}.
+        """
+        reply = await raw_exchange(proxy.port, page_request(path), until_closed=True)
+        [page] = parse_replies(reply.data)
+        self.assertTrue(reply.closed)
+        return page
+
+    async def scrape(self, proxy):
+        """
+        Scrape C{proxy}'s /metrics.
+
+        :returns: C{({(sample name, sorted label pairs): value}, page body)}.
+        """
+        page = await self.get_page(proxy, b"/metrics")
+        self.assertEqual((page.status, page.header("content-type")), (200, [CONTENT_TYPE]),
+                         proxy.output.transcript())
+        return samples(parse(page.body.decode("utf-8"))), page.body
+
+    async def test_scrape(self):
+        """
+        After a miss and a hit, /metrics counts them, the requests and the bytes, the entry stored and the upstream
+        connection with its timings.
+        """
+        origin = start_origin(self)
+        url = add_page(origin, "counted", _Page(MAX_AGE_60))
+        proxy = await self.cached_proxy()
+        before, before_page = await self.scrape(proxy)
+        self.assertEqual(before[("netproxy_cache_entries", ())], 0)
+        await self.assert_stored(proxy, url)
+        await self.assert_hit(proxy, url)
+        after, _ = await self.scrape(proxy)
+
+        def moved(name, **labels):
+            key = (name, tuple(sorted(labels.items())))
+            return after.get(key, 0) - before.get(key, 0)
+
+        # The first scrape is counted once its page was sent.
+        self.assertEqual(moved("netproxy_http_requests_total", method="GET", status="200"), 3)
+        self.assertEqual((moved("netproxy_cache_requests_total", result="MISS"),
+                          moved("netproxy_cache_requests_total", result="HIT"),
+                          moved("netproxy_cache_requests_total", result="BYPASS")), (1, 1, 1))
+        self.assertEqual(moved("netproxy_http_sent_bytes_total"), 2 * len(BODY) + len(before_page))
+        self.assertGreater(moved("netproxy_http_received_bytes_total"), 2 * len(b"GET " + url.encode("ascii")))
+        self.assertEqual(after[("netproxy_cache_entries", ())], 1)
+        self.assertGreater(after[("netproxy_cache_stored_bytes", ())], len(BODY))
+        self.assertEqual((moved("netproxy_http_upstream_connect_seconds_count"),
+                          moved("netproxy_http_upstream_response_seconds_count")), (1, 1))
+        self.assertEqual(moved("netproxy_http_upstream_response_seconds_bucket", le="+Inf"), 1)
+        self.assertGreater(after[("netproxy_http_upstream_response_seconds_sum", ())], 0)
+        # The origin keeps the connection open, idle in the pool.
+        self.assertEqual((after[("netproxy_http_upstream_connections", ())],
+                          after[("netproxy_http_upstream_idle_connections", ())]), (1, 1))
+        # At least the scraping connection.
+        self.assertGreaterEqual(after[("netproxy_http_client_connections", ())], 1)
+        await proxy.wait_for(r'"GET /metrics HTTP/1\.1" 200 \d+ .* BYPASS ')
+
+    async def test_status(self):
+        """/status is an HTML page naming the cache's entries."""
+        origin = start_origin(self)
+        url = add_page(origin, "listed", _Page(MAX_AGE_60))
+        proxy = await self.cached_proxy()
+        await self.assert_stored(proxy, url)
+        page = await self.get_page(proxy, b"/status")
+        self.assertEqual((page.status, page.header("content-type")), (200, ["text/html; charset=utf-8"]))
+        text = page.body.decode("utf-8")
+        self.assertTrue(text.startswith("<!DOCTYPE html>"), text)
+        self.assertIn("<tr><th>Cache</th><td>1 entries, ", text)
+
+    async def test_not_admin(self):
+        """With --admin naming another network, loopback gets 403 for /metrics, and no metrics."""
+        proxy = await start_proxy(self, "--no-cache", "--admin", "10.0.0.0/8")
+        reply = await raw_exchange(proxy.port, page_request(b"/metrics"), until_closed=True)
+        self.check_error(reply.data, reply.closed, 403, r"--admin networks only, not from 127\.0\.0\.1",
+                         page_request(b"/metrics"))
+        self.assertNotIn(b"netproxy_", reply.data)
