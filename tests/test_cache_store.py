@@ -11,6 +11,7 @@ import gc
 import io
 import json
 import os
+import tracemalloc
 import zlib
 
 from twisted.internet.defer import CancelledError
@@ -1268,6 +1269,31 @@ class FileStoreOnDiskTests(TurnsMixin, SynchronousTestCase):
         for key in (b"a", b"b", b"a"):
             self.fetch(self.store.get(key))
         self.assertEqual(opens.count, 6)
+
+    def test_memory_size_real(self):
+        """
+        memory_size bounds the memory the held entries really take, not just
+        their bytes on disk: holding the records of many small entries
+        grows the heap by about memory_size at most.
+        """
+        meta = {**META, "headers": [["Content-Type", "text/plain"], ["Date", "Sat, 21 Nov 2026 19:00:00 GMT"],
+                                    ["Cache-Control", "max-age=3600"], ["ETag", '"abcdef"']]}
+        keys = [b"http://example.com:80/%d" % (number,) for number in range(2000)]
+        for key in keys:
+            writer = self.store.writer(key, meta)
+            writer.write(b"x")
+            writer.finish()
+        self.reopen(memory_size=MiB)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for key in keys:
+                self.store.get(key)
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        self.assertLess(grown, 1.5 * MiB)
 
     def open_descriptors(self):
         """:returns: how many file descriptors the process has open."""

@@ -52,8 +52,11 @@ BODY, META, TEMP = ".body", ".meta", ".tmp"
 TOUCH_INTERVAL = 60.0
 #: Directory entries examined per reactor turn by L{FileStore.load}.
 LOAD_BATCH = 100
-#: Bytes accounted for each entry held in memory, beyond its record and body.
-_OVERHEAD = 256
+#: What an entry held in memory is accounted, beyond its body: its record
+#: decoded into Python objects takes several times the record's JSON (about
+#: 2,300 bytes for a 400-byte record), plus the index's own objects.
+_RECORD_FACTOR = 4
+_OVERHEAD = 800
 _SHARD = re.compile("[0-9a-f]{2}")
 _NAME = re.compile("[0-9a-f]{64}")
 
@@ -366,10 +369,12 @@ class FileStore:
                 pass  # gone: the next read finds out
 
     def _remember(self, name, entry, body, record_size):
+        self._hold(name, entry, body, _RECORD_FACTOR * record_size + _OVERHEAD + len(body or b""))
+
+    def _hold(self, name, entry, body, cost):
         old = self._hot.pop(name, None)
         if old is not None:
             self._hot_size -= old.size
-        cost = record_size + len(body or b"") + _OVERHEAD
         if cost > self.memory_size:
             return
         self._hot[name] = Held(entry, body, cost)
@@ -380,7 +385,7 @@ class FileStore:
     def _keep(self, name, entry, body):
         hot = self._hot.get(name)
         if hot is not None and hot.body is None and same_body(hot.entry, entry):
-            self._remember(name, hot.entry, body, hot.size - _OVERHEAD)
+            self._hold(name, hot.entry, body, hot.size + len(body))
 
     def _evict(self):
         while self._size > self.max_size and self._index:
