@@ -661,7 +661,8 @@ class Exchange:
                 return
             self.client.fail(error)
         else:
-            self.log.warn("response from {origin} cut short: {reason}", origin=self.target.authority, reason=str(error))
+            self.log.warn("response from {origin} to {peer} cut short: {reason}",
+                          origin=self.target.authority.decode("ascii"), peer=self.client.peer, reason=str(error))
             self.client.abort()
 
     def _timed_out(self):

@@ -68,6 +68,10 @@ READY = {
     "upper": ("UpperFactory", "UpperDatagramProtocol"),
 }
 
+# What systemd tells the processes it starts; a daemon gets them only from
+# the test that sets them.
+_SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
+
 # Signs that a daemon hit a bug rather than handling its input.
 _CRASH = re.compile(r"Traceback \(most recent call last\)|Unhandled [Ee]rror")
 
@@ -269,23 +273,34 @@ class Daemon:
     :ivar killed_by_test: set by L{kill}.
     """
 
-    def __init__(self, role, args, directory):
+    def __init__(self, role, args, directory, twistd_args=(), env=None, fds=None, wrapper=()):
         self.role = role
         self.args = list(args)
         self.directory = directory
-        argv = ["twistd", "-n", "--pidfile=", "netproxy", role, *self.args]
+        # Not the test runner's own systemd links (when it runs under
+        # systemd): only those a test passes in env.
+        self.env = {name: value for name, value in os.environ.items() if name not in _SYSTEMD_VARIABLES}
+        self.env.update(env or {})
+        self.fds = dict(fds or {})
+        self.wrapper = list(wrapper)
+        # twistd's own options (--logger ...), given before the role.
+        self.twistd_args = list(twistd_args)
+        argv = ["twistd", *self.twistd_args, "-n", "--pidfile=", "netproxy", role, *self.args]
         self.output = OutputCollector(" ".join(argv))
         self.process = None
         self.ports = {}
         self.killed_by_test = False
 
     def spawn(self):
+        argv = [*self.wrapper, sys.executable, *TWISTD, *self.twistd_args, "-n", "--pidfile=", "netproxy",
+                self.role, *self.args]
         self.process = reactor.spawnProcess(
             self.output,
-            sys.executable,
-            [sys.executable, *TWISTD, "-n", "--pidfile=", "netproxy", self.role, *self.args],
-            env=dict(os.environ),
+            argv[0],
+            argv,
+            env=self.env,
             path=self.directory,
+            childFDs={0: "w", 1: "r", 2: "r", **self.fds},
         )
 
     async def wait_listening(self, names):
@@ -397,7 +412,7 @@ class Daemon:
             testcase.fail(f"{self.role} logged a crash\n{self.output.transcript()}")
 
 
-async def start_daemon(testcase, role, *args, ready=None):
+async def start_daemon(testcase, role, *args, ready=None, twistd_args=(), env=None, fds=None, wrapper=()):
     """
     Start C{twistd -n --pidfile= netproxy ROLE ARGS...} in a fresh directory
     and wait until its listeners have announced their ports.  The daemon is
@@ -406,9 +421,17 @@ async def start_daemon(testcase, role, *args, ready=None):
     :param testcase: the running L{TestCase}.
     :param ready: the names of the listeners to wait for; by default those
         of L{READY} for the role.
+    :param twistd_args: twistd options to give before the role
+        (C{("--logger", "netproxy.logging.json_observer")}).
+    :param env: environment variables for the daemon, over the tests' own
+        environment (whose systemd variables are left out).
+    :param fds: more file descriptors for the daemon: its number to the
+        test's descriptor (C{{3: sock.fileno()}}).
+    :param wrapper: a command that runs the daemon's command line, given as
+        its trailing arguments (C{("sh", "-c", 'exec "$@"', "sh")}).
     :returns: the L{Daemon}.
     """
-    daemon = Daemon(role, args, fresh_directory(testcase))
+    daemon = Daemon(role, args, fresh_directory(testcase), twistd_args, env, fds, wrapper)
     daemon.spawn()
     testcase.addCleanup(daemon.cleanup, testcase)
     await daemon.wait_listening(READY.get(role, ()) if ready is None else ready)
