@@ -8,6 +8,7 @@ reactor thread, where every protocol reads the rules it swaps.
 import signal
 
 from twisted.application.service import Service
+from twisted.internet.defer import gatherResults, maybeDeferred
 from twisted.logger import Logger
 
 
@@ -20,6 +21,9 @@ class ReloadOnHangup(Service):
         configuration when its new one is bad (see L{netproxy.acl.RulesFile}).
     :param reactor: provides C{callFromThread}.
     :param signals: the L{signal} module, or a fake with C{signal} and C{SIGHUP}.
+    :ivar observers: objects told about each reload: C{reloading()} before
+        the first reloader runs, C{reloaded()} once every one has applied or
+        refused its new configuration (L{netproxy.systemd.SystemdNotifier}).
     """
 
     log = Logger()
@@ -29,6 +33,7 @@ class ReloadOnHangup(Service):
         self._reactor = reactor
         self._signals = signals
         self._previous = None
+        self.observers = []
 
     def privilegedStartService(self):
         # Before any listener announces itself, so a SIGHUP sent as soon as
@@ -54,12 +59,26 @@ class ReloadOnHangup(Service):
 
     def reload(self):
         """
-        Run every reloader now; one that raises is logged and the others
-        still run.
+        Run every reloader now; one that raises (or returns a L{Deferred}
+        that fails) is logged and the others still run.
+
+        :returns: a L{Deferred} that fires once every reloader is done, when
+            the observers have been told.
         """
-        self.log.info("SIGHUP received: reloading configuration")
+        if self._reloaders:
+            self.log.info("SIGHUP received: reloading configuration")
+        else:
+            self.log.info("SIGHUP received: this role has nothing to reload")
+        for observer in self.observers:
+            observer.reloading()
+        done = []
         for reloader in self._reloaders:
-            try:
-                reloader()
-            except Exception:
-                self.log.failure("reloading with {reloader!r} failed", reloader=reloader)
+            done.append(maybeDeferred(reloader).addErrback(
+                lambda failure, reloader=reloader: self.log.failure(
+                    "reloading with {reloader!r} failed", failure, reloader=reloader)))
+
+        def tell_observers(ignored):
+            for observer in self.observers:
+                observer.reloaded()
+
+        return gatherResults(done).addCallback(tell_observers)

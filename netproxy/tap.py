@@ -272,6 +272,12 @@ def makeService(options):
     # First, so its handler is in place before any listener starts.
     ExitCleanlyOnTerm(reactor).setServiceParent(service)
     _BUILDERS[options.subCommand](options.subOptions, reactor).setServiceParent(service)
+    if options.subCommand != "client":
+        from netproxy.systemd import SystemdNotifier
+
+        # Last, so READY=1 goes out once every listener is up; stopped first,
+        # so STOPPING=1 goes out before the listeners close and drain.
+        SystemdNotifier(reactor).attach(service)
     return service
 
 
