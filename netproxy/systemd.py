@@ -113,7 +113,8 @@ class NotifySocket:
         :param message: a L{str} of C{NAME=value} lines.
         """
         if len(self._pending) >= MAX_PENDING:
-            self._warn("systemd notification socket {address} is not reading; dropped {notification!r}", notification=message)
+            self._warn("systemd notification socket {address} is not reading; dropped {notification!r}",
+                       notification=message)
             return
         self._pending.append(message.encode("utf-8"))
         self._closing = False
