@@ -109,7 +109,8 @@ class ReverseOptions(_ServerOptions):
         ["retry", None, "1", "seconds before a server that failed is tried again (doubling, up to 30)"],
         ["setup-grace", None, "1", "a server closing its setup connection within this many seconds stays registered"],
         ["max-size", None, str(DEFAULT_MAX_SIZE), "largest message accepted, in bytes (64K, 1M ...)"],
-        ["metrics", None, None, "endpoint serving GET /metrics (Prometheus text format), e.g. tcp:9105:interface=127.0.0.1"],
+        ["metrics", None, None,
+         "endpoint serving GET /metrics (Prometheus text format), e.g. tcp:9105:interface=127.0.0.1"],
     ]
 
     def postOptions(self):
@@ -150,7 +151,8 @@ class ServerOptions(_ServerOptions):
 
 
 class HttpOptions(_ServerOptions):
-    synopsis = "[--listen ENDPOINT]... [--allow CIDR]... [--block RULE]... [--blocklist FILE] [--connect-port 443]..."
+    synopsis = ("[--listen ENDPOINT]... [--allow CIDR]... [--block RULE]... [--blocklist FILE] [--connect-port 443]... "
+                "[--auth-file FILE]")
     longdesc = "HTTP/1.1 forward proxy with CONNECT tunnels and access control."
     optParameters = [
         ["blocklist", None, None, "file of destination rules, one per line, # comments; re-read on SIGHUP"],
@@ -159,6 +161,8 @@ class HttpOptions(_ServerOptions):
         ["access-log", None, None, "write one line per request (Combined Log Format) to FILE, or - for stdout"],
         ["cache-dir", None, None, "directory of the cache (default: $CACHE_DIRECTORY when set, else ./netproxy-cache)"],
         ["cache-size", None, "1G", "most bytes the cache keeps on disk; least recently used entries go first"],
+        ["auth-file", None, None, "require proxy authentication by the users of FILE (user:hash lines, bcrypt or "
+                                  "SHA-crypt hashes, # comments); re-read on SIGHUP"],
     ]
     optFlags = [
         ["no-cache", None, "forward every request; store nothing"],
@@ -213,6 +217,7 @@ class HttpOptions(_ServerOptions):
         self["timeout"] = coerce.seconds("timeout", self["timeout"])
         self["connect-timeout"] = coerce.seconds("connect-timeout", self["connect-timeout"])
         self["rules"] = _rules_file(self["block"], self["blocklist"])
+        self["auth"] = _auth_file(self["auth-file"])
         self["cache-size"] = coerce.size("cache-size", self["cache-size"])
         # systemd's CacheDirectory= sets CACHE_DIRECTORY (a list when several).
         self["cache-dir"] = self["cache-dir"] or os.environ.get("CACHE_DIRECTORY", "").split(":")[0] or "netproxy-cache"
@@ -226,6 +231,17 @@ def _rule(option, text):
         return parse_rule(text)
     except RuleError as error:
         raise usage.UsageError(f"--{option}: {error}")
+
+
+def _auth_file(path):
+    if path is None:
+        return None
+    from netproxy.http.auth import AuthFile, AuthFileError
+
+    try:
+        return AuthFile(path)
+    except AuthFileError as error:
+        raise usage.UsageError(f"--auth-file: {error}")
 
 
 def _rules_file(fixed, path):
@@ -327,7 +343,8 @@ def upper_service(options, reactor):
 
 def http_service(options, reactor):
     """
-    The HTTP proxy on every C{--listen}, reloading C{--blocklist} on SIGHUP.
+    The HTTP proxy on every C{--listen}, reloading C{--blocklist} and
+    C{--auth-file} on SIGHUP.
     """
     from netproxy.http.proxy import ProxyFactory
     from netproxy.reload import ReloadOnHangup
@@ -350,8 +367,14 @@ def http_service(options, reactor):
         from netproxy.http.access_log import open_access_log
 
         factory.access_log.add_observer(open_access_log(options["access-log"]))
-    if options["blocklist"]:
-        ReloadOnHangup([rules.reload], reactor).setServiceParent(service)
+    reloaders = [rules.reload] if options["blocklist"] else []
+    if options["auth"] is not None:
+        from netproxy.http.auth import ProxyAuth
+
+        factory.auth = ProxyAuth(options["auth"], reactor)
+        reloaders.append(options["auth"].reload)
+    if reloaders:
+        ReloadOnHangup(reloaders, reactor).setServiceParent(service)
     DrainOnStop(factory, reactor, options["shutdown-timeout"]).setServiceParent(service)
     for endpoint in options["listen"]:
         strports.service(endpoint, factory, reactor=reactor).setServiceParent(service)

@@ -74,7 +74,7 @@ class AccessLog:
         self._publisher.addObserver(observer)
         self.enabled = True
 
-    def finished(self, client, head, status, size, seconds, cache):
+    def finished(self, client, head, status, size, seconds, cache, user=None):
         """
         Report a finished request.
 
@@ -84,6 +84,7 @@ class AccessLog:
         :param size: the bytes of response body sent.
         :param seconds: the time it took.
         :param cache: the cache status.
+        :param user: the user it authenticated as, or L{None}.
         """
         if self.enabled:
             headers = head.headers
@@ -91,4 +92,5 @@ class AccessLog:
                 ACCESS_EVENT, client=client, method=head.method, url=head.target, version=head.version,
                 status=status, size=size, referer=next(iter(header_values(headers, b"referer")), None),
                 user_agent=next(iter(header_values(headers, b"user-agent")), None), cache=cache, seconds=seconds,
+                user=user,
             )

@@ -26,6 +26,8 @@ class ProxyProtocol(TrackedProtocol):
     """
 
     log = Logger()
+    #: Who the request in progress authenticated as (C{--auth-file}).
+    user = None
 
     def connectionMade(self):
         super().connectionMade()
@@ -71,11 +73,33 @@ class ProxyProtocol(TrackedProtocol):
             return
         self._cancel_head_timer()
         self.reader = None
+        self.user = None
+        auth = self.factory.auth
+        if auth is not None:
+            # Calls begin_request, or answers 407 (and maybe await_request).
+            auth.admit(self, head, rest)
+            return
+        self.begin_request(head, rest)
+
+    def begin_request(self, head, rest, user=None):
+        """
+        Start the exchange of the request with C{head}; C{rest} holds the
+        bytes that followed it, and C{user} who it authenticated as (see
+        L{netproxy.http.auth}), for the access log.
+        """
+        self.user = user
         self.exchange = Exchange(self, head)
         try:
             self.exchange.begin(rest)
         except HTTPError as error:
             self.fail(error)
+
+    def await_request(self):
+        """
+        Read the next request on this connection: the last one was answered
+        by the proxy itself (a 407) and left nothing unread.
+        """
+        self.reader = self._reader
 
     def start_tunnel(self, target, rest):
         """
@@ -154,7 +178,7 @@ class ProxyProtocol(TrackedProtocol):
         :param started: when its head was read, by the reactor's clock.
         """
         host = getattr(self.transport.getPeer(), "host", "-")
-        self.factory.finished(host, head, status, size, started, cache)
+        self.factory.finished(host, head, status, size, started, cache, self.user)
 
     def close_when_idle(self):
         # A response in progress is completed first; a tunnel stays until
@@ -213,6 +237,8 @@ class ProxyFactory(TrackingFactory):
     """
 
     protocol = ProxyProtocol
+    #: The L{netproxy.http.auth.ProxyAuth} clients must pass, or L{None}.
+    auth = None
 
     def __init__(self, reactor, allow, rules, connect_ports=frozenset({443}), timeout=30.0, connect_timeout=10.0,
                  cache=None, admin=None):
@@ -232,7 +258,7 @@ class ProxyFactory(TrackingFactory):
         self.access_log = AccessLog()
         self.metrics = HttpMetrics(self)
 
-    def finished(self, client, head, status, size, started, cache):
+    def finished(self, client, head, status, size, started, cache, user=None):
         """
         A request is finished: count it, and write its access line.
 
@@ -242,9 +268,10 @@ class ProxyFactory(TrackingFactory):
         :param size: the bytes of response body sent.
         :param started: when its head was read, by the reactor's clock.
         :param cache: the cache status.
+        :param user: the user it authenticated as (C{--auth-file}), or L{None}.
         """
         self.metrics.finished(head.method, status, size, cache)
-        self.access_log.finished(client, head, status, size, self.reactor.seconds() - started, cache)
+        self.access_log.finished(client, head, status, size, self.reactor.seconds() - started, cache, user)
 
     def revalidate(self, head, key):
         """
