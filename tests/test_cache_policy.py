@@ -505,3 +505,25 @@ class ShareableTests(SynchronousTestCase):
         self.assertTrue(shareable(response, english, list(english)))
         self.assertFalse(shareable(response, english, french))
         self.assertFalse(shareable(fresh_for(60) + [(b"Vary", b"*")], [], []))
+
+
+class AssessShortcutTests(SynchronousTestCase):
+    """
+    L{assess} answers a request without directives for a fresh response
+    by a shortcut, which must agree with working through every directive.
+    """
+
+    RESPONSES = [
+        b"max-age=60", b"max-age=60, stale-if-error=30", b"max-age=60, must-revalidate, stale-if-error=30",
+        b"max-age=60, proxy-revalidate, stale-if-error=30", b"s-maxage=60, stale-if-error=30",
+        b"max-age=60, no-cache", b"max-age=60, stale-if-error=bad", b"max-age=60, stale-while-revalidate=30",
+        b"max-age=0, stale-if-error=30", b"public",
+    ]
+
+    def test_same_answer(self):
+        """A directive the cache does not know forces the long way: both give the same assessment."""
+        for value in self.RESPONSES:
+            for seconds in (0, 30, 59, 60, 90):
+                response = stored([date(T0), (b"Cache-Control", value)])
+                self.assertEqual(assess([], response, T0 + seconds),
+                                 assess(cc(b"x-unknown-directive"), response, T0 + seconds), (value, seconds))

@@ -4,7 +4,7 @@ Tests for L{netproxy.cache.status}: the Cache-Status field of RFC 9211.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netproxy.cache.status import cache_status
+from netproxy.cache.status import cache_status, hit_status
 
 
 class CacheStatusTests(SynchronousTestCase):
@@ -54,3 +54,8 @@ class CacheStatusTests(SynchronousTestCase):
         """Cache-Status says a collapsed request was answered with another's response."""
         self.assertEqual(cache_status(hit=True, fwd="uri-miss", collapsed=True),
                          b"netproxy; hit; fwd=uri-miss; collapsed")
+
+    def test_hit_status(self):
+        """hit_status gives the same value as cache_status for a hit, negative ttls included."""
+        for ttl in (0, 57, -3, 2**31):
+            self.assertEqual(hit_status(ttl), cache_status(hit=True, ttl=ttl))

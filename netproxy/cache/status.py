@@ -11,6 +11,7 @@ caches cannot read.  The C{ttl} is rounded down, so a response is never
 announced fresher than it is.
 """
 
+from functools import lru_cache
 from math import floor
 
 CACHE_NAME = b"netproxy"
@@ -64,3 +65,13 @@ def cache_status(*, hit, fwd=None, stored=False, collapsed=False, fwd_status=Non
     if detail is not None:
         params.append("detail=" + _sf_string(detail))
     return b"; ".join([CACHE_NAME, *(p.encode("ascii") for p in params)])
+
+
+@lru_cache(maxsize=4096)
+def hit_status(ttl):
+    """
+    :param ttl: a fresh response's freshness left, in whole seconds.
+    :returns: the Cache-Status of a hit, remembered for recent values, as a
+        hit on a busy entry asks for the same few.
+    """
+    return cache_status(hit=True, ttl=ttl)

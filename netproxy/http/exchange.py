@@ -16,6 +16,7 @@ timestamp rather than the timer, so a piece costs no timer operation.
 """
 
 from functools import partial
+from math import floor
 
 from twisted.internet.defer import CancelledError
 from twisted.internet.protocol import Factory
@@ -25,7 +26,7 @@ from netproxy.cache import policy
 from netproxy.cache.cache import Fetch, cache_key, served_fields
 from netproxy.cache.fields import MAX_DELTA, directives
 from netproxy.cache.invalidation import SAFE_METHODS, invalidated_urls
-from netproxy.cache.status import cache_status
+from netproxy.cache.status import cache_status, hit_status
 from netproxy.cache.store import BodyAbandoned, DamagedEntry, StreamStopped
 from netproxy.cache.validation import PRECONDITIONS, not_modified, validators
 from netproxy.dialing import connect_checked, connect_failure_reason
@@ -214,7 +215,7 @@ class Exchange:
             now = self.factory.reactor.seconds()
             assessment = policy.assess(self.head.headers, found.stored, now)
             if assessment.usable:
-                self._serve(found, "HIT", cache_status(hit=True, ttl=assessment.ttl))
+                self._serve(found, "HIT", hit_status(floor(assessment.ttl)))
                 return None
             if assessment.stale_while_revalidate and not self.background:
                 self._serve(found, "STALE", cache_status(
