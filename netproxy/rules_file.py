@@ -10,6 +10,7 @@ from twisted.python.filepath import FilePath
 
 from netproxy.acl import Rule, RuleSet
 from netproxy.errors import RuleError
+from netproxy.textfile import read_text
 
 
 def _as_filepath(path) -> FilePath:
@@ -27,17 +28,7 @@ def read_rules_file(path) -> RuleSet:
     :raises RuleError: If the file cannot be read or decoded, or a line is not
         a rule; the message names the file (and the line).
     """
-    filepath = _as_filepath(path)
-    name = filepath.path
-    try:
-        content = filepath.getContent()
-    except OSError as e:
-        raise RuleError(f"cannot read rules file {name}: {e.strerror or e}") from None
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = content.count(b"\n", 0, e.start) + 1
-        raise RuleError(f"{name} line {line}: not UTF-8 text ({e.reason})") from None
+    name, text = read_text(path, RuleError, "rules file")
     # split("\n") rather than splitlines() so line numbers agree with editors
     # even when a line holds a form feed or other Unicode line break.
     return RuleSet.from_lines(text.split("\n"), source=name)

@@ -8,7 +8,6 @@ import base64
 import html
 
 import bcrypt
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
@@ -17,7 +16,6 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy import tap
-from netproxy.acl import RuleSet, parse_rule
 from netproxy.http import auth
 from netproxy.http.access_log import format_access_line
 from netproxy.http.auth import (
@@ -33,12 +31,10 @@ from netproxy.http.auth import (
     parse_hash,
     sha_crypt,
 )
-from netproxy.http.proxy import ProxyFactory
 from netproxy.reload import ReloadOnHangup
 from netproxy.testing import UDPMemoryReactor, complete_connection, connect
+from tests.test_http_proxy import CLIENT, get, make_factory, split_response
 
-CLIENT = IPv4Address("TCP", "127.0.0.1", 40000)
-URL = b"http://127.0.0.1:8000"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
 OK_FORWARDED = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 netproxy\r\n\r\nhi"
 
@@ -117,21 +113,6 @@ def basic(user, password):
 ALICE = basic(b"alice", b"alice's secret")
 
 
-def get(path=b"/", headers=b"", version=b"1.1", method=b"GET"):
-    """
-    :returns: a request for C{path} on the test origin, in absolute-form.
-    """
-    return b"%s %s%s HTTP/%s\r\n%s\r\n" % (method, URL, path, version, headers)
-
-
-def split_response(data):
-    """
-    :returns: the status line, the header fields as C{(name, value)} pairs
-        and the body of the response in C{data}.
-    """
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    return lines[0], [tuple(line.split(b": ", 1)) for line in lines[1:]], body
 
 
 def run_now(function, *args):
@@ -561,14 +542,7 @@ class AuthProxyTestCase(SynchronousTestCase):
 
     def setUp(self):
         self.reactor = MemoryReactorClock()
-        self.factory = ProxyFactory(
-            self.reactor,
-            allow=RuleSet([parse_rule("127.0.0.0/8")]),
-            rules=RuleSet([parse_rule("127.0.0.66")]),
-            connect_ports={443},
-            timeout=30,
-            connect_timeout=10,
-        )
+        self.factory = make_factory(self.reactor, "127.0.0.66")
         self.path = FilePath(self.mktemp())
         self.path.setContent(USERS.encode())
         self.checks = CountingChecks()

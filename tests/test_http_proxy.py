@@ -10,7 +10,11 @@ import html
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionRefusedError, TimeoutError
-from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransportWithDisconnection
+from twisted.internet.testing import (
+    EventLoggingObserver,
+    MemoryReactorClock,
+    StringTransportWithDisconnection,
+)
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -32,6 +36,17 @@ def get(path=b"/", headers=b"", version=b"1.1", method=b"GET"):
     return b"%s %s%s HTTP/%s\r\n%s\r\n" % (method, URL, path, version, headers)
 
 
+def make_factory(reactor, *blocked):
+    """
+    :returns: a L{ProxyFactory} on C{reactor} for loopback clients, refusing
+        the destinations C{blocked}, CONNECT to port 443 only, with 30 and
+        10 second timeouts.
+    """
+    return ProxyFactory(reactor, allow=RuleSet([parse_rule("127.0.0.0/8")]),
+                        rules=RuleSet([parse_rule(rule) for rule in blocked]), connect_ports={443}, timeout=30,
+                        connect_timeout=10)
+
+
 def split_response(data):
     """
     :returns: the status line, the header fields as C{(name, value)} pairs
@@ -49,14 +64,7 @@ class ProxyTestCase(SynchronousTestCase):
 
     def setUp(self):
         self.reactor = MemoryReactorClock()
-        self.factory = ProxyFactory(
-            self.reactor,
-            allow=RuleSet([parse_rule("127.0.0.0/8")]),
-            rules=RuleSet([parse_rule("127.0.0.66"), parse_rule("*:25")]),
-            connect_ports={443},
-            timeout=30,
-            connect_timeout=10,
-        )
+        self.factory = make_factory(self.reactor, "127.0.0.66", "*:25")
         self.protocol, self.transport = connect(self.factory, CLIENT)
 
     def send(self, data, transport=None):

@@ -4,17 +4,14 @@ proxy opens a raw tunnel, bytes go both ways unchanged with back-pressure,
 and a close on either side closes the other.
 """
 
-from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionRefusedError, TimeoutError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from netproxy.acl import RuleSet, parse_rule
-from netproxy.http.proxy import ProxyFactory
 from netproxy.http.tunnel import ESTABLISHED
 from netproxy.testing import complete_connection, connect, fail_connection
+from tests.test_http_proxy import CLIENT, make_factory
 
-CLIENT = IPv4Address("TCP", "127.0.0.1", 40000)
 CONNECT = b"CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n"
 
 
@@ -25,14 +22,7 @@ class TunnelTestCase(SynchronousTestCase):
 
     def setUp(self):
         self.reactor = MemoryReactorClock()
-        self.factory = ProxyFactory(
-            self.reactor,
-            allow=RuleSet([parse_rule("127.0.0.0/8")]),
-            rules=RuleSet([parse_rule("127.0.0.66")]),
-            connect_ports={443},
-            timeout=30,
-            connect_timeout=10,
-        )
+        self.factory = make_factory(self.reactor, "127.0.0.66")
         self.protocol, self.transport = connect(self.factory, CLIENT)
 
     def send(self, data):

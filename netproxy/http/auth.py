@@ -32,6 +32,7 @@ from netproxy.errors import HTTPError, NetproxyError
 from netproxy.http.framing import request_framing
 from netproxy.http.head import header_values
 from netproxy.http.message import error_response, keep_alive
+from netproxy.textfile import read_text
 
 CHALLENGE = (b"Proxy-Authenticate", b'Basic realm="netproxy"')
 # Bytes of a Proxy-Authorization value looked at; a longer one is refused
@@ -327,17 +328,7 @@ def read_auth_file(path):
     :returns: its L{Users}.
     :raises AuthFileError: when it cannot be read or decoded, or has a bad line.
     """
-    filepath = path if isinstance(path, FilePath) else FilePath(os.fsdecode(path))
-    name = filepath.path
-    try:
-        content = filepath.getContent()
-    except OSError as error:
-        raise AuthFileError(f"cannot read auth file {name}: {error.strerror or error}") from None
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = content.count(b"\n", 0, error.start) + 1
-        raise AuthFileError(f"{name} line {line}: not UTF-8 text") from None
+    name, text = read_text(path, AuthFileError, "auth file")
     return parse_auth_file(text, name)
 
 
