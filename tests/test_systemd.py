@@ -5,7 +5,6 @@ the notifier sits in every role's service; and for the unit files of
 contrib/systemd.
 """
 
-import configparser
 import errno
 import os
 import shutil
@@ -30,6 +29,7 @@ from netproxy.systemd import (
     notify_address,
     watchdog_interval,
 )
+from tests.test_systemd_unit import read_unit
 
 UNITS = Path(__file__).resolve().parents[1] / "contrib" / "systemd"
 PID = 4242
@@ -502,13 +502,6 @@ class MakeServiceTests(SynchronousTestCase):
         """The one-shot client role is no daemon and gets no notifier."""
         service = self.make("client", "upper", "127.0.0.1", "9", "x")
         self.assertEqual([s for s in _flatten(service) if isinstance(s, SystemdNotifier)], [])
-
-
-def read_unit(path):
-    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
-    parser.optionxform = str
-    parser.read_string(path.read_text())
-    return parser
 
 
 class UnitFileTests(SynchronousTestCase):
