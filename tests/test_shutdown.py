@@ -10,6 +10,7 @@ from netproxy.shutdown import ExitCleanlyOnTerm
 
 class FakeSignals:
     SIGTERM = 15
+    SIGINT = 2
 
     def __init__(self):
         self.handlers = {}
@@ -20,19 +21,25 @@ class FakeSignals:
 
 class FakeReactor:
     def __init__(self):
-        self.when_running = []
+        self.triggers = []
         self.from_thread = []
         self.stopped = False
         self._exitSignal = None
 
-    def callWhenRunning(self, f, *args):
-        self.when_running.append((f, args))
+    def addSystemEventTrigger(self, phase, event, f, *args):
+        self.triggers.append(((phase, event), f, args))
 
     def callFromThread(self, f, *args):
         self.from_thread.append((f, args))
 
     def stop(self):
         self.stopped = True
+
+    def shut_down(self):
+        """Fire the shutdown triggers, as the reactor does once stopped."""
+        for (phase, event), f, args in self.triggers:
+            if event == "shutdown":
+                f(*args)
 
 
 class ExitCleanlyOnTermTests(SynchronousTestCase):
@@ -41,19 +48,14 @@ class ExitCleanlyOnTermTests(SynchronousTestCase):
         self.signals = FakeSignals()
         self.service = ExitCleanlyOnTerm(self.reactor, self.signals)
 
-    def test_installed_once_running(self):
-        """The handler goes in only once the reactor runs, after the reactor's own."""
-        self.service.startService()
-        self.assertEqual(self.signals.handlers, {})
-        [(install, args)] = self.reactor.when_running
-        install(*args)
+    def test_installed_before_listening(self):
+        """The handler is in place from privilegedStartService, before any listener starts."""
+        self.service.privilegedStartService()
         self.assertIn(FakeSignals.SIGTERM, self.signals.handlers)
 
-    def test_sigterm_stops_without_exit_signal(self):
-        """SIGTERM stops the reactor from the reactor thread and records no exit signal."""
-        self.service.startService()
-        install, args = self.reactor.when_running[0]
-        install(*args)
+    def test_sigterm_before_running(self):
+        """A SIGTERM before the reactor runs stops it from the reactor thread, recording no exit signal."""
+        self.service.privilegedStartService()
         self.signals.handlers[FakeSignals.SIGTERM](FakeSignals.SIGTERM, None)
         self.assertFalse(self.reactor.stopped)
         [(stop, stop_args)] = self.reactor.from_thread
@@ -61,18 +63,21 @@ class ExitCleanlyOnTermTests(SynchronousTestCase):
         self.assertTrue(self.reactor.stopped)
         self.assertIsNone(self.reactor._exitSignal)
 
-    def test_not_installed_after_stop(self):
-        """A service stopped before the reactor ran leaves the handlers alone."""
+    def test_reactor_sigterm_forgotten(self):
+        """The SIGTERM the reactor's own handler recorded is forgotten after shutdown: twistd exits 0."""
         self.service.startService()
-        self.service.stopService()
-        install, args = self.reactor.when_running[0]
-        install(*args)
-        self.assertEqual(self.signals.handlers, {})
+        [((phase, event), _, _)] = self.reactor.triggers
+        self.assertEqual((phase, event), ("after", "shutdown"))
+        self.reactor._exitSignal = FakeSignals.SIGTERM
+        self.reactor.shut_down()
+        self.assertIsNone(self.reactor._exitSignal)
 
-    def test_installed_before_listening(self):
-        """The handler is in place from privilegedStartService, before any listener starts."""
-        self.service.privilegedStartService()
-        self.assertIn(FakeSignals.SIGTERM, self.signals.handlers)
+    def test_other_signals_kept(self):
+        """Any other signal (SIGINT) still ends twistd as it would."""
+        self.service.startService()
+        self.reactor._exitSignal = FakeSignals.SIGINT
+        self.reactor.shut_down()
+        self.assertEqual(self.reactor._exitSignal, FakeSignals.SIGINT)
 
 
 class ServiceOrderTests(SynchronousTestCase):
