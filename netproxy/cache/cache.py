@@ -118,6 +118,16 @@ class Fetch:
     stored: policy.Stored
     request_headers: list
 
+    @cached_property
+    def served_head(self):
+        """
+        Its status line and the fields it is served with (see
+        L{served_fields}), serialised once for every request that follows
+        it, without the empty line that ends a head.
+        """
+        head = self.head
+        return response_head_bytes(head.status, head.reason, served_fields(head.headers, head.version))[:-2]
+
 
 def served_fields(headers, version):
     """

@@ -76,9 +76,8 @@ def purge(exchange, rest):
     else:
         status, text = 404, f"{url} is not in the cache"
     exchange.log.info("{peer} purged {url}: {status}", peer=exchange.client.peer, url=url, status=status)
-    page = error_response(status, text, close=not exchange.client_keep)
-    if exchange.client_keep and exchange.head.version != (1, 1):
-        page = page.replace(b"\r\n\r\n", b"\r\nConnection: keep-alive\r\n\r\n", 1)
+    field = exchange.connection_header()
+    page = error_response(status, text, close=False, extra_headers=[field] if field else ())
     exchange.answer_locally(status, page, rest)
 
 

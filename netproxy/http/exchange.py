@@ -23,7 +23,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from netproxy.cache import policy
-from netproxy.cache.cache import Fetch, cache_key, served_fields
+from netproxy.cache.cache import Fetch, cache_key
 from netproxy.cache.fields import MAX_DELTA, directives
 from netproxy.cache.invalidation import SAFE_METHODS, invalidated_urls
 from netproxy.cache.status import cache_status, hit_status
@@ -306,10 +306,9 @@ class Exchange:
         head = fetch.head
         self.status = head.status
         age = policy.current_age(fetch.stored, self.factory.reactor.seconds())
-        first = response_head_bytes(head.status, head.reason, served_fields(head.headers, head.version))[:-2]
         self.factory.metrics.collapsed.inc()
         status_field = cache_status(hit=True, fwd="uri-miss", collapsed=True)
-        self.client.transport.write(self._stored_head(first, age, status_field, fetch.length))
+        self.client.transport.write(self._stored_head(fetch.served_head, age, status_field, fetch.length))
         self.sent = fetch.length
         if fetch.length:
             serving.addBoth(self._served)
@@ -374,17 +373,24 @@ class Exchange:
         return b"%sAge: %d\r\nCache-Status: %s\r\n%s%s\r\n" % (
             first, min(age, MAX_DELTA), status_field, framing, self.connection_field())
 
-    def connection_field(self):
+    def connection_header(self):
         """
-        :returns: the Connection field line of a response the proxy makes
-            itself: C{close} when the client's connection ends with it,
-            C{keep-alive} for an HTTP/1.0 client whose connection stays.
+        :returns: the Connection field of a response the proxy makes itself:
+            C{close} when the client's connection ends with it, C{keep-alive}
+            for an HTTP/1.0 client whose connection stays; or L{None}.
         """
         if not self.client_keep:
-            return b"Connection: close\r\n"
+            return (b"Connection", b"close")
         if self.head.version != (1, 1):
-            return b"Connection: keep-alive\r\n"
-        return b""
+            return (b"Connection", b"keep-alive")
+        return None
+
+    def connection_field(self):
+        """
+        :returns: L{connection_header} as a field line, or C{b""}.
+        """
+        field = self.connection_header()
+        return b"" if field is None else b"%s: %s\r\n" % field
 
     def _damaged_before_sending(self, failure, found):
         failure.trap(DamagedEntry)

@@ -554,6 +554,20 @@ class RawReply:
     recv_error: str | None = None
 
 
+def _receive(sock):
+    """
+    :returns: C{(chunk, closed, error)}: the bytes of one read, whether the
+        peer closed or reset the connection, and the read's error as text
+        (C{"timed out"}), or L{None}.
+    """
+    try:
+        chunk = sock.recv(65536)
+    except OSError as error:
+        return b"", isinstance(error, ConnectionResetError), (
+            "timed out" if isinstance(error, socket.timeout) else str(error))
+    return chunk, not chunk, None
+
+
 def _blocking_exchange(port, requests, until_closed, expect, shutdown, timeout, limit):
     with socket.create_connection((LOCALHOST, port), timeout=timeout) as sock:
         data = b""
@@ -572,14 +586,8 @@ def _blocking_exchange(port, requests, until_closed, expect, shutdown, timeout, 
             # timeout and by limit.
             goal = len(data) + expect if expect else None
             while len(data) < limit:
-                try:
-                    chunk = sock.recv(65536)
-                except OSError as error:
-                    recv_error = "timed out" if isinstance(error, socket.timeout) else str(error)
-                    closed = isinstance(error, ConnectionResetError)
-                    break
-                if not chunk:
-                    closed = True
+                chunk, closed, recv_error = _receive(sock)
+                if closed or recv_error:
                     break
                 data += chunk
                 if goal is not None:
@@ -592,14 +600,8 @@ def _blocking_exchange(port, requests, until_closed, expect, shutdown, timeout, 
         if send_error:
             # The peer stopped reading; what did it answer before closing?
             while len(data) < limit:
-                try:
-                    chunk = sock.recv(65536)
-                except OSError as error:
-                    recv_error = "timed out" if isinstance(error, socket.timeout) else str(error)
-                    closed = isinstance(error, ConnectionResetError)
-                    break
-                if not chunk:
-                    closed = True
+                chunk, closed, recv_error = _receive(sock)
+                if closed or recv_error:
                     break
                 data += chunk
         return RawReply(data, closed, send_error, recv_error)
