@@ -23,9 +23,9 @@ from twisted.python import usage
 
 from netproxy import coerce
 from netproxy.errors import ClientError
-from netproxy.relay_client import random_word, send_relay_request
-from netproxy.send_client import load_packets, send_packets
-from netproxy.upper_client import upper_tcp, upper_udp
+from netproxy.message.relay_client import random_word, send_relay_request
+from netproxy.message.send_client import load_packets, send_packets
+from netproxy.message.upper_client import upper_tcp, upper_udp
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_PACKET_FILE = 16 << 20

@@ -16,7 +16,7 @@ from twisted.python import usage
 from netproxy import coerce
 from netproxy.cli import ClientOptions
 from netproxy.connections import DEFAULT_MAX_CONNECTIONS, DrainOnStop
-from netproxy.framing import DEFAULT_MAX_SIZE
+from netproxy.message.codec import DEFAULT_MAX_SIZE
 
 
 class _ServerOptions(usage.Options):
@@ -301,7 +301,7 @@ def relay_service(options, reactor):
     """
     The relay listening on C{--listen}, reloading C{--blocklist} on SIGHUP.
     """
-    from netproxy.relay import RelayFactory
+    from netproxy.message.relay import RelayFactory
     from netproxy.reload import ReloadOnHangup
 
     rules = options["rules"]
@@ -318,7 +318,7 @@ def ack_service(options, reactor):
     """
     The ack server listening on C{--listen}.
     """
-    from netproxy.ack import AckFactory
+    from netproxy.message.ack import AckFactory
 
     factory = AckFactory(reactor, options["reply"].encode("utf-8"), options["idle-timeout"])
     return _listening(options, factory, reactor)
@@ -328,7 +328,7 @@ def upper_service(options, reactor):
     """
     The upper server on C{--tcp} and C{--udp} at C{--interface}.
     """
-    from netproxy.upper import UpperDatagramProtocol, UpperFactory
+    from netproxy.message.upper import UpperDatagramProtocol, UpperFactory
 
     service = MultiService()
     if options["tcp"] is not None:
@@ -353,8 +353,8 @@ def http_service(options, reactor):
     cache = None
     service = MultiService()
     if not options["no-cache"]:
-        from netproxy.cache.cache import Cache, LoadOnStart
-        from netproxy.cache.file_store import FileStore
+        from netproxy.http.cache.responses import Cache, LoadOnStart
+        from netproxy.http.cache.file_store import FileStore
 
         store = FileStore(FilePath(options["cache-dir"]), options["cache-size"], reactor)
         LoadOnStart(store).setServiceParent(service)
@@ -385,9 +385,9 @@ def reverse_service(options, reactor):
     """
     The reverse proxy listening on C{--listen}.
     """
-    from netproxy.forwarder import Forwarder
-    from netproxy.registry import ServerRegistry
-    from netproxy.reverse import ReverseFactory
+    from netproxy.message.forwarder import Forwarder
+    from netproxy.message.registry import ServerRegistry
+    from netproxy.message.reverse import ReverseFactory
 
     registry = ServerRegistry(reactor, first_retry=options["retry"])
     forwarder = Forwarder(reactor, registry, options["connect-timeout"], options["timeout"], options["max-size"])
@@ -397,7 +397,7 @@ def reverse_service(options, reactor):
     if options["metrics"] is not None:
         from twisted.web.server import Site
 
-        from netproxy.reverse_metrics import MetricsPage, ReverseMetrics
+        from netproxy.message.reverse_metrics import MetricsPage, ReverseMetrics
 
         site = Site(MetricsPage(ReverseMetrics(registry, forwarder).registry))
         site.noisy = False
@@ -411,7 +411,7 @@ def server_service(options, reactor):
     """
     from twisted.internet.endpoints import HostnameEndpoint, serverFromString
 
-    from netproxy.backend import BackendService
+    from netproxy.message.backend import BackendService
 
     registrar = HostnameEndpoint(reactor, options["revproc-host"], options["revproc"], timeout=5)
     service = BackendService(reactor, serverFromString(reactor, options["listen"]), registrar, options["id"],

@@ -2,7 +2,7 @@
 What the cache-rule tests share: a fixed time and the Date field for a time.
 """
 
-from netproxy.cache.fields import format_http_date
+from netproxy.http.cache.fields import format_http_date
 
 # 2001-09-09T01:46:40Z: a whole second, so formatted dates round-trip.
 T0 = 1_000_000_000.0

@@ -7,12 +7,12 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy import tap
-from netproxy.ack import AckFactory
-from netproxy.relay import RelayFactory
+from netproxy.message.ack import AckFactory
+from netproxy.message.relay import RelayFactory
 from netproxy.reload import ReloadOnHangup
-from netproxy.reverse_metrics import MetricsPage
+from netproxy.message.reverse_metrics import MetricsPage
 from netproxy.testing import UDPMemoryReactor
-from netproxy.upper import UpperDatagramProtocol, UpperFactory
+from netproxy.message.upper import UpperDatagramProtocol, UpperFactory
 
 
 def parse(*argv):

@@ -10,10 +10,10 @@ Any other origin-form request is not a proxy request: 400, as before.
 import html
 import time
 
-from netproxy.cache.cache import cache_key
+from netproxy.http.cache.responses import cache_key
 from netproxy.errors import HTTPError
 from netproxy.http.message import error_response
-from netproxy.metrics import CONTENT_TYPE
+from netproxy.instruments import CONTENT_TYPE
 
 PAGES = (b"/metrics", b"/status")
 

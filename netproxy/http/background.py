@@ -11,7 +11,7 @@ from twisted.internet.interfaces import IConsumer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from netproxy.cache.validation import PRECONDITIONS
+from netproxy.http.cache.validation import PRECONDITIONS
 from netproxy.errors import HTTPError
 from netproxy.http.exchange import Exchange
 from netproxy.http.head import RequestHead

@@ -22,13 +22,13 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from netproxy.cache import policy
-from netproxy.cache.cache import Fetch, cache_key
-from netproxy.cache.fields import MAX_DELTA, directives
-from netproxy.cache.invalidation import SAFE_METHODS, invalidated_urls
-from netproxy.cache.status import cache_status, hit_status
-from netproxy.cache.store import BodyAbandoned, DamagedEntry, StreamStopped
-from netproxy.cache.validation import PRECONDITIONS, not_modified, validators
+from netproxy.http.cache import policy
+from netproxy.http.cache.responses import Fetch, cache_key
+from netproxy.http.cache.fields import MAX_DELTA, directives
+from netproxy.http.cache.invalidation import SAFE_METHODS, invalidated_urls
+from netproxy.http.cache.status import cache_status, hit_status
+from netproxy.http.cache.store import BodyAbandoned, DamagedEntry, StreamStopped
+from netproxy.http.cache.validation import PRECONDITIONS, not_modified, validators
 from netproxy.dialing import connect_checked, connect_failure_reason
 from netproxy.errors import Blocked, HTTPError
 from netproxy.http import admin
@@ -362,7 +362,7 @@ class Exchange:
     def _stored_head(self, first, age, status_field, length):
         """
         :param first: the status line and fields of a stored response, as
-            L{netproxy.cache.cache.Found.head} has them.
+            L{netproxy.http.cache.responses.Found.head} has them.
         :param age: its current age.
         :param status_field: its Cache-Status.
         :param length: its Content-Length, or L{None} for none.

@@ -14,7 +14,7 @@ from netproxy.errors import HTTPError
 from netproxy.http.access_log import AccessLog
 from netproxy.http.exchange import Exchange
 from netproxy.http.head import HeadReader, parse_request_head
-from netproxy.http.metrics import HttpMetrics
+from netproxy.http.proxy_metrics import HttpMetrics
 from netproxy.http.message import error_response, no_delay
 from netproxy.http.pool import ConnectionPool
 from netproxy.http.tunnel import Tunnel
@@ -230,7 +230,7 @@ class ProxyFactory(TrackingFactory):
     :param timeout: seconds an origin may take to answer, and a client to
         send its request.
     :param connect_timeout: seconds an origin may take to accept.
-    :param cache: the shared L{netproxy.cache.cache.Cache}, or L{None} to
+    :param cache: the shared L{netproxy.http.cache.responses.Cache}, or L{None} to
         forward everything.
     :param admin: client addresses allowed to administer the proxy (PURGE),
         anything with C{match(host)}; loopback by default.

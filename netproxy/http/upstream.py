@@ -30,7 +30,7 @@ class UpstreamConnection(Protocol):
     :ivar origin: C{(host, port)}.
     :ivar exchange: the exchange in progress, or L{None} while idle.
     :ivar used: how many exchanges it has served.
-    :ivar gauge: a L{netproxy.metrics.Gauge} of open connections to count
+    :ivar gauge: a L{netproxy.instruments.Gauge} of open connections to count
         it in, or L{None}.
     """
 

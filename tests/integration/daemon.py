@@ -422,7 +422,7 @@ async def start_daemon(testcase, role, *args, ready=None, twistd_args=(), env=No
     :param ready: the names of the listeners to wait for; by default those
         of L{READY} for the role.
     :param twistd_args: twistd options to give before the role
-        (C{("--logger", "netproxy.logging.json_observer")}).
+        (C{("--logger", "netproxy.log_observers.json_observer")}).
     :param env: environment variables for the daemon, over the tests' own
         environment (whose systemd variables are left out).
     :param fds: more file descriptors for the daemon: its number to the

@@ -17,7 +17,7 @@ from tests.integration.test_http_cache import (
     _Page,
     add_page,
 )
-from tests.test_metrics import parse, samples
+from tests.test_instruments import parse, samples
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -1,5 +1,5 @@
 """
-End-to-end tests of C{twistd --logger netproxy.logging.json_observer} and
+End-to-end tests of C{twistd --logger netproxy.log_observers.json_observer} and
 C{journal_observer}: a real C{twistd netproxy relay} whose standard output
 is read line by line.
 """
@@ -13,8 +13,8 @@ from twisted.trial.unittest import TestCase
 
 from tests.integration.daemon import LISTEN, raw_exchange, relay_request, start_daemon
 
-JSON_LOGGER = ("--logger", "netproxy.logging.json_observer")
-JOURNAL_LOGGER = ("--logger", "netproxy.logging.journal_observer")
+JSON_LOGGER = ("--logger", "netproxy.log_observers.json_observer")
+JOURNAL_LOGGER = ("--logger", "netproxy.log_observers.journal_observer")
 KEYS = ["time", "level", "namespace", "message", "format", "fields"]
 PEER = re.compile(r"^127\.0\.0\.1:\d+$")
 
@@ -43,7 +43,7 @@ def parse_lines(output):
 
 class JSONLoggerTests(TestCase):
     """
-    C{twistd --logger netproxy.logging.json_observer -n netproxy relay}.
+    C{twistd --logger netproxy.log_observers.json_observer -n netproxy relay}.
     """
 
     timeout = 60
@@ -91,7 +91,7 @@ class JSONLoggerTests(TestCase):
                          ("log_legacy", "info", None))
 
         received = by_format["received request from {peer} for {destination} ({size} bytes)"]
-        self.assertEqual((received["level"], received["namespace"]), ("info", "netproxy.relay.RelayProtocol"))
+        self.assertEqual((received["level"], received["namespace"]), ("info", "netproxy.message.relay.RelayProtocol"))
         self.assertRegex(received["fields"].pop("peer"), PEER)
         self.assertEqual(received["fields"], {"destination": "127.0.0.1:7777", "size": 4})
 
@@ -120,7 +120,7 @@ class JSONLoggerTests(TestCase):
 
 class JournalLoggerTests(TestCase):
     """
-    C{twistd --logger netproxy.logging.journal_observer -n netproxy relay}.
+    C{twistd --logger netproxy.log_observers.journal_observer -n netproxy relay}.
     """
 
     timeout = 60
@@ -135,9 +135,9 @@ class JournalLoggerTests(TestCase):
         match = await relay.wait_for(r"^<6>\[-\] RelayFactory starting on (\d+)$")
         reply = await raw_exchange(int(match.group(1)), relay_request(7777))
         self.assertEqual(reply.data, b"Error, not allowed address")
-        await relay.wait_for(r"^<4>\[netproxy\.relay\.RelayProtocol#warn\] blocked request from 127\.0\.0\.1:\d+ "
+        await relay.wait_for(r"^<4>\[netproxy\.message\.relay\.RelayProtocol#warn\] blocked request from 127\.0\.0\.1:\d+ "
                              r"to 127\.0\.0\.1:7777 by rule 127\.0\.0\.1:7777$")
-        await relay.wait_for(r"^<6>\[netproxy\.relay\.RelayProtocol#info\] received request from 127\.0\.0\.1:\d+ "
+        await relay.wait_for(r"^<6>\[netproxy\.message\.relay\.RelayProtocol#info\] received request from 127\.0\.0\.1:\d+ "
                              r"for 127\.0\.0\.1:7777 \(4 bytes\)$")
         self.assertTrue(await relay.stop())
         lines = relay.output.out.decode("utf-8").splitlines()

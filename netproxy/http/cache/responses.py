@@ -1,0 +1,336 @@
+"""
+The cache as the HTTP proxy sees it: keys for requests, stored responses
+found for a request (its variant, when the response varies), and new
+responses stored as they stream past.
+
+The policy (what may be stored, what may be reused) is in
+L{netproxy.http.cache.policy} and the modules beside it (variants in
+L{netproxy.http.cache.vary}, 304s in L{netproxy.http.cache.validation}); bytes on disk are the store's business
+(L{netproxy.http.cache.store.IStore}).  This module turns one into the other:
+an entry's metadata holds the origin's status line and header fields and
+the times RFC 9111's age calculation needs.
+
+A response with C{Vary} is stored under its URL's key plus a secondary key
+naming the request fields it varies on, and a marker under the URL's key
+alone says which fields those are, so variants live side by side.  The
+marker also holds a random generation, part of every variant's key:
+removing the marker (invalidation) makes all its variants unreachable at
+once, though the store cannot list them.
+"""
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+
+from twisted.application.service import Service
+from twisted.logger import Logger
+
+from netproxy.http.cache import policy
+from netproxy.http.cache.store import Entry
+from netproxy.http.cache.validation import updated_headers
+from netproxy.http.cache.vary import secondary_key, vary_names
+from netproxy.errors import HTTPError
+from netproxy.http.message import (
+    Target,
+    forward_headers,
+    parse_target,
+    response_head_bytes,
+)
+
+# Metadata of the marker stored under a URL's key when its response varies:
+# the field names, and the generation of its variants.
+VARY = "vary"
+GENERATION = "generation"
+
+# Stored fields never served as stored: the framing is the proxy's, the age
+# is worked out for each response.
+_NOT_SERVED = frozenset({b"content-length", b"transfer-encoding", b"age"})
+# Found responses decoded from their entries and kept, for the entries
+# requested most recently: a hit then costs no decoding.
+_DECODED_KEPT = 2048
+
+
+def cache_key(target: Target) -> bytes:
+    """
+    :returns: the key of the response to a request for C{target}: its URL
+        with the host lower-cased and the port always written, so that
+        spellings of one URL share an entry.
+    """
+    return b"http://%s:%d%s" % (target.host, target.port, target.path)
+
+
+def _encode_fields(fields):
+    return [[name.decode("latin-1"), value.decode("latin-1")] for name, value in fields]
+
+
+def _decode_fields(fields):
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in fields]
+
+
+@dataclass(frozen=True)
+class Found:
+    """
+    A stored response that may answer a request.
+
+    :ivar entry: its store L{Entry}.
+    :ivar stored: what the policy functions know of it.
+    :ivar reason: the origin's reason phrase.
+    :ivar version: the HTTP version the origin answered with.
+    """
+
+    entry: Entry
+    stored: policy.Stored
+    reason: bytes
+    version: tuple[int, int]
+
+    @cached_property
+    def fields(self):
+        """
+        The fields it is served with: see L{served_fields}.
+        """
+        return served_fields(self.stored.headers, self.version)
+
+    @cached_property
+    def head(self):
+        """
+        Its status line and L{fields}, serialised, without the empty line
+        that ends a head: each response adds its own fields first.
+        """
+        return response_head_bytes(self.stored.status, self.reason, self.fields)[:-2]
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """
+    A response being fetched from the origin and stored, which requests for
+    the same key may follow as it arrives (collapsed forwarding).
+
+    :ivar writer: the store's L{netproxy.http.cache.store.IWriter} for its body.
+    :ivar head: its L{netproxy.http.head.ResponseHead}.
+    :ivar length: its body's length.
+    :ivar stored: what the policy functions know of it.
+    :ivar request_headers: the fields of the request it answers.
+    """
+
+    writer: object
+    head: object
+    length: int
+    stored: policy.Stored
+    request_headers: list
+
+    @cached_property
+    def served_head(self):
+        """
+        Its status line and the fields it is served with (see
+        L{served_fields}), serialised once for every request that follows
+        it, without the empty line that ends a head.
+        """
+        head = self.head
+        return response_head_bytes(head.status, head.reason, served_fields(head.headers, head.version))[:-2]
+
+
+def served_fields(headers, version):
+    """
+    :param headers: a stored response's fields.
+    :param version: the HTTP version it came with.
+    :returns: the fields it is served with: the stored ones for the next hop
+        (RFC 9110 section 7.6) with our Via, less its framing and Age, which
+        each response gets anew.
+    """
+    fields = forward_headers(headers, via_version=version)
+    return [field for field in fields if field[0].lower() not in _NOT_SERVED]
+
+
+def _variant_key(key, marker, request_headers):
+    names = tuple(name.encode("latin-1") for name in marker[VARY])
+    generation = str(marker.get(GENERATION, "")).encode("ascii", "replace")
+    return b"\n".join([key, generation, secondary_key(names, request_headers)])
+
+
+def _found(entry):
+    meta = entry.meta
+    try:
+        stored = policy.Stored(meta["status"], _decode_fields(meta["headers"]), meta["request_time"],
+                               meta["response_time"])
+        return Found(entry, stored, meta["reason"].encode("latin-1"), tuple(meta["version"]))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        # Metadata from another version of netproxy, or damaged: a miss.
+        return None
+
+
+class Cache:
+    """
+    The proxy's shared cache.
+
+    It also knows which misses are being fetched, so that concurrent misses
+    for one key make one upstream request: the first request leads (fetches
+    and stores), those arriving meanwhile wait for it, and the leader
+    settles them once its response head says whether they may share it.
+
+    :param store: an L{netproxy.http.cache.store.IStore}.
+    :ivar revalidating: the keys of stored responses being revalidated in
+        the background (RFC 5861 section 3), one revalidation at a time each.
+    """
+
+    def __init__(self, store):
+        self.store = store
+        self.revalidating = set()
+        self._decoded = {}
+        # key -> the requests waiting for the miss being fetched for it.
+        self._waiting = {}
+        # key -> the Fetch storing its response, once its head has arrived.
+        self._fetching = {}
+
+    def lead(self, key):
+        """
+        :returns: whether the caller is to fetch C{key}'s miss (then it
+            must L{settle} it), L{False} when another request already is.
+        """
+        if key in self._waiting:
+            return False
+        self._waiting[key] = []
+        return True
+
+    def wait(self, key, waiter):
+        """
+        Have C{waiter} wait for the miss being fetched for C{key}.
+        """
+        self._waiting[key].append(waiter)
+
+    def leave(self, key, waiter):
+        """
+        C{waiter} waits no longer (its client went away).
+        """
+        waiters = self._waiting.get(key, [])
+        if waiter in waiters:
+            waiters.remove(waiter)
+
+    def settle(self, key, fetch=None):
+        """
+        The miss for C{key} is no longer awaited: its response head arrived,
+        or none will.
+
+        :param fetch: the L{Fetch} storing the response, which later
+            requests for C{key} may follow until it is L{fetched}; or
+            L{None}.
+        :returns: the requests that were waiting for it.
+        """
+        if fetch is not None:
+            self._fetching[key] = fetch
+        return self._waiting.pop(key, [])
+
+    def fetching(self, key):
+        """
+        :returns: the L{Fetch} storing a response for C{key}, or L{None}.
+        """
+        return self._fetching.get(key)
+
+    def fetched(self, key, fetch):
+        """
+        C{fetch} has ended: stored, or abandoned.
+        """
+        if self._fetching.get(key) is fetch:
+            del self._fetching[key]
+
+    def find(self, key, request_headers):
+        """
+        :returns: the L{Found} response stored for C{key} that the request
+            with C{request_headers} selects, or L{None}.
+        """
+        entry = self.store.get(key)
+        if entry is None:
+            return None
+        if VARY in entry.meta:
+            entry = self.store.get(_variant_key(key, entry.meta, request_headers))
+            if entry is None:
+                return None
+        found = self._decoded.get(entry.key)
+        if found is None or found.entry is not entry:
+            found = _found(entry)
+            if found is not None:
+                if len(self._decoded) >= _DECODED_KEPT:
+                    # Cheaper than tracking use: the hot entries come back.
+                    self._decoded.clear()
+                self._decoded[entry.key] = found
+        return found
+
+    def fill(self, key, request_headers, head, request_time, response_time):
+        """
+        Start storing a response.
+
+        :param head: the origin's L{netproxy.http.head.ResponseHead}.
+        :returns: an L{netproxy.http.cache.store.IWriter} for its body, or
+            L{None} when the store could not keep its Vary marker.
+        """
+        names = vary_names(head.headers)
+        if names:
+            vary = [name.decode("latin-1") for name in names]
+            marker = self.store.get(key)
+            if marker is None or marker.meta.get(VARY) != vary:
+                # New fields to vary on: the variants stored so far no longer apply.
+                marker = self.store.writer(key, {VARY: vary, GENERATION: os.urandom(8).hex()})
+                marker = marker.finish()
+                if marker is None:
+                    return None
+            key = _variant_key(key, marker.meta, request_headers)
+        meta = {
+            "status": head.status,
+            "reason": head.reason.decode("latin-1"),
+            "version": list(head.version),
+            "headers": _encode_fields(head.headers),
+            "request_time": request_time,
+            "response_time": response_time,
+        }
+        return self.store.writer(key, meta)
+
+    def refresh(self, found, headers, request_time, response_time):
+        """
+        Update a stored response with the fields of the 304 that
+        revalidated it (RFC 9111 section 4.3.4).
+
+        :returns: the refreshed L{Found}, or L{None} when the store lost it.
+        """
+        meta = dict(found.entry.meta)
+        meta["headers"] = _encode_fields(updated_headers(found.stored.headers, headers))
+        meta["request_time"] = request_time
+        meta["response_time"] = response_time
+        entry = self.store.update(found.entry.key, meta)
+        return None if entry is None else _found(entry)
+
+    def purge(self, key):
+        """
+        Remove the response stored for C{key}, all its variants included.
+
+        :returns: whether there was one.
+        """
+        return self.store.remove(key)
+
+    def invalidate(self, urls):
+        """
+        Forget the responses stored for C{urls} (absolute C{http} URLs).
+        """
+        for url in urls:
+            try:
+                target = parse_target(b"GET", url)
+            except HTTPError:
+                continue
+            # Removing the URL's own entry (or its Vary marker) is enough:
+            # variants are only reached through the marker.
+            self.store.remove(cache_key(target))
+
+
+class LoadOnStart(Service):
+    """
+    Load a L{netproxy.http.cache.file_store.FileStore}'s index when the daemon
+    starts.  The proxy serves meanwhile: the store finds entries not yet
+    scanned by name, so a large cache does not delay start-up.
+    """
+
+    log = Logger()
+
+    def __init__(self, store):
+        self.store = store
+
+    def startService(self):
+        super().startService()
+        self.store.load().addErrback(lambda failure: self.log.failure("loading the cache failed", failure))

@@ -1,0 +1,89 @@
+"""
+The HTTP proxy's metrics, as its C{/metrics} page shows them.
+
+Requests, bytes and cache results are counted when a request is finished
+(where its access line is written); latencies where they are measured;
+connections, the cache's size and its evictions are read from the objects
+that keep them when the page is rendered.
+"""
+
+import time
+
+from netproxy.instruments import Counter, Gauge, Histogram, Registry
+
+# Seconds: from a loopback origin's sub-millisecond answers to timeouts.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+CACHE_RESULTS = ("HIT", "MISS", "REVALIDATED", "STALE", "BYPASS")
+# Other methods are counted together: a label per method a client invents
+# would let clients grow the page without bound.
+METHODS = frozenset(b"GET HEAD POST PUT DELETE PATCH OPTIONS TRACE CONNECT PURGE".split())
+
+
+class HttpMetrics:
+    """
+    :param factory: the L{netproxy.http.proxy.ProxyFactory} they describe.
+    """
+
+    def __init__(self, factory):
+        self.started = time.time()
+        registry = self.registry = Registry()
+        add = registry.add
+        add(Gauge("netproxy_start_time_seconds", "When the daemon started, in seconds since the epoch.",
+                  read=lambda: self.started))
+        # Counted in plain dictionaries and integers, turned into labelled
+        # samples only when the page is rendered: a request costs a few
+        # dictionary operations.
+        self._requests = {}
+        self._results = dict.fromkeys(CACHE_RESULTS, 0)
+        self.received_bytes = 0
+        self.sent_bytes = 0
+        self.requests = add(Counter(
+            "netproxy_http_requests_total", "Requests finished, by method and status (- when none was sent).",
+            ("method", "status"), read=self._request_samples))
+        self.received = add(Counter(
+            "netproxy_http_received_bytes_total", "Bytes read from clients: request heads, bodies and tunnel data.",
+            read=lambda: self.received_bytes))
+        self.sent = add(Counter(
+            "netproxy_http_sent_bytes_total", "Bytes of response bodies and tunnel data sent to clients.",
+            read=lambda: self.sent_bytes))
+        self.connect_seconds = add(Histogram(
+            "netproxy_http_upstream_connect_seconds", "Time to connect to an origin.", LATENCY_BUCKETS))
+        self.response_seconds = add(Histogram(
+            "netproxy_http_upstream_response_seconds",
+            "Time from sending a request to an origin to receiving its response head.", LATENCY_BUCKETS))
+        add(Gauge("netproxy_http_client_connections", "Open client connections.",
+                  read=lambda: len(factory.connections)))
+        self.upstream_connections = add(Gauge(
+            "netproxy_http_upstream_connections", "Open connections to origins, in use or idle in the pool."))
+        add(Gauge("netproxy_http_upstream_idle_connections", "Idle connections to origins, in the pool.",
+                  read=lambda: len(factory.pool)))
+        self.cache_requests = add(Counter(
+            "netproxy_cache_requests_total",
+            "Requests by what the cache did: HIT, MISS, REVALIDATED, STALE or BYPASS (not consulted).", ("result",),
+            read=lambda: {(result,): count for result, count in self._results.items()}))
+        self.collapsed = add(Counter(
+            "netproxy_cache_collapsed_total",
+            "Misses answered with the response another request was fetching (collapsed forwarding)."))
+        # Read through the factory, whose cache may be set after it is made
+        # (0 without one).
+        add(Gauge("netproxy_cache_stored_bytes", "Bytes the cache's entries take (bodies and records).",
+                  read=lambda: 0 if factory.cache is None else factory.cache.store.size))
+        add(Gauge("netproxy_cache_entries", "Entries in the cache.",
+                  read=lambda: 0 if factory.cache is None else len(factory.cache.store)))
+        add(Counter("netproxy_cache_evictions_total", "Entries evicted to keep within --cache-size.",
+                    read=lambda: 0 if factory.cache is None else factory.cache.store.evictions))
+
+    def finished(self, method, status, size, cache):
+        """
+        Count a finished request: its C{method} and C{status} (L{None} when
+        none was sent), the C{size} of the body sent, the C{cache} result.
+        """
+        key = (method if method in METHODS else b"OTHER", status)
+        requests = self._requests
+        requests[key] = requests.get(key, 0) + 1
+        self.sent_bytes += size
+        self._results[cache] += 1
+
+    def _request_samples(self):
+        return {(method.decode("ascii"), "-" if status is None else str(status)): count
+                for (method, status), count in self._requests.items()}

@@ -1,0 +1,173 @@
+"""
+The reverse proxy role: one port takes both the setups of servers
+registering themselves and the data messages of clients, which go
+round-robin to the servers of the privacy policy they name.
+
+The first message on a connection says what it is.  A setup connection
+that the server closes right away (within C{setup_grace} seconds) leaves the
+server registered; one that the server keeps open is its lifeline, and the
+server is removed when it closes.
+"""
+
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import Logger
+
+from netproxy.connections import TrackingFactory
+from netproxy.errors import BadRequest, FramingError
+from netproxy.message.codec import DEFAULT_MAX_SIZE, encode_message
+from netproxy.message.stream import MessageStreamProtocol
+from netproxy.message.fields import DATA, SETUP, error_for, message_type, read_data, read_setup
+
+
+class ReverseProtocol(MessageStreamProtocol):
+    """
+    One connection to the reverse proxy: a server's registration or a
+    client's data messages, answered one at a time, in order.
+    """
+
+    log = Logger()
+
+    def connectionMade(self):
+        super().connectionMade()
+        self.busy = None
+        self._draining = False
+        self.registrations = []
+        self.lifeline = False
+        self._grace = None
+
+    def _next(self):
+        # An answer that is ready at once (no server for the policy) calls
+        # back into here; the loop already running takes the next message,
+        # so pipelined messages do not nest one call per message.
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self.queue and self.busy is None and not self.closed:
+                message = self.queue.popleft()
+                try:
+                    if isinstance(message, FramingError):
+                        raise BadRequest(str(message))
+                    kind = message_type(message)
+                    if kind == SETUP:
+                        self._setup(message)
+                    elif kind == DATA:
+                        self._data(message)
+                    else:
+                        raise BadRequest(f"message type {message['type']!r} is not sent to the reverse proxy")
+                except BadRequest as error:
+                    self._refuse(str(error), message)
+        finally:
+            self._draining = False
+
+    def _refuse(self, reason, message):
+        self.log.warn("bad message from {peer}: {reason}", peer=self.peer, reason=reason)
+        self.closed = True
+        self.queue.clear()
+        policy = None
+        if isinstance(message, dict):
+            policy = message.get("privPoliId", message.get("privPolyId"))
+        self.transport.write(encode_message(error_for(f"bad message: {reason}", policy, message)))
+        self.transport.loseConnection()
+
+    def _setup(self, message):
+        setup = read_setup(message)
+        host = getattr(self.transport.getPeer(), "host", None) or "127.0.0.1"
+        self.log.info(
+            "Receiving setup message from server id {server_id} privacy policy {policy} port {port}",
+            server_id=setup.server_id, policy=setup.policy, port=setup.listen_port, host=host,
+        )
+        self.registrations.append(self.factory.registry.register(setup.server_id, setup.policy, host, setup.listen_port))
+        # A registration connection may stay quiet for as long as the server lives.
+        self.setTimeout(None)
+        if self._grace is None:
+            self._grace = self.factory.reactor.callLater(self.factory.setup_grace, self._kept_open)
+
+    def _kept_open(self):
+        self._grace = None
+        self.lifeline = True
+
+    def _data(self, message):
+        data = read_data(message)
+        self.log.info(
+            "Received a data message from client {client_id} privacy policy {policy} payload: {payload}",
+            client_id=data.client_id, policy=data.policy, payload=data.payload, peer=self.peer,
+        )
+        self.transport.pauseProducing()
+        busy = Deferred.fromCoroutine(self.factory.forwarder.forward(message, data))
+        # It may have fired already (no server for the policy): its callbacks
+        # then run, and clear self.busy, at once.
+        self.busy = busy
+        busy.addCallback(self._answer, data)
+        busy.addErrback(self._failed)
+
+    def _answer(self, result, data):
+        self.busy = None
+        raw, answer = result
+        if raw is None:
+            raw = encode_message(answer).rstrip(b"\n")
+        else:
+            self.log.info("Forwarding a data message to client id {client_id} payload: {payload}",
+                          client_id=data.client_id, payload=answer.get("payload"))
+        self.transport.write(raw + b"\n")
+        if self.work_done():
+            return
+        self.resetTimeout()
+        self.transport.resumeProducing()
+        self._next()
+
+    def working(self):
+        return self.busy is not None
+
+    def _failed(self, failure):
+        self.busy = None
+        if not failure.check(CancelledError):
+            self.log.failure("forwarding for {peer} failed", failure, peer=self.peer)
+            self.transport.abortConnection()
+
+    def timeoutConnection(self):
+        if self.busy is not None:
+            # A client waiting for its answer is not idle; the forward has
+            # its own connect and answer timeouts.
+            self.resetTimeout()
+            return
+        self.closed = True
+        super().timeoutConnection()
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason)
+        self.closed = True
+        if self.busy is not None:
+            self.busy.cancel()
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        if self.lifeline:
+            for server in self.registrations:
+                if self.factory.registry.remove(server):
+                    self.log.info("removed server id {server_id} of privacy policy {policy}: "
+                                  "its registration connection closed", server_id=server.server_id, policy=server.policy)
+
+
+class ReverseFactory(TrackingFactory):
+    """
+    Builds L{ReverseProtocol}s around one registry and forwarder.
+
+    :param reactor: the clock for timeouts.
+    :param registry: the L{netproxy.message.registry.ServerRegistry}.
+    :param forwarder: the L{netproxy.message.forwarder.Forwarder}.
+    :param idle_timeout: seconds a client connection may stay quiet.
+    :param setup_grace: seconds within which a server that closes its setup
+        connection stays registered.
+    :param max_size: the largest message accepted, in bytes.
+    """
+
+    protocol = ReverseProtocol
+
+    def __init__(self, reactor, registry, forwarder, idle_timeout=30.0, setup_grace=1.0, max_size=DEFAULT_MAX_SIZE):
+        super().__init__(reactor, idle_timeout)
+        self.registry = registry
+        self.forwarder = forwarder
+        self.setup_grace = setup_grace
+        self.max_size = max_size

@@ -1,0 +1,130 @@
+"""
+Tests for L{netproxy.http.cache.responses}: the responses a request finds, as the
+proxy serves them, with an in-memory store.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from netproxy.http.cache import responses as cache_module
+from netproxy.http.cache.responses import Cache
+from netproxy.http.cache.memory_store import MemoryStore
+from netproxy.http.head import ResponseHead
+
+KEY = b"http://example.com:80/page"
+FIELDS = [
+    (b"Date", b"Sat, 21 Nov 2026 19:00:00 GMT"),
+    (b"Connection", b"keep-alive, X-Hop"),
+    (b"X-Hop", b"dropped"),
+    (b"Content-Length", b"4"),
+    (b"Age", b"7"),
+    (b"Cache-Control", b"max-age=60"),
+    (b"ETag", b'"v1"'),
+]
+
+
+def store_response(cache, key=KEY, fields=FIELDS, body=b"body", version=(1, 1)):
+    """
+    Store a 200 response for C{key} in C{cache}.
+    """
+    writer = cache.fill(key, [], ResponseHead(version, 200, b"OK", list(fields)), 100.0, 101.0)
+    writer.write(body)
+    return writer.finish()
+
+
+class FindTests(SynchronousTestCase):
+    """
+    L{Cache.find} decodes an entry once, however many requests it answers.
+    """
+
+    def setUp(self):
+        self.cache = Cache(MemoryStore(1 << 20))
+
+    def test_missing(self):
+        """
+        Nothing stored: L{None}.
+        """
+        self.assertIsNone(self.cache.find(KEY, []))
+
+    def test_same_entry_same_found(self):
+        """
+        An entry unchanged since the last request gives the same L{Found},
+        with what was worked out for it the first time.
+        """
+        store_response(self.cache)
+        first = self.cache.find(KEY, [])
+        self.assertEqual(first.stored.lifetime, 60.0)
+        self.assertIs(self.cache.find(KEY, []), first)
+
+    def test_replaced_entry_new_found(self):
+        """
+        A response stored anew is decoded anew: nothing of the old one
+        is served.
+        """
+        store_response(self.cache)
+        first = self.cache.find(KEY, [])
+        store_response(self.cache, fields=[(b"Cache-Control", b"max-age=5")], body=b"new!")
+        second = self.cache.find(KEY, [])
+        self.assertIsNot(second, first)
+        self.assertEqual(second.stored.lifetime, 5.0)
+
+    def test_refreshed_entry_new_found(self):
+        """
+        A 304 that refreshes the entry makes a new L{Found}, with the new
+        fields.
+        """
+        store_response(self.cache)
+        first = self.cache.find(KEY, [])
+        self.cache.refresh(first, [(b"Cache-Control", b"max-age=120")], 200.0, 201.0)
+        second = self.cache.find(KEY, [])
+        self.assertIsNot(second, first)
+        self.assertEqual(second.stored.lifetime, 120.0)
+
+    def test_bounded(self):
+        """
+        At most C{_DECODED_KEPT} decoded responses are kept; entries past
+        it are still found.
+        """
+        self.patch(cache_module, "_DECODED_KEPT", 3)
+        keys = [b"http://example.com:80/%d" % (number,) for number in range(5)]
+        for key in keys:
+            store_response(self.cache, key)
+            self.assertEqual(self.cache.find(key, []).entry.length, 4)
+        self.assertLessEqual(len(self.cache._decoded), 3)
+
+
+class ServedHeadTests(SynchronousTestCase):
+    """
+    L{Found.fields} and L{Found.head}: the stored response as it is served.
+    """
+
+    def setUp(self):
+        self.cache = Cache(MemoryStore(1 << 20))
+
+    def test_fields(self):
+        """
+        Hop-by-hop fields (and those Connection names), the framing and Age
+        are left out, and our Via is added with the origin's version.
+        """
+        store_response(self.cache, version=(1, 0))
+        found = self.cache.find(KEY, [])
+        self.assertEqual(
+            found.fields,
+            [
+                (b"Date", b"Sat, 21 Nov 2026 19:00:00 GMT"),
+                (b"Cache-Control", b"max-age=60"),
+                (b"ETag", b'"v1"'),
+                (b"Via", b"1.0 netproxy"),
+            ],
+        )
+
+    def test_head(self):
+        """
+        The head is the status line and the fields, without the empty line
+        that would end it.
+        """
+        store_response(self.cache)
+        self.assertEqual(
+            self.cache.find(KEY, []).head,
+            b"HTTP/1.1 200 OK\r\nDate: Sat, 21 Nov 2026 19:00:00 GMT\r\nCache-Control: max-age=60\r\n"
+            b'ETag: "v1"\r\nVia: 1.1 netproxy\r\n',
+        )

@@ -1,0 +1,61 @@
+"""
+Tests for L{netproxy.http.cache.status}: the Cache-Status field of RFC 9211.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from netproxy.http.cache.status import cache_status, hit_status
+
+
+class CacheStatusTests(SynchronousTestCase):
+    """
+    L{cache_status} writes RFC 9211 Cache-Status values.
+    """
+
+    def test_hit(self):
+        """A hit, with or without its remaining freshness, rounded down even when negative."""
+        self.assertEqual(cache_status(hit=True), b"netproxy; hit")
+        self.assertEqual(cache_status(hit=True, ttl=57.9), b"netproxy; hit; ttl=57")
+        self.assertEqual(cache_status(hit=True, ttl=-0.5), b"netproxy; hit; ttl=-1")
+
+    def test_miss_stored(self):
+        """A forwarded miss that was stored."""
+        self.assertEqual(
+            cache_status(hit=False, fwd="miss", stored=True), b"netproxy; fwd=miss; stored"
+        )
+
+    def test_revalidated(self):
+        """A stale entry revalidated with a 304."""
+        self.assertEqual(
+            cache_status(hit=False, fwd="stale", fwd_status=304),
+            b"netproxy; fwd=stale; fwd-status=304",
+        )
+
+    def test_reasons(self):
+        """Each forward reason is written as a token."""
+        for reason in ("uri-miss", "request", "bypass", "vary-miss", "method"):
+            self.assertEqual(
+                cache_status(hit=False, fwd=reason), b"netproxy; fwd=" + reason.encode()
+            )
+
+    def test_detail(self):
+        """A detail is written as a quoted string, escaped."""
+        self.assertEqual(
+            cache_status(hit=False, fwd="stale", detail='origin "down"'),
+            b'netproxy; fwd=stale; detail="origin \\"down\\""',
+        )
+
+    def test_invalid(self):
+        """An unknown forward reason or an unprintable detail is a ValueError."""
+        self.assertRaises(ValueError, cache_status, hit=False, fwd="nope")
+        self.assertRaises(ValueError, cache_status, hit=True, detail="caf\u00e9")
+
+    def test_collapsed_status(self):
+        """Cache-Status says a collapsed request was answered with another's response."""
+        self.assertEqual(cache_status(hit=True, fwd="uri-miss", collapsed=True),
+                         b"netproxy; hit; fwd=uri-miss; collapsed")
+
+    def test_hit_status(self):
+        """hit_status gives the same value as cache_status for a hit, negative ttls included."""
+        for ttl in (0, 57, -3, 2**31):
+            self.assertEqual(hit_status(ttl), cache_status(hit=True, ttl=ttl))

@@ -1,0 +1,1454 @@
+"""
+Tests for the cache stores (L{netproxy.http.cache.store}): one suite that every
+L{IStore} passes, run against L{MemoryStore} and L{FileStore}, then what
+only the store on disk does: its layout, crash safety, damage checks,
+start-up scan and memory cache.
+"""
+
+import base64
+import errno
+import gc
+import io
+import json
+import os
+import tracemalloc
+import zlib
+
+from twisted.internet.defer import CancelledError
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from netproxy.http.cache.file_store import FileStore, file_name
+from netproxy.http.cache.memory_store import MemoryStore
+from netproxy.http.cache.store import (
+    CHUNK_SIZE,
+    BodyAbandoned,
+    DamagedEntry,
+    Entry,
+    IStore,
+    IWriter,
+    StreamStopped,
+    decode_record,
+    encode_record,
+)
+
+KEY = b"https://example.com/private/path?q=1"
+META = {"status": 200, "headers": [["Content-Type", "text/plain"]], "stored": 1.5}
+MiB = 1024 * 1024
+# Each turn of the fake reactor advances its clock by TURN: calls scheduled
+# during a turn then wait for the next one, as on the real reactor.
+TURN = 1.0
+
+
+def body_of(size, seed=0):
+    """
+    :returns: C{size} bytes of a pattern that differs at every offset within
+        256 bytes, and with C{seed}.
+    """
+    pattern = bytes((i * 7 + seed) % 256 for i in range(256))
+    return (pattern * (size // 256 + 1))[:size]
+
+
+class RecordTests(SynchronousTestCase):
+    """The JSON record an entry's metadata is kept as."""
+
+    def test_round_trip(self):
+        """A record decodes to the entry it was made from, whatever bytes the key holds."""
+        entry = Entry(b"\x00\xff" + KEY, META, 10, 2**32 - 1)
+        self.assertEqual(decode_record(encode_record(entry)), entry)
+
+    def test_invalid(self):
+        """Records that are not JSON, of another version, incomplete or of the wrong types raise ValueError."""
+        good = json.loads(encode_record(Entry(KEY, META, 10, 5)))
+        records = [b"", b"[]", b'{"version": 1, "key": ']
+        for field, value in [
+            ("version", 2),
+            ("key", "not base64!"),
+            ("key", 5),
+            ("meta", []),
+            ("length", True),
+            ("length", -1),
+            ("length", 1.5),
+            ("checksum", 2**32),
+        ]:
+            records.append(json.dumps({**good, field: value}).encode())
+        records.append(json.dumps({k: v for k, v in good.items() if k != "meta"}).encode())
+        for record in records:
+            self.assertRaises(ValueError, decode_record, record)
+
+
+class PausingTransport(StringTransport):
+    """
+    A transport that, like TCP with a full buffer, pauses its producer from
+    within each write.
+    """
+
+    def write(self, data):
+        super().write(data)
+        self.producer.pauseProducing()
+
+
+class LosingTransport(StringTransport):
+    """
+    A transport whose connection is lost as the last of C{size} bytes is
+    written to it: it stops its producer from within write.
+    """
+
+    def __init__(self, size):
+        super().__init__()
+        self.size = size
+
+    def write(self, data):
+        super().write(data)
+        if len(self.value()) >= self.size:
+            self.producer.stopProducing()
+
+
+class ClosedTransport(StringTransport):
+    """
+    A transport already disconnected: it stops a producer from within
+    registerProducer, and keeps none.
+    """
+
+    def registerProducer(self, producer, streaming):
+        producer.stopProducing()
+
+
+class TurnsMixin:
+    """
+    A fake reactor for store tests: C{self.clock} is its time (the store's
+    C{reactor}), and C{self.schedule} runs steps on its turns, driven by
+    C{turn} and C{run_turns}.  C{self.store} is the store under test.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.turns = Clock()
+
+    def schedule(self, step):
+        return self.turns.callLater(TURN, step)
+
+    def turn(self):
+        """Run one reactor turn."""
+        self.turns.advance(TURN)
+
+    def run_turns(self):
+        """
+        Run turns until nothing is scheduled.
+
+        :returns: how many turns ran.
+        """
+        count = 0
+        while self.turns.getDelayedCalls():
+            self.turn()
+            count += 1
+        return count
+
+    def put(self, key, body, meta=META, piece=4096):
+        """
+        Store C{body} under C{key}, written in pieces of C{piece} bytes.
+
+        :returns: what C{finish} returned.
+        """
+        writer = self.store.writer(key, meta)
+        for start in range(0, len(body), piece):
+            writer.write(body[start : start + piece])
+        return writer.finish()
+
+    def fetch(self, entry):
+        """
+        Read C{entry}'s body to the end.
+
+        :returns: the bytes the consumer received.
+        """
+        transport = StringTransport()
+        d = self.store.read(entry, transport)
+        self.run_turns()
+        self.assertIsNone(self.successResultOf(d))
+        self.assertIsNone(transport.producer)
+        return transport.value()
+
+
+class StoreTestsMixin(TurnsMixin):
+    """
+    The behaviour of every L{IStore}.  A subclass provides C{make_store},
+    which builds a store with the given C{max_size} that takes the clock
+    C{self.clock} as its reactor and streams with C{self.schedule}.
+    """
+
+    max_size = 8 * MiB
+
+    def setUp(self):
+        super().setUp()
+        self.store = self.make_store(self.max_size)
+        # Readers followers took from writers and did not release (see follow).
+        self.unreleased = 0
+
+    def sizes(self, *entries):
+        return sum(entry.length + len(encode_record(entry)) for entry in entries)
+
+    def test_interfaces(self):
+        """The store provides IStore and its writers IWriter."""
+        self.assertTrue(verifyObject(IStore, self.store))
+        self.assertTrue(verifyObject(IWriter, self.store.writer(KEY, META)))
+
+    def test_get_missing(self):
+        """A key never stored is not found."""
+        self.assertIsNone(self.store.get(KEY))
+        self.assertEqual((len(self.store), self.store.size), (0, 0))
+
+    def test_round_trip(self):
+        """A body written in pieces is found by get, with its meta, length and crc32, and read back whole."""
+        body = body_of(10000)
+        entry = self.put(KEY, body, piece=1000)
+        self.assertEqual((entry.key, entry.meta, entry.length, entry.checksum), (KEY, META, 10000, zlib.crc32(body)))
+        self.assertEqual(self.store.get(KEY), entry)
+        self.assertEqual(self.fetch(entry), body)
+        self.assertEqual(len(self.store), 1)
+
+    def test_empty_body(self):
+        """An empty body is stored and read back, and the read still completes."""
+        entry = self.put(KEY, b"")
+        self.assertEqual((entry.length, entry.checksum), (0, 0))
+        self.assertEqual(self.fetch(self.store.get(KEY)), b"")
+
+    def test_unfinished_invisible(self):
+        """An entry being written is not visible before finish."""
+        writer = self.store.writer(KEY, META)
+        writer.write(b"partial")
+        self.assertIsNone(self.store.get(KEY))
+        writer.finish()
+        self.assertIsNotNone(self.store.get(KEY))
+
+    def test_meta_is_copied(self):
+        """The store keeps its own copy of the metadata: changing the caller's dict changes nothing."""
+        meta = {"headers": [["A", "1"]]}
+        self.put(KEY, b"x", meta=meta)
+        meta["headers"].append(["B", "2"])
+        self.assertEqual(self.store.get(KEY).meta, {"headers": [["A", "1"]]})
+
+    def test_meta_not_json(self):
+        """Metadata that is not JSON is refused at finish with TypeError, and nothing is stored."""
+        writer = self.store.writer(KEY, {"when": object()})
+        writer.write(b"x")
+        self.assertRaises(TypeError, writer.finish)
+        self.assertIsNone(self.store.get(KEY))
+        self.assertEqual(self.store.size, 0)
+
+    def test_write_after_finish(self):
+        """A writer used after finish raises RuntimeError: it is a bug in the caller."""
+        writer = self.store.writer(KEY, META)
+        writer.finish()
+        self.assertRaises(RuntimeError, writer.write, b"x")
+        self.assertRaises(RuntimeError, writer.finish)
+
+    def test_streaming_producer(self):
+        """read registers a push producer on the consumer and unregisters it before the Deferred fires."""
+        entry = self.put(KEY, b"hello")
+        transport = StringTransport()
+        d = self.store.read(entry, transport)
+        self.assertTrue(transport.streaming)
+        self.assertIsNotNone(transport.producer)
+        self.run_turns()
+        self.assertIsNone(self.successResultOf(d))
+        self.assertIsNone(transport.producer)
+
+    def test_nothing_before_next_turn(self):
+        """read writes nothing before the next turn, so the caller can write the response head after it returns."""
+        entry = self.put(KEY, b"hello")
+        transport = StringTransport()
+        d = self.store.read(entry, transport)
+        transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        self.assertNoResult(d)
+        self.turn()
+        self.assertEqual(transport.value(), b"HTTP/1.1 200 OK\r\n\r\nhello")
+        self.run_turns()
+        self.successResultOf(d)
+
+    def test_large_body_in_chunks(self):
+        """A 1 MiB body reaches the consumer over 16 turns or more, never more than 64 KiB in one turn."""
+        body = body_of(MiB)
+        entry = self.put(KEY, body, piece=10000)
+        transport = StringTransport()
+        d = self.store.read(entry, transport)
+        sent, turns = [], 0
+        while self.turns.getDelayedCalls():
+            before = len(transport.value())
+            self.turn()
+            turns += 1
+            sent.append(len(transport.value()) - before)
+        self.assertGreaterEqual(turns, 16)
+        self.assertLessEqual(max(sent), CHUNK_SIZE)
+        self.assertEqual(transport.value(), body)
+        self.successResultOf(d)
+
+    def test_replace(self):
+        """A second finish for a key replaces the entry, its body and its size."""
+        self.put(KEY, body_of(3000))
+        entry = self.put(KEY, body_of(500, seed=1), meta={"v": 2})
+        self.assertEqual(self.store.get(KEY), entry)
+        self.assertEqual(self.fetch(entry), body_of(500, seed=1))
+        self.assertEqual((len(self.store), self.store.size), (1, self.sizes(entry)))
+
+    def test_held_body(self):
+        """A small body just stored is held in memory, checked, for sending at once."""
+        entry = self.put(KEY, body_of(3000))
+        self.assertEqual(self.store.held_body(entry), body_of(3000))
+
+    def test_large_body_not_held(self):
+        """A body larger than one chunk is never offered whole: it is streamed."""
+        entry = self.put(KEY, body_of(CHUNK_SIZE + 1))
+        self.assertIsNone(self.store.held_body(entry))
+
+    def test_replaced_body_not_held(self):
+        """An entry replaced since it was looked up does not get the new body."""
+        old = self.put(KEY, body_of(3000))
+        self.put(KEY, body_of(3000, seed=1))
+        self.assertIsNone(self.store.held_body(old))
+
+    def test_abort(self):
+        """An aborted writer leaves nothing: no entry, no size, and finish then stores nothing."""
+        writer = self.store.writer(KEY, META)
+        writer.write(body_of(1000))
+        writer.abort()
+        self.assertIsNone(writer.finish())
+        self.assertIsNone(self.store.get(KEY))
+        self.assertEqual((len(self.store), self.store.size), (0, 0))
+
+    def test_abort_keeps_older(self):
+        """Aborting a replacement keeps the entry it would have replaced."""
+        entry = self.put(KEY, b"old")
+        writer = self.store.writer(KEY, {"v": 2})
+        writer.write(b"new")
+        writer.abort()
+        self.assertEqual(self.store.get(KEY), entry)
+        self.assertEqual(self.fetch(entry), b"old")
+
+    def test_concurrent_writers(self):
+        """Two writers for one key, interleaved: the last to finish wins, with its own body intact."""
+        first, second = self.store.writer(KEY, {"n": 1}), self.store.writer(KEY, {"n": 2})
+        for i in range(3):
+            first.write(b"a" * 100)
+            second.write(b"b" * 50)
+        second.finish()
+        entry = first.finish()
+        self.assertEqual(self.store.get(KEY).meta, {"n": 1})
+        self.assertEqual(self.fetch(entry), b"a" * 300)
+        self.assertEqual((len(self.store), self.store.size), (1, self.sizes(entry)))
+
+    def test_remove(self):
+        """remove deletes an entry and says whether there was one."""
+        self.put(KEY, b"body")
+        self.assertTrue(self.store.remove(KEY))
+        self.assertIsNone(self.store.get(KEY))
+        self.assertFalse(self.store.remove(KEY))
+        self.assertEqual((len(self.store), self.store.size), (0, 0))
+
+    def test_read_removed(self):
+        """Reading an entry removed since it was looked up fails with DamagedEntry and writes nothing."""
+        entry = self.put(KEY, b"body")
+        self.store.remove(KEY)
+        transport = StringTransport()
+        self.failureResultOf(self.store.read(entry, transport), DamagedEntry)
+        self.assertEqual((transport.value(), transport.producer), (b"", None))
+
+    def test_update_keeps_body(self):
+        """update replaces the metadata and keeps the body."""
+        body = body_of(5000)
+        self.put(KEY, body)
+        updated = self.store.update(KEY, {"status": 200, "revalidated": True})
+        self.assertEqual(updated.meta, {"status": 200, "revalidated": True})
+        self.assertEqual(self.store.get(KEY), updated)
+        self.assertEqual(self.fetch(updated), body)
+        self.assertEqual(self.store.size, self.sizes(updated))
+
+    def test_update_missing(self):
+        """update of a key with no entry stores nothing."""
+        self.assertIsNone(self.store.update(KEY, META))
+        self.assertIsNone(self.store.get(KEY))
+
+    def test_size(self):
+        """size counts each entry's body length plus its record's length."""
+        entries = [self.put(b"key%d" % i, body_of(100 * i)) for i in range(5)]
+        self.assertEqual(self.store.size, self.sizes(*entries))
+
+    def fill(self):
+        """
+        Rebuild the store with room for three entries of 1000 bytes, and
+        store a, b and c in that order.
+        """
+        entry = self.put(b"probe", body_of(1000))
+        self.store = self.make_store(3 * self.sizes(entry) + 10)
+        for key in (b"a", b"b", b"c"):
+            self.clock.advance(1)
+            self.put(key, body_of(1000))
+
+    def test_lru_eviction(self):
+        """Past max_size the least recently used entries are evicted first; get counts as use."""
+        self.fill()
+        self.store.get(b"a")
+        self.put(b"d", body_of(1000))
+        self.assertLessEqual(self.store.size, self.store.max_size)
+        self.assertEqual([self.store.get(k) is not None for k in (b"a", b"b", b"c", b"d")], [True, False, True, True])
+
+    def test_read_counts_as_use(self):
+        """Reading an entry counts as a use for eviction."""
+        self.fill()
+        self.fetch(self.store.get(b"a"))
+        self.fetch(self.store.get(b"c"))
+        self.store.get(b"b")
+        self.fetch(self.store.get(b"a"))
+        self.put(b"d", body_of(1000))
+        self.assertIsNone(self.store.get(b"c"))
+
+    def test_eviction_of_several(self):
+        """A large entry evicts as many old ones as needed to fit."""
+        self.fill()
+        self.assertEqual(self.store.evictions, 0)
+        self.put(b"big", body_of(2000))
+        self.assertEqual([self.store.get(k) is not None for k in (b"a", b"b", b"c")], [False, False, True])
+        self.assertLessEqual(self.store.size, self.store.max_size)
+        self.assertEqual(self.store.evictions, 2)
+
+    def test_oversized_not_stored(self):
+        """An entry larger than max_size is not stored and evicts nothing."""
+        self.fill()
+        size = self.store.size
+        self.assertIsNone(self.put(KEY, body_of(self.store.max_size + 1)))
+        self.assertIsNone(self.store.get(KEY))
+        self.assertEqual((len(self.store), self.store.size, self.store.evictions), (3, size, 0))
+
+    def test_pause_resume(self):
+        """A paused consumer gets nothing more, however many turns pass, until it resumes."""
+        body = body_of(5 * CHUNK_SIZE)
+        entry = self.put(KEY, body, piece=CHUNK_SIZE)
+        transport = StringTransport()
+        d = self.store.read(entry, transport)
+        self.turn()
+        transport.producer.pauseProducing()
+        received = len(transport.value())
+        for _ in range(5):
+            self.turn()
+        self.assertEqual(len(transport.value()), received)
+        self.assertNoResult(d)
+        transport.producer.resumeProducing()
+        self.run_turns()
+        self.assertEqual(transport.value(), body)
+        self.successResultOf(d)
+
+    def test_stop_producing(self):
+        """stopProducing stops reading and fails the Deferred with StreamStopped."""
+        entry = self.put(KEY, body_of(5 * CHUNK_SIZE), piece=CHUNK_SIZE)
+        transport = StringTransport()
+        d = self.store.read(entry, transport)
+        self.turn()
+        transport.producer.stopProducing()
+        received = len(transport.value())
+        self.failureResultOf(d, StreamStopped)
+        self.assertEqual(self.run_turns(), 0)
+        self.assertEqual(len(transport.value()), received)
+        self.assertEqual(self.store.get(KEY), entry)
+
+    def test_stop_while_paused(self):
+        """A paused stream can be stopped."""
+        entry = self.put(KEY, body_of(3 * CHUNK_SIZE), piece=CHUNK_SIZE)
+        transport = StringTransport()
+        d = self.store.read(entry, transport)
+        transport.producer.pauseProducing()
+        transport.producer.stopProducing()
+        self.failureResultOf(d, StreamStopped)
+        self.assertEqual((self.run_turns(), transport.value()), (0, b""))
+
+    def test_paused_from_within_write(self):
+        """A consumer that pauses the producer from within write gets one chunk per resume."""
+        body = body_of(3 * CHUNK_SIZE)
+        entry = self.put(KEY, body, piece=CHUNK_SIZE)
+        transport = PausingTransport()
+        d = self.store.read(entry, transport)
+        for received in (1, 2, 3):
+            self.run_turns()
+            self.assertEqual(len(transport.value()), received * CHUNK_SIZE)
+            self.assertNoResult(d)
+            transport.producer.resumeProducing()
+        self.run_turns()
+        self.assertEqual(transport.value(), body)
+        self.successResultOf(d)
+
+    def test_stopped_from_within_write(self):
+        """A consumer stopping the producer from within write, even the last, fails the read with StreamStopped."""
+        for size, lost in [(10, 10), (2 * CHUNK_SIZE + 1, CHUNK_SIZE), (2 * CHUNK_SIZE + 1, 2 * CHUNK_SIZE + 1)]:
+            entry = self.put(KEY, body_of(size), piece=CHUNK_SIZE)
+            transport = LosingTransport(lost)
+            d = self.store.read(entry, transport)
+            self.run_turns()
+            self.failureResultOf(d, StreamStopped)
+            self.assertEqual(len(transport.value()), lost)
+
+    def test_consumer_already_closed(self):
+        """A consumer stopping the producer as it is registered gets nothing; the read fails with StreamStopped."""
+        entry = self.put(KEY, body_of(3 * CHUNK_SIZE), piece=CHUNK_SIZE)
+        transport = ClosedTransport()
+        self.failureResultOf(self.store.read(entry, transport), StreamStopped)
+        self.assertEqual((self.run_turns(), transport.value()), (0, b""))
+
+    def test_cancel(self):
+        """Cancelling the Deferred stops the stream and unregisters the producer."""
+        entry = self.put(KEY, body_of(3 * CHUNK_SIZE), piece=CHUNK_SIZE)
+        transport = StringTransport()
+        d = self.store.read(entry, transport)
+        self.turn()
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertIsNone(transport.producer)
+        self.assertEqual((self.run_turns(), len(transport.value())), (0, CHUNK_SIZE))
+
+    def test_read_survives_replacement(self):
+        """A body being streamed is sent whole even if its entry is replaced meanwhile."""
+        body = body_of(4 * CHUNK_SIZE)
+        entry = self.put(KEY, body, piece=CHUNK_SIZE)
+        transport = StringTransport()
+        d = self.store.read(entry, transport)
+        self.turn()
+        replacement = self.put(KEY, b"new body")
+        self.run_turns()
+        self.successResultOf(d)
+        self.assertEqual(transport.value(), body)
+        self.assertEqual(self.store.get(KEY), replacement)
+
+    def test_two_readers(self):
+        """Two consumers reading one entry at once each get the whole body."""
+        body = body_of(3 * CHUNK_SIZE + 5)
+        entry = self.put(KEY, body, piece=CHUNK_SIZE)
+        one, two = StringTransport(), StringTransport()
+        reads = [self.store.read(entry, one), self.store.read(entry, two)]
+        self.run_turns()
+        self.assertEqual([self.successResultOf(d) for d in reads], [None, None])
+        self.assertEqual((one.value(), two.value()), (body, body))
+
+    def follow(self, writer, consumer):
+        """
+        Follow C{writer}'s body to C{consumer}, counting in
+        C{self.unreleased} the readers taken from the writer and not yet
+        released (see L{assert_released}).
+        """
+        if "reader" not in vars(writer):
+            reader = writer.reader
+
+            def counted():
+                read, release = reader()
+                self.unreleased += 1
+
+                def counted_release():
+                    self.unreleased -= 1
+                    release()
+
+                return read, counted_release
+
+            writer.reader = counted
+        return writer.follow(consumer)
+
+    def assert_released(self, writer):
+        """Assert that nothing follows C{writer} any more, and every reader taken from it was released."""
+        self.assertEqual(writer.tails, [])
+        self.assertEqual(self.unreleased, 0)
+
+    def test_follow_from_start(self):
+        """A body followed from the start arrives on the turn after each write; the Deferred fires only after finish."""
+        body = body_of(5000)
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        self.assertTrue(transport.streaming)
+        self.assertIsNotNone(transport.producer)
+        self.run_turns()
+        self.assertEqual(transport.value(), b"")
+        for start in range(0, len(body), 1000):
+            writer.write(body[start : start + 1000])
+            self.assertEqual(transport.value(), body[:start])
+            self.turn()
+            self.assertEqual(transport.value(), body[: start + 1000])
+            # Caught up, the follower waits for the writer without taking turns.
+            self.assertLessEqual(self.run_turns(), 1)
+            self.assertNoResult(d)
+        self.assertEqual(transport.value(), body)
+        entry = writer.finish()
+        self.assertNoResult(d)
+        self.run_turns()
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(transport.value(), body)
+        self.assertIsNone(transport.producer)
+        self.assertEqual(self.store.get(KEY), entry)
+        self.assert_released(writer)
+
+    def test_follow_after_writes(self):
+        """A late follower gets what was written so far first, a chunk per turn from the next turn, then the rest."""
+        body = body_of(3 * CHUNK_SIZE)
+        early = 2 * CHUNK_SIZE + 100
+        writer = self.store.writer(KEY, META)
+        writer.write(body[:early])
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        self.assertEqual(transport.value(), b"")
+        for received in (CHUNK_SIZE, 2 * CHUNK_SIZE, early):
+            self.turn()
+            self.assertEqual(transport.value(), body[:received])
+        writer.write(body[early:])
+        writer.finish()
+        self.run_turns()
+        self.successResultOf(d)
+        self.assertEqual(transport.value(), body)
+        self.assert_released(writer)
+
+    def test_follow_large_write_in_chunks(self):
+        """A body of several chunks written in one go reaches a follower at most one chunk per turn."""
+        body = body_of(5 * CHUNK_SIZE + 7)
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        self.run_turns()
+        writer.write(body)
+        writer.finish()
+        sent = []
+        while self.turns.getDelayedCalls():
+            before = len(transport.value())
+            self.turn()
+            sent.append(len(transport.value()) - before)
+        self.assertGreaterEqual(len(sent), 6)
+        self.assertLessEqual(max(sent), CHUNK_SIZE)
+        self.assertEqual(transport.value(), body)
+        self.successResultOf(d)
+        self.assert_released(writer)
+
+    def test_follow_pause_resume(self):
+        """A paused follower gets nothing, caught up or behind, however much is written, until it resumes."""
+        body = body_of(4 * CHUNK_SIZE)
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        writer.write(body[:1000])
+        self.run_turns()
+        # Caught up and waiting.
+        transport.producer.pauseProducing()
+        writer.write(body[1000:CHUNK_SIZE])
+        for _ in range(3):
+            self.turn()
+        self.assertEqual(transport.value(), body[:1000])
+        transport.producer.resumeProducing()
+        self.turn()
+        self.assertEqual(transport.value(), body[:CHUNK_SIZE])
+        # Behind the writer.
+        writer.write(body[CHUNK_SIZE:])
+        self.turn()
+        transport.producer.pauseProducing()
+        writer.finish()
+        for _ in range(5):
+            self.turn()
+        self.assertEqual(transport.value(), body[: 2 * CHUNK_SIZE])
+        self.assertNoResult(d)
+        transport.producer.resumeProducing()
+        self.run_turns()
+        self.assertEqual(transport.value(), body)
+        self.successResultOf(d)
+        self.assert_released(writer)
+
+    def test_follow_paused_from_within_write(self):
+        """A follower whose consumer pauses it from within write gets one chunk per resume."""
+        body = body_of(3 * CHUNK_SIZE + 5)
+        writer = self.store.writer(KEY, META)
+        transport = PausingTransport()
+        d = self.follow(writer, transport)
+        writer.write(body)
+        writer.finish()
+        for received in (CHUNK_SIZE, 2 * CHUNK_SIZE, 3 * CHUNK_SIZE, len(body)):
+            self.run_turns()
+            self.assertEqual(transport.value(), body[:received])
+            self.assertNoResult(d)
+            transport.producer.resumeProducing()
+        self.run_turns()
+        self.successResultOf(d)
+        self.assert_released(writer)
+
+    def test_follow_two_paces(self):
+        """Two followers, one keeping up with the writer and one slower and later, each get the whole body."""
+        body = body_of(6 * CHUNK_SIZE + 1234)
+        piece = CHUNK_SIZE
+        writer = self.store.writer(KEY, META)
+        fast, slow = StringTransport(), PausingTransport()
+        fast_done = self.follow(writer, fast)
+        slow_done = None
+        for i, start in enumerate(range(0, len(body), piece)):
+            writer.write(body[start : start + piece])
+            if slow_done is None:
+                slow_done = self.follow(writer, slow)
+            self.turn()
+            if i % 3 == 2:
+                slow.producer.resumeProducing()
+        self.assertEqual(len(writer.tails), 2)
+        writer.finish()
+        self.run_turns()
+        self.successResultOf(fast_done)
+        self.assertEqual(fast.value(), body)
+        self.assertLess(len(slow.value()), len(body))
+        self.assertNoResult(slow_done)
+        while slow.producer is not None:
+            slow.producer.resumeProducing()
+            self.run_turns()
+        self.successResultOf(slow_done)
+        self.assertEqual(slow.value(), body)
+        self.assert_released(writer)
+
+    def test_follow_abort(self):
+        """A writer aborted while followed fails the follower with BodyAbandoned and unregisters its producer."""
+        body = body_of(1000)
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        writer.write(body)
+        self.run_turns()
+        writer.abort()
+        self.run_turns()
+        self.failureResultOf(d, BodyAbandoned)
+        self.assertEqual(transport.value(), body)
+        self.assertIsNone(transport.producer)
+        self.assert_released(writer)
+        self.assertIsNone(writer.finish())
+
+    def test_follow_abort_behind(self):
+        """A follower behind an aborted writer sends no more of what was written: it fails with BodyAbandoned."""
+        writer = self.store.writer(KEY, META)
+        writer.write(body_of(3 * CHUNK_SIZE))
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        self.turn()
+        writer.abort()
+        self.run_turns()
+        self.failureResultOf(d, BodyAbandoned)
+        self.assertEqual(len(transport.value()), CHUNK_SIZE)
+        self.assertIsNone(transport.producer)
+        self.assert_released(writer)
+
+    def test_follow_too_large(self):
+        """A body growing past max_size while followed fails the follower with BodyAbandoned; nothing is stored."""
+        self.store = self.make_store(3 * CHUNK_SIZE)
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        writer.write(body_of(2 * CHUNK_SIZE))
+        self.run_turns()
+        writer.write(body_of(CHUNK_SIZE + 1))
+        self.run_turns()
+        self.failureResultOf(d, BodyAbandoned)
+        self.assertEqual(transport.value(), body_of(2 * CHUNK_SIZE))
+        self.assertIsNone(transport.producer)
+        self.assert_released(writer)
+        self.assertIsNone(writer.finish())
+        self.assertIsNone(self.store.get(KEY))
+
+    def test_follow_not_stored(self):
+        """A body that fits max_size but not with its record is not stored: its follower fails with BodyAbandoned."""
+        self.store = self.make_store(1000)
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        writer.write(body_of(1000))
+        self.run_turns()
+        self.assertIsNone(writer.finish())
+        self.run_turns()
+        self.failureResultOf(d, BodyAbandoned)
+        self.assertEqual(transport.value(), body_of(1000))
+        self.assertIsNone(transport.producer)
+        self.assert_released(writer)
+
+    def test_follow_finish_raises(self):
+        """A follower waiting when finish raises (metadata not JSON) fails with BodyAbandoned, not waits forever."""
+        writer = self.store.writer(KEY, {"when": object()})
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        writer.write(b"body")
+        self.run_turns()
+        self.assertRaises(TypeError, writer.finish)
+        self.run_turns()
+        self.failureResultOf(d, BodyAbandoned)
+        self.assertEqual(transport.value(), b"body")
+        self.assertIsNone(transport.producer)
+        self.assert_released(writer)
+
+    def test_follow_stop_producing(self):
+        """A consumer stopping a follower fails it with StreamStopped at once; the writer still stores the body."""
+        body = body_of(3 * CHUNK_SIZE)
+        for behind in (True, False):
+            self.store.remove(KEY)
+            writer = self.store.writer(KEY, META)
+            transport = StringTransport()
+            d = self.follow(writer, transport)
+            writer.write(body[: 2 * CHUNK_SIZE])
+            self.turn()
+            if not behind:
+                self.run_turns()
+            received = len(transport.value())
+            self.assertEqual(received, CHUNK_SIZE if behind else 2 * CHUNK_SIZE)
+            transport.producer.stopProducing()
+            self.failureResultOf(d, StreamStopped)
+            self.assert_released(writer)
+            writer.write(body[2 * CHUNK_SIZE :])
+            entry = writer.finish()
+            self.assertEqual(self.run_turns(), 0)
+            self.assertEqual(len(transport.value()), received)
+            self.assertEqual(self.fetch(entry), body)
+
+    def test_follow_stopped_from_within_write(self):
+        """A consumer stopping the follower from within write, even the last, fails it with StreamStopped."""
+        for size, lost in [(10, 10), (2 * CHUNK_SIZE + 1, CHUNK_SIZE), (2 * CHUNK_SIZE + 1, 2 * CHUNK_SIZE + 1)]:
+            writer = self.store.writer(KEY, META)
+            transport = LosingTransport(lost)
+            d = self.follow(writer, transport)
+            writer.write(body_of(size))
+            writer.finish()
+            self.run_turns()
+            self.failureResultOf(d, StreamStopped)
+            self.assertEqual(len(transport.value()), lost)
+            self.assert_released(writer)
+
+    def test_follow_consumer_already_closed(self):
+        """A consumer stopping the follower as it is registered gets nothing; follow fails with StreamStopped."""
+        writer = self.store.writer(KEY, META)
+        writer.write(b"body")
+        transport = ClosedTransport()
+        self.failureResultOf(self.follow(writer, transport), StreamStopped)
+        self.assert_released(writer)
+        writer.write(b" and more")
+        writer.finish()
+        self.assertEqual((self.run_turns(), transport.value()), (0, b""))
+
+    def test_follow_cancel(self):
+        """Cancelling a follower, caught up or behind, stops it and unregisters its producer; the writer goes on."""
+        for behind in (True, False):
+            self.store.remove(KEY)
+            writer = self.store.writer(KEY, META)
+            transport = StringTransport()
+            d = self.follow(writer, transport)
+            writer.write(body_of(2 * CHUNK_SIZE))
+            self.turn()
+            if not behind:
+                self.run_turns()
+            received = len(transport.value())
+            d.cancel()
+            self.failureResultOf(d, CancelledError)
+            self.assertIsNone(transport.producer)
+            self.assert_released(writer)
+            writer.write(b"more")
+            self.assertEqual(writer.finish().length, 2 * CHUNK_SIZE + 4)
+            self.assertEqual((self.run_turns(), len(transport.value())), (0, received))
+
+    def test_follow_abandoned_writer(self):
+        """Following a writer aborted or past max_size fails at once with BodyAbandoned, registering nothing."""
+        self.store = self.make_store(1000)
+        aborted = self.store.writer(KEY, META)
+        aborted.write(b"body")
+        aborted.abort()
+        oversized = self.store.writer(KEY, META)
+        oversized.write(body_of(1001))
+        for writer in (aborted, oversized):
+            transport = StringTransport()
+            self.failureResultOf(self.follow(writer, transport), BodyAbandoned)
+            self.assertEqual((transport.value(), transport.producer), (b"", None))
+            self.assert_released(writer)
+            self.assertEqual(self.run_turns(), 0)
+
+    def test_follow_empty_body(self):
+        """A followed writer finishing with no body completes its follower with nothing written."""
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        self.run_turns()
+        self.assertNoResult(d)
+        writer.finish()
+        self.run_turns()
+        self.successResultOf(d)
+        self.assertEqual((transport.value(), transport.producer), (b"", None))
+        self.assert_released(writer)
+
+    def test_follow_replaced(self):
+        """A follower gets its writer's body even when another writer for the key finishes first, or after."""
+        body = body_of(3 * CHUNK_SIZE)
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        d = self.follow(writer, transport)
+        writer.write(body[:CHUNK_SIZE])
+        self.turn()
+        self.put(KEY, b"another body")
+        writer.write(body[CHUNK_SIZE:])
+        entry = writer.finish()
+        self.turn()
+        self.put(KEY, b"a third body")
+        self.run_turns()
+        self.successResultOf(d)
+        self.assertEqual(transport.value(), body)
+        self.assertEqual(entry.length, len(body))
+        self.assertEqual(self.fetch(self.store.get(KEY)), b"a third body")
+        self.assert_released(writer)
+
+
+class MemoryStoreTests(StoreTestsMixin, SynchronousTestCase):
+    """The shared store tests, run against L{MemoryStore}."""
+
+    def make_store(self, max_size):
+        return MemoryStore(max_size, scheduler=self.schedule)
+
+
+class FileStoreTests(StoreTestsMixin, SynchronousTestCase):
+    """The shared store tests, run against L{FileStore}."""
+
+    def make_store(self, max_size):
+        return FileStore(FilePath(self.mktemp()), max_size, self.clock, scheduler=self.schedule)
+
+
+class OpenCounter:
+    """
+    Counts the files L{FilePath} opens (for reading records and bodies, and
+    for writing).
+    """
+
+    def __init__(self, case):
+        self.count = 0
+        real = FilePath.open
+
+        def counting(path, mode="r"):
+            self.count += 1
+            return real(path, mode)
+
+        case.patch(FilePath, "open", counting)
+
+
+class FileStoreOnDiskTests(TurnsMixin, SynchronousTestCase):
+    """What only L{FileStore} does: its files, crash safety, damage checks, loading and memory cache."""
+
+    def setUp(self):
+        super().setUp()
+        self.path = FilePath(self.mktemp())
+        self.reopen()
+
+    def reopen(self, max_size=64 * MiB, memory_size=32 * MiB):
+        """A new store on the same directory, as after a restart."""
+        self.store = FileStore(self.path, max_size, self.clock, memory_size=memory_size, scheduler=self.schedule)
+        return self.store
+
+    def load(self):
+        """Run the store's load to its end."""
+        d = self.store.load()
+        self.run_turns()
+        self.successResultOf(d)
+
+    def files(self):
+        """:returns: the paths of the files in the cache directory, relative to it."""
+        return sorted("/".join(p.segmentsFrom(self.path)) for p in self.path.walk() if p.isfile())
+
+    def file(self, key, suffix):
+        name = file_name(key)
+        return self.path.child(name[:2]).child(name + suffix)
+
+    def test_file_names(self):
+        """Files are named after the key's SHA-256, sharded by its first two hex digits; no URL text is on disk."""
+        self.put(KEY, b"body")
+        name = file_name(KEY)
+        self.assertEqual(self.files(), [f"{name[:2]}/{name}.body", f"{name[:2]}/{name}.meta"])
+        self.assertEqual(len(name), 64)
+        record = self.file(KEY, ".meta").getContent()
+        self.assertNotIn(b"example.com", record)
+        self.assertEqual(decode_record(record).key, KEY)
+        self.assertIn(base64.b64encode(KEY), record)
+
+    def test_writer_uses_temporary_file(self):
+        """A body being written goes to a .tmp file, renamed into place by finish."""
+        writer = self.store.writer(KEY, META)
+        writer.write(b"partial")
+        [temp] = self.files()
+        self.assertTrue(temp.endswith(".tmp"))
+        writer.finish()
+        self.assertFalse(any(name.endswith(".tmp") for name in self.files()))
+
+    def test_abort_removes_temporary_file(self):
+        """An aborted writer's temporary file is deleted."""
+        writer = self.store.writer(KEY, META)
+        writer.write(b"partial")
+        writer.abort()
+        self.assertEqual(self.files(), [])
+
+    def test_oversized_write_drops_file(self):
+        """A body growing past max_size has its temporary file deleted at once."""
+        self.reopen(max_size=1000)
+        writer = self.store.writer(KEY, META)
+        writer.write(body_of(1001))
+        self.assertEqual(self.files(), [])
+        writer.write(b"more")
+        self.assertIsNone(writer.finish())
+        self.assertEqual(self.files(), [])
+
+    def test_writer_streams_to_disk(self):
+        """A writer puts the body on disk as it is written, holding no more than a buffer in memory."""
+        writer = self.store.writer(KEY, META)
+        written = 0
+        for _ in range(64):
+            writer.write(body_of(4096))
+            written += 4096
+        [temp] = self.files()
+        self.assertGreaterEqual(self.path.preauthChild(temp).getsize(), written - io.DEFAULT_BUFFER_SIZE)
+        writer.finish()
+
+    def test_disk_full(self):
+        """A write error (disk full) abandons the entry and its temporary file; the old entry stays."""
+        old = self.put(KEY, b"old")
+        real = FilePath.open
+
+        class Full:
+            def __init__(self, f):
+                self.f = f
+
+            def write(self, data):
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            def close(self):
+                self.f.close()
+
+        def full(path, mode="r"):
+            f = real(path, mode)
+            return Full(f) if path.path.endswith(".body.tmp") else f
+
+        self.patch(FilePath, "open", full)
+        writer = self.store.writer(KEY, {"v": 2})
+        writer.write(b"new")
+        self.assertIsNone(writer.finish())
+        self.assertFalse(any(name.endswith(".tmp") for name in self.files()))
+        self.assertEqual(self.store.get(KEY), old)
+
+    def test_persists_after_load(self):
+        """A new store on the same directory serves the entries once loaded, with the same size."""
+        entries = [self.put(b"key%d" % i, body_of(1000 * i, seed=i)) for i in range(10)]
+        size = self.store.size
+        self.reopen()
+        self.load()
+        self.assertEqual((len(self.store), self.store.size), (10, size))
+        for i, entry in enumerate(entries):
+            self.assertEqual(self.store.get(entry.key), entry)
+            self.assertEqual(self.fetch(entry), body_of(1000 * i, seed=i))
+
+    def test_persists_before_load(self):
+        """A new store finds an entry on disk before load has run."""
+        entry = self.put(KEY, body_of(3 * CHUNK_SIZE))
+        self.reopen()
+        self.assertEqual(self.store.get(KEY), entry)
+        self.assertEqual(self.fetch(entry), body_of(3 * CHUNK_SIZE))
+        self.assertIsNone(self.store.get(b"other"))
+
+    def test_get_before_load_counted_once(self):
+        """An entry found before load reached it is accounted once."""
+        entry = self.put(KEY, b"body")
+        self.put(b"other", b"more")
+        size = self.store.size
+        self.reopen()
+        self.store.get(KEY)
+        self.load()
+        self.assertEqual((len(self.store), self.store.size), (2, size))
+        self.assertEqual(self.store.get(KEY), entry)
+
+    def test_update_persists(self):
+        """Updated metadata survives a restart, with the body unchanged."""
+        self.put(KEY, b"body")
+        self.store.update(KEY, {"v": 2})
+        self.reopen()
+        self.assertEqual(self.store.get(KEY).meta, {"v": 2})
+        self.assertEqual(self.fetch(self.store.get(KEY)), b"body")
+
+    def test_remove_before_load(self):
+        """An entry not yet scanned can be removed, and its files are deleted."""
+        self.put(KEY, b"body")
+        self.reopen()
+        self.assertTrue(self.store.remove(KEY))
+        self.assertEqual(self.files(), [])
+        self.assertFalse(self.store.remove(KEY))
+
+    def test_eviction_deletes_files(self):
+        """An evicted entry's files are deleted."""
+        self.reopen(max_size=3000)
+        self.put(b"a", body_of(1000))
+        self.clock.advance(1)
+        self.put(b"b", body_of(2000))
+        self.assertIsNone(self.store.get(b"a"))
+        name = file_name(b"b")
+        self.assertEqual(self.files(), [f"{name[:2]}/{name}.body", f"{name[:2]}/{name}.meta"])
+
+    def test_lru_order_persists(self):
+        """The order of use survives a restart, through the records' mtimes."""
+        for key in (b"a", b"b", b"c"):
+            self.put(key, body_of(1000))
+            self.clock.advance(10)
+        self.clock.advance(60)
+        self.store.get(b"a")
+        size = self.store.size
+        self.reopen(max_size=size - 1)
+        self.load()
+        self.assertEqual([self.store.get(k) is not None for k in (b"a", b"b", b"c")], [True, False, True])
+
+    def test_touch_is_coarse(self):
+        """A hit sets the record's mtime to its time, at most once a minute."""
+        self.put(KEY, b"body")
+        record = self.file(KEY, ".meta")
+        self.clock.advance(30)
+        self.store.get(KEY)
+        record.changed()
+        self.assertEqual(record.getModificationTime(), 0)
+        self.clock.advance(30)
+        self.store.get(KEY)
+        record.changed()
+        self.assertEqual(record.getModificationTime(), 60)
+
+    def test_damaged_small_body(self):
+        """A small body with a flipped byte fails with DamagedEntry before anything is written, and is removed."""
+        self.put(KEY, b"0123456789")
+        self.reopen()
+        body = self.file(KEY, ".body")
+        body.setContent(b"0123456789".replace(b"5", b"X"))
+        entry = self.store.get(KEY)
+        transport = StringTransport()
+        self.failureResultOf(self.store.read(entry, transport), DamagedEntry)
+        self.assertEqual((transport.value(), transport.producer), (b"", None))
+        self.assertIsNone(self.store.get(KEY))
+        self.assertEqual(self.files(), [])
+        self.assertEqual((len(self.store), self.store.size), (0, 0))
+
+    def test_damaged_large_body(self):
+        """A large body with a flipped byte fails with DamagedEntry at its end, last chunk held back; it is removed."""
+        data = body_of(3 * CHUNK_SIZE)
+        entry = self.put(KEY, data)
+        path = self.file(KEY, ".body")
+        with open(path.path, "r+b") as f:
+            f.seek(CHUNK_SIZE + 10)
+            f.write(b"\xff" if data[CHUNK_SIZE + 10] != 0xFF else b"\x00")
+        transport = StringTransport()
+        d = self.store.read(entry, transport)
+        self.run_turns()
+        self.failureResultOf(d, DamagedEntry)
+        self.assertEqual(len(transport.value()), 2 * CHUNK_SIZE)
+        self.assertIsNone(transport.producer)
+        self.assertIsNone(self.store.get(KEY))
+        self.assertEqual(self.files(), [])
+
+    def test_truncated_body(self):
+        """A truncated body fails with DamagedEntry before anything is written."""
+        entry = self.put(KEY, body_of(3 * CHUNK_SIZE))
+        path = self.file(KEY, ".body")
+        with open(path.path, "r+b") as f:
+            f.truncate(CHUNK_SIZE * 2)
+        transport = StringTransport()
+        self.failureResultOf(self.store.read(entry, transport), DamagedEntry)
+        self.assertEqual((transport.value(), transport.producer), (b"", None))
+        self.assertIsNone(self.store.get(KEY))
+
+    def test_body_renamed_record_not(self):
+        """A crash between the body's and the record's renames (old record, new body) is never served."""
+        self.put(KEY, b"old body")
+        self.reopen()
+        self.file(KEY, ".body").setContent(b"new body")
+        entry = self.store.get(KEY)
+        self.failureResultOf(self.store.read(entry, StringTransport()), DamagedEntry)
+        self.assertIsNone(self.store.get(KEY))
+
+    def test_body_without_record(self):
+        """A body without a record is not found, and load deletes it."""
+        self.put(KEY, b"body")
+        self.file(KEY, ".meta").remove()
+        self.reopen()
+        self.assertIsNone(self.store.get(KEY))
+        self.load()
+        self.assertEqual(self.files(), [])
+
+    def test_record_without_body(self):
+        """A record without a body is deleted by load, and a read of it fails with DamagedEntry."""
+        self.put(KEY, b"body")
+        self.put(b"other", b"body")
+        self.file(KEY, ".body").remove()
+        self.file(b"other", ".body").remove()
+        self.reopen()
+        entry = self.store.get(b"other")
+        self.failureResultOf(self.store.read(entry, StringTransport()), DamagedEntry)
+        self.load()
+        self.assertEqual(self.files(), [])
+        self.assertEqual(len(self.store), 0)
+
+    def test_leftover_temporary_files(self):
+        """load deletes temporary files left by a crash, but not those of writers at work."""
+        self.put(KEY, b"body")
+        self.file(KEY, ".body").sibling("crashed" + file_name(KEY) + ".body.tmp").setContent(b"partial")
+        self.file(KEY, ".meta").sibling("crashed" + file_name(KEY) + ".meta.tmp").setContent(b"{")
+        self.reopen()
+        writer = self.store.writer(b"busy", META)
+        writer.write(b"partial")
+        self.load()
+        self.assertEqual(len([name for name in self.files() if name.endswith(".tmp")]), 1)
+        writer.write(b" and the rest")
+        self.assertEqual(writer.finish().length, 20)
+        self.assertEqual(self.fetch(self.store.get(b"busy")), b"partial and the rest")
+
+    def test_invalid_record(self):
+        """An entry whose record is not valid JSON is not found, and its files are deleted."""
+        self.put(KEY, b"body")
+        self.reopen()
+        self.file(KEY, ".meta").setContent(b'{"version": 1, "key": ')
+        self.assertIsNone(self.store.get(KEY))
+        self.assertEqual(self.files(), [])
+
+    def test_record_of_another_key(self):
+        """A record naming another key than its file's is not served."""
+        self.put(KEY, b"body")
+        self.put(b"other", b"body")
+        self.reopen()
+        self.file(KEY, ".meta").setContent(self.file(b"other", ".meta").getContent())
+        self.assertIsNone(self.store.get(KEY))
+
+    def test_load_in_turns(self):
+        """load of 2,000 entries takes many turns, during which get already works; then len and size are right."""
+        keys = [b"https://example.com/%d" % i for i in range(2000)]
+        for key in keys:
+            self.put(key, key)
+        size = self.store.size
+        self.reopen()
+        d = self.store.load()
+        self.turn()
+        self.assertNoResult(d)
+        self.assertEqual(self.store.get(keys[-1]).length, len(keys[-1]))
+        turns = 1 + self.run_turns()
+        self.successResultOf(d)
+        self.assertGreater(turns, 10)
+        self.assertEqual((len(self.store), self.store.size), (2000, size))
+
+    def test_load_evicts(self):
+        """load evicts the least recently used entries when the directory holds more than max_size."""
+        for i in range(4):
+            self.put(b"key%d" % i, body_of(1000))
+            self.clock.advance(10)
+        self.reopen(max_size=self.store.size // 2)
+        self.load()
+        self.assertEqual([self.store.get(b"key%d" % i) is not None for i in range(4)], [False, False, True, True])
+        self.assertLessEqual(self.store.size, self.store.max_size)
+
+    def test_hot_entry_no_file_io(self):
+        """A small entry, once read, is served again with no file opened."""
+        self.put(KEY, body_of(1000))
+        self.reopen()
+        opens = OpenCounter(self)
+        self.assertEqual(self.fetch(self.store.get(KEY)), body_of(1000))
+        self.assertEqual(opens.count, 2)
+        for _ in range(2):
+            self.assertEqual(self.fetch(self.store.get(KEY)), body_of(1000))
+        self.assertEqual(opens.count, 2)
+
+    def test_fresh_entry_no_file_io(self):
+        """A small entry just stored is served from memory."""
+        self.put(KEY, body_of(1000))
+        opens = OpenCounter(self)
+        self.assertEqual(self.fetch(self.store.get(KEY)), body_of(1000))
+        self.assertEqual(opens.count, 0)
+
+    def test_large_body_from_disk(self):
+        """A body larger than a chunk is not held in memory: each read opens its file."""
+        self.put(KEY, body_of(CHUNK_SIZE + 1))
+        opens = OpenCounter(self)
+        for _ in range(2):
+            self.fetch(self.store.get(KEY))
+        self.assertEqual(opens.count, 2)
+
+    def test_memory_size_bound(self):
+        """Entries beyond memory_size are read from disk again."""
+        self.put(b"a", body_of(1000))
+        self.put(b"b", body_of(1000))
+        self.reopen(memory_size=1500)
+        opens = OpenCounter(self)
+        for key in (b"a", b"b", b"a"):
+            self.fetch(self.store.get(key))
+        self.assertEqual(opens.count, 6)
+
+    def test_memory_size_real(self):
+        """
+        memory_size bounds the memory the held entries really take, not just
+        their bytes on disk: holding the records of many small entries
+        grows the heap by about memory_size at most.
+        """
+        meta = {**META, "headers": [["Content-Type", "text/plain"], ["Date", "Sat, 21 Nov 2026 19:00:00 GMT"],
+                                    ["Cache-Control", "max-age=3600"], ["ETag", '"abcdef"']]}
+        keys = [b"http://example.com:80/%d" % (number,) for number in range(2000)]
+        for key in keys:
+            writer = self.store.writer(key, meta)
+            writer.write(b"x")
+            writer.finish()
+        self.reopen(memory_size=MiB)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for key in keys:
+                self.store.get(key)
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        self.assertLess(grown, 1.5 * MiB)
+
+    def open_descriptors(self):
+        """:returns: how many file descriptors the process has open."""
+        return len(os.listdir("/dev/fd"))
+
+    def test_follow_across_rename(self):
+        """A follower behind the writer when finish renames the body into place still sends the whole body."""
+        body = body_of(3 * CHUNK_SIZE)
+        writer = self.store.writer(KEY, META)
+        writer.write(body)
+        transport = StringTransport()
+        d = writer.follow(transport)
+        self.turn()
+        entry = writer.finish()
+        name = file_name(KEY)
+        self.assertEqual(self.files(), [f"{name[:2]}/{name}.body", f"{name[:2]}/{name}.meta"])
+        self.assertEqual(len(transport.value()), CHUNK_SIZE)
+        self.run_turns()
+        self.successResultOf(d)
+        self.assertEqual(transport.value(), body)
+        self.assertEqual(self.fetch(entry), body)
+        self.assertEqual(writer.tails, [])
+
+    def test_follow_survives_removal(self):
+        """A follower behind still sends the whole body when the entry is removed or evicted after finish."""
+        body = body_of(3 * CHUNK_SIZE)
+        for gone in ("removed", "evicted"):
+            self.reopen(max_size=4 * CHUNK_SIZE)
+            writer = self.store.writer(KEY, META)
+            writer.write(body)
+            transport = StringTransport()
+            d = writer.follow(transport)
+            self.turn()
+            writer.finish()
+            if gone == "removed":
+                self.assertTrue(self.store.remove(KEY))
+            else:
+                self.put(b"other", body_of(3 * CHUNK_SIZE, seed=1))
+            self.assertIsNone(self.store.get(KEY))
+            self.assertFalse(self.file(KEY, ".body").exists())
+            self.run_turns()
+            self.successResultOf(d)
+            self.assertEqual(transport.value(), body)
+            self.assertEqual(writer.tails, [])
+
+    def test_follow_closes_files(self):
+        """However a follower ends, it leaves no file open."""
+
+        def finished(writer, transport, d):
+            writer.finish()
+
+        def cancelled(writer, transport, d):
+            d.cancel()
+            writer.finish()
+
+        def stopped(writer, transport, d):
+            transport.producer.stopProducing()
+            writer.finish()
+
+        def aborted(writer, transport, d):
+            writer.abort()
+
+        def too_large(writer, transport, d):
+            writer.write(body_of(self.store.max_size))
+
+        gc.collect()
+        before = self.open_descriptors()
+        for end, result in [
+            (finished, None),
+            (cancelled, CancelledError),
+            (stopped, StreamStopped),
+            (aborted, BodyAbandoned),
+            (too_large, BodyAbandoned),
+        ]:
+            self.reopen(max_size=4 * CHUNK_SIZE)
+            writer = self.store.writer(KEY, META)
+            writer.write(body_of(2 * CHUNK_SIZE))
+            transport = StringTransport()
+            d = writer.follow(transport)
+            # Held, so that a file it failed to close is not closed by its collection.
+            follower = transport.producer
+            self.turn()
+            end(writer, transport, d)
+            self.run_turns()
+            if result is None:
+                self.successResultOf(d)
+            else:
+                self.failureResultOf(d, result)
+            self.assertEqual(writer.tails, [])
+            self.assertEqual(self.open_descriptors(), before, end.__name__)
+            del follower
+
+    def test_follow_write_error(self):
+        """A write error (disk full) fails the follower with BodyAbandoned; the temporary file is deleted."""
+        real = FilePath.open
+
+        class Filling:
+            full = False
+
+            def __init__(self, f):
+                self.f = f
+
+            def write(self, data):
+                if Filling.full:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return self.f.write(data)
+
+            def flush(self):
+                self.f.flush()
+
+            def close(self):
+                self.f.close()
+
+        def filling(path, mode="r"):
+            f = real(path, mode)
+            return Filling(f) if mode.startswith("w") and path.path.endswith(".body.tmp") else f
+
+        self.patch(FilePath, "open", filling)
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        d = writer.follow(transport)
+        writer.write(body_of(1000))
+        self.run_turns()
+        Filling.full = True
+        writer.write(body_of(1000))
+        self.run_turns()
+        self.failureResultOf(d, BodyAbandoned)
+        self.assertEqual(transport.value(), body_of(1000))
+        self.assertIsNone(transport.producer)
+        self.assertEqual(writer.tails, [])
+        self.assertEqual(self.files(), [])
+
+    def test_follow_temporary_file_gone(self):
+        """Following a body whose temporary file was deleted fails at once with BodyAbandoned, registering nothing."""
+        writer = self.store.writer(KEY, META)
+        writer.write(b"partial")
+        [temp] = self.files()
+        self.path.preauthChild(temp).remove()
+        transport = StringTransport()
+        self.failureResultOf(writer.follow(transport), BodyAbandoned)
+        self.assertEqual((transport.value(), transport.producer), (b"", None))
+        self.assertEqual(writer.tails, [])
+
+    def test_follow_writer_without_file(self):
+        """Following a writer that could not create its temporary file fails at once with BodyAbandoned."""
+        real = FilePath.open
+
+        def no_space(path, mode="r"):
+            if mode.startswith("w") and path.path.endswith(".body.tmp"):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(path, mode)
+
+        self.patch(FilePath, "open", no_space)
+        writer = self.store.writer(KEY, META)
+        transport = StringTransport()
+        self.failureResultOf(writer.follow(transport), BodyAbandoned)
+        self.assertEqual((transport.value(), transport.producer), (b"", None))
+        self.assertEqual(writer.tails, [])

@@ -1,0 +1,714 @@
+"""
+Tests for L{netproxy.message.reverse}: server setups and client data messages on one
+port, the lifeline rule for setup connections, round-robin forwarding with
+failover, bad input, and one exchange end to end in memory (send client,
+reverse proxy and backend server over L{twisted.test.iosim}).
+"""
+
+import io
+import json
+
+from twisted.internet import error
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.testing import (
+    EventLoggingObserver,
+    MemoryReactorClock,
+    StringTransportWithDisconnection,
+)
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.test import iosim
+from twisted.trial.unittest import SynchronousTestCase
+
+from netproxy.message.backend import BackendService
+from netproxy.message.forwarder import Forwarder
+from netproxy.message.codec import encode_message
+from netproxy.message.fields import sha1_hex
+from netproxy.message.registry import ServerRegistry
+from netproxy.message.reverse import ReverseFactory
+from netproxy.message.send_client import send_packets
+from netproxy.testing import complete_connection, fail_connection
+
+CLIENT = IPv4Address("TCP", "127.0.0.1", 5555)
+SERVER_HOST = IPv4Address("TCP", "10.0.0.7", 40001)
+CONNECT_TIMEOUT = 3.0
+ANSWER_TIMEOUT = 10.0
+IDLE_TIMEOUT = 30.0
+SETUP_GRACE = 1.0
+
+
+def setup(server_id=100, policy="PP_1", port=124, **fields):
+    """
+    :returns: a type 1 setup message, as bytes with no newline.
+    """
+    message = {"type": 1, "id": server_id, "privPolyId": policy, "listenport": port}
+    message.update(fields)
+    return json.dumps(message).encode("utf-8")
+
+
+def data(payload="hello", **fields):
+    """
+    :returns: the type 0 data message of client 50 for PP_1, as a dict.
+    """
+    message = {"type": 0, "srcid": 50, "privPoliId": "PP_1", "payloadsize": len(payload), "payload": payload}
+    message.update(fields)
+    return message
+
+
+def ack(payload="hello", server_id=100, spacing=" "):
+    """
+    :returns: the raw bytes of a server's ack for C{payload}, written with
+        unusual spacing, so that a rewrite would show.
+    """
+    return (f'{{"type":2,{spacing}"srcid":{server_id},"destid":50,"payloadsize":40,'
+            f'"payload":"{sha1_hex(payload)}"}}').encode("ascii")
+
+
+def replies(transport):
+    """
+    :returns: the lines written to C{transport}, decoded.
+    """
+    value = transport.value()
+    assert value.endswith(b"\n") or not value, value
+    return [json.loads(line) for line in value.splitlines()]
+
+
+class ReverseTestCase(SynchronousTestCase):
+    """
+    A reverse proxy on a L{MemoryReactorClock}, with a log observer.
+    """
+
+    def setUp(self):
+        self.reactor = MemoryReactorClock()
+        self.registry = ServerRegistry(self.reactor)
+        self.forwarder = Forwarder(self.reactor, self.registry, CONNECT_TIMEOUT, ANSWER_TIMEOUT, 64 * 1024)
+        self.factory = ReverseFactory(self.reactor, self.registry, self.forwarder, IDLE_TIMEOUT, SETUP_GRACE)
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def connect(self, peer=CLIENT):
+        """
+        Connect a peer to the reverse proxy.
+
+        :returns: the reverse protocol and its transport.
+        """
+        protocol = self.factory.buildProtocol(peer)
+        transport = StringTransportWithDisconnection(peerAddress=peer)
+        transport.protocol = protocol
+        protocol.makeConnection(transport)
+        # A forward left in flight would be closed by the garbage collector
+        # in some later test; leaving cancels it now.
+        self.addCleanup(transport.loseConnection)
+        return protocol, transport
+
+    def register(self, server_id=100, port=124, policy="PP_1", peer=SERVER_HOST, close=True):
+        """
+        Register a server through a setup connection, closed at once unless
+        C{close} is false.
+
+        :returns: the setup connection's protocol and transport.
+        """
+        protocol, transport = self.connect(peer)
+        protocol.dataReceived(setup(server_id, policy, port))
+        if close:
+            transport.loseConnection()
+        return protocol, transport
+
+    def send(self, protocol, message):
+        """
+        Have the client send C{message} as one JSON line.
+        """
+        protocol.dataReceived(json.dumps(message).encode("utf-8") + b"\n")
+
+    def lines(self, level=None):
+        """
+        :returns: the formatted log lines of netproxy, at C{level} if given.
+        """
+        return [formatEvent(event) for event in self.events
+                if event.get("log_namespace", "").startswith("netproxy.")
+                and (level is None or event["log_level"] == level)]
+
+    def assertNoErrorsLogged(self):
+        """
+        Assert that nothing was logged at error level or above, and no failure.
+        """
+        bad = [e for e in self.events if e["log_level"] in (LogLevel.error, LogLevel.critical)]
+        self.assertEqual(bad, [])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class SetupTests(ReverseTestCase):
+    """
+    Type 1 messages register servers.
+    """
+
+    def test_records_server(self):
+        """A setup records the id, policy, the host it came from and the listen port."""
+        self.register()
+        [server] = self.registry.servers("PP_1")
+        self.assertEqual((server.server_id, server.policy, server.host, server.port),
+                         (100, "PP_1", "10.0.0.7", 124))
+
+    def test_tolerant_fields(self):
+        """String type, id and port and the privPoliId spelling are accepted."""
+        protocol, _ = self.connect(SERVER_HOST)
+        protocol.dataReceived(json.dumps(
+            {"type": "1", "id": "7", "privPoliId": "PP_2", "listenport": "9000"}).encode("utf-8"))
+        [server] = self.registry.servers("PP_2")
+        self.assertEqual((server.server_id, server.port), ("7", 9000))
+
+    def test_log_line(self):
+        """The setup is logged as the assignment writes it."""
+        self.register()
+        self.assertEqual(self.lines(LogLevel.info)[0],
+                         "Receiving setup message from server id 100 privacy policy PP_1 port 124")
+
+    def test_no_reply_no_probe(self):
+        """A setup gets no reply and the server is never probed or connected to at setup time."""
+        _, transport = self.register(close=False)
+        self.reactor.advance(SETUP_GRACE * 5)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_reregistration_replaces(self):
+        """A server registering again with the same id replaces its entry."""
+        self.register(port=124)
+        self.register(port=200, peer=IPv4Address("TCP", "10.0.0.8", 1))
+        [server] = self.registry.servers("PP_1")
+        self.assertEqual((server.host, server.port), ("10.0.0.8", 200))
+
+    def test_closed_within_grace_stays(self):
+        """A setup connection closed within setup_grace leaves the server registered, then and later."""
+        _, transport = self.register(close=False)
+        self.reactor.advance(SETUP_GRACE - 0.01)
+        transport.loseConnection()
+        self.reactor.advance(100)
+        self.assertEqual([s.server_id for s in self.registry.servers("PP_1")], [100])
+
+    def test_lifeline_removed_on_close(self):
+        """A setup connection kept open past setup_grace is a lifeline: closing it removes the server."""
+        _, transport = self.register(close=False)
+        self.reactor.advance(SETUP_GRACE)
+        self.assertEqual(len(self.registry.servers("PP_1")), 1)
+        transport.loseConnection()
+        self.assertEqual(self.registry.servers("PP_1"), [])
+        self.assertIn("removed server id 100 of privacy policy PP_1: its registration connection closed",
+                      self.lines(LogLevel.info))
+
+    def test_lifeline_not_idle_timed_out(self):
+        """A lifeline stays open however long it is quiet."""
+        _, transport = self.register(close=False)
+        self.reactor.advance(IDLE_TIMEOUT * 10)
+        self.assertTrue(transport.connected)
+        self.assertEqual(len(self.registry.servers("PP_1")), 1)
+
+    def test_replaced_lifeline_keeps_new_entry(self):
+        """The old lifeline of a server that registered again does not remove the new entry when it closes."""
+        _, old = self.register(close=False)
+        self.reactor.advance(SETUP_GRACE)
+        self.register(port=200)
+        old.loseConnection()
+        [server] = self.registry.servers("PP_1")
+        self.assertEqual(server.port, 200)
+
+    def test_setup_then_data_on_other_connection(self):
+        """A server that registers later joins the rotation."""
+        self.register(100, 124)
+        client, _ = self.connect()
+        self.send(client, data())
+        complete_connection(self.reactor)[0].dataReceived(ack())
+        self.register(101, 125)
+        for _ in range(2):
+            self.send(client, data())
+            complete_connection(self.reactor)[0].dataReceived(ack())
+        self.assertEqual([c[1] for c in self.reactor.tcpClients], [124, 125, 124])
+
+    def test_bad_setup(self):
+        """A setup with a bad listen port gets a type 3 error and is closed, registering nothing."""
+        protocol, transport = self.connect(SERVER_HOST)
+        protocol.dataReceived(setup(port=70000))
+        self.assertEqual(replies(transport), [{
+            "type": 3, "error": "bad message: listenport must be from 1 to 65535, got 70000", "privPolyId": "PP_1"}])
+        self.assertFalse(transport.connected)
+        self.assertEqual(self.registry.servers(), [])
+
+
+class DataTests(ReverseTestCase):
+    """
+    Type 0 messages go to the servers of their policy and the answers back.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.register(100, 124)
+        self.register(101, 125)
+        self.protocol, self.transport = self.connect()
+
+    def test_forwarded_with_every_field(self):
+        """The message reaches the server with every field the client sent, payloadsize and unknown ones too."""
+        message = data(payloadsize=999, note={"x": [1, "y"]}, srcid="50")
+        self.send(self.protocol, message)
+        [(host, port, _, timeout, _)] = self.reactor.tcpClients
+        self.assertEqual((host, port, timeout), ("10.0.0.7", 124, CONNECT_TIMEOUT))
+        _, upstream = complete_connection(self.reactor)
+        self.assertEqual(json.loads(upstream.value()), message)
+
+    def test_answer_byte_for_byte(self):
+        """The answer reaches the client in one write, exactly as the server wrote it, plus a newline."""
+        writes = []
+        self.transport.write = writes.append
+        self.send(self.protocol, data())
+        complete_connection(self.reactor)[0].dataReceived(ack(spacing="   "))
+        self.assertEqual(writes, [ack(spacing="   ") + b"\n"])
+
+    def test_upstream_closed_after_answer(self):
+        """The connection to the server is closed once its answer is read."""
+        self.send(self.protocol, data())
+        protocol, upstream = complete_connection(self.reactor)
+        protocol.dataReceived(ack())
+        self.assertFalse(upstream.connected)
+        self.assertTrue(self.transport.connected)
+
+    def test_paused_while_in_flight(self):
+        """The client transport is paused while its message is in flight and resumed after the answer."""
+        self.send(self.protocol, data())
+        self.assertEqual(self.transport.producerState, "paused")
+        complete_connection(self.reactor)[0].dataReceived(ack())
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_many_messages_in_order(self):
+        """Messages sent together are forwarded one at a time and answered in order."""
+        self.protocol.dataReceived(b"".join(encode_message(data(p)) for p in ("a", "b", "c")))
+        answered = []
+        for payload in ("a", "b", "c"):
+            self.assertEqual(len(self.reactor.tcpClients), len(answered) + 1)
+            protocol, upstream = complete_connection(self.reactor)
+            self.assertEqual(json.loads(upstream.value())["payload"], payload)
+            protocol.dataReceived(ack(payload))
+            answered.append(payload)
+        self.assertEqual([r["payload"] for r in replies(self.transport)], [sha1_hex(p) for p in "abc"])
+
+    def test_round_robin(self):
+        """Five messages over servers 100 and 101 go 100, 101, 100, 101, 100."""
+        for _ in range(5):
+            self.send(self.protocol, data())
+            complete_connection(self.reactor)[0].dataReceived(ack())
+        self.assertEqual([c[1] for c in self.reactor.tcpClients], [124, 125, 124, 125, 124])
+
+    def test_round_robin_concurrent(self):
+        """Six messages from six clients in flight at once split 3/3 over two servers."""
+        for _ in range(6):
+            self.send(self.connect()[0], data())
+        self.assertEqual(sorted(c[1] for c in self.reactor.tcpClients), [124] * 3 + [125] * 3)
+
+    def test_log_lines(self):
+        """A forwarded message is logged with the assignment's four lines, in order."""
+        self.send(self.protocol, data())
+        complete_connection(self.reactor)[0].dataReceived(ack())
+        digest = sha1_hex("hello")
+        self.assertEqual(self.lines(LogLevel.info)[-4:], [
+            "Received a data message from client 50 privacy policy PP_1 payload: hello",
+            "Forwarding a data message to server id 100 payload: hello",
+            "Received a data message from server id 100 payload: " + digest,
+            "Forwarding a data message to client id 50 payload: " + digest,
+        ])
+
+    def test_idle_timeout(self):
+        """A client connection quiet for the idle timeout is closed."""
+        self.reactor.advance(IDLE_TIMEOUT)
+        self.assertFalse(self.transport.connected)
+
+    def test_no_idle_timeout_while_waiting(self):
+        """A client waiting for a slow failover is not closed as idle."""
+        self.forwarder.answer_timeout = IDLE_TIMEOUT
+        self.send(self.protocol, data())
+        complete_connection(self.reactor)
+        self.reactor.advance(IDLE_TIMEOUT)
+        protocol, _ = complete_connection(self.reactor)
+        self.reactor.advance(IDLE_TIMEOUT - 1)
+        self.assertTrue(self.transport.connected)
+        protocol.dataReceived(ack(server_id=101))
+        self.assertEqual(self.transport.value(), ack(server_id=101) + b"\n")
+
+    def test_many_immediate_answers(self):
+        """Hundreds of pipelined messages answered at once (no server) are all answered, in one pass."""
+        message = encode_message(data(privPoliId="PP_9"))
+        self.protocol.dataReceived(message * 600)
+        self.assertEqual(len(replies(self.transport)), 600)
+        self.assertTrue(self.transport.connected)
+        self.assertNoErrorsLogged()
+
+
+class FailoverTests(ReverseTestCase):
+    """
+    A server that gives no usable answer is marked down and the message goes
+    to the next, unseen by the client.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.register(100, 124)
+        self.register(101, 125)
+        self.protocol, self.transport = self.connect()
+        self.send(self.protocol, data())
+
+    def assertFailedOver(self):
+        """
+        Assert that the message went on to server 101, whose answer is all
+        the client sees, and that server 100 is down.
+        """
+        self.assertEqual(self.reactor.tcpClients[-1][1], 125)
+        complete_connection(self.reactor)[0].dataReceived(ack(server_id=101))
+        self.assertEqual(self.transport.value(), ack(server_id=101) + b"\n")
+        self.assertTrue(self.transport.connected)
+        self.assertIsNotNone(self.registry.servers("PP_1")[0].retry_at)
+
+    def test_refused(self):
+        """A refusing server fails over."""
+        fail_connection(self.reactor, error.ConnectionRefusedError())
+        self.assertFailedOver()
+
+    def test_connect_timeout(self):
+        """A server that does not accept within connect_timeout fails over."""
+        self.assertEqual(self.reactor.tcpClients[-1][3], CONNECT_TIMEOUT)
+        fail_connection(self.reactor, error.TimeoutError())
+        self.assertFailedOver()
+
+    def test_answer_timeout(self):
+        """A server that does not answer within answer_timeout fails over."""
+        complete_connection(self.reactor)
+        self.reactor.advance(ANSWER_TIMEOUT - 0.5)
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.reactor.advance(0.5)
+        self.assertFailedOver()
+
+    def test_closed_without_answer(self):
+        """A server that closes without answering fails over."""
+        complete_connection(self.reactor)[1].loseConnection()
+        self.assertFailedOver()
+
+    def test_malformed_answer(self):
+        """A server that answers malformed JSON fails over."""
+        complete_connection(self.reactor)[0].dataReceived(b'{"type": 2, "payload": }')
+        self.assertFailedOver()
+
+    def test_all_down(self):
+        """When every server fails the client gets one type 3 error line and may send again."""
+        fail_connection(self.reactor, error.ConnectionRefusedError())
+        fail_connection(self.reactor, error.ConnectionRefusedError())
+        self.assertEqual(self.transport.value(), encode_message(
+            {"type": 3, "error": "all servers of privacy policy PP_1 are down", "privPoliId": "PP_1"}))
+        self.assertTrue(self.transport.connected)
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_all_down_string_type_and_spelling(self):
+        """The error copies the client's policy key spelling and string type."""
+        fail_connection(self.reactor, error.ConnectionRefusedError())
+        complete_connection(self.reactor)[0].dataReceived(ack(server_id=101))
+        self.transport.clear()
+        message = {"type": "0", "srcid": "50", "privPolyId": "PP_1", "payload": "x"}
+        self.send(self.protocol, message)
+        fail_connection(self.reactor, error.ConnectionRefusedError())
+        fail_connection(self.reactor, error.ConnectionRefusedError())
+        self.assertEqual(replies(self.transport), [
+            {"type": "3", "error": "all servers of privacy policy PP_1 are down", "privPolyId": "PP_1"}])
+
+    def test_down_server_rejoins(self):
+        """After the back-off the down server is tried again, and rejoins the rotation when it answers."""
+        fail_connection(self.reactor, error.ConnectionRefusedError())
+        complete_connection(self.reactor)[0].dataReceived(ack(server_id=101))
+        # Within the back-off only 101 is tried.
+        self.send(self.protocol, data())
+        self.assertEqual(self.reactor.tcpClients[-1][1], 125)
+        complete_connection(self.reactor)[0].dataReceived(ack(server_id=101))
+        self.reactor.advance(1.0)
+        for _ in range(3):
+            self.send(self.protocol, data())
+            complete_connection(self.reactor)[0].dataReceived(ack())
+        self.assertEqual([c[1] for c in self.reactor.tcpClients], [124, 125, 125, 124, 125, 124])
+        self.assertEqual([s.retry_at for s in self.registry.servers("PP_1")], [None, None])
+
+
+class NoServerTests(ReverseTestCase):
+    """
+    A policy nobody serves.
+    """
+
+    def test_unknown_policy(self):
+        """A message for an unknown policy gets a type 3 error line, and the connection stays open."""
+        protocol, transport = self.connect()
+        self.send(protocol, data(privPoliId="PP_9"))
+        self.assertEqual(replies(transport), [
+            {"type": 3, "error": "no server registered for privacy policy PP_9", "privPoliId": "PP_9"}])
+        self.assertTrue(transport.connected)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_removed_server(self):
+        """Once a policy's only lifeline closes, its messages get the type 3 error."""
+        _, lifeline = self.register(close=False)
+        self.reactor.advance(SETUP_GRACE)
+        lifeline.loseConnection()
+        protocol, transport = self.connect()
+        self.send(protocol, data())
+        self.assertEqual(replies(transport)[0]["type"], 3)
+
+
+class BadInputTests(ReverseTestCase):
+    """
+    Bad input gets a type 3 error line and the connection is closed.
+    """
+
+    def refused(self, raw):
+        """
+        Send C{raw} on a new connection.
+
+        :returns: the single reply, after asserting that the connection was closed.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(raw)
+        self.assertFalse(transport.connected)
+        [reply] = replies(transport)
+        return reply
+
+    def test_malformed_json(self):
+        """Malformed JSON is refused."""
+        self.assertEqual(self.refused(b'{"type": 0,}'), {
+            "type": 3, "error": "bad message: malformed JSON: Expecting property name enclosed in double quotes "
+            "at column 12", "privPoliId": None})
+
+    def test_not_an_object(self):
+        """A JSON value that is not an object is refused."""
+        self.assertEqual(self.refused(b"[1, 2]")["error"], "bad message: expected a JSON object, got '['")
+
+    def test_oversized(self):
+        """A message over 64 KiB is refused."""
+        raw = json.dumps(data("x" * (64 * 1024))).encode("utf-8")
+        self.assertEqual(self.refused(raw)["error"], "bad message: message larger than 65536 bytes")
+
+    def test_unknown_type(self):
+        """Type 7 is refused, with the client's policy."""
+        self.assertEqual(self.refused(json.dumps(data(type=7)).encode("utf-8")), {
+            "type": 3, "error": "bad message: unknown message type 7", "privPoliId": "PP_1"})
+
+    def test_ack_from_client(self):
+        """A type 2 message from a client is refused."""
+        self.assertEqual(self.refused(json.dumps(data(type=2)).encode("utf-8"))["error"],
+                         "bad message: message type 2 is not sent to the reverse proxy")
+
+    def test_error_from_client(self):
+        """A type 3 message from a client is refused, with its string type copied."""
+        reply = self.refused(json.dumps(data(type="3")).encode("utf-8"))
+        self.assertEqual((reply["type"], reply["error"]),
+                         ("3", "bad message: message type '3' is not sent to the reverse proxy"))
+
+    def test_missing_field(self):
+        """A data message without a payload is refused, naming the field."""
+        message = data()
+        del message["payload"]
+        self.assertEqual(self.refused(json.dumps(message).encode("utf-8"))["error"],
+                         "bad message: missing field 'payload'")
+
+    def test_missing_type(self):
+        """A message without a type is refused."""
+        self.assertEqual(self.refused(b'{"srcid": 50}')["error"], "bad message: missing field 'type'")
+
+    def test_logged_as_warning(self):
+        """Bad input is logged as a warning with the peer's address, nothing worse."""
+        self.refused(b"{nope}")
+        [line] = self.lines(LogLevel.warn)
+        self.assertTrue(line.startswith("bad message from 127.0.0.1:5555: malformed JSON"), line)
+        self.assertNoErrorsLogged()
+
+    def test_earlier_message_answered_first(self):
+        """A message before the bad input is answered before the error and the close."""
+        self.register()
+        protocol, transport = self.connect()
+        protocol.dataReceived(encode_message(data()) + b"{bad}")
+        self.assertTrue(transport.connected)
+        complete_connection(self.reactor)[0].dataReceived(ack())
+        value = transport.value()
+        self.assertTrue(value.startswith(ack() + b"\n"), value)
+        self.assertEqual(json.loads(value[len(ack()) + 1:])["type"], 3)
+        self.assertFalse(transport.connected)
+
+    def test_others_served(self):
+        """After refusing one client the factory still serves the others."""
+        self.register()
+        other, other_transport = self.connect(IPv4Address("TCP", "127.0.0.1", 6666))
+        self.refused(b"garbage")
+        self.send(other, data())
+        complete_connection(self.reactor)[0].dataReceived(ack())
+        self.assertEqual(other_transport.value(), ack() + b"\n")
+
+
+class ClientGoneTests(ReverseTestCase):
+    """
+    A client that disconnects during a forward cancels it.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.register(100, 124)
+        self.register(101, 125)
+        self.protocol, self.transport = self.connect()
+        self.send(self.protocol, data())
+
+    def test_while_connecting(self):
+        """The connection attempt is stopped, no other server is tried, nobody is marked down."""
+        self.transport.loseConnection()
+        self.assertTrue(self.reactor.connectors[0].stoppedConnecting)
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.assertEqual([s.retry_at for s in self.registry.servers("PP_1")], [None, None])
+        self.assertEqual(self.lines(LogLevel.warn), [])
+        self.assertNoErrorsLogged()
+
+    def test_while_waiting(self):
+        """The upstream connection is closed and nothing is logged as an error."""
+        _, upstream = complete_connection(self.reactor)
+        self.transport.loseConnection()
+        self.assertFalse(upstream.connected)
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        self.assertNoErrorsLogged()
+
+    def test_removed_from_factory(self):
+        """A closed connection leaves the factory's set of open connections."""
+        self.transport.loseConnection()
+        self.assertNotIn(self.protocol, self.factory.connections)
+
+
+def _link(reactor, server_factory, pumps):
+    """
+    Complete the first pending connection attempt on C{reactor} to the
+    listener on its port, over L{iosim}.
+
+    :returns: whether there was one to complete.
+    """
+    pump = iosim.ConnectionCompleter(reactor).succeedOnce()
+    if pump is None:
+        return False
+    pumps.append(pump)
+    return True
+
+
+def settle(reactor, pumps):
+    """
+    Move bytes over every in-memory connection and complete pending
+    connection attempts until nothing more happens.
+    """
+    while True:
+        moved = [pump.flush() for pump in pumps]
+        if not any(moved) and not _link(reactor, None, pumps):
+            return
+
+
+class EndToEndTests(SynchronousTestCase):
+    """
+    The send client, the reverse proxy and two backend servers, connected in
+    memory over L{iosim}.
+    """
+
+    def setUp(self):
+        self.reactor = MemoryReactorClock()
+        self.registry = ServerRegistry(self.reactor)
+        forwarder = Forwarder(self.reactor, self.registry, CONNECT_TIMEOUT, ANSWER_TIMEOUT, 64 * 1024)
+        self.reactor.listenTCP(123, ReverseFactory(self.reactor, self.registry, forwarder, IDLE_TIMEOUT, SETUP_GRACE))
+        self.pumps = []
+        self.backends = []
+        for server_id, port in ((100, 124), (101, 125)):
+            backend = BackendService(self.reactor, TCP4ServerEndpoint(self.reactor, port),
+                                     TCP4ClientEndpoint(self.reactor, "127.0.0.1", 123), server_id, "PP_1", 123)
+            backend.privilegedStartService()
+            backend.startService()
+            self.addCleanup(backend.stopService)
+            self.backends.append(backend)
+        settle(self.reactor, self.pumps)
+
+    def test_registered(self):
+        """Both backends registered themselves over their lifelines."""
+        self.assertEqual([(s.server_id, s.port) for s in self.registry.servers("PP_1")], [(100, 124), (101, 125)])
+
+    def test_exchange(self):
+        """Three messages through the reverse proxy are answered alternately by both servers and check out."""
+        out = io.StringIO()
+        packets = [{"privPoliId": "PP_1", "payload": text} for text in ("one", "two", "thr\u00e9e")]
+        d = Deferred.fromCoroutine(send_packets(self.reactor, ("127.0.0.1", 123), 50, packets, 5, out))
+        settle(self.reactor, self.pumps)
+        self.assertTrue(self.successResultOf(d))
+        lines = out.getvalue().splitlines()
+        self.assertEqual(lines[0], 'Sending message {"type": 0, "privPoliId": "PP_1", "payload": "one", '
+                                   '"srcid": 50, "payloadsize": 3} to privacy policy PP_1 through reverse '
+                                   'proxy running on port 123')
+        self.assertEqual([line.split(" payload:")[0] for line in lines if line.startswith("Receiving")], [
+            "Receiving a response from the server 100",
+            "Receiving a response from the server 101",
+            "Receiving a response from the server 100",
+        ])
+        self.assertEqual(lines.count("transmission OK"), 3)
+        self.assertEqual(len(lines), 9)
+
+    def test_lifeline_closing_unregisters(self):
+        """A stopped backend's lifeline closes and the reverse proxy forgets it; the other still answers."""
+        self.reactor.advance(SETUP_GRACE)
+        self.backends[0].stopService()
+        settle(self.reactor, self.pumps)
+        self.assertEqual([s.server_id for s in self.registry.servers("PP_1")], [101])
+        out = io.StringIO()
+        packets = [{"privPoliId": "PP_1", "payload": "x"}] * 2
+        d = Deferred.fromCoroutine(send_packets(self.reactor, ("127.0.0.1", 123), 50, packets, 5, out))
+        settle(self.reactor, self.pumps)
+        self.assertTrue(self.successResultOf(d))
+        self.assertEqual(out.getvalue().count("Receiving a response from the server 101 "), 2)
+
+
+class ShutdownTests(ReverseTestCase):
+    """
+    A graceful shutdown lets a forward in flight be answered, then closes.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.register(100, 124)
+        self.protocol, self.transport = self.connect()
+
+    def test_idle_client_closed_at_once(self):
+        """A client with no message in flight is closed at once."""
+        self.protocol.close_when_idle()
+        self.assertFalse(self.transport.connected)
+
+    def test_answer_in_flight_delivered(self):
+        """A client waiting for an answer gets it, and is then closed."""
+        self.send(self.protocol, data())
+        self.protocol.close_when_idle()
+        self.assertTrue(self.transport.connected)
+        complete_connection(self.reactor)[0].dataReceived(ack())
+        self.assertEqual(self.transport.value(), ack() + b"\n")
+        self.assertFalse(self.transport.connected)
+
+
+class HalfCloseTests(ReverseTestCase):
+    """
+    A client that half-closes after its messages still gets their answers.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.register(100, 124)
+        self.protocol, self.transport = self.connect()
+
+    def test_answers_then_closes(self):
+        """Messages sent before the half-close are answered in order, then the connection closes."""
+        self.send(self.protocol, data("one"))
+        self.send(self.protocol, data("two"))
+        self.protocol.readConnectionLost()
+        self.assertTrue(self.transport.connected)
+        complete_connection(self.reactor)[0].dataReceived(ack("one"))
+        self.assertTrue(self.transport.connected)
+        complete_connection(self.reactor)[0].dataReceived(ack("two"))
+        self.assertEqual(self.transport.value(), ack("one") + b"\n" + ack("two") + b"\n")
+        self.assertFalse(self.transport.connected)
+
+    def test_nothing_sent(self):
+        """A client that half-closes having sent nothing is closed at once."""
+        self.protocol.readConnectionLost()
+        self.assertFalse(self.transport.connected)
