@@ -27,7 +27,7 @@ from netproxy.http.cache.responses import Fetch, cache_key
 from netproxy.http.cache.fields import MAX_DELTA, directives
 from netproxy.http.cache.invalidation import SAFE_METHODS, invalidated_urls
 from netproxy.http.cache.status import cache_status, hit_status
-from netproxy.http.cache.store import BodyAbandoned, DamagedEntry, StreamStopped
+from netproxy.http.cache.entry import BodyAbandoned, DamagedEntry, StreamStopped
 from netproxy.http.cache.validation import PRECONDITIONS, not_modified, validators
 from netproxy.dialing import connect_checked, connect_failure_reason
 from netproxy.errors import Blocked, HTTPError

@@ -13,7 +13,7 @@ from twisted.internet.testing import MemoryReactorClock
 from netproxy.acl import RuleSet, parse_rule
 from netproxy.http.cache.responses import Cache
 from netproxy.http.cache.memory_store import MemoryStore
-from netproxy.http.cache.store import next_turn
+from netproxy.http.cache.producers import next_turn
 from netproxy.http import admin
 from netproxy.http.proxy import ProxyFactory
 from netproxy.instruments import CONTENT_TYPE

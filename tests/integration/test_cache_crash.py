@@ -40,7 +40,7 @@ from tests.integration.http_origin import start_origin
 from tests.integration.test_http import _Body, proxy_agent
 from tests.integration.test_http_cache import _CacheTestCase, add_page, cache_status
 
-# The store's netproxy.http.cache.store.CHUNK_SIZE: bodies up to it are checked
+# The store's netproxy.http.cache.entry.CHUNK_SIZE: bodies up to it are checked
 # whole and held in memory, larger ones streamed from disk and checked at
 # their end.  Sizes on both sides of it are served.
 CHUNK = 64 * 1024

@@ -32,19 +32,17 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from netproxy.http.cache.producers import stream_body
-from netproxy.http.cache.store import (
+from netproxy.http.cache.entry import (
     CHUNK_SIZE,
-    BodyWriter,
     Entry,
     Held,
-    IStore,
-    IWriter,
     decode_record,
     encode_record,
-    next_turn,
-    one_step,
     same_body,
 )
+from netproxy.http.cache.interfaces import IStore, IWriter
+from netproxy.http.cache.producers import next_turn, one_step
+from netproxy.http.cache.writer import BodyWriter
 
 BODY, META, TEMP = ".body", ".meta", ".tmp"
 #: Seconds between two updates of an entry's modification time, which

@@ -12,18 +12,17 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from netproxy.http.cache.producers import stream_body
-from netproxy.http.cache.store import (
+from netproxy.http.cache.entry import (
     CHUNK_SIZE,
-    BodyWriter,
     Entry,
     Held,
-    IStore,
-    IWriter,
     decode_record,
     encode_record,
-    next_turn,
     same_body,
 )
+from netproxy.http.cache.interfaces import IStore, IWriter
+from netproxy.http.cache.producers import next_turn
+from netproxy.http.cache.writer import BodyWriter
 
 
 @implementer(IStore)
@@ -36,7 +35,7 @@ class MemoryStore:
 
     :param max_size: the most bytes kept (bodies plus records).
     :param scheduler: the scheduler bodies are streamed with (see
-        L{netproxy.http.cache.store.next_turn}); by default, the global reactor's
+        L{netproxy.http.cache.producers.next_turn}); by default, the global reactor's
         next turn.
     """
 

@@ -4,7 +4,7 @@ body (L{BodyProducer}, through L{stream_body}), and a body still being
 written, followed as it grows (L{BodyTail}, for the requests collapsed onto
 another's upstream fetch).
 
-Both do at most one chunk of L{netproxy.http.cache.store.CHUNK_SIZE} bytes per
+Both do at most one chunk of L{netproxy.http.cache.entry.CHUNK_SIZE} bytes per
 reactor turn, each stream on a L{Cooperator} of its own: the global
 cooperator runs tasks for up to 10 ms per tick (many chunks to one
 consumer), and a shared one-step cooperator would give all streams one chunk
@@ -21,15 +21,33 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from netproxy.http.cache.store import (
+from netproxy.errors import NetproxyError
+from netproxy.http.cache.entry import (
     CHUNK_SIZE,
     BodyAbandoned,
     DamagedEntry,
     StreamStopped,
     check_body,
-    one_step,
 )
-from netproxy.errors import NetproxyError
+
+
+def next_turn(reactor):
+    """
+    :param reactor: provides C{callLater}.
+    :returns: a L{Cooperator} scheduler that runs each step on the next
+        reactor turn, after the turn's network I/O.
+    """
+    return lambda step: reactor.callLater(0, step)
+
+
+def one_step():
+    """
+    A L{Cooperator} termination predicate factory that ends each tick after
+    one step, so a cooperator with a L{next_turn} scheduler does at most one
+    step per reactor turn.
+    """
+    return lambda: True
+
 
 
 @implementer(IPushProducer)
@@ -47,7 +65,7 @@ class _Stream:
     stopped it is done with it (as for L{twisted.protocols.basic.FileSender}).
 
     :param scheduler: the cooperator's scheduler (see
-        L{netproxy.http.cache.store.next_turn}).
+        L{netproxy.http.cache.producers.next_turn}).
     """
 
     log = Logger()
@@ -246,12 +264,12 @@ def stream_body(entry, open_body, consumer, scheduler, discard, verified=False, 
 
 class BodyTail(_Stream):
     """
-    Streams a body as a L{netproxy.http.cache.store.BodyWriter} writes it: what
+    Streams a body as a L{netproxy.http.cache.writer.BodyWriter} writes it: what
     was written so far at the consumer's pace, then each new piece once
     written, until the writer finishes.  A consumer slower than the writer
     reads behind it from the store; one faster waits for it.
 
-    :param writer: the L{netproxy.http.cache.store.BodyWriter}.
+    :param writer: the L{netproxy.http.cache.writer.BodyWriter}.
     :param scheduler: see L{_Stream}.
     """
 

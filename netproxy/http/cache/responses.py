@@ -6,7 +6,7 @@ responses stored as they stream past.
 The policy (what may be stored, what may be reused) is in
 L{netproxy.http.cache.policy} and the modules beside it (variants in
 L{netproxy.http.cache.vary}, 304s in L{netproxy.http.cache.validation}); bytes on disk are the store's business
-(L{netproxy.http.cache.store.IStore}).  This module turns one into the other:
+(L{netproxy.http.cache.interfaces.IStore}).  This module turns one into the other:
 an entry's metadata holds the origin's status line and header fields and
 the times RFC 9111's age calculation needs.
 
@@ -26,7 +26,7 @@ from twisted.application.service import Service
 from twisted.logger import Logger
 
 from netproxy.http.cache import policy
-from netproxy.http.cache.store import Entry
+from netproxy.http.cache.entry import Entry
 from netproxy.http.cache.validation import updated_headers
 from netproxy.http.cache.vary import secondary_key, vary_names
 from netproxy.errors import HTTPError
@@ -105,7 +105,7 @@ class Fetch:
     A response being fetched from the origin and stored, which requests for
     the same key may follow as it arrives (collapsed forwarding).
 
-    :ivar writer: the store's L{netproxy.http.cache.store.IWriter} for its body.
+    :ivar writer: the store's L{netproxy.http.cache.interfaces.IWriter} for its body.
     :ivar head: its L{netproxy.http.head.ResponseHead}.
     :ivar length: its body's length.
     :ivar stored: what the policy functions know of it.
@@ -167,7 +167,7 @@ class Cache:
     and stores), those arriving meanwhile wait for it, and the leader
     settles them once its response head says whether they may share it.
 
-    :param store: an L{netproxy.http.cache.store.IStore}.
+    :param store: an L{netproxy.http.cache.interfaces.IStore}.
     :ivar revalidating: the keys of stored responses being revalidated in
         the background (RFC 5861 section 3), one revalidation at a time each.
     """
@@ -259,7 +259,7 @@ class Cache:
         Start storing a response.
 
         :param head: the origin's L{netproxy.http.head.ResponseHead}.
-        :returns: an L{netproxy.http.cache.store.IWriter} for its body, or
+        :returns: an L{netproxy.http.cache.interfaces.IWriter} for its body, or
             L{None} when the store could not keep its Vary marker.
         """
         names = vary_names(head.headers)

@@ -1,5 +1,5 @@
 """
-Tests for the cache stores (L{netproxy.http.cache.store}): one suite that every
+Tests for the cache stores (L{netproxy.http.cache.interfaces.IStore}): one suite that every
 L{IStore} passes, run against L{MemoryStore} and L{FileStore}, then what
 only the store on disk does: its layout, crash safety, damage checks,
 start-up scan and memory cache.
@@ -23,17 +23,16 @@ from zope.interface.verify import verifyObject
 
 from netproxy.http.cache.file_store import FileStore, file_name
 from netproxy.http.cache.memory_store import MemoryStore
-from netproxy.http.cache.store import (
+from netproxy.http.cache.entry import (
     CHUNK_SIZE,
     BodyAbandoned,
     DamagedEntry,
     Entry,
-    IStore,
-    IWriter,
     StreamStopped,
     decode_record,
     encode_record,
 )
+from netproxy.http.cache.interfaces import IStore, IWriter
 
 KEY = b"https://example.com/private/path?q=1"
 META = {"status": 200, "headers": [["Content-Type", "text/plain"]], "stored": 1.5}
