@@ -42,9 +42,16 @@ script share CPU 1. For each row it prints requests/s, MiB/s, p50 and p99
 latency, errors and the proxy's peak RSS, as a Markdown table.
 
     python bench/http_cache.py [--seconds 10] [--rows 1k:100,1m:10 | all] [--only netproxy,squid,proxy.py,restart]
-                               [--entries 10000] [--install]
+                               [--entries 10000] [--baseline DIR] [--repeat N] [--install]
 
-C{--rows all} runs every size at 1, 10 and 100 connections. C{--install}
+C{--rows all} runs every size at 1, 10 and 100 connections. C{--baseline
+DIR} adds, wherever netproxy runs (hit rows, restart), the netproxy of
+another source tree (a checkout of an earlier commit, run by
+DIR/.venv/bin/python when there is one), prints the targets' ratios for
+each, and the after/before ratio of every row. Each hit row runs every
+proxy in turn, so that drift in the machine's speed touches them alike;
+C{--repeat N} runs N such rounds and keeps each row's median, the order of
+the proxies reversed every other round. C{--install}
 installs what is missing (apt-get for nginx-light, wrk, squid; a virtualenv
 for proxy.py, or the one C{NETPROXY_BENCH_PROXYPY} names). Everything it
 starts is stopped at the end; all traffic stays on 127.0.0.1; every loop is
@@ -62,11 +69,17 @@ from support import (
     HOST,
     RESULT_COLUMNS,
     SIZES,
+    add_baseline_option,
+    describe_netproxies,
     free_port,
+    in_turn,
     install,
-    netproxy_http,
+    median_result,
+    netproxies,
     peak_rss_mib,
     pin_this_process,
+    print_before_after,
+    print_peer_ratios,
     proxypy,
     result_cells,
     run_wrk,
@@ -142,9 +155,10 @@ def cache_status(headers):
 
 def hit_evidence(proxy, headers):
     """
+    :param proxy: the name of the proxy's rows: C{squid}, or a netproxy's.
     :returns: the header saying the answer was a hit, or C{None}.
     """
-    if proxy == "netproxy" and "hit" in cache_status(headers):
+    if proxy != "squid" and "hit" in cache_status(headers):
         return f"Cache-Status: {headers['cache-status']}"
     if proxy == "squid" and headers.get("x-cache", "").startswith("HIT"):
         return f"X-Cache: {headers['x-cache']}"
@@ -252,13 +266,15 @@ async def poll(port, origin, path, started, until_hit):
     return first, None
 
 
-def cached_proxy(proxy, work, row):
+def cached_proxy(netproxy, work):
     """
-    :returns: a function of a port giving the command line of C{proxy} with
-        its cache on; netproxy's in a directory of its own for C{row}.
+    :param netproxy: a L{support.Netproxy}, or C{None} for Squid.
+    :returns: a function of a port giving the command line of that proxy
+        with its cache on; a netproxy's in a new directory of its own.
     """
-    if proxy == "netproxy":
-        return lambda port: netproxy_http(port, "--cache-dir", str(work / f"cache-{row}"))
+    if netproxy is not None:
+        cache = tempfile.mkdtemp(dir=work, prefix="cache-")
+        return lambda port: netproxy.http(port, "--cache-dir", cache)
     return lambda port: squid(work, port, *SQUID_MEMORY_CACHE)
 
 
@@ -283,18 +299,18 @@ def hit_row(proxy, command, work, origin, log, name, connections, seconds):
         return result, peak_rss_mib(pid), origin_requests(log) - before, evidence
 
 
-def spawn_netproxy(port, cache, work):
-    return spawn(netproxy_http(port, "--cache-dir", str(cache)), work)
-
-
-def restart(work, origin, entries):
+def restart(netproxy, work, origin, entries):
     """
-    Fill a cache directory with C{entries} entries through netproxy, stop
-    it, and time its restart on that directory and one on an empty one.
+    Fill a cache directory with C{entries} entries through C{netproxy} (a
+    L{support.Netproxy}), stop it, and time its restart on that directory
+    and one on an empty one.
 
     :returns: a dict of figures, as L{print_restart} prints them.
     """
-    cache = work / "restart-cache"
+    def spawn_netproxy(port, cache, work):
+        return spawn(netproxy.http(port, "--cache-dir", str(cache)), work)
+
+    cache = Path(tempfile.mkdtemp(dir=work, prefix="restart-cache-"))
     paths = [f"/n/{number}" for number in range(entries)]
     figures = {"entries": entries, "first path": paths[0], "last path": paths[-1]}
     port = free_port()
@@ -315,7 +331,7 @@ def restart(work, origin, entries):
     # The baseline: the same start-up on an empty cache directory.
     port = free_port()
     started = time.monotonic()
-    process = spawn_netproxy(port, work / "empty-cache", work)
+    process = spawn_netproxy(port, tempfile.mkdtemp(dir=work, prefix="empty-cache-"), work)
     try:
         figures["empty first answer"], _ = asyncio.run(poll(port, origin, paths[0], started, until_hit=False))
     finally:
@@ -342,9 +358,9 @@ def seconds_cell(value):
     return "never" if value is None else f"{value:.3f}"
 
 
-def print_restart(figures):
+def print_restart(name, figures):
     entries = figures["entries"]
-    print(f"Restart with {entries:,} entries stored. Filled through netproxy from {FILL_CONNECTIONS} connections "
+    print(f"{name}: restart with {entries:,} entries stored. Filled through it from {FILL_CONNECTIONS} connections "
           f"in {figures['fill seconds']:.1f} s ({figures['stored']:,} answers said \"stored\"); SIGTERM stopped it in "
           f"{figures['stop seconds']:.2f} s, leaving {figures['records']:,} record files. Then started again on that "
           f"directory, polled with only-if-cached requests from the moment twistd was spawned:\n")
@@ -358,8 +374,36 @@ def print_restart(figures):
           f"{seconds_cell(figures['last hit'])} |")
     print(f"| {entries:,} entries: every entry asked for, {figures['all hits']:,} HITs | "
           f"{seconds_cell(figures['all checked'])} |")
-    print(f"\nPeak RSS of netproxy: {figures['fill RSS']:.0f} MiB filling the cache, {figures['peak RSS']:.0f} MiB "
-          f"restarted, once every entry was asked for.")
+    print(f"\nPeak RSS of {name}: {figures['fill RSS']:.0f} MiB filling the cache, {figures['peak RSS']:.0f} MiB "
+          f"restarted, once every entry was asked for.\n")
+
+
+#: The restart figures compared before and after, and their titles.
+RESTART_FIGURES = [("fill seconds", "fill"), ("empty first answer", "empty directory: first answer"),
+                   ("first hit", "first HIT"), ("last hit", "last-written entry's HIT"),
+                   ("all checked", "every entry checked")]
+
+
+def print_restart_before_after(figures):
+    """
+    Print the restart's seconds for every netproxy side by side, and the
+    first one's over each other's (lower is better).
+
+    :param figures: C{[(name, figures)]}, the netproxy under test first.
+    """
+    (after, mine), others = figures[0], figures[1:]
+    if not others:
+        return
+    print("Restart, after / before (seconds, lower is better):\n")
+    print(f"| figure | {after} | " + " | ".join(f"{name} | after / {name}" for name, _ in others) + " |")
+    print("|---|---:|" + "---:|---:|" * len(others))
+    for key, title in RESTART_FIGURES:
+        cells = []
+        for _, theirs in others:
+            ratio = "n/a" if mine[key] is None or not theirs[key] else f"{mine[key] / theirs[key]:.3f}x"
+            cells.append(f"{seconds_cell(theirs[key])} | {ratio}")
+        print(f"| {title} | {seconds_cell(mine[key])} | " + " | ".join(cells) + " |")
+    print()
 
 
 def ratio_line(what, numerator, denominator, target):
@@ -374,24 +418,25 @@ def ratio_line(what, numerator, denominator, target):
     return f"- {what}: {numerator:.1f} / {denominator:.1f} = {ratio:.2f}x (target >= {target:.2f}x: {verdict})"
 
 
-def print_targets(results):
+def print_targets(results, name):
     """
-    Print the ratios the targets are stated in, for the rows that ran.
+    Print the ratios the targets are stated in, for the netproxy C{name}
+    and the rows that ran.
     """
     def figure(proxy, row, key):
         result = results.get((proxy, *row))
         return None if result is None else result[key]
 
     lines = [line for line in [
-        ratio_line("1k x 100, netproxy hits / proxy.py pass-through, req/s", figure("netproxy", ("1k", 100), "rps"),
+        ratio_line("1k x 100, netproxy hits / proxy.py pass-through, req/s", figure(name, ("1k", 100), "rps"),
                    figure("proxy.py", ("1k", 100), "rps"), 2.0),
-        ratio_line("1k x 100, netproxy hits / Squid hits, req/s", figure("netproxy", ("1k", 100), "rps"),
+        ratio_line("1k x 100, netproxy hits / Squid hits, req/s", figure(name, ("1k", 100), "rps"),
                    figure("squid", ("1k", 100), "rps"), 0.4),
-        ratio_line("1m x 10, netproxy hits / Squid hits, MiB/s", figure("netproxy", ("1m", 10), "mib"),
+        ratio_line("1m x 10, netproxy hits / Squid hits, MiB/s", figure(name, ("1m", 10), "mib"),
                    figure("squid", ("1m", 10), "mib"), 1.0),
     ] if line]
     if lines:
-        print("\nTargets (one core, this run):\n")
+        print(f"\nTargets of {name} (one core, this run):\n")
         print("\n".join(lines))
 
 
@@ -404,17 +449,23 @@ def main():
                         help="what to run, of netproxy, squid, proxy.py and restart (default: all of them)")
     parser.add_argument("--entries", type=int, default=10_000, help="entries stored before the restart")
     parser.add_argument("--install", action="store_true", help="install nginx-light, wrk, squid and proxy.py")
+    add_baseline_option(parser)
     args = parser.parse_args()
     if args.install:
         install(PACKAGES)
+    chosen_netproxies = netproxies(args.baseline)
+    description = describe_netproxies(chosen_netproxies)
     chosen = args.only.split(",")
     scenarios = DEFAULT_ROWS
     if args.rows == "all":
         scenarios = ALL_ROWS
     elif args.rows:
         scenarios = [(name, int(count)) for name, count in (row.split(":") for row in args.rows.split(","))]
+    # name -> the netproxy, or None for Squid; the baselines right after netproxy.
+    caches = {**({n.name: n for n in chosen_netproxies} if "netproxy" in chosen else {}),
+              **({"squid": None} if "squid" in chosen else {})}
     pin_this_process(1)
-    table, results, evidence, figures = [], {}, {}, None
+    runs, evidence, figures = {}, {}, []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         cached_port, plain_port = free_port(), free_port()
@@ -423,39 +474,52 @@ def main():
             wait_listening(cached_port)
             wait_listening(plain_port)
             origin = f"{HOST}:{cached_port}"
-            for proxy in [p for p in ("netproxy", "squid") if p in chosen]:
+            for round_ in range(args.repeat):
                 for name, connections in scenarios:
-                    command = cached_proxy(proxy, work, f"{name}-{connections}")
-                    result, rss, reached, evidence[proxy] = hit_row(proxy, command, work, origin, log, name,
-                                                                    connections, args.seconds)
-                    results[proxy, name, connections] = result
-                    table.append((f"{proxy} (hits)", name, connections, result, rss, reached))
-            if "proxy.py" in chosen:
-                for name, connections in [row for row in PASS_THROUGH_ROWS if row in scenarios]:
-                    with running(proxypy, work) as (port, pid):
-                        result = run_wrk(port, f"{HOST}:{plain_port}", name, connections, args.seconds, work,
-                                         through_proxy=True)
-                        results["proxy.py", name, connections] = result
-                        table.append(("proxy.py (pass-through)", name, connections, result, peak_rss_mib(pid),
-                                      None))
+                    for proxy in in_turn(list(caches), round_):
+                        netproxy = caches[proxy]
+                        result, rss, reached, evidence[proxy] = hit_row(
+                            proxy, cached_proxy(netproxy, work), work, origin, log, name, connections, args.seconds)
+                        runs.setdefault((proxy, name, connections), []).append((result, rss, reached))
+                    if "proxy.py" in chosen and (name, connections) in PASS_THROUGH_ROWS:
+                        with running(proxypy, work) as (port, pid):
+                            result = run_wrk(port, f"{HOST}:{plain_port}", name, connections, args.seconds, work,
+                                             through_proxy=True)
+                            runs.setdefault(("proxy.py", name, connections), []).append(
+                                (result, peak_rss_mib(pid), None))
             if "restart" in chosen:
-                figures = restart(work, origin, args.entries)
+                figures = [(n.name, restart(n, work, origin, args.entries)) for n in chosen_netproxies]
         finally:
             stop_nginx(nginx)
-    print(f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, {args.seconds} s per row, proxy on CPU 0\n")
-    if table:
+    print(f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, {args.seconds} s per row"
+          f"{f', median of {args.repeat} rounds' if args.repeat > 1 else ''}, proxy on CPU 0\n")
+    print(description + "\n")
+    results = {key: median_result([result for result, _, _ in measured]) for key, measured in runs.items()}
+    if runs:
         print(f"| proxy | size | conns | {RESULT_COLUMNS} | peak RSS MiB | origin reqs |")
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for proxy, name, connections, result, rss, reached in table:
-            print(f"| {proxy} | {name} | {connections} | {result_cells(result)} | {rss:.0f} | "
-                  f"{'n/a' if reached is None else reached} |")
+        kinds = [*((proxy, "hits") for proxy in caches), ("proxy.py", "pass-through")]
+        for proxy, kind in kinds:
+            for name, connections in scenarios:
+                measured = runs.get((proxy, name, connections))
+                if measured is None:
+                    continue
+                rss = max(rss for _, rss, _ in measured)
+                reached = [reached for _, _, reached in measured if reached is not None]
+                print(f"| {proxy} ({kind}) | {name} | {connections} | {result_cells(results[proxy, name, connections])} "
+                      f"| {rss:.0f} | {sum(reached) if reached else 'n/a'} |")
         print()
         for proxy, header in evidence.items():
             print(f"{proxy}: the answer after the warm-up request said {header!r}.")
-        print_targets(results)
+        for netproxy in chosen_netproxies:
+            print_targets(results, netproxy.name)
+        print_peer_ratios(results, chosen_netproxies, scenarios,
+                          [("squid", "Squid hits"), ("proxy.py", "proxy.py pass-through")])
+        print_before_after(results, chosen_netproxies, scenarios)
         print()
-    if figures:
-        print_restart(figures)
+    for name, figure in figures:
+        print_restart(name, figure)
+    print_restart_before_after(figures)
 
 
 if __name__ == "__main__":

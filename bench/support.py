@@ -1,8 +1,9 @@
 """
 What the benchmarks share: free loopback ports, CPU pinning, waiting for a
 listener, the command lines of the processes they start (twistd netproxy,
-nginx, Squid, proxy.py), running wrk and reading its report, and the peak
-RSS of a process.
+nginx, Squid, proxy.py), running wrk and reading its report, the peak RSS
+of a process, and the netproxy trees compared in one run (C{--baseline})
+with the ratios that compare them.
 """
 
 import os
@@ -53,21 +54,143 @@ def pin_this_process(cpu):
         os.sched_setaffinity(0, {cpu})
 
 
+class Netproxy:
+    """
+    A netproxy to benchmark: the name of its rows, the interpreter that runs
+    its twistd, and the source tree that interpreter imports it from.
+
+    :ivar name: the name of its rows, such as C{netproxy@535b33a}.
+    :ivar python: the interpreter, whose site-packages give Twisted and the
+        other dependencies.
+    :ivar tree: a directory put first on C{sys.path} (as C{PYTHONPATH}
+        would), so that C{netproxy} and its twistd plugin come from it
+        whatever the interpreter has installed; C{None} for whatever the
+        interpreter imports.
+    """
+
+    def __init__(self, name, python, tree=None):
+        self.name = name
+        self.python = python
+        self.tree = tree
+
+    def twistd(self, *args):
+        """
+        :returns: the command line of C{twistd netproxy ARGS...} in the
+            foreground, with its log discarded.
+        """
+        # Inserted before Twisted looks for plugins, so twisted/plugins/ of
+        # the tree is searched too and its netproxy.tap is the one imported.
+        first = f"sys.path.insert(0, {str(self.tree)!r}); " if self.tree else ""
+        code = f"import sys; {first}from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+        return [self.python, "-c", code, "--nodaemon", "--pidfile=", "--logfile=/dev/null", "netproxy", *args]
+
+    def http(self, port, *args):
+        """
+        :returns: the command line of C{twistd netproxy http} listening on
+            127.0.0.1:C{port} with room for a thousand connections and more.
+        """
+        return self.twistd("http", "--listen", f"tcp:{port}:interface={HOST}:backlog=4096", "--max-connections",
+                           "4096", *args)
+
+    def origin(self):
+        """
+        Ask the interpreter where it imports netproxy and Twisted from, from
+        a directory with no netproxy in it, as the benchmarks start twistd.
+
+        :returns: C{(netproxy package directory, Twisted version)}.
+        """
+        first = f"sys.path.insert(0, {str(self.tree)!r}); " if self.tree else ""
+        code = f"import sys; {first}import netproxy, twisted; print(netproxy.__file__); print(twisted.__version__)"
+        with tempfile.TemporaryDirectory() as empty:
+            output = subprocess.run([self.python, "-c", code], cwd=empty, check=True, capture_output=True,
+                                    text=True).stdout.split()
+        return Path(output[0]).parent, output[1]
+
+
+#: The netproxy the benchmark's own interpreter imports: "after", in a comparison.
+THIS = Netproxy("netproxy", os.path.abspath(sys.executable))
+
+
 def twistd(*args):
     """
-    :returns: the command line of C{twistd netproxy ARGS...} in the foreground,
-        with the interpreter running the benchmark and its log discarded.
+    :returns: L{THIS}'s command line of C{twistd netproxy ARGS...}.
     """
-    return [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()",
-            "--nodaemon", "--pidfile=", "--logfile=/dev/null", "netproxy", *args]
+    return THIS.twistd(*args)
 
 
-def netproxy_http(port, *args):
+def git_describe(directory):
     """
-    :returns: the command line of C{twistd netproxy http} listening on
-        127.0.0.1:C{port} with room for a thousand connections and more.
+    :returns: C{git describe --always --dirty} of C{directory}, or C{None}
+        outside a git work tree.
     """
-    return twistd("http", "--listen", f"tcp:{port}:interface={HOST}:backlog=4096", "--max-connections", "4096", *args)
+    try:
+        return subprocess.run(["git", "-C", str(directory), "describe", "--always", "--dirty"], check=True,
+                              capture_output=True, text=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def add_baseline_option(parser):
+    """
+    Add C{--baseline DIR} and C{--repeat N} to C{parser}, the options that
+    compare netproxy with another tree's in one run.
+    """
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run every row N times, the proxies in turn within each round (in reverse order every "
+                             "other round), and report the run with the median req/s; odd N is best (default: 1)")
+    parser.add_argument("--baseline", action="append", default=[], metavar="DIR",
+                        help="also run, wherever netproxy runs, the netproxy of the source tree DIR (a checkout of "
+                             "another commit), with DIR/.venv/bin/python when it exists and this interpreter "
+                             "otherwise, DIR first on sys.path; its rows are named netproxy@<git describe of DIR>, "
+                             "and the after/before ratio of each row is printed (repeatable)")
+
+
+def baseline(directory):
+    """
+    :returns: the L{Netproxy} of the source tree C{directory}, run by the
+        interpreter of its C{.venv} when it has one.
+    :raises SystemExit: when C{directory} holds no netproxy package.
+    """
+    tree = Path(directory).resolve()
+    if not (tree / "netproxy" / "__init__.py").exists():
+        raise SystemExit(f"--baseline {directory}: no netproxy/__init__.py there")
+    python = tree / ".venv" / "bin" / "python"
+    # The venv's own path, not the interpreter it links to: that is what makes it the venv.
+    python = str(python) if python.exists() else sys.executable
+    return Netproxy(f"netproxy@{git_describe(tree) or tree.name}", python, tree)
+
+
+def netproxies(directories):
+    """
+    :param directories: the C{--baseline} directories.
+    :returns: L{THIS} then the L{baseline} of each of C{directories}, each
+        named once, having checked that each imports netproxy from its tree.
+    :raises SystemExit: when a baseline would import netproxy from elsewhere.
+    """
+    chosen, names = [THIS], {THIS.name}
+    for directory in directories:
+        candidate = baseline(directory)
+        while candidate.name in names:
+            candidate.name += "'"
+        package, _ = candidate.origin()
+        if package.resolve() != (candidate.tree / "netproxy").resolve():
+            raise SystemExit(f"--baseline {directory}: {candidate.python} imports netproxy from {package}")
+        chosen.append(candidate)
+        names.add(candidate.name)
+    return chosen
+
+
+def describe_netproxies(chosen):
+    """
+    :returns: a line per netproxy: its name, source, git commit, interpreter
+        and Twisted version.
+    """
+    lines = []
+    for netproxy in chosen:
+        package, twisted_version = netproxy.origin()
+        commit = git_describe(package.parent) or "not a git tree"
+        lines.append(f"- {netproxy.name}: {package} ({commit}), {netproxy.python}, Twisted {twisted_version}")
+    return "\n".join(lines)
 
 
 def squid(work, port, *directives):
@@ -293,3 +416,91 @@ def result_cells(result):
     """
     return (f"{result['rps']:.0f} | {result['mib']:.1f} | {result['p50']:.2f} | {result['p99']:.2f} | "
             f"{result['errors']}")
+
+
+def in_turn(proxies, round_):
+    """
+    :returns: C{proxies} in the order of round C{round_}: as given in even
+        rounds, reversed in odd ones, so that going first or second (after a
+        given neighbour, on a warmer machine) favours none of them.
+    """
+    return proxies if round_ % 2 == 0 else proxies[::-1]
+
+
+def median_result(results):
+    """
+    :returns: of several wrk results of one row, the one with the median
+        requests/s (the higher middle one of an even count).
+    """
+    return sorted(results, key=lambda result: result["rps"])[len(results) // 2]
+
+
+def ratio_cell(numerator, denominator):
+    if numerator is None or not denominator:
+        return "n/a"
+    return f"{numerator / denominator:.3f}x"
+
+
+def change_verdict(ratio, tolerance=0.05):
+    """
+    :returns: C{ratio} (after over before, higher is better) said in words,
+        against a C{tolerance} either way.
+    """
+    if abs(ratio - 1) <= tolerance:
+        return f"within {tolerance:.0%}"
+    return f"{'faster' if ratio > 1 else 'SLOWER'} by {abs(ratio - 1):.1%}"
+
+
+def print_peer_ratios(results, chosen, rows, peers):
+    """
+    Print, for each netproxy and row, its requests/s and MiB/s over each
+    peer's in the same run: the ratios the targets are stated in.
+
+    :param results: C{{(name, size, connections): wrk result}}.
+    :param chosen: the L{Netproxy}s.
+    :param peers: C{(name in results, column title)} pairs.
+    """
+    present = [(name, title) for name, title in peers if any(key[0] == name for key in results)]
+    if not present:
+        return
+    print("\nRatios against the peers, same run (req/s; MiB/s):\n")
+    print("| netproxy | size | conns | " + " | ".join(f"/ {title}" for _, title in present) + " |")
+    print("|---|---|---:|" + "---:|" * len(present))
+    for netproxy in chosen:
+        for size, connections in rows:
+            mine = results.get((netproxy.name, size, connections))
+            if mine is None:
+                continue
+            cells = []
+            for name, _ in present:
+                peer = results.get((name, size, connections))
+                cells.append("n/a" if peer is None else
+                             f"{ratio_cell(mine['rps'], peer['rps'])}; {ratio_cell(mine['mib'], peer['mib'])}")
+            print(f"| {netproxy.name} | {size} | {connections} | " + " | ".join(cells) + " |")
+
+
+def print_before_after(results, chosen, rows):
+    """
+    Print, for each baseline and row, L{THIS}'s figures over the
+    baseline's. Both are divided by the same peer's figures of this run,
+    so each ratio against a peer moves by exactly the factor of its column.
+
+    :param results: C{{(name, size, connections): wrk result}}.
+    :param chosen: L{THIS} then the baselines.
+    """
+    after, baselines = chosen[0], chosen[1:]
+    if not baselines:
+        return
+    print(f"\nAfter / before, same run ({after.name} over each baseline; p99 lower is better):\n")
+    print("| before | size | conns | req/s after | req/s before | req/s | MiB/s | p99 | req/s change |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for before in baselines:
+        for size, connections in rows:
+            new = results.get((after.name, size, connections))
+            old = results.get((before.name, size, connections))
+            if new is None or old is None:
+                continue
+            verdict = change_verdict(new["rps"] / old["rps"]) if old["rps"] else "n/a"
+            print(f"| {before.name} | {size} | {connections} | {new['rps']:.0f} | {old['rps']:.0f} | "
+                  f"{ratio_cell(new['rps'], old['rps'])} | {ratio_cell(new['mib'], old['mib'])} | "
+                  f"{ratio_cell(new['p99'], old['p99'])} | {verdict} |")
