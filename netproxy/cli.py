@@ -1,5 +1,6 @@
+# -*- test-case-name: tests.test_cli -*-
 """
-The clients' command line: C{netproxy-client upper|relay|send ...}.
+The clients' command line: C{netproxy-client upper|relay|send|fetch ...}.
 
 The same options and the same L{run} serve C{netproxy-client} (through
 L{main}, which starts the reactor with L{task.react}) and the twistd role
@@ -7,22 +8,29 @@ C{twistd -n netproxy client ...} (through L{ClientRunService}).
 
 Exit status: 0 when the exchange succeeded, 1 when it failed (the server
 could not be reached, did not answer in time, or the relay answered with an
-error text), 2 for a usage error.
+error text), 2 for a usage error.  For C{fetch}, any complete HTTP answer
+is a success, whatever its status: the printed status line tells.
 """
 
 import atexit
 import getopt
 import os
 import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn, TextIO
+from urllib.parse import urlsplit
 
 from twisted.application.service import Service
 from twisted.internet import task
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorCore, IReactorPluggableNameResolver, IReactorUDP
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from netproxy import coerce
 from netproxy.errors import ClientError
+from netproxy.http.fetch import IFetchReactor, fetch_through_proxy
 from netproxy.message.relay_client import random_word, send_relay_request
 from netproxy.message.send_client import load_packets, send_packets
 from netproxy.message.upper_client import upper_tcp, upper_udp
@@ -31,20 +39,27 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_PACKET_FILE = 16 << 20
 
 
+class IClientReactor(IFetchReactor, IReactorUDP, IReactorPluggableNameResolver, IReactorCore):
+    """
+    What the clients need of their reactor, for type checking: TCP, UDP,
+    name resolution, a clock, and (under twistd) to be stopped.
+    """
+
+
 class _InterspersedOptions(usage.Options):
     """
     Options that may come before, between or after the positional arguments
     (C{upper 127.0.0.1 12000 --udp TEXT}), as in GNU tools; C{--} ends them.
     """
 
-    def parseOptions(self, options=None):
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
         if options is None:
             options = sys.argv[1:]
         try:
             found, arguments = getopt.gnu_getopt(options, self.shortOpt, self.longOpt)
         except getopt.error as error:
             raise usage.UsageError(str(error))
-        ordered = []
+        ordered: list[str] = []
         for name, value in found:
             takes_value = (name[2:] + "=") in self.longOpt if name.startswith("--") else (name[1] + ":") in self.shortOpt
             ordered.extend([name, value] if takes_value else [name])
@@ -58,12 +73,14 @@ class UpperClientOptions(_InterspersedOptions):
     optFlags = [["udp", "u", "send one UDP datagram instead of using TCP"]]
     optParameters = [["timeout", "t", "5", "seconds to wait for the connection and the reply"]]
 
-    def parseArgs(self, host, port, text=None):
+    # usage.Options declares parseArgs without parameters; each subclass
+    # names the positionals it takes.
+    def parseArgs(self, host: str, port: str, text: str | None = None) -> None:  # type: ignore[override]
         self["host"] = host
         self["port"] = coerce.port_number("port", port)
         self["text"] = text
 
-    def postOptions(self):
+    def postOptions(self) -> None:
         self["timeout"] = coerce.seconds("timeout", self["timeout"])
 
 
@@ -77,10 +94,10 @@ class RelayClientOptions(_InterspersedOptions):
         ["timeout", "t", "10", "seconds to wait for the connection and the reply"],
     ]
 
-    def parseArgs(self, text=None):
+    def parseArgs(self, text: str | None = None) -> None:
         self["text"] = text
 
-    def postOptions(self):
+    def postOptions(self) -> None:
         if self["to"] is None:
             raise usage.UsageError("--to: the destination IP:PORT is required")
         self["proxy"] = coerce.host_and_port("proxy", self["proxy"])
@@ -101,11 +118,11 @@ class SendClientOptions(_InterspersedOptions):
         ["timeout", "t", "10", "seconds to wait for the connection and for each answer"],
     ]
 
-    def postOptions(self):
+    def postOptions(self) -> None:
         for name in ("id", "pkt"):
             if not self[name]:
                 raise usage.UsageError(f"--{name} is required")
-        # Ids travel as numbers when they look like numbers, as the assignment's peers send them.
+        # Ids travel as JSON numbers when they look like numbers, as the message roles' other peers send them.
         self["id"] = int(self["id"]) if self["id"].isascii() and self["id"].isdigit() else self["id"]
         self["revproc"] = coerce.host_and_port("revproc", self["revproc"])
         self["timeout"] = coerce.seconds("timeout", self["timeout"])
@@ -119,24 +136,60 @@ class SendClientOptions(_InterspersedOptions):
             raise usage.UsageError(f"--pkt: {error}")
 
 
+def _http_url(value: str) -> str:
+    """
+    :returns: C{value}, an absolute C{http://} URL with a host.
+    :raises usage.UsageError: naming the URL when it is not one.
+    """
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme.lower() == "http" and bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:
+        valid = False
+    if not valid or not value.isascii() or any(character.isspace() for character in value):
+        raise usage.UsageError(f"URL: expected an absolute http:// URL such as http://example.com/, got {value!r}")
+    return value
+
+
+class FetchClientOptions(_InterspersedOptions):
+    synopsis = "URL [--proxy HOST:PORT] [--timeout SECONDS]"
+    longdesc = ("GET URL through an HTTP proxy and print what its cache did, one 'Name: value' line each: "
+                "'Status: 200 OK', 'Cache-Status: netproxy; hit; ttl=57' and 'Age: 3' ('-' when the "
+                "response has no such field), and 'Time: 0.004 s' from the request to the end of the body. "
+                "Any complete answer exits 0, whatever its status.")
+    optParameters = [
+        ["proxy", "p", "127.0.0.1:8080", "the HTTP proxy's HOST:PORT"],
+        ["timeout", "t", "10", "seconds to wait for the connection and the whole answer"],
+    ]
+
+    def parseArgs(self, url: str) -> None:  # type: ignore[override]
+        self["url"] = url
+
+    def postOptions(self) -> None:
+        self["url"] = _http_url(self["url"])
+        self["proxy"] = coerce.host_and_port("proxy", self["proxy"])
+        self["timeout"] = coerce.seconds("timeout", self["timeout"])
+
+
 class ClientOptions(usage.Options):
-    synopsis = "upper|relay [options]"
-    longdesc = "Clients of the netproxy message roles."
+    synopsis = "upper|relay|send|fetch [options]"
+    longdesc = "Clients of the netproxy roles: the message roles, and the HTTP proxy (fetch)."
     subCommands = [
         ["upper", None, UpperClientOptions, "send a text to an upper server over TCP or UDP"],
         ["relay", None, RelayClientOptions, "send a message through a relay"],
         ["send", None, SendClientOptions, "send data messages through a reverse proxy"],
+        ["fetch", None, FetchClientOptions, "GET a URL through an HTTP proxy; print status, Cache-Status, Age, time"],
     ]
 
-    def postOptions(self):
+    def postOptions(self) -> None:
         if self.subCommand is None:
-            raise usage.UsageError("name a client: upper, relay or send")
+            raise usage.UsageError("name a client: upper, relay, send or fetch")
         if self.subCommand == "upper" and self.subOptions["text"] is None:
             # Read before the reactor runs, so no callback ever blocks on stdin.
             self.subOptions["text"] = sys.stdin.readline().rstrip("\r\n")
 
 
-async def run(reactor, options, out):
+async def run(reactor: IClientReactor, options: ClientOptions, out: TextIO) -> int:
     """
     Run the client chosen in C{options}, write what it has to say to C{out}.
 
@@ -154,6 +207,10 @@ async def run(reactor, options, out):
         if options.subCommand == "send":
             ok = await send_packets(reactor, sub["revproc"], sub["id"], sub["packets"], sub["timeout"], out)
             return EXIT_OK if ok else EXIT_FAILED
+        if options.subCommand == "fetch":
+            fetched = await fetch_through_proxy(reactor, sub["url"], sub["proxy"], sub["timeout"])
+            out.write(fetched.report())
+            return EXIT_OK
         reply = await send_relay_request(reactor, sub["proxy"], sub["to"], sub["text"], sub["timeout"])
         out.write(reply.decode("utf-8", "replace") + "\n")
         return EXIT_FAILED if reply.startswith(b"Error,") or not reply else EXIT_OK
@@ -162,7 +219,7 @@ async def run(reactor, options, out):
         return EXIT_FAILED
 
 
-def exit_after_twistd(status):
+def exit_after_twistd(status: int) -> None:
     """
     Make the process exit with C{status} once twistd has shut down.
 
@@ -170,7 +227,7 @@ def exit_after_twistd(status):
     through an exit handler: it runs after twistd has stopped its logging.
     """
 
-    def leave():
+    def leave() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
@@ -188,19 +245,20 @@ class ClientRunService(Service):
 
     log = Logger()
 
-    def __init__(self, reactor, options, out=sys.stdout, set_exit_status=exit_after_twistd):
+    def __init__(self, reactor: IClientReactor, options: ClientOptions, out: TextIO = sys.stdout,
+                 set_exit_status: Callable[[int], None] = exit_after_twistd) -> None:
         self.reactor = reactor
         self.options = options
         self.out = out
         self.set_exit_status = set_exit_status
-        self.status = None
+        self.status: int | None = None
 
-    def startService(self):
+    def startService(self) -> None:
         super().startService()
         self.reactor.callWhenRunning(self._run)
 
-    def _run(self):
-        def finished(status):
+    def _run(self) -> None:
+        def finished(status: int) -> None:
             self.status = status
             self.out.flush()
             if status != EXIT_OK:
@@ -209,22 +267,30 @@ class ClientRunService(Service):
 
         d = Deferred.fromCoroutine(run(self.reactor, self.options, self.out))
         d.addCallback(finished)
-        d.addErrback(lambda failure: self.log.failure("client failed", failure) or finished(EXIT_FAILED))
+        d.addErrback(self._failed, finished)
+
+    def _failed(self, failure: Failure, finished: Callable[[int], None]) -> None:
+        self.log.failure("client failed", failure)
+        finished(EXIT_FAILED)
 
 
-def main(argv=None, out=None):
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> NoReturn:
     """
-    The C{netproxy-client} command.
+    The C{netproxy-client} command: parse C{argv} (by default the process's
+    arguments), run the client, exit with its status.
+
+    :param out: where the client writes what it has to say; standard
+        output by default.
     """
     out = out or sys.stdout
     options = ClientOptions()
     try:
-        options.parseOptions(sys.argv[1:] if argv is None else argv)
+        options.parseOptions(sys.argv[1:] if argv is None else list(argv))
     except usage.UsageError as error:
         sys.stderr.write(f"netproxy-client: {error}\n(netproxy-client --help lists the options)\n")
         raise SystemExit(EXIT_USAGE)
 
-    async def client(reactor):
+    async def client(reactor: IClientReactor) -> NoReturn:
         raise SystemExit(await run(reactor, options, out))
 
     task.react(lambda reactor: Deferred.fromCoroutine(client(reactor)))

@@ -1,10 +1,13 @@
 """
-Tests for L{netproxy.cli}: the options of C{netproxy-client upper|relay},
-what L{run} prints and the exit status it returns, and L{main}'s usage errors.
+Tests for L{netproxy.cli}: the options of C{netproxy-client
+upper|relay|fetch}, what L{run} prints and the exit status it returns, and
+L{main}'s usage errors.
 
 The network is replaced by stubs of L{netproxy.cli.upper_tcp},
-L{netproxy.cli.upper_udp} and L{netproxy.cli.send_relay_request}; the real
-exchanges are tested in test_upper_client and test_relay_client.
+L{netproxy.cli.upper_udp}, L{netproxy.cli.send_relay_request} and
+L{netproxy.cli.fetch_through_proxy}; the real exchanges are tested in
+tests.message.test_upper_client, tests.message.test_relay_client and
+tests.http.test_fetch.
 """
 
 import io
@@ -20,6 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from netproxy import cli
 from netproxy.cli import ClientOptions, ClientRunService, main, run
 from netproxy.errors import ClientError
+from netproxy.http.fetch import Fetched
 
 
 def parse(*argv):
@@ -179,6 +183,66 @@ class RelayOptionsTests(SynchronousTestCase):
         self.assertEqual(parse("relay", "--to", "127.0.0.1:8888", "--", "-x").subOptions["text"], "-x")
 
 
+class FetchOptionsTests(SynchronousTestCase):
+    """
+    C{netproxy-client fetch URL [--proxy HOST:PORT] [--timeout SECONDS]}.
+    """
+
+    def test_defaults(self):
+        """The proxy is 127.0.0.1:8080 (the HTTP proxy's default) and the timeout 10 s unless told otherwise."""
+        sub = parse("fetch", "http://example.com/page?q=1").subOptions
+        self.assertEqual((sub["url"], sub["proxy"], sub["timeout"]), ("http://example.com/page?q=1", ("127.0.0.1", 8080),
+                                                                      10.0))
+
+    def test_options_anywhere(self):
+        """--proxy/-p and --timeout/-t may come before or after the URL."""
+        for argv in [
+            ("fetch", "--proxy", "10.0.0.1:3128", "--timeout", "2", "http://example.com/"),
+            ("fetch", "http://example.com/", "-p", "10.0.0.1:3128", "-t", "2"),
+            ("fetch", "-p", "10.0.0.1:3128", "http://example.com/", "--timeout=2"),
+        ]:
+            sub = parse(*argv).subOptions
+            self.assertEqual((sub["url"], sub["proxy"], sub["timeout"]),
+                             ("http://example.com/", ("10.0.0.1", 3128), 2.0), argv)
+
+    def test_ipv6_proxy(self):
+        """An IPv6 proxy is given in brackets."""
+        self.assertEqual(parse("fetch", "http://[::1]:8000/", "-p", "[::1]:3128").subOptions["proxy"], ("::1", 3128))
+
+    def test_url_required(self):
+        """Without a URL, fetch is a usage error."""
+        self.assertRaises(usage.UsageError, parse, "fetch")
+
+    def test_bad_url(self):
+        """Anything but an absolute http:// URL with a host is a usage error naming the URL."""
+        for url in ["example.com/page", "/page", "https://example.com/", "ftp://example.com/", "http://",
+                    "http:///page", "http://example.com:port/", "http://example.com:0/", "http://exa mple.com/",
+                    "http://example.com/caf\u00e9"]:
+            error = self.assertRaises(usage.UsageError, parse, "fetch", url)
+            self.assertIn("URL", str(error))
+            self.assertIn(repr(url), str(error))
+
+    def test_upper_case_scheme(self):
+        """The scheme is case-insensitive, as URLs' are."""
+        self.assertEqual(parse("fetch", "HTTP://example.com/").subOptions["url"], "HTTP://example.com/")
+
+    def test_bad_proxy(self):
+        """A bad --proxy is a usage error naming --proxy."""
+        for proxy in ["proxy", "proxy:http", "proxy:0", ":3128"]:
+            error = self.assertRaises(usage.UsageError, parse, "fetch", "http://example.com/", "--proxy", proxy)
+            self.assertIn("--proxy", str(error))
+
+    def test_bad_timeout(self):
+        """A timeout that is not a positive number is a usage error naming --timeout."""
+        error = self.assertRaises(usage.UsageError, parse, "fetch", "http://example.com/", "--timeout", "0")
+        self.assertIn("--timeout", str(error))
+
+    def test_listed(self):
+        """The client list in the help and in the missing-client error names fetch."""
+        self.assertIn("fetch", str(ClientOptions()))
+        self.assertIn("fetch", str(self.assertRaises(usage.UsageError, parse)))
+
+
 class _Stub:
     """
     An async stand-in for a client function: records its arguments and
@@ -289,6 +353,21 @@ class RunTests(SynchronousTestCase):
         self.assertEqual(self.out.getvalue(), "error: could not connect to 127.0.0.1:6000: connection refused\n")
 
 
+    def test_fetch(self):
+        """The fetch client prints its report and returns 0, whatever the status."""
+        fetched = Fetched(503, "Service Unavailable", "netproxy; fwd=uri-miss; fwd-status=503", None, 0.5, 10)
+        fetch = self.stub("fetch_through_proxy", fetched)
+        self.assertEqual(self.run_client("fetch", "http://example.com/", "--proxy", "127.0.0.1:3128", "-t", "3"), 0)
+        self.assertEqual(self.out.getvalue(), fetched.report())
+        self.assertEqual(fetch.calls, [(self.reactor, "http://example.com/", ("127.0.0.1", 3128), 3.0)])
+
+    def test_fetch_error(self):
+        """A fetch that gets no answer prints 'error: ...' and returns 1."""
+        self.stub("fetch_through_proxy", ClientError("could not connect to the proxy 127.0.0.1:8080: connection refused"))
+        self.assertEqual(self.run_client("fetch", "http://example.com/"), 1)
+        self.assertEqual(self.out.getvalue(), "error: could not connect to the proxy 127.0.0.1:8080: connection refused\n")
+
+
 class MainTests(SynchronousTestCase):
     """
     L{main} is the C{netproxy-client} command.
@@ -323,6 +402,14 @@ class MainTests(SynchronousTestCase):
     def test_no_client(self):
         """No client name exits with status 2."""
         self.assertEqual(self.assertRaises(SystemExit, main, []).code, 2)
+
+    def test_fetch_bad_url(self):
+        """A fetch of something that is not an http:// URL exits with status 2 naming the URL, before any request."""
+        error = self.assertRaises(SystemExit, main, ["fetch", "example.com"])
+        self.assertEqual(error.code, 2)
+        self.assertIn("URL", self.stderr.getvalue())
+        self.assertIn("'example.com'", self.stderr.getvalue())
+        self.assertEqual(self.reacted, [])
 
     def test_argv_default(self):
         """Without argv, the command line is sys.argv[1:]."""
