@@ -396,8 +396,8 @@ class Daemon:
     async def cleanup(self, testcase):
         """
         The test cleanup: stop the daemon, and fail if it had to be killed,
-        did not exit with status 0 (SPEC.md: SIGTERM stops a role cleanly,
-        exit 0), or logged a crash.
+        did not exit with status 0 (SIGTERM stops every role cleanly, with exit
+        status 0), or logged a crash.
         """
         exited = await self.stop()
         if not exited:

@@ -19,6 +19,11 @@ reached the origin and control what comes back:
 Every TCP connection accepted is counted, so a test can tell whether the
 proxy reused its upstream connections.
 
+A test adds the pages it needs with L{add_page}: a L{Page} answers the
+status, header fields and body the test sets (and may change), and records
+every request that reaches it.  L{stoppable_origin} is an origin the test
+may stop before it ends.
+
 L{SelfSignedTLS} serves TLS with a certificate made on the spot.
 """
 
@@ -39,6 +44,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IOpenSSLContextFactory
 from twisted.protocols.policies import WrappingFactory
+from twisted.web.http import CACHED
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
@@ -48,6 +54,9 @@ from tests.integration.daemon import LOCALHOST, WAIT_TIMEOUT
 BLOCK = 256 * 1024
 _SEED = 20240917
 _BASE = Random(_SEED).randbytes(BLOCK)
+# A body for a L{Page}, with bytes that text handling would mangle.
+BODY = b"stored \x00\xff\r\n body " * 200
+MAX_AGE_60 = (b"Cache-Control", b"max-age=60")
 
 
 def pattern_block(index):
@@ -73,6 +82,24 @@ def pattern(size):
         yield block
         size -= len(block)
         index += 1
+
+
+def body_of(size):
+    """
+    :returns: the first C{size} bytes of the origin's test pattern.
+    """
+    return b"".join(pattern(size))
+
+
+def pattern_digest(size):
+    """
+    :returns: the SHA-256 hex digest of the first C{size} bytes of the
+        origin's test pattern, computed a block at a time.
+    """
+    digest = hashlib.sha256()
+    for block in pattern(size):
+        digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass
@@ -375,4 +402,79 @@ def start_origin(testcase, tls=None):
     else:
         origin.listening = reactor.listenSSL(0, origin.factory, tls, interface=LOCALHOST)
     testcase.addCleanup(origin.stop)
+    return origin
+
+
+class Page(Resource):
+    """
+    An origin page answering what the test sets, the test free to change it
+    between requests.  An C{ETag} among the fields is honoured: a request
+    whose C{If-None-Match} names it is answered 304, without a body.
+
+    :ivar body: the body of its answers.
+    :ivar fields: C{(name, value)} header fields of its answers.
+    :ivar status: the status of its answers (but for 304s).
+    :ivar seen: the L{tests.integration.http_origin.Seen} requests that
+        reached it, in order.
+    :ivar answered: the status it answered each of them with.
+    """
+
+    isLeaf = True
+
+    def __init__(self, *fields, body=BODY, status=200):
+        super().__init__()
+        self.body = body
+        self.fields = list(fields)
+        self.status = status
+        self.seen = []
+        self.answered = []
+
+    def body_for(self, request):
+        """
+        :returns: the body answering C{request}.
+        """
+        return self.body
+
+    def render(self, request):
+        self.seen.append(_seen(request))
+        request.setResponseCode(self.status)
+        etag = None
+        for name, value in self.fields:
+            if name.lower() == b"etag":
+                etag = value
+            else:
+                request.responseHeaders.addRawHeader(name, value)
+        if etag is not None and request.setETag(etag) is CACHED:
+            self.answered.append(request.code)
+            return b""
+        self.answered.append(request.code)
+        return self.body_for(request)
+
+
+def add_page(origin, name, page):
+    """
+    Serve C{page} at C{/name} on C{origin}.
+
+    :returns: its absolute URL.
+    """
+    origin.site.resource.putChild(name.encode("ascii"), page)
+    return origin.url("/" + name)
+
+
+def stoppable_origin(testcase):
+    """
+    Listen with a new L{Origin} that the test may stop itself (by
+    L{Origin.stop}) before it ends; one still listening is stopped at
+    cleanup.
+
+    :returns: the L{Origin}.
+    """
+    origin = Origin()
+    origin.listening = reactor.listenTCP(0, origin.factory, interface=LOCALHOST)
+
+    async def stop_if_listening():
+        if origin.listening.connected:
+            await origin.stop()
+
+    testcase.addCleanup(stop_if_listening)
     return origin

@@ -3,6 +3,9 @@ End-to-end tests of the clients: the C{netproxy-client} command and the
 C{twistd netproxy client} role, run as real processes against real daemons.
 """
 
+import os
+import re
+
 from twisted.trial.unittest import TestCase
 
 from tests.integration.daemon import (
@@ -14,6 +17,8 @@ from tests.integration.daemon import (
     start_daemon,
     start_daemons,
 )
+from tests.integration.http_client import start_proxy
+from tests.integration.http_origin import MAX_AGE_60, Page, add_page, start_origin
 
 TEXT = "hello, World! 123"
 UPPER_LINE = "127.0.0.1 > HELLO, WORLD! 123\n"
@@ -129,6 +134,84 @@ class RelayClientTests(TestCase):
         self.assertEqual(len((result.out + result.err).splitlines()), 1, result)
 
 
+class FetchClientTests(TestCase):
+    """
+    C{netproxy-client fetch URL --proxy HOST:PORT} against a real caching
+    C{twistd netproxy http}.
+    """
+
+    timeout = 60
+
+    async def cached_page(self):
+        """
+        Start an origin with a cacheable page and a proxy with a cache.
+
+        :returns: C{(proxy, url, page)}.
+        """
+        origin = start_origin(self)
+        page = Page(MAX_AGE_60)
+        url = add_page(origin, "cached", page)
+        proxy = await start_proxy(self, "--cache-dir", os.path.join(fresh_directory(self), "cache"))
+        return proxy, url, page
+
+    def report(self, result):
+        """
+        :returns: the fields of a successful fetch's report, by name.
+        """
+        self.assertEqual(result.code, 0, result)
+        lines = result.out.splitlines()
+        self.assertEqual([line.partition(": ")[0] for line in lines], ["Status", "Cache-Status", "Age", "Time"],
+                         result)
+        fields = dict(line.partition(": ")[::2] for line in lines)
+        self.assertRegex(fields["Time"], r"^\d+\.\d{3} s$")
+        return fields
+
+    async def test_miss_then_hit(self):
+        """
+        A first fetch is a stored miss without an Age, the second a hit with one, served without the origin.
+        """
+        proxy, url, page = await self.cached_page()
+        first = self.report(await run_client("fetch", url, "--proxy", f"127.0.0.1:{proxy.port}"))
+        self.assertEqual((first["Status"], first["Cache-Status"], first["Age"]),
+                         ("200 OK", "netproxy; fwd=uri-miss; fwd-status=200; stored", "-"))
+        second = self.report(await run_client("fetch", "-p", f"127.0.0.1:{proxy.port}", url))
+        self.assertEqual(second["Status"], "200 OK")
+        self.assertRegex(second["Cache-Status"], r"^netproxy; hit; ttl=\d+$")
+        self.assertRegex(second["Age"], r"^\d+$")
+        self.assertEqual(len(page.seen), 1)
+        await proxy.wait_for(r'"GET ' + re.escape(url) + r' HTTP/1\.1" 200 \d+ .* HIT ')
+
+    async def test_error_status(self):
+        """
+        An error answered by the proxy is printed like any other status, with exit status 0.
+        """
+        proxy = await start_proxy(self, "--no-cache")
+        result = await run_client("fetch", f"http://127.0.0.1:{closed_port()}/", "--proxy", f"127.0.0.1:{proxy.port}")
+        fields = self.report(result)
+        self.assertEqual((fields["Status"], fields["Cache-Status"], fields["Age"]), ("502 Bad Gateway", "-", "-"))
+
+    async def test_proxy_refused(self):
+        """
+        A proxy that refuses the connection exits 1 with a one-line error naming it.
+        """
+        port = closed_port()
+        result = await run_client("fetch", "http://127.0.0.1/", "--proxy", f"127.0.0.1:{port}")
+        self.assertEqual(result.code, 1, result)
+        self.assertEqual((result.out + result.err).splitlines(),
+                         [f"error: could not connect to the proxy 127.0.0.1:{port}: connection refused"])
+
+    async def test_usage_errors(self):
+        """
+        A bad URL or a bad --proxy exits 2 naming what was wrong.
+        """
+        result = await run_client("fetch", "example.com/page")
+        self.assertEqual(result.code, 2, result)
+        self.assertIn("URL", result.err)
+        result = await run_client("fetch", "http://example.com/", "--proxy", "proxy:http")
+        self.assertEqual(result.code, 2, result)
+        self.assertIn("--proxy", result.err)
+
+
 class TwistdClientTests(TestCase):
     """
     C{twistd -n netproxy client ...}: the same clients as a twistd role.
@@ -145,6 +228,20 @@ class TwistdClientTests(TestCase):
                                   directory=fresh_directory(self))
         self.assertEqual(result.code, 0, result)
         self.assertIn(UPPER_LINE.rstrip("\n"), result.out.splitlines(), result)
+
+    async def test_fetch(self):
+        """
+        The client role fetches through a proxy and prints the same report as netproxy-client fetch.
+        """
+        origin = start_origin(self)
+        url = add_page(origin, "page", Page(MAX_AGE_60))
+        proxy = await start_proxy(self, "--no-cache")
+        result = await run_twistd("-n", "--pidfile=", "netproxy", "client", "fetch", url, "--proxy",
+                                  f"127.0.0.1:{proxy.port}", directory=fresh_directory(self))
+        self.assertEqual(result.code, 0, result)
+        lines = result.out.splitlines()
+        for line in ("Status: 200 OK", "Cache-Status: -", "Age: -"):
+            self.assertIn(line, lines, result)
 
     async def test_failure_exit_status(self):
         """

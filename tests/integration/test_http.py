@@ -1,8 +1,9 @@
 """
 End-to-end tests of the HTTP forward proxy: a real C{twistd netproxy http}
 in front of an in-process origin (L{tests.integration.http_origin}), driven
-by Twisted's L{ProxyAgent}, by naive blocking sockets (malformed input,
-HTTP/1.0, pipelining, chunked uploads, CONNECT with TLS inside) and by curl.
+by treq over Twisted's L{ProxyAgent} (L{tests.integration.http_client}), by
+naive blocking sockets (malformed input, HTTP/1.0, pipelining, chunked
+uploads, CONNECT with TLS inside) and by curl.
 """
 
 import hashlib
@@ -12,26 +13,13 @@ import shutil
 import signal
 import socket
 import ssl
-from dataclasses import dataclass
-from io import BytesIO
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.protocol import Protocol
 from twisted.internet.threads import deferToThread
 from twisted.python.filepath import FilePath
-from twisted.trial.unittest import TestCase
-from twisted.web.client import (
-    FileBodyProducer,
-    HTTPConnectionPool,
-    ProxyAgent,
-    ResponseDone,
-)
-from twisted.web.http_headers import Headers
+from twisted.web.client import FileBodyProducer, HTTPConnectionPool, ProxyAgent
 
 from tests.integration.daemon import (
-    LISTEN,
     LOCALHOST,
     SOCKET_TIMEOUT,
     WAIT_TIMEOUT,
@@ -40,126 +28,29 @@ from tests.integration.daemon import (
     fresh_directory,
     raw_exchange,
     run_command,
-    start_daemon,
 )
-from tests.integration.http_origin import BLOCK, SelfSignedTLS, pattern, start_origin
+from tests.integration.http_client import (
+    Body,
+    HttpTestCase,
+    access_line,
+    fetch,
+    parse_replies,
+    proxy_agent,
+    proxy_endpoint,
+    send,
+    start_proxy,
+)
+from tests.integration.http_origin import BLOCK, SelfSignedTLS, body_of, pattern, pattern_digest, start_origin
 
-PROXY_READY = ("ProxyFactory",)
+# tests.integration.test_cache_crash reads the body protocol from here.
+_Body = Body
+
 # What the proxy adds to a message forwarded from an HTTP/1.1 peer.
 VIA = re.compile(r"^1\.1 \S+$")
 # RFC 9110 section 7.6.1, plus the pre-standard Proxy-Connection and the
 # client's credentials for the proxy.
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authorization",
               "te", "trailer", "transfer-encoding", "upgrade"}
-
-
-def body_of(size):
-    """
-    :returns: the first C{size} bytes of the origin's test pattern.
-    """
-    return b"".join(pattern(size))
-
-
-def pattern_digest(size):
-    """
-    :returns: the SHA-256 hex digest of the first C{size} bytes of the
-        origin's test pattern, computed a block at a time.
-    """
-    digest = hashlib.sha256()
-    for block in pattern(size):
-        digest.update(block)
-    return digest.hexdigest()
-
-
-@dataclass
-class Reply:
-    """
-    One HTTP response read from a raw socket.
-
-    :ivar version: such as C{"HTTP/1.1"}.
-    :ivar status: the status code.
-    :ivar headers: C{(lower-case name, value)} pairs, in order.
-    :ivar body: the body, de-chunked.
-    """
-
-    version: str
-    status: int
-    headers: list
-    body: bytes
-
-    def header(self, name):
-        """
-        :returns: every value of the field C{name} (lower case), in order.
-        """
-        return [value for key, value in self.headers if key == name]
-
-    def tokens(self, name):
-        """
-        :returns: the lower-case comma-separated elements of every C{name}
-            field.
-        """
-        return [token.strip().lower() for value in self.header(name) for token in value.split(",") if token.strip()]
-
-
-def _dechunk(data):
-    body = b""
-    while True:
-        line, crlf, data = data.partition(b"\r\n")
-        if not crlf:
-            raise AssertionError(f"incomplete chunk size line {line!r}")
-        size = int(line.split(b";")[0], 16)
-        if size == 0:
-            break
-        if len(data) < size + 2 or data[size:size + 2] != b"\r\n":
-            raise AssertionError(f"incomplete or badly terminated chunk of {size} bytes")
-        body += data[:size]
-        data = data[size + 2:]
-    # Trailer fields, then the empty line.
-    while True:
-        line, crlf, data = data.partition(b"\r\n")
-        if not crlf:
-            raise AssertionError("chunked body without its final empty line")
-        if not line:
-            return body, data
-
-
-def parse_replies(data):
-    """
-    Split the bytes a client read into complete responses (none to a HEAD
-    request).  A response with neither C{Content-Length} nor chunked
-    framing takes the rest of the bytes (read until close).
-
-    :returns: a list of L{Reply}.
-    :raises AssertionError: on a truncated or malformed response.
-    """
-    replies = []
-    while data:
-        head, end, data = data.partition(b"\r\n\r\n")
-        if not end:
-            raise AssertionError(f"incomplete response head {head!r}")
-        start, *lines = head.decode("latin-1").split("\r\n")
-        version, status, *_ = start.split(" ", 2)
-        headers = []
-        for line in lines:
-            name, colon, value = line.partition(":")
-            if not colon:
-                raise AssertionError(f"bad header line {line!r} in {head!r}")
-            headers.append((name.strip().lower(), value.strip()))
-        reply = Reply(version, int(status), headers, b"")
-        lengths = reply.header("content-length")
-        if reply.status in (204, 304) or reply.status < 200:
-            pass
-        elif "chunked" in reply.tokens("transfer-encoding"):
-            reply.body, data = _dechunk(data)
-        elif lengths:
-            size = int(lengths[0])
-            if len(data) < size:
-                raise AssertionError(f"body of {len(data)} bytes, {size} announced")
-            reply.body, data = data[:size], data[size:]
-        else:
-            reply.body, data = data, b""
-        replies.append(reply)
-    return replies
 
 
 def _exchange_from(source, port, request, timeout):
@@ -257,45 +148,6 @@ class _PatternFile:
         pass
 
 
-class _Body(Protocol):
-    """
-    Receives a response body as it arrives: hashes it, and keeps it too
-    unless told not to.
-
-    :ivar reason: why the body ended (L{ResponseDone} when it is complete).
-    :ivar done: a L{Deferred} firing with this protocol when it has ended.
-    """
-
-    def __init__(self, keep=True):
-        self.keep = keep
-        self.data = []
-        self.digest = hashlib.sha256()
-        self.size = 0
-        self.reason = None
-        self.done = Deferred()
-
-    def dataReceived(self, data):
-        self.digest.update(data)
-        self.size += len(data)
-        if self.keep:
-            self.data.append(data)
-
-    def connectionLost(self, reason):
-        self.reason = reason
-        self.done.callback(self)
-
-    @property
-    def body(self):
-        return b"".join(self.data)
-
-    @property
-    def complete(self):
-        """
-        The body ended as its framing said it would.
-        """
-        return self.reason is not None and self.reason.check(ResponseDone) is not None
-
-
 class _CountingEndpoint:
     """
     A client endpoint counting the connections made through it.
@@ -310,116 +162,7 @@ class _CountingEndpoint:
         return self.endpoint.connect(factory)
 
 
-def proxy_endpoint(port):
-    """
-    :returns: a client endpoint for the proxy on C{127.0.0.1:port}.
-    """
-    return TCP4ClientEndpoint(reactor, LOCALHOST, port, timeout=WAIT_TIMEOUT)
-
-
-def proxy_agent(port, pool=None):
-    """
-    :returns: a L{ProxyAgent} sending every request to the proxy on
-        C{127.0.0.1:port}.
-    """
-    return ProxyAgent(proxy_endpoint(port), reactor, pool)
-
-
-async def fetch(agent, method, url, body=None, headers=None, keep=True):
-    """
-    Make a request with C{agent} and read the whole response.
-
-    :returns: C{(response, body)}, the body a L{_Body}.
-    """
-    producer = None if body is None else FileBodyProducer(BytesIO(body))
-    # addTimeout cancels the request, so nothing outlives a failed test.
-    response = await agent.request(method, url.encode("ascii"), Headers(headers or {}), producer).addTimeout(
-        WAIT_TIMEOUT, reactor)
-    received = _Body(keep)
-    response.deliverBody(received)
-    await bounded(received.done)
-    return response, received
-
-
-async def start_proxy(testcase, *args):
-    """
-    Start C{twistd netproxy http} listening on an ephemeral loopback port,
-    writing its access log to standard output, with C{args}.
-
-    :returns: the L{tests.integration.daemon.Daemon}.
-    """
-    return await start_daemon(testcase, "http", "--listen", LISTEN, "--access-log", "-", *args, ready=PROXY_READY)
-
-
-def access_line(method, url, status, size=r"\d+"):
-    """
-    :returns: a regular expression matching the proxy's access log line
-        (Combined Log Format, then cache status and seconds) for a request
-        from 127.0.0.1, answered with C{size} bytes of body.
-    """
-    return (rf'^127\.0\.0\.1 - \S+ \[[^]]+\] "{method} {re.escape(url)} HTTP/1\.[01]" {status} {size} '
-            r'"[^"]*" "[^"]*" \S+ \d+\.\d+$')
-
-
-class _HttpTestCase(TestCase):
-    """
-    Helpers for tests with a proxy and an origin.
-    """
-
-    timeout = 60
-
-    async def proxy_and_origin(self, *args):
-        """
-        Start an origin, then a proxy with C{args} (so the proxy is stopped
-        first at cleanup).
-
-        :returns: C{(proxy, origin)}.
-        """
-        origin = start_origin(self)
-        return await start_proxy(self, *args), origin
-
-    async def assert_served(self, proxy, origin):
-        """
-        A good request through C{proxy} still gets the origin's answer.
-        """
-        since = proxy.mark()
-        url = origin.url("/fixed?size=1000")
-        response, received = await Deferred.fromCoroutine(fetch(proxy_agent(proxy.port), b"GET", url)).addErrback(
-            lambda failure: self.fail(f"a good request failed: {failure.value!r}\n{proxy.output.transcript()}"))
-        self.assertEqual((response.code, received.body, received.complete), (200, body_of(1000), True),
-                         f"the proxy no longer serves good requests\n{proxy.output.transcript()}")
-        await proxy.wait_for(access_line("GET", url, 200), since)
-
-    async def assert_error(self, proxy, request, status, cause=None):
-        """
-        Send C{request} on a new connection: the proxy answers C{status}
-        with a short HTML page naming the cause (matching C{cause}), then
-        closes the connection.
-
-        :returns: the L{Reply}.
-        """
-        reply = await raw_exchange(proxy.port, request, until_closed=True)
-        return self.check_error(reply.data, reply.closed, status, cause, request)
-
-    def check_error(self, data, closed, status, cause, request):
-        """
-        See L{assert_error}.
-        """
-        replies = parse_replies(data)
-        self.assertEqual(len(replies), 1, f"{request[:100]!r} got {data!r}")
-        reply = replies[0]
-        self.assertEqual(reply.status, status, f"{request[:100]!r} got {data!r}")
-        self.assertTrue(reply.header("content-type") and reply.header("content-type")[0].startswith("text/html"),
-                        reply.headers)
-        self.assertLess(len(reply.body), 4096)
-        self.assertNotIn(b"Traceback", reply.body)
-        if cause is not None:
-            self.assertRegex(reply.body.decode("utf-8", "replace"), cause)
-        self.assertTrue(closed, f"the proxy left the connection open after {status}: {data!r}")
-        return reply
-
-
-class ForwardingTests(_HttpTestCase):
+class ForwardingTests(HttpTestCase):
     """
     Requests reach the origin as they should, and responses come back whole.
     """
@@ -515,9 +258,9 @@ class ForwardingTests(_HttpTestCase):
         # Hashed in a thread (hashlib releases the GIL) while the download runs.
         expected = deferToThread(pattern_digest, size)
         url = origin.url(f"/stream?size={size}")
-        response = await proxy_agent(proxy.port).request(b"GET", url.encode()).addTimeout(WAIT_TIMEOUT, reactor)
+        response = await send(proxy_agent(proxy.port), b"GET", url)
         self.assertEqual(response.code, 200)
-        received = _Body(keep=False)
+        received = Body(keep=False)
         response.deliverBody(received)
         await bounded(received.done, 40)
         self.assertEqual((received.size, received.complete), (size, True), received.reason)
@@ -533,9 +276,8 @@ class ForwardingTests(_HttpTestCase):
         expected = deferToThread(pattern_digest, size)
         # No length known in advance: the agent sends it chunked.
         producer = FileBodyProducer(_PatternFile(size), readSize=BLOCK)
-        response = await proxy_agent(proxy.port).request(b"PUT", origin.url("/digest").encode(), None,
-                                                         producer).addTimeout(40, reactor)
-        received = _Body()
+        response = await send(proxy_agent(proxy.port), b"PUT", origin.url("/digest"), producer, timeout=40)
+        received = Body()
         response.deliverBody(received)
         await bounded(received.done)
         self.assertEqual(response.code, 200, received.body)
@@ -630,7 +372,7 @@ class ForwardingTests(_HttpTestCase):
 
     async def test_curl(self):
         """
-        curl through the proxy (-x) downloads a body intact and posts one (without curl: ProxyAgent does the same).
+        curl through the proxy (-x) downloads a body intact and posts one (without curl: treq does the same).
         """
         proxy, origin = await self.proxy_and_origin()
         directory = FilePath(fresh_directory(self))
@@ -664,7 +406,7 @@ class ForwardingTests(_HttpTestCase):
         await proxy.wait_for(access_line("POST", origin.url("/echo?curl"), 200), since)
 
 
-class TunnelTests(_HttpTestCase):
+class TunnelTests(HttpTestCase):
     """
     CONNECT opens a raw tunnel to the allowed ports only.
     """
@@ -704,7 +446,7 @@ class TunnelTests(_HttpTestCase):
         await self.assert_served(proxy, origin)
 
 
-class ErrorTests(_HttpTestCase):
+class ErrorTests(HttpTestCase):
     """
     What the proxy refuses or cannot do gets a short error page, and the
     proxy keeps serving.
@@ -854,7 +596,7 @@ class ErrorTests(_HttpTestCase):
         await self.assert_served(proxy, origin)
 
 
-class LifecycleTests(_HttpTestCase):
+class LifecycleTests(HttpTestCase):
     """
     Shutting down.
     """
@@ -866,11 +608,10 @@ class LifecycleTests(_HttpTestCase):
         size = 2 * 1024 * 1024
         proxy, origin = await self.proxy_and_origin()
         held = origin.next_held()
-        responding = proxy_agent(proxy.port).request(b"GET", origin.url(f"/gate?size={size}").encode()).addTimeout(
-            WAIT_TIMEOUT, reactor)
+        responding = send(proxy_agent(proxy.port), b"GET", origin.url(f"/gate?size={size}"))
         await held
         response = await responding
-        received = _Body(keep=False)
+        received = Body(keep=False)
         response.deliverBody(received)
         proxy.send_signal(signal.SIGTERM)
         await proxy.wait_for(rf"Port {proxy.port} Closed")

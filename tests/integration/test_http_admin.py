@@ -4,19 +4,16 @@ http} with a cache, in front of the test origin
 (L{tests.integration.http_origin}); requests go through it, then its
 C{/metrics} page is scraped directly (origin-form, over a raw socket, as
 Prometheus does), parsed with prometheus_client, and its counters compared
-with what was done.
+with what was done; an ordinary HTTP client (treq) reads the pages too.
 """
 
-from tests.integration.daemon import raw_exchange
-from tests.integration.http_origin import start_origin
-from tests.integration.test_http import parse_replies, start_proxy
-from tests.integration.test_http_cache import (
-    BODY,
-    MAX_AGE_60,
-    _CacheTestCase,
-    _Page,
-    add_page,
-)
+from treq.client import HTTPClient
+from twisted.internet import reactor
+from twisted.web.client import Agent
+
+from tests.integration.daemon import WAIT_TIMEOUT, raw_exchange
+from tests.integration.http_client import CacheTestCase, parse_replies, start_proxy
+from tests.integration.http_origin import BODY, MAX_AGE_60, Page, add_page, start_origin
 from tests.test_instruments import parse, samples
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -30,7 +27,7 @@ def page_request(path):
     return b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" % (path,)
 
 
-class PageTests(_CacheTestCase):
+class PageTests(CacheTestCase):
     """
     /metrics and /status, asked for from loopback.
     """
@@ -63,7 +60,7 @@ class PageTests(_CacheTestCase):
         connection with its timings.
         """
         origin = start_origin(self)
-        url = add_page(origin, "counted", _Page(MAX_AGE_60))
+        url = add_page(origin, "counted", Page(MAX_AGE_60))
         proxy = await self.cached_proxy()
         before, before_page = await self.scrape(proxy)
         self.assertEqual(before[("netproxy_cache_entries", ())], 0)
@@ -98,7 +95,7 @@ class PageTests(_CacheTestCase):
     async def test_status(self):
         """/status is an HTML page naming the cache's entries."""
         origin = start_origin(self)
-        url = add_page(origin, "listed", _Page(MAX_AGE_60))
+        url = add_page(origin, "listed", Page(MAX_AGE_60))
         proxy = await self.cached_proxy()
         await self.assert_stored(proxy, url)
         page = await self.get_page(proxy, b"/status")
@@ -106,6 +103,17 @@ class PageTests(_CacheTestCase):
         text = page.body.decode("utf-8")
         self.assertTrue(text.startswith("<!DOCTYPE html>"), text)
         self.assertIn("<tr><th>Cache</th><td>1 entries, ", text)
+
+    async def test_http_client(self):
+        """An ordinary HTTP client (treq, origin-form from loopback) gets /metrics and /status with their types."""
+        proxy = await self.cached_proxy()
+        client = HTTPClient(Agent(reactor))
+        for path, content_type in ((b"/metrics", CONTENT_TYPE), (b"/status", "text/html; charset=utf-8")):
+            response = await client.get(f"http://127.0.0.1:{proxy.port}{path.decode()}", timeout=WAIT_TIMEOUT)
+            body = await response.content()
+            self.assertEqual((response.code, response.headers.getRawHeaders(b"content-type")),
+                             (200, [content_type.encode()]), proxy.output.transcript())
+            self.assertIn(b"netproxy_http_requests_total" if path == b"/metrics" else b"<!DOCTYPE html>", body)
 
     async def test_not_admin(self):
         """With --admin naming another network, loopback gets 403 for /metrics, and no metrics."""

@@ -25,7 +25,7 @@ from tests.integration.daemon import (
     run_twistd,
 )
 from tests.integration.http_origin import start_origin
-from tests.integration.test_http import access_line, parse_replies, start_proxy
+from tests.integration.http_client import access_line, fetch, parse_replies, proxy_agent, start_proxy
 
 # Cost 5: the tests are about the flow, not the cost; the check still runs
 # in the proxy's thread pool.
@@ -233,6 +233,30 @@ class ProxyAuthTests(TestCase):
         await proxy.wait_for(r"refused to reload .*users: .*users line 2: expected user:hash; keeping the 1 users",
                              since)
         self.assertEqual(await statuses(), [407, 200])
+        self.assertNoSecrets(proxy)
+
+    async def test_treq_client(self):
+        """
+        A treq client through ProxyAgent gets 407 without credentials, 407 with a wrong password, and the origin's
+        answer with good ones, which the origin never sees.
+        """
+        proxy, origin, _ = await self.proxy_and_origin(ALICE, CAROL)
+        url = origin.url("/echo?treq")
+        agent = proxy_agent(proxy.port)
+        statuses = []
+        for password in (None, "wrong secret", "Hello world!"):
+            credentials = base64.b64encode(f"carol:{password}".encode())
+            headers = None if password is None else {b"Proxy-Authorization": [b"Basic " + credentials]}
+            response, received = await fetch(agent, b"GET", url, headers=headers)
+            statuses.append(response.code)
+            if response.code == 407:
+                self.assertEqual(response.headers.getRawHeaders(b"proxy-authenticate"), [CHALLENGE.encode()])
+                self.assertIn(b"407 Proxy Authentication Required", received.body)
+        self.assertEqual(statuses, [407, 407, 200])
+        self.assertEqual(json.loads(received.body)["uri"], "/echo?treq")
+        [seen] = origin.requests
+        self.assertEqual(seen.header("proxy-authorization"), [])
+        await proxy.wait_for(access_line("GET", url, 200).replace(r"- \S+ \[", r"- carol \["))
         self.assertNoSecrets(proxy)
 
     async def test_bad_file_at_start(self):

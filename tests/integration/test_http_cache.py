@@ -1,9 +1,11 @@
 """
-End-to-end tests of the HTTP proxy's shared cache (SPEC.md, "Cache"): a real
-C{twistd netproxy http}, each with its own C{--cache-dir}, in front of the
-test origin (L{tests.integration.http_origin}), to which each test adds the
-pages it needs: L{_Page} answers the status, header fields and body the test
-sets, and records every request that reaches it.
+End-to-end tests of the HTTP proxy's shared cache: a real C{twistd netproxy
+http}, each with its own C{--cache-dir}, in front of the test origin
+(L{tests.integration.http_origin}), to which each test adds the pages it
+needs: a L{Page} answers the status, header fields and body the test sets,
+and records every request that reaches it.  Requests go through treq
+(L{tests.integration.http_client.CacheTestCase.request}), but for the
+concurrent clients of the collapsed-forwarding tests, which are raw.
 
 What the cache did is read from three places: whether the origin saw the
 request, the response's C{Cache-Status} and C{Age} fields, and the cache
@@ -13,189 +15,37 @@ column of the proxy's access log (HIT, MISS, REVALIDATED, STALE, BYPASS).
 import os
 import re
 
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
-from twisted.web.http import CACHED
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from tests.integration.daemon import LOCALHOST, bounded, connect_client, fresh_directory
-from tests.integration.http_origin import Origin, _seen, start_origin
-from tests.integration.test_http import (
-    _HttpTestCase,
-    access_line,
+from tests.integration.daemon import bounded, connect_client
+from tests.integration.http_client import CacheTestCase, access_line, cache_status, start_proxy
+from tests.integration.http_origin import (
+    BODY,
+    MAX_AGE_60,
+    Page,
+    add_page,
     body_of,
-    fetch,
     pattern_digest,
-    proxy_agent,
-    start_proxy,
+    start_origin,
+    stoppable_origin,
 )
 
-# A body with bytes that text handling would mangle.
-BODY = b"stored \x00\xff\r\n body " * 200
-MAX_AGE_60 = (b"Cache-Control", b"max-age=60")
-HIT_STATUS = re.compile(r"^netproxy; hit; ttl=\d+$")
+# tests.integration.test_cache_crash reads its test case from here.
+_CacheTestCase = CacheTestCase
 
 
-class _Page(Resource):
+class _Localised(Page):
     """
-    An origin page answering what the test sets, the test free to change it
-    between requests.  An C{ETag} among the fields is honoured: a request
-    whose C{If-None-Match} names it is answered 304, without a body.
-
-    :ivar body: the body of its answers.
-    :ivar fields: C{(name, value)} header fields of its answers.
-    :ivar status: the status of its answers (but for 304s).
-    :ivar seen: the L{tests.integration.http_origin.Seen} requests that
-        reached it, in order.
-    :ivar answered: the status it answered each of them with.
-    """
-
-    isLeaf = True
-
-    def __init__(self, *fields, body=BODY, status=200):
-        super().__init__()
-        self.body = body
-        self.fields = list(fields)
-        self.status = status
-        self.seen = []
-        self.answered = []
-
-    def body_for(self, request):
-        """
-        :returns: the body answering C{request}.
-        """
-        return self.body
-
-    def render(self, request):
-        self.seen.append(_seen(request))
-        request.setResponseCode(self.status)
-        etag = None
-        for name, value in self.fields:
-            if name.lower() == b"etag":
-                etag = value
-            else:
-                request.responseHeaders.addRawHeader(name, value)
-        if etag is not None and request.setETag(etag) is CACHED:
-            self.answered.append(request.code)
-            return b""
-        self.answered.append(request.code)
-        return self.body_for(request)
-
-
-class _Localised(_Page):
-    """
-    A L{_Page} whose body names the request's C{Accept-Language}.
+    A L{Page} whose body names the request's C{Accept-Language}.
     """
 
     def body_for(self, request):
         return b"%s in %s" % (self.body, request.getHeader(b"accept-language") or b"none")
 
 
-def add_page(origin, name, page):
-    """
-    Serve C{page} at C{/name} on C{origin}.
-
-    :returns: its absolute URL.
-    """
-    origin.site.resource.putChild(name.encode("ascii"), page)
-    return origin.url("/" + name)
-
-
-def stoppable_origin(testcase):
-    """
-    Listen with a new L{Origin} that the test may stop itself (by
-    L{Origin.stop}) before it ends; one still listening is stopped at
-    cleanup.
-
-    :returns: the L{Origin}.
-    """
-    origin = Origin()
-    origin.listening = reactor.listenTCP(0, origin.factory, interface=LOCALHOST)
-
-    async def stop_if_listening():
-        if origin.listening.connected:
-            await origin.stop()
-
-    testcase.addCleanup(stop_if_listening)
-    return origin
-
-
-def cache_status(response):
-    """
-    :returns: the parameters of the proxy's C{Cache-Status} member in
-        C{response}, such as C{["hit", "ttl=57"]}; L{None} without one.
-    """
-    for value in response.headers.getRawHeaders(b"cache-status", []):
-        for member in value.decode("latin-1").split(","):
-            name, *params = (part.strip() for part in member.split(";"))
-            if name == "netproxy":
-                return params
-    return None
-
-
-class _CacheTestCase(_HttpTestCase):
-    """
-    Helpers for tests through a caching proxy.
-    """
-
-    def cache_dir(self):
-        """
-        :returns: the absolute path of a new directory for a cache, the
-            daemon running elsewhere.
-        """
-        return os.path.join(fresh_directory(self), "cache")
-
-    async def cached_proxy(self, *args, cache_dir=None):
-        """
-        Start a proxy with a cache in C{cache_dir} (by default its own new
-        one) and C{args}.
-
-        :returns: the L{tests.integration.daemon.Daemon}.
-        """
-        return await start_proxy(self, "--cache-dir", cache_dir or self.cache_dir(), *args)
-
-    async def request(self, proxy, url, method=b"GET", headers=None, body=None, status=200, size=r"\d+", keep=True):
-        """
-        Make a request through C{proxy} and wait for its access line.
-
-        :param status: the status the access line must show.
-        :param size: a regular expression for the body size it must show.
-        :returns: C{(response, body, cache column of the access line)}, the
-            body a L{tests.integration.test_http._Body}.
-        """
-        since = proxy.mark()
-        response, received = await fetch(proxy_agent(proxy.port), method, url, body, headers, keep)
-        self.assertTrue(received.complete, received.reason)
-        line = await proxy.wait_for(access_line(method.decode("ascii"), url, status, size), since)
-        return response, received, line.group(0).split()[-2]
-
-    async def assert_hit(self, proxy, url, body=BODY, headers=None):
-        """
-        A request for C{url} is answered from the cache with C{body}: a
-        hit in C{Cache-Status}, an C{Age}, and HIT in the access log.
-
-        :returns: the response.
-        """
-        response, received, column = await self.request(proxy, url, headers=headers)
-        self.assertEqual((response.code, received.body, column), (200, body, "HIT"), proxy.output.transcript())
-        self.assertRegex("; ".join(["netproxy", *cache_status(response)]), HIT_STATUS)
-        ages = response.headers.getRawHeaders(b"age", [])
-        self.assertEqual(len(ages), 1, f"a hit needs one Age field: {ages}")
-        self.assertTrue(ages[0].isdigit() and int(ages[0]) < 60, ages)
-        return response
-
-    async def assert_stored(self, proxy, url, body=BODY, headers=None):
-        """
-        A request for C{url} goes to the origin, which answers 200 with
-        C{body}, and the answer is stored.
-        """
-        response, received, column = await self.request(proxy, url, headers=headers)
-        self.assertEqual((response.code, received.body, column), (200, body, "MISS"), proxy.output.transcript())
-        self.assertEqual(cache_status(response), ["fwd=uri-miss", "fwd-status=200", "stored"])
-
-
-class StorageTests(_CacheTestCase):
+class StorageTests(CacheTestCase):
     """
     What is stored, what is not, and that it lasts.
     """
@@ -205,7 +55,7 @@ class StorageTests(_CacheTestCase):
         A response with max-age=60 is fetched from the origin once, then served from the cache byte for byte.
         """
         origin = start_origin(self)
-        page = _Page(MAX_AGE_60)
+        page = Page(MAX_AGE_60)
         url = add_page(origin, "hit", page)
         proxy = await self.cached_proxy()
         await self.assert_stored(proxy, url)
@@ -218,7 +68,7 @@ class StorageTests(_CacheTestCase):
         A proxy started on the cache directory of one stopped with SIGTERM serves its entries without the origin.
         """
         origin = start_origin(self)
-        page = _Page(MAX_AGE_60)
+        page = Page(MAX_AGE_60)
         url = add_page(origin, "persistent", page)
         directory = self.cache_dir()
         first = await self.cached_proxy(cache_dir=directory)
@@ -236,7 +86,7 @@ class StorageTests(_CacheTestCase):
         """
         size = 5 * 1024 * 1024
         origin = start_origin(self)
-        page = _Page(MAX_AGE_60, body=body_of(size))
+        page = Page(MAX_AGE_60, body=body_of(size))
         url = add_page(origin, "large", page)
         proxy = await self.cached_proxy()
         expected = pattern_digest(size)
@@ -252,9 +102,9 @@ class StorageTests(_CacheTestCase):
         """
         origin = start_origin(self)
         pages = {
-            "private": _Page((b"Cache-Control", b"private, max-age=60")),
-            "no-store": _Page((b"Cache-Control", b"no-store, max-age=60")),
-            "cookie": _Page(MAX_AGE_60, (b"Set-Cookie", b"session=1")),
+            "private": Page((b"Cache-Control", b"private, max-age=60")),
+            "no-store": Page((b"Cache-Control", b"no-store, max-age=60")),
+            "cookie": Page(MAX_AGE_60, (b"Set-Cookie", b"session=1")),
         }
         proxy = await self.cached_proxy()
         for name, page in pages.items():
@@ -270,7 +120,7 @@ class StorageTests(_CacheTestCase):
         With --no-cache every request reaches the origin, logged BYPASS, with no Cache-Status and no cache directory.
         """
         origin = start_origin(self)
-        page = _Page(MAX_AGE_60)
+        page = Page(MAX_AGE_60)
         url = add_page(origin, "bypassed", page)
         proxy = await start_proxy(self, "--no-cache")
         for _ in range(2):
@@ -282,7 +132,7 @@ class StorageTests(_CacheTestCase):
         self.assertFalse(os.path.exists(os.path.join(proxy.directory, "netproxy-cache")))
 
 
-class ReuseTests(_CacheTestCase):
+class ReuseTests(CacheTestCase):
     """
     How stored responses answer later requests: validation, variants,
     errors, invalidation and the client's own directives.
@@ -295,7 +145,7 @@ class ReuseTests(_CacheTestCase):
         origin = start_origin(self)
         proxy = await self.cached_proxy()
         for name, directives in [("expired", b"max-age=0"), ("no-cache", b"no-cache, max-age=60")]:
-            page = _Page((b"Cache-Control", directives), (b"ETag", b'"v1"'))
+            page = Page((b"Cache-Control", directives), (b"ETag", b'"v1"'))
             url = add_page(origin, name, page)
             await self.assert_stored(proxy, url)
             # Were the origin asked for the body again, the test would see this.
@@ -312,7 +162,7 @@ class ReuseTests(_CacheTestCase):
         A client's If-None-Match naming a fresh stored ETag gets 304 from the cache; another tag gets the stored body.
         """
         origin = start_origin(self)
-        page = _Page(MAX_AGE_60, (b"ETag", b'"v1"'))
+        page = Page(MAX_AGE_60, (b"ETag", b'"v1"'))
         url = add_page(origin, "conditional", page)
         proxy = await self.cached_proxy()
         await self.assert_stored(proxy, url)
@@ -344,7 +194,7 @@ class ReuseTests(_CacheTestCase):
         A stale response with stale-if-error is served, logged STALE, when the origin answers 503.
         """
         origin = start_origin(self)
-        page = _Page((b"Cache-Control", b"max-age=0, stale-if-error=600"))
+        page = Page((b"Cache-Control", b"max-age=0, stale-if-error=600"))
         url = add_page(origin, "failing", page)
         proxy = await self.cached_proxy()
         await self.assert_stored(proxy, url)
@@ -359,7 +209,7 @@ class ReuseTests(_CacheTestCase):
         A stale response with stale-if-error is served, logged STALE, when the origin no longer accepts connections.
         """
         origin = stoppable_origin(self)
-        page = _Page((b"Cache-Control", b"max-age=0, stale-if-error=600"))
+        page = Page((b"Cache-Control", b"max-age=0, stale-if-error=600"))
         url = add_page(origin, "gone", page)
         proxy = await self.cached_proxy()
         await self.assert_stored(proxy, url)
@@ -374,7 +224,7 @@ class ReuseTests(_CacheTestCase):
         A successful POST to a URL removes its stored response: the next GET goes to the origin.
         """
         origin = start_origin(self)
-        page = _Page(MAX_AGE_60)
+        page = Page(MAX_AGE_60)
         url = add_page(origin, "invalidated", page)
         proxy = await self.cached_proxy()
         await self.assert_stored(proxy, url)
@@ -391,7 +241,7 @@ class ReuseTests(_CacheTestCase):
         PURGE from loopback (the default --admin) removes a stored response (200), then finds nothing (404).
         """
         origin = start_origin(self)
-        page = _Page(MAX_AGE_60)
+        page = Page(MAX_AGE_60)
         url = add_page(origin, "purged", page)
         proxy = await self.cached_proxy()
         await self.assert_stored(proxy, url)
@@ -405,7 +255,7 @@ class ReuseTests(_CacheTestCase):
         only-if-cached with nothing stored is answered 504 without contacting the origin.
         """
         origin = start_origin(self)
-        page = _Page(MAX_AGE_60)
+        page = Page(MAX_AGE_60)
         url = add_page(origin, "absent", page)
         proxy = await self.cached_proxy()
         since = proxy.mark()
@@ -469,7 +319,7 @@ class _HeldPage(Resource):
             request.finish()
 
 
-class CollapsedForwardingTests(_CacheTestCase):
+class CollapsedForwardingTests(CacheTestCase):
     """
     Concurrent misses for one URL through real twistd: one origin request
     when the response may be shared, one each when it may not.

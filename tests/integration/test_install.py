@@ -1,6 +1,6 @@
 """
 netproxy's twistd plugin is found after a normal and after an editable
-install.
+install, and its C{netproxy-client} command runs from the installed copy.
 
 Each test installs a copy of the project into a fresh virtualenv, offline:
 the new environment (made without pip) borrows pip, setuptools and Twisted from the one running the
@@ -29,6 +29,10 @@ def _run(argv, cwd):
 
 
 class PluginDiscoveryTests(TestCase):
+    """
+    What C{pip install} leaves in a fresh virtualenv.
+    """
+
     def setUp(self):
         self.base = Path(self.mktemp()).resolve()
         self.source = self.base / "netproxy-src"
@@ -73,6 +77,17 @@ class PluginDiscoveryTests(TestCase):
         code = ("import importlib, sys; "
                 f"print(all(importlib.import_module(name).__file__.startswith(sys.prefix) for name in {packages!r}))")
         result = _run([self.python, "-c", code], self.elsewhere)
+        self.assertEqual(result.stdout.strip(), "True", result.stdout + result.stderr)
+
+    def test_client_script(self):
+        """After pip install, the netproxy-client script runs from the installed copy and offers fetch."""
+        self.install()
+        script = self.venv / "bin" / "netproxy-client"
+        result = _run([str(script), "fetch", "--help"], self.elsewhere)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn("Cache-Status", result.stdout)
+        result = _run([self.python, "-c", "import netproxy.cli, sys; print(netproxy.cli.__file__.startswith(sys.prefix))"],
+                      self.elsewhere)
         self.assertEqual(result.stdout.strip(), "True", result.stdout + result.stderr)
 
     def test_editable_install(self):
