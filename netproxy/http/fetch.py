@@ -158,6 +158,7 @@ async def fetch(reactor: IReactorTime, client: HTTPClient, url: str, timeout: fl
     :param client: a treq client whose agent goes through the proxy.
     :param timeout: seconds for the whole exchange, body included.
     :param proxy: how the proxy is named in error messages.
+    :returns: what came back, as a L{Fetched}.
     :raises ClientError: when no complete response came, saying why.
     """
     def timed_out(result: object, seconds: float) -> NoReturn:
@@ -188,6 +189,8 @@ async def fetch_through_proxy(reactor: IFetchReactor, url: str, proxy: tuple[str
 
     :param proxy: the proxy's C{(host, port)}.
     :param timeout: seconds for the connection, and for the whole exchange.
+    :returns: what came back, as a L{Fetched}.
+    :raises ClientError: when no complete response came, saying why.
     """
     host, port = proxy
     name = f"the proxy [{host}]:{port}" if ":" in host else f"the proxy {host}:{port}"
