@@ -191,8 +191,8 @@ class FetchOptionsTests(SynchronousTestCase):
     def test_defaults(self):
         """The proxy is 127.0.0.1:8080 (the HTTP proxy's default) and the timeout 10 s unless told otherwise."""
         sub = parse("fetch", "http://example.com/page?q=1").subOptions
-        self.assertEqual((sub["url"], sub["proxy"], sub["timeout"]), ("http://example.com/page?q=1", ("127.0.0.1", 8080),
-                                                                      10.0))
+        self.assertEqual((sub["url"], sub["proxy"], sub["timeout"]),
+                         ("http://example.com/page?q=1", ("127.0.0.1", 8080), 10.0))
 
     def test_options_anywhere(self):
         """--proxy/-p and --timeout/-t may come before or after the URL."""
@@ -363,9 +363,10 @@ class RunTests(SynchronousTestCase):
 
     def test_fetch_error(self):
         """A fetch that gets no answer prints 'error: ...' and returns 1."""
-        self.stub("fetch_through_proxy", ClientError("could not connect to the proxy 127.0.0.1:8080: connection refused"))
+        refused = "could not connect to the proxy 127.0.0.1:8080: connection refused"
+        self.stub("fetch_through_proxy", ClientError(refused))
         self.assertEqual(self.run_client("fetch", "http://example.com/"), 1)
-        self.assertEqual(self.out.getvalue(), "error: could not connect to the proxy 127.0.0.1:8080: connection refused\n")
+        self.assertEqual(self.out.getvalue(), f"error: {refused}\n")
 
 
 class MainTests(SynchronousTestCase):

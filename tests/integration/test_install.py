@@ -86,8 +86,8 @@ class PluginDiscoveryTests(TestCase):
         result = _run([str(script), "fetch", "--help"], self.elsewhere)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         self.assertIn("Cache-Status", result.stdout)
-        result = _run([self.python, "-c", "import netproxy.cli, sys; print(netproxy.cli.__file__.startswith(sys.prefix))"],
-                      self.elsewhere)
+        code = "import netproxy.cli, sys; print(netproxy.cli.__file__.startswith(sys.prefix))"
+        result = _run([self.python, "-c", code], self.elsewhere)
         self.assertEqual(result.stdout.strip(), "True", result.stdout + result.stderr)
 
     def test_editable_install(self):
