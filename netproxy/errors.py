@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_errors -*-
 """
 Exceptions an operator or a peer can meet, with messages written for people.
 
@@ -24,6 +25,13 @@ class RuleError(NetproxyError):
     """
     An access rule, or a rules file, could not be parsed.  The message names
     the rule text (and the file and line, for a file).
+    """
+
+
+class AuthFileError(NetproxyError):
+    """
+    An auth file could not be read or has a bad line; the message names the
+    file and the line, never a hash or a password.
     """
 
 
@@ -55,7 +63,7 @@ class HTTPError(NetproxyError):
     :ivar close: whether the connection must be closed after the answer.
     """
 
-    def __init__(self, status, message, close=True):
+    def __init__(self, status: int, message: str, close: bool = True) -> None:
         super().__init__(message)
         self.status = status
         self.close = close

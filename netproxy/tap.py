@@ -236,7 +236,8 @@ def _rule(option, text):
 def _auth_file(path):
     if path is None:
         return None
-    from netproxy.http.auth import AuthFile, AuthFileError
+    from netproxy.errors import AuthFileError
+    from netproxy.http.passwords import AuthFile
 
     try:
         return AuthFile(path)

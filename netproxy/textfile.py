@@ -8,7 +8,7 @@ import os
 from twisted.python.filepath import FilePath
 
 
-def read_text(path, error, what):
+def read_text(path: "FilePath[str] | str | os.PathLike[str]", error: type[Exception], what: str) -> tuple[str, str]:
     """
     :param path: a L{FilePath}, or a path as C{str} or C{os.PathLike}.
     :param error: the exception class to raise, with the message.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.http.test_access_log -*-
 """
 The HTTP proxy's access log: one line per request in Combined Log Format,
 followed by the cache status and the seconds taken.
@@ -12,22 +13,23 @@ C{--access-log}, no observer is attached and nothing is formatted.
 
 import sys
 import time
+from typing import TextIO
 
-from twisted.logger import FileLogObserver, Logger, LogPublisher
+from twisted.logger import FileLogObserver, ILogObserver, LogEvent, Logger, LogPublisher
 
-from netproxy.http.head import header_values
+from netproxy.http.head import RequestHead, header_values
 
 ACCESS_EVENT = "{client} {method} {url} -> {status}"
 
 
-def _quoted(value):
+def _quoted(value: object) -> str:
     if not value:
         return "-"
     text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def format_access_line(event):
+def format_access_line(event: LogEvent) -> str:
     """
     :param event: an access event (see L{AccessLog.request}).
     :returns: its Combined Log Format line, with cache status and time taken.
@@ -39,7 +41,7 @@ def format_access_line(event):
             f'{event["cache"]} {event["seconds"]:.3f}\n')
 
 
-def access_log_observer(stream):
+def access_log_observer(stream: TextIO) -> FileLogObserver:
     """
     :param stream: a text stream to write the lines to.
     :returns: a log observer writing access lines to C{stream}.
@@ -47,7 +49,7 @@ def access_log_observer(stream):
     return FileLogObserver(stream, format_access_line)
 
 
-def open_access_log(path):
+def open_access_log(path: str) -> FileLogObserver:
     """
     :param path: a file name, or C{-} for standard output.
     :returns: a log observer writing access lines there.
@@ -62,19 +64,20 @@ class AccessLog:
     Where the proxy reports each request it has finished.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._publisher = LogPublisher()
         self._log = Logger(namespace="netproxy.access", observer=self._publisher)
         self.enabled = False
 
-    def add_observer(self, observer):
+    def add_observer(self, observer: ILogObserver) -> None:
         """
         Send access events to C{observer} too.
         """
         self._publisher.addObserver(observer)
         self.enabled = True
 
-    def finished(self, client, head, status, size, seconds, cache, user=None):
+    def finished(self, client: str, head: RequestHead, status: int | None, size: int, seconds: float, cache: str,
+                 user: str | None = None) -> None:
         """
         Report a finished request.
 

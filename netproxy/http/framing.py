@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.http.test_framing -*-
 """
 How an HTTP/1.1 message's body is delimited (RFC 9112 section 6).
 
@@ -39,7 +40,7 @@ _CLOSE = Framing("close", None, True)
 _TUNNEL = Framing("tunnel", None, True)
 
 
-def _collect(headers):
+def _collect(headers: list[tuple[bytes, bytes]]) -> tuple[list[bytes], list[bytes]]:
     """Return the Transfer-Encoding and the Content-Length field values."""
     te, cl = [], []
     for name, value in headers:
@@ -51,21 +52,14 @@ def _collect(headers):
     return te, cl
 
 
-def _codings(values):
+def _codings(values: list[bytes]) -> list[bytes]:
     """Return the lower-cased transfer codings listed across C{values}."""
     codings = (c.strip(b" \t").lower() for c in b",".join(values).split(b","))
     # RFC 9110 section 5.6.1: a recipient ignores empty list elements.
     return [c for c in codings if c]
 
 
-def _before_http11(version):
-    """Tell whether C{(major, minor)} or a token like C{b"HTTP/1.0"} is < 1.1."""
-    if isinstance(version, tuple):
-        return version < (1, 1)
-    return version in (b"HTTP/1.0", b"HTTP/0.9")
-
-
-def _length(value):
+def _length(value: bytes) -> int | None:
     """Return C{value} as a length, or L{None} if it is not a valid one."""
     value = value.strip(b" \t")
     if not value.isdigit() or len(value) > MAX_LENGTH_DIGITS:
@@ -73,14 +67,14 @@ def _length(value):
     return int(value)
 
 
-def request_framing(version, headers):
+def request_framing(version: tuple[int, int], headers: list[tuple[bytes, bytes]]) -> Framing:
     """
     Decide how a request's body is delimited (RFC 9112 section 6.3).
 
     Anything ambiguous is refused rather than guessed, because the origin
     might guess differently and read a smuggled request from the body.
 
-    :param version: C{(major, minor)} or the protocol token (C{b"HTTP/1.1"}).
+    :param version: C{(major, minor)}, as L{netproxy.http.head} parses it.
     :param headers: the header fields as received, C{(name, value)} bytes.
     :returns: a L{Framing} of kind C{"none"}, C{"length"} or C{"chunked"}.
     :raises HTTPError: 400 when the framing is invalid or ambiguous.
@@ -89,7 +83,7 @@ def request_framing(version, headers):
     if te and cl:
         raise HTTPError(400, "both Transfer-Encoding and Content-Length")
     if te:
-        if _before_http11(version):
+        if version < (1, 1):
             raise HTTPError(400, "Transfer-Encoding in an HTTP/1.0 request")
         if _codings(te) != [b"chunked"]:
             raise HTTPError(400, "unsupported transfer coding")
@@ -104,14 +98,16 @@ def request_framing(version, headers):
     return Framing("length", length)
 
 
-def response_framing(request_method, status, version, headers):
+def response_framing(
+    request_method: bytes, status: int, version: tuple[int, int], headers: list[tuple[bytes, bytes]]
+) -> Framing:
     """
     Decide how a response's body is delimited (RFC 9112 section 6.3).
 
     :param request_method: the method of the request answered, such as
         C{b"GET"}.
     :param status: the response's status code.
-    :param version: C{(major, minor)} or the protocol token (C{b"HTTP/1.1"}).
+    :param version: C{(major, minor)}, as L{netproxy.http.head} parses it.
     :param headers: the header fields as received, C{(name, value)} bytes.
     :returns: a L{Framing}.
     :raises HTTPError: 502 when the framing is invalid.
@@ -124,7 +120,7 @@ def response_framing(request_method, status, version, headers):
         return _NONE
     te, cl = _collect(headers)
     if te:
-        if _before_http11(version):
+        if version < (1, 1):
             # Section 6.1: treat the framing as faulty, even with a length.
             raise HTTPError(502, "Transfer-Encoding in an HTTP/1.0 response")
         codings = _codings(te)

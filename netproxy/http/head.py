@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.http.test_head -*-
 """
 HTTP/1.1 message heads: find where a head ends in a byte stream, and parse
 request lines, status lines and header fields (RFC 9112 sections 2 to 6,
@@ -21,7 +22,9 @@ quote the peer's bytes, because they end up in an HTML error page.
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from netproxy.errors import HTTPError
 
@@ -46,7 +49,7 @@ _VERSION_SYNTAX = re.compile(rb"HTTP/[0-9]\.[0-9]")
 # finds the earliest of both forms in one pass.
 _END_OF_HEAD = re.compile(rb"\n\r?\n")
 _EMPTY_LINES = re.compile(rb"(?:\r?\n)*")
-_INCOMPLETE = (None, b"")
+_INCOMPLETE: tuple[None, bytes] = (None, b"")
 _LINE_BREAKS = (b"\r", b"\n")
 
 
@@ -86,7 +89,7 @@ class ResponseHead:
     headers: list[tuple[bytes, bytes]]
 
 
-def _error(response, status, reason):
+def _error(response: bool, status: int, reason: str) -> HTTPError:
     """
     :returns: the L{HTTPError} to raise for a bad request head (with
         C{status}) or a bad response head (always 502).
@@ -96,7 +99,7 @@ def _error(response, status, reason):
     return HTTPError(status, reason)
 
 
-def _split_lines(data, response):
+def _split_lines(data: bytes, response: bool) -> list[bytes]:
     """
     Split a head into lines, accepting CRLF or bare LF line endings.
 
@@ -129,7 +132,7 @@ def _split_lines(data, response):
     return lines
 
 
-def _field_error(lines, response):
+def _field_error(lines: list[bytes], response: bool) -> HTTPError:
     """
     Explain why some line of a header section is not a valid field line.
 
@@ -158,7 +161,7 @@ def _field_error(lines, response):
     raise AssertionError("no invalid field line")  # pragma: no cover
 
 
-def _parse_fields(lines, response, max_fields):
+def _parse_fields(lines: list[bytes], response: bool, max_fields: int) -> list[tuple[bytes, bytes]]:
     """
     Parse field lines into C{(name, value)} pairs.
 
@@ -184,7 +187,7 @@ def _parse_fields(lines, response, max_fields):
     return headers
 
 
-def parse_request_head(data, max_fields=MAX_FIELDS):
+def parse_request_head(data: bytes, max_fields: int = MAX_FIELDS) -> RequestHead:
     """
     Parse a request head.
 
@@ -220,7 +223,7 @@ def parse_request_head(data, max_fields=MAX_FIELDS):
     )
 
 
-def parse_response_head(data, max_fields=MAX_FIELDS):
+def parse_response_head(data: bytes, max_fields: int = MAX_FIELDS) -> ResponseHead:
     """
     Parse a response head.  Origins that send C{HTTP/1.1 200} with no space
     and no reason phrase are tolerated.
@@ -249,7 +252,7 @@ def parse_response_head(data, max_fields=MAX_FIELDS):
     return ResponseHead(version, status, reason, _parse_fields(lines, True, max_fields))
 
 
-def header_values(headers, name):
+def header_values(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
     """
     :param headers: C{(name, value)} pairs, as in L{RequestHead.headers}.
     :param name: a field name in lower case.
@@ -260,7 +263,10 @@ def header_values(headers, name):
     return [v for n, v in headers if len(n) == size and n.lower() == name]
 
 
-class HeadReader:
+_Head = TypeVar("_Head", RequestHead, ResponseHead)
+
+
+class HeadReader(Generic[_Head]):
     """
     Accumulates bytes until a complete head (start line, header fields and
     the empty line) has arrived, then parses it.
@@ -281,13 +287,13 @@ class HeadReader:
         "_limit",
     )
 
-    def __init__(self, parse, max_size=MAX_HEAD):
+    def __init__(self, parse: Callable[[bytes], _Head], max_size: int = MAX_HEAD) -> None:
         """
         :param parse: L{parse_request_head} or L{parse_response_head} (or a
             partial of either), called with each complete head.
         :param max_size: the most bytes a head may take, empty line included.
         """
-        self._parse = parse
+        self._parse: Callable[[bytes], _Head] = parse
         self._max_size = max_size
         # A response head too large is the origin's fault: the client gets 502.
         if getattr(parse, "func", parse) is parse_response_head:
@@ -299,7 +305,7 @@ class HeadReader:
             self._too_large = (431, f"request head larger than {max_size} bytes")
         self._reset()
 
-    def _reset(self):
+    def _reset(self) -> None:
         self._buffer = bytearray()
         # Where the next search for the empty line starts.
         self._searched = 0
@@ -307,11 +313,11 @@ class HeadReader:
         # Bytes the head may still take, after any skipped empty lines.
         self._limit = self._max_size
 
-    def _fail(self):
+    def _fail(self) -> HTTPError:
         self._reset()
         return HTTPError(*self._too_large)
 
-    def feed(self, data):
+    def feed(self, data: bytes | bytearray) -> tuple[_Head, bytes] | tuple[None, bytes]:
         """
         :param data: the next bytes of the stream.
         :returns: C{(head, rest)} once the head is complete, C{rest} being
@@ -327,7 +333,8 @@ class HeadReader:
             data = buffer
         if self._at_start:
             if data.startswith(_LINE_BREAKS):
-                skip = _EMPTY_LINES.match(data).end()
+                # The pattern matches anywhere, if only the empty string.
+                skip = _EMPTY_LINES.match(data).end()  # type: ignore[union-attr]
                 self._limit -= skip
                 if self._limit < 0:
                     raise self._fail()

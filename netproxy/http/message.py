@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.http.test_message -*-
 """
 What a forward proxy does to an HTTP/1.1 message between parsing and sending:
 read the request target, decide whether a connection persists, rewrite the
@@ -15,6 +16,7 @@ NUL in them, so serialising needs no further checks).
 import html
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from http import HTTPStatus
@@ -185,23 +187,6 @@ def parse_target(method: bytes, target: bytes) -> Target:
     return Target(b"http", host, port, path, authority)
 
 
-def connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    """
-    Collect the options of every Connection field.
-
-    :param headers: the message's fields.
-    :returns: the lower-case tokens, empty elements left out.
-    """
-    tokens = set()
-    for name, value in headers:
-        if len(name) == 10 and name.lower() == b"connection":
-            for token in value.split(b","):
-                token = token.strip(b" \t")
-                if token:
-                    tokens.add(token.lower())
-    return frozenset(tokens)
-
-
 def keep_alive(version: tuple[int, int], headers: list[tuple[bytes, bytes]]) -> bool:
     """
     Decide whether the connection persists after this message (RFC 9112
@@ -335,7 +320,7 @@ def response_head_bytes(
 
 
 def error_response(
-    status: int, message: str, close: bool = True, extra_headers: list[tuple[bytes, bytes]] | tuple = ()
+    status: int, message: str, close: bool = True, extra_headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> bytes:
     """
     Build a complete error response: a short HTML page naming the cause.
@@ -367,7 +352,7 @@ def error_response(
     return response_head_bytes(status, reason.encode("ascii"), headers) + body
 
 
-def no_delay(transport):
+def no_delay(transport: object) -> None:
     """
     Send what C{transport} is given at once (no Nagle delay, where it is a
     TCP transport): the last segment of a response would otherwise wait for

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.http.test_proxy_metrics -*-
 """
 The HTTP proxy's metrics, as its C{/metrics} page shows them.
 
@@ -8,6 +9,8 @@ that keep them when the page is rendered.
 """
 
 import time
+from collections.abc import Sized
+from typing import Protocol
 
 from netproxy.instruments import Counter, Gauge, Histogram, Registry
 
@@ -19,12 +22,62 @@ CACHE_RESULTS = ("HIT", "MISS", "REVALIDATED", "STALE", "BYPASS")
 METHODS = frozenset(b"GET HEAD POST PUT DELETE PATCH OPTIONS TRACE CONNECT PURGE".split())
 
 
-class HttpMetrics:
+class MeteredStore(Protocol):
     """
-    :param factory: the L{netproxy.http.proxy.ProxyFactory} they describe.
+    What the metrics read of a cache's store.
     """
 
-    def __init__(self, factory):
+    def __len__(self) -> int:
+        """The number of entries."""
+
+    @property
+    def size(self) -> int:
+        """The bytes the entries take."""
+
+    @property
+    def evictions(self) -> int:
+        """The entries evicted so far."""
+
+
+class MeteredCache(Protocol):
+    """
+    What the metrics read of the proxy's cache.
+    """
+
+    @property
+    def store(self) -> MeteredStore:
+        """Where the entries are kept."""
+
+
+class MeteredFactory(Protocol):
+    """
+    What the metrics read of the proxy (a
+    L{netproxy.http.proxy.ProxyFactory}) when the page is rendered.
+    """
+
+    @property
+    def connections(self) -> Sized:
+        """The open client connections."""
+
+    @property
+    def pool(self) -> Sized:
+        """The idle connections to origins."""
+
+    @property
+    def cache(self) -> MeteredCache | None:
+        """The cache, or L{None} without one."""
+
+
+class HttpMetrics:
+    """
+    The proxy's counters, gauges and histograms, and the registry that
+    renders them.
+    """
+
+    def __init__(self, factory: MeteredFactory) -> None:
+        """
+        :param factory: the proxy they describe.
+        """
         self.started = time.time()
         registry = self.registry = Registry()
         add = registry.add
@@ -33,7 +86,7 @@ class HttpMetrics:
         # Counted in plain dictionaries and integers, turned into labelled
         # samples only when the page is rendered: a request costs a few
         # dictionary operations.
-        self._requests = {}
+        self._requests: dict[tuple[bytes, int | None], int] = {}
         self._results = dict.fromkeys(CACHE_RESULTS, 0)
         self.received_bytes = 0
         self.sent_bytes = 0
@@ -73,7 +126,7 @@ class HttpMetrics:
         add(Counter("netproxy_cache_evictions_total", "Entries evicted to keep within --cache-size.",
                     read=lambda: 0 if factory.cache is None else factory.cache.store.evictions))
 
-    def finished(self, method, status, size, cache):
+    def finished(self, method: bytes, status: int | None, size: int, cache: str) -> None:
         """
         Count a finished request: its C{method} and C{status} (L{None} when
         none was sent), the C{size} of the body sent, the C{cache} result.
@@ -84,6 +137,6 @@ class HttpMetrics:
         self.sent_bytes += size
         self._results[cache] += 1
 
-    def _request_samples(self):
+    def _request_samples(self) -> dict[tuple[str, str], int]:
         return {(method.decode("ascii"), "-" if status is None else str(status)): count
                 for (method, status), count in self._requests.items()}

@@ -1,7 +1,7 @@
 """
-Tests for L{netproxy.http.body}: how request and response bodies are
-delimited, and the decoders that cut a byte stream into body pieces and the
-next message, however the stream is split.
+Tests for L{netproxy.http.body}: the decoders that cut a byte stream into
+body pieces and the next message, however the stream is split, and the
+chunked encoding.
 """
 
 from hypothesis import given, settings
@@ -18,10 +18,7 @@ from netproxy.http.body import (
     encode_chunk,
     make_decoder,
 )
-from netproxy.http.framing import Framing, request_framing, response_framing
-
-HTTP11 = (1, 1)
-HTTP10 = (1, 0)
+from netproxy.http.framing import Framing
 
 
 def split_at(data, cuts):
@@ -62,230 +59,6 @@ def chunked(*pieces, trailers=b""):
     return b"".join(b"".join(encode_chunk(p)) for p in pieces) + (
         b"0\r\n" + trailers + b"\r\n"
     )
-
-
-class RequestFramingTests(SynchronousTestCase):
-    """
-    L{request_framing} refuses every ambiguous or invalid request framing.
-    """
-
-    def assert_refused(self, headers, message, version=HTTP11):
-        """
-        Assert that C{headers} are refused with 400 and C{message}.
-        """
-        error = self.assertRaises(HTTPError, request_framing, version, headers)
-        self.assertEqual((error.status, str(error), error.close), (400, message, True))
-
-    def test_no_framing_headers(self):
-        """A request with neither Transfer-Encoding nor Content-Length has no body."""
-        self.assertEqual(
-            request_framing(HTTP11, [(b"Host", b"a")]), Framing("none", None)
-        )
-
-    def test_content_length(self):
-        """A valid Content-Length, in any case of name, gives a length."""
-        for name in (b"Content-Length", b"content-length", b"CONTENT-LENGTH"):
-            self.assertEqual(
-                request_framing(HTTP11, [(name, b"42")]), Framing("length", 42)
-            )
-
-    def test_content_length_zero_and_leading_zeros(self):
-        """Zero and leading zeros are valid 1*DIGIT lengths."""
-        self.assertEqual(request_framing(HTTP11, [(b"Content-Length", b"0")]).length, 0)
-        self.assertEqual(
-            request_framing(HTTP11, [(b"Content-Length", b"007")]).length, 7
-        )
-
-    def test_content_length_surrounding_whitespace(self):
-        """OWS around the value is not part of it."""
-        self.assertEqual(
-            request_framing(HTTP11, [(b"Content-Length", b" 5\t")]).length, 5
-        )
-
-    def test_invalid_content_length(self):
-        """Anything but 1*DIGIT is an invalid Content-Length."""
-        for value in (b"", b"+5", b"-5", b"4 2", b"0x10", b"1.0", b"5a", b"\xd9\xa1"):
-            self.assert_refused([(b"Content-Length", value)], "invalid Content-Length")
-
-    def test_content_length_too_many_digits(self):
-        """More than 18 digits is refused; 18 are accepted."""
-        self.assertEqual(
-            request_framing(HTTP11, [(b"Content-Length", b"9" * 18)]).length,
-            10**18 - 1,
-        )
-        self.assert_refused([(b"Content-Length", b"1" * 19)], "invalid Content-Length")
-
-    def test_duplicate_content_length(self):
-        """Two field lines or a list are refused, even with equal values."""
-        for headers in (
-            [(b"Content-Length", b"5"), (b"content-length", b"5")],
-            [(b"Content-Length", b"5"), (b"Content-Length", b"6")],
-            [(b"Content-Length", b"5, 5")],
-            [(b"Content-Length", b"5,")],
-        ):
-            self.assert_refused(headers, "duplicate Content-Length")
-
-    def test_transfer_encoding_chunked(self):
-        """Transfer-Encoding: chunked, in any case and with OWS, is chunked."""
-        for value in (b"chunked", b"Chunked", b"CHUNKED", b" chunked\t"):
-            self.assertEqual(
-                request_framing(HTTP11, [(b"transfer-encoding", value)]),
-                Framing("chunked", None),
-            )
-
-    def test_transfer_encoding_empty_elements(self):
-        """
-        Empty list elements are ignored (RFC 9110 5.6.1), even on field lines
-        of their own, as long as chunked is the only coding.
-        """
-        for headers in (
-            [(b"Transfer-Encoding", b"chunked, ")],
-            [(b"Transfer-Encoding", b", chunked")],
-            [(b"Transfer-Encoding", b""), (b"Transfer-Encoding", b"chunked")],
-        ):
-            self.assertEqual(request_framing(HTTP11, headers).kind, "chunked")
-
-    def test_unsupported_transfer_coding(self):
-        """Any coding list but exactly chunked is refused."""
-        for value in (
-            b"gzip, chunked",
-            b"chunked, gzip",
-            b"identity",
-            b"xchunked",
-            b"chunked;x=1",
-            b"chunked, chunked",
-            b"",
-            b" , ",
-            b"\x0bchunked",
-        ):
-            self.assert_refused(
-                [(b"Transfer-Encoding", value)], "unsupported transfer coding"
-            )
-
-    def test_transfer_coding_over_two_field_lines(self):
-        """Codings are gathered from every field line."""
-        for second in (b"chunked", b"gzip"):
-            self.assert_refused(
-                [(b"Transfer-Encoding", b"chunked"), (b"Transfer-Encoding", second)],
-                "unsupported transfer coding",
-            )
-
-    def test_transfer_encoding_and_content_length(self):
-        """Both framing headers are refused, in either order."""
-        for headers in (
-            [(b"Transfer-Encoding", b"chunked"), (b"Content-Length", b"5")],
-            [(b"Content-Length", b"5"), (b"transfer-encoding", b"chunked")],
-        ):
-            self.assert_refused(headers, "both Transfer-Encoding and Content-Length")
-
-    def test_transfer_encoding_in_http10(self):
-        """Transfer-Encoding in an HTTP/1.0 request is refused."""
-        for version in (HTTP10, b"HTTP/1.0"):
-            self.assert_refused(
-                [(b"Transfer-Encoding", b"chunked")],
-                "Transfer-Encoding in an HTTP/1.0 request",
-                version,
-            )
-
-    def test_version_as_token(self):
-        """The version may be given as the protocol token."""
-        headers = [(b"Transfer-Encoding", b"chunked")]
-        self.assertEqual(request_framing(b"HTTP/1.1", headers).kind, "chunked")
-
-
-class ResponseFramingTests(SynchronousTestCase):
-    """
-    L{response_framing} follows RFC 9112 section 6.3 for responses.
-    """
-
-    def framing(self, headers, status=200, method=b"GET", version=HTTP11):
-        """
-        :returns: the framing of a response with C{headers}.
-        """
-        return response_framing(method, status, version, headers)
-
-    def assert_refused(self, headers, version=HTTP11):
-        """
-        Assert that a response with C{headers} is refused with 502.
-        """
-        error = self.assertRaises(HTTPError, self.framing, headers, version=version)
-        self.assertEqual(error.status, 502)
-        return str(error)
-
-    def test_no_body_statuses(self):
-        """HEAD, 1xx, 204 and 304 have no body whatever the headers say."""
-        headers = [(b"Content-Length", b"10"), (b"Transfer-Encoding", b"chunked")]
-        self.assertEqual(self.framing(headers, method=b"HEAD"), Framing("none"))
-        for status in (100, 101, 103, 204, 304):
-            self.assertEqual(self.framing(headers, status), Framing("none"))
-
-    def test_connect_success_is_tunnel(self):
-        """Any 2xx to CONNECT makes a tunnel, 204 included (RFC 9110 9.3.6)."""
-        for status in (200, 204, 299):
-            framing = self.framing([], status, b"CONNECT")
-            self.assertEqual((framing.kind, framing.must_close), ("tunnel", True))
-
-    def test_connect_failure_has_a_body(self):
-        """A refused CONNECT's body is framed as usual."""
-        framing = self.framing([(b"Content-Length", b"3")], 407, b"CONNECT")
-        self.assertEqual(framing, Framing("length", 3))
-
-    def test_chunked(self):
-        """Chunked as the final coding gives a chunked body."""
-        for value in (b"chunked", b"gzip, CHUNKED"):
-            framing = self.framing([(b"Transfer-Encoding", value)])
-            self.assertEqual(framing, Framing("chunked", None, False))
-
-    def test_chunked_not_final(self):
-        """Any other final coding is read until the connection closes."""
-        for value in (b"chunked, gzip", b"gzip", b""):
-            framing = self.framing([(b"Transfer-Encoding", value)])
-            self.assertEqual(framing, Framing("close", None, True))
-
-    def test_transfer_encoding_overrides_content_length(self):
-        """With both headers TE wins, and the connection is not reused."""
-        headers = [(b"Content-Length", b"5"), (b"Transfer-Encoding", b"chunked")]
-        self.assertEqual(self.framing(headers), Framing("chunked", None, True))
-
-    def test_transfer_encoding_in_http10(self):
-        """Transfer-Encoding in an HTTP/1.0 response is faulty framing."""
-        message = self.assert_refused([(b"Transfer-Encoding", b"chunked")], HTTP10)
-        self.assertEqual(message, "Transfer-Encoding in an HTTP/1.0 response")
-
-    def test_content_length(self):
-        """A valid Content-Length gives a length; the connection can be reused."""
-        self.assertEqual(
-            self.framing([(b"content-length", b"12")]), Framing("length", 12, False)
-        )
-
-    def test_equal_content_lengths(self):
-        """Repeated equal values are accepted (RFC 9110 8.6)."""
-        for headers in (
-            [(b"Content-Length", b"42, 42")],
-            [(b"Content-Length", b"42"), (b"Content-Length", b"42")],
-        ):
-            self.assertEqual(self.framing(headers), Framing("length", 42))
-
-    def test_conflicting_content_lengths(self):
-        """Different values are refused with 502."""
-        for headers in (
-            [(b"Content-Length", b"42, 43")],
-            [(b"Content-Length", b"42"), (b"Content-Length", b"7")],
-        ):
-            self.assertIn("conflicting", self.assert_refused(headers))
-
-    def test_invalid_content_length(self):
-        """An invalid or absurdly long value is refused with 502."""
-        for value in (b"-1", b"abc", b"", b"1" * 19, b"42,", b"4 2"):
-            message = self.assert_refused([(b"Content-Length", value)])
-            self.assertIn("invalid Content-Length", message)
-
-    def test_no_framing_reads_until_close(self):
-        """Without TE or CL the body ends when the connection closes."""
-        for version in (HTTP11, HTTP10):
-            self.assertEqual(
-                self.framing([], version=version), Framing("close", None, True)
-            )
 
 
 class MakeDecoderTests(SynchronousTestCase):
@@ -610,10 +383,11 @@ class EncodeChunkTests(SynchronousTestCase):
         """An empty piece gives nothing, as it would read as the last chunk."""
         self.assertEqual(encode_chunk(b""), [])
 
-    def test_buffer_becomes_bytes(self):
-        """A memoryview piece is handed out as bytes, as transports need."""
-        self.assertEqual(encode_chunk(memoryview(b"abc"))[1:2], [b"abc"])
-        self.assertIsInstance(encode_chunk(memoryview(b"abc"))[1], bytes)
+    def test_piece_stays_bytes(self):
+        """A piece as a decoder hands it out is framed as bytes, as transports need."""
+        [piece] = LengthDecoder(3).feed(b"abcdef")
+        self.assertEqual(encode_chunk(piece)[1:2], [b"abc"])
+        self.assertIsInstance(encode_chunk(piece)[1], bytes)
 
     def test_round_trip(self):
         """Encoded pieces and the last chunk decode to the pieces joined."""

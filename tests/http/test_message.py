@@ -16,7 +16,6 @@ from netproxy.http.message import (
     HOP_BY_HOP,
     PSEUDONYM,
     Target,
-    connection_tokens,
     error_response,
     forward_headers,
     is_loop,
@@ -214,9 +213,11 @@ class ParseTargetTests(SynchronousTestCase):
         self.assertLess(len(str(error)), 200)
 
 
-class ConnectionTokensTests(SynchronousTestCase):
+class ConnectionOptionsTests(SynchronousTestCase):
     """
-    Reading the options of the Connection fields.
+    Reading the options of the Connection fields, as L{keep_alive} (for
+    C{close} and C{keep-alive}) and L{forward_headers} (for the fields they
+    name) do.
     """
 
     def test_tokens(self):
@@ -227,11 +228,19 @@ class ConnectionTokensTests(SynchronousTestCase):
             (b"CONNECTION", b",\tClose,,x-bar ,"),
             (b"Proxy-Connection", b"x-baz"),
         ]
-        self.assertEqual(connection_tokens(headers), {b"keep-alive", b"x-foo", b"close", b"x-bar"})
+        named = [(b"X-Foo", b"1"), (b"x-bar", b"2"), (b"X-Baz", b"3")]
+        # x-foo and x-bar are options, so their fields go; x-baz came in
+        # Proxy-Connection, which names no field.
+        self.assertEqual(forward_headers(headers + named),
+                         [(b"Host", b"h"), (b"X-Baz", b"3"), (b"Via", b"1.1 netproxy")])
+        self.assertFalse(keep_alive((1, 1), headers))
+        self.assertTrue(keep_alive((1, 0), headers[:1]))
 
     def test_none(self):
         """Without a Connection field there are no tokens."""
-        self.assertEqual(connection_tokens([(b"Host", b"h"), (b"Connection", b"")]), frozenset())
+        headers = [(b"Host", b"h"), (b"Connection", b"")]
+        self.assertEqual(forward_headers(headers), [(b"Host", b"h"), (b"Via", b"1.1 netproxy")])
+        self.assertEqual((keep_alive((1, 1), headers), keep_alive((1, 0), headers)), (True, False))
 
 
 class KeepAliveTests(SynchronousTestCase):
@@ -378,6 +387,22 @@ _fields = st.one_of(
 )
 
 
+def _connection_tokens(headers):
+    """
+    The property test's reference reading of the Connection options,
+    written plainly and apart from the code under test.
+
+    :returns: the lower-case tokens of every Connection field, empty
+        elements left out.
+    """
+    tokens = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(token.strip(b" \t").lower() for token in value.split(b","))
+    tokens.discard(b"")
+    return tokens
+
+
 class ForwardHeadersPropertyTests(SynchronousTestCase):
     """
     forward_headers on arbitrary field lists.
@@ -388,7 +413,7 @@ class ForwardHeadersPropertyTests(SynchronousTestCase):
     def test_property(self, headers, with_target):
         """No hop-by-hop or Connection-named field survives; the others keep their relative order."""
         target = Target(b"http", b"h", 80, b"/", b"h") if with_target else None
-        named = connection_tokens(headers) - {b"content-length"}
+        named = _connection_tokens(headers) - {b"content-length"}
         out = forward_headers(headers, target)
         self.assertEqual(out[-1], (b"Via", b"1.1 netproxy"))
         if with_target:
