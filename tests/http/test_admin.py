@@ -12,12 +12,11 @@ from twisted.internet.testing import MemoryReactorClock
 
 from netproxy.acl import RuleSet, parse_rule
 from netproxy.http.cache.responses import Cache
-from netproxy.http.cache.memory_store import MemoryStore
 from netproxy.http.cache.producers import next_turn
 from netproxy.http import admin
 from netproxy.http.proxy import ProxyFactory
 from netproxy.instruments import CONTENT_TYPE
-from netproxy.testing import connect, fail_connection
+from netproxy.testing import MemoryStore, connect, fail_connection
 from tests.http.test_exchange_cache import FRESH, CacheTestCase
 from tests.http.test_proxy import CLIENT, OK, get, split_response
 from tests.test_instruments import parse, samples

@@ -9,10 +9,9 @@ from twisted.internet.error import ConnectionRefusedError
 
 from netproxy.acl import RuleSet, parse_rule
 from netproxy.http.cache.responses import Cache, cache_key
-from netproxy.http.cache.memory_store import MemoryStore
 from netproxy.http.cache.producers import next_turn
 from netproxy.http.message import parse_target
-from netproxy.testing import connect, fail_connection
+from netproxy.testing import MemoryStore, connect, fail_connection
 from tests.http.test_proxy import CLIENT, URL, ProxyTestCase, get, split_response
 
 FRESH = b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nETag: \"v1\"\r\nContent-Length: 5\r\n\r\nfresh"

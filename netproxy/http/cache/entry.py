@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.http.cache.test_entry -*-
 """
 What a cache store holds: the L{Entry} of a stored response, the record its
 metadata is kept as, the checks of a body against its entry, and the errors
@@ -9,6 +10,7 @@ import base64
 import json
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 from netproxy.errors import NetproxyError
 
@@ -30,7 +32,7 @@ class DamagedEntry(NetproxyError):
     :ivar key: the entry's key.
     """
 
-    def __init__(self, key, reason):
+    def __init__(self, key: bytes, reason: str) -> None:
         super().__init__(f"damaged cache entry: {reason}")
         self.key = key
 
@@ -64,7 +66,7 @@ class Entry:
     """
 
     key: bytes
-    meta: dict
+    meta: dict[str, Any]
     length: int
     # CRC-32 rather than a cryptographic hash: it guards against torn and
     # garbled writes, not against an adversary who can write the cache
@@ -80,13 +82,13 @@ class Held:
 
     __slots__ = ("entry", "body", "size")
 
-    def __init__(self, entry, body, size):
+    def __init__(self, entry: Entry, body: bytes | None, size: int) -> None:
         self.entry = entry
         self.body = body
         self.size = size
 
 
-def same_body(a, b):
+def same_body(a: Entry, b: Entry) -> bool:
     """
     :returns: whether entries C{a} and C{b} describe the same body, so that
         what was read or checked for one holds for the other.
@@ -94,7 +96,7 @@ def same_body(a, b):
     return a.length == b.length and a.checksum == b.checksum
 
 
-def check_body(entry, body):
+def check_body(entry: Entry, body: bytes) -> None:
     """
     :param entry: an L{Entry}.
     :param body: the whole body stored for it.
@@ -107,7 +109,7 @@ def check_body(entry, body):
         raise DamagedEntry(entry.key, "its body does not match its checksum")
 
 
-def encode_record(entry) -> bytes:
+def encode_record(entry: Entry) -> bytes:
     """
     :returns: the JSON record of C{entry}: the key (base64), the metadata,
         the body's length and checksum, and the format version.  A store's

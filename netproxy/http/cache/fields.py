@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.http.cache.test_fields -*-
 """
 Reading the header fields HTTP caching depends on: the directives of
 C{Cache-Control} (or C{Pragma}), HTTP-dates (RFC 9110 section 5.6.7) and
@@ -17,8 +18,6 @@ Cache-Control, C{Pragma: no-cache} counts as C{no-cache}.
 
 import re
 from datetime import UTC, datetime
-from email.utils import formatdate
-from math import floor
 
 from netproxy.http.head import header_values
 
@@ -54,7 +53,7 @@ _DATE_FORMS = [
 ]
 
 
-def parse_cache_control(values):
+def parse_cache_control(values: list[bytes]) -> dict[str, str | None]:
     """
     Parse the directives of every C{Cache-Control} (or C{Pragma}) field.
 
@@ -70,13 +69,14 @@ def parse_cache_control(values):
     :returns: a L{dict} from directive name to its value, or to C{None} when it
         has none; of a directive given twice, the first occurrence wins.
     """
-    found = {}
+    found: dict[str, str | None] = {}
     if not values:
         return found
     data = b",".join(values)
     position = 0
     while position <= len(data):
-        element = _ELEMENT.match(data, position).group()
+        # _ELEMENT matches the empty string too, so it always matches.
+        element = _ELEMENT.match(data, position).group()  # type: ignore[union-attr]
         position += len(element) + 1
         written, equals, value = element.partition(b"=")
         name = written.strip(b" \t")
@@ -100,7 +100,7 @@ def parse_cache_control(values):
     return found
 
 
-def parse_http_date(value):
+def parse_http_date(value: bytes) -> float | None:
     """
     Parse an HTTP-date (RFC 9110 section 5.6.7), case-sensitively as its
     grammar says.
@@ -123,23 +123,15 @@ def parse_http_date(value):
     year = int(match["year"])
     if year < 100:
         year += 1900 if year >= 70 else 2000
-    fields = (match["day"], match["hour"], match["minute"], match["second"])
+    day, hour, minute, second = map(int, (match["day"], match["hour"], match["minute"], match["second"]))
     try:
-        moment = datetime(year, _MONTHS.index(match["month"]) + 1, *map(int, fields), tzinfo=UTC)
+        moment = datetime(year, _MONTHS.index(match["month"]) + 1, day, hour, minute, second, tzinfo=UTC)
     except ValueError:
         return None
     return moment.timestamp()
 
 
-def format_http_date(seconds):
-    """
-    :param seconds: a POSIX time; the fraction is dropped.
-    :returns: it as an IMF-fixdate, such as C{b"Sun, 06 Nov 1994 08:49:37 GMT"}.
-    """
-    return formatdate(floor(seconds), usegmt=True).encode("ascii")
-
-
-def delta_seconds(value):
+def delta_seconds(value: str | None) -> int | None:
     """
     :param value: a directive's or field's value, or C{None}.
     :returns: the non-negative integer it holds, capped at L{MAX_DELTA}; or
@@ -151,7 +143,7 @@ def delta_seconds(value):
     return min(int(value), MAX_DELTA)
 
 
-def first_date(headers, name):
+def first_date(headers: list[tuple[bytes, bytes]], name: bytes) -> float | None:
     """
     :returns: the first C{name} field of C{headers} as a POSIX time, or
         C{None} when absent or invalid.
@@ -160,7 +152,7 @@ def first_date(headers, name):
     return parse_http_date(values[0]) if values else None
 
 
-def directives(headers):
+def directives(headers: list[tuple[bytes, bytes]]) -> dict[str, str | None]:
     """
     :param headers: a request's or a response's header fields.
     :returns: its Cache-Control directives, as L{parse_cache_control} gives

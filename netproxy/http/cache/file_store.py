@@ -1,71 +1,52 @@
+# -*- test-case-name: tests.http.cache.test_file_store,tests.http.cache.test_interfaces -*-
 """
-The proxy's cache on disk, in a L{FilePath} tree that survives restarts.
+The proxy's cache on disk, in a L{FilePath} tree that survives restarts,
+with the records and small bodies of the most recently used entries held in
+memory.  The files, how they change safely and the scan of the directory at
+start-up are L{netproxy.http.cache.file_layout}'s.
 
-Each entry is two files named after C{sha256(key)} (never after the URL),
-in one of 256 directories named after the name's first two hex digits, as
-Squid shards its own::
-
-    <cache dir>/3f/3fa8...c1.body            the body
-    <cache dir>/3f/3fa8...c1.meta            the record: key, meta, length, checksum
-    <cache dir>/3f/<random>3fa8...c1.body.tmp  a body being written
-    <cache dir>/3f/<random>3fa8...c1.meta.tmp  a record being written
-
-An entry is stored by writing its body to a temporary file, renaming it into
-place, then writing its record to a temporary file and renaming that into
-place last, so that a crash at any moment leaves the old entry, the new one
-or none visible.  A crash between the two renames pairs the old record with
-the new body: the length and checksum then disagree, and L{FileStore.read}
-discards the entry instead of serving it.  Nothing is fsynced: C{kill -9}
-loses nothing the kernel accepted, and what a power cut garbles is caught the
-same way.  One process owns a cache directory.
+This module is longer than the 400 lines the package aims for, by its
+writer: L{_FileWriter} reaches into the store's index, its registry of
+temporary files and its commit, and moving it to a module of its own would
+turn those into a public seam with one caller.
 """
 
-import hashlib
 import io
 import os
-import re
 from collections import OrderedDict
-from functools import lru_cache, partial
+from collections.abc import Callable
+from functools import partial
+from typing import IO, Any
 
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IConsumer, IReactorTime
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
+from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
-from netproxy.http.cache.producers import stream_body
 from netproxy.http.cache.entry import (
     CHUNK_SIZE,
+    DamagedEntry,
     Entry,
     Held,
     decode_record,
     encode_record,
     same_body,
 )
+from netproxy.http.cache.file_layout import BODY, META, TEMP, entry_file, file_name, remove, scan, write_record
 from netproxy.http.cache.interfaces import IStore, IWriter
-from netproxy.http.cache.producers import next_turn, one_step
+from netproxy.http.cache.producers import Scheduler, next_turn, one_step, stream_body
 from netproxy.http.cache.writer import BodyWriter
 
-BODY, META, TEMP = ".body", ".meta", ".tmp"
 #: Seconds between two updates of an entry's modification time, which
 #: records its last use across restarts: a hit must not cost a syscall.
 TOUCH_INTERVAL = 60.0
-#: Directory entries examined per reactor turn by L{FileStore.load}.
-LOAD_BATCH = 100
 #: What an entry held in memory is accounted, beyond its body: its record
 #: decoded into Python objects takes several times the record's JSON (about
 #: 2,300 bytes for a 400-byte record), plus the index's own objects.
 _RECORD_FACTOR = 4
 _OVERHEAD = 800
-_SHARD = re.compile("[0-9a-f]{2}")
-_NAME = re.compile("[0-9a-f]{64}")
-
-
-@lru_cache(maxsize=4096)
-def file_name(key: bytes) -> str:
-    """
-    :returns: the name of C{key}'s files, less their suffix.  Remembered
-        for recent keys, as a hit asks for its name more than once.
-    """
-    return hashlib.sha256(key).hexdigest()
 
 
 class _Slot:
@@ -73,7 +54,7 @@ class _Slot:
 
     __slots__ = ("size", "touched")
 
-    def __init__(self, size, touched):
+    def __init__(self, size: int, touched: float) -> None:
         self.size = size
         self.touched = touched
 
@@ -90,7 +71,7 @@ class FileStore:
     entry not yet scanned by its file name, and L{size}, C{len} and eviction
     cover only the entries used or stored since start.
 
-    :param path: the cache directory (a L{FilePath}); created if missing.
+    :param path: the cache directory; created if missing.
     :param max_size: the most bytes kept on disk (bodies plus records).
     :param reactor: provides C{seconds} (the time of each use) and
         C{callLater} (the default C{scheduler}).
@@ -101,8 +82,15 @@ class FileStore:
 
     log = Logger()
 
-    def __init__(self, path, max_size, reactor, memory_size=32 * 1024 * 1024, scheduler=None):
-        self.path = path.asTextMode()
+    def __init__(
+        self,
+        path: FilePath[Any],
+        max_size: int,
+        reactor: IReactorTime,
+        memory_size: int = 32 * 1024 * 1024,
+        scheduler: Scheduler | None = None,
+    ) -> None:
+        self.path: FilePath[str] = path.asTextMode()
         self.path.makedirs(ignoreExistingDirectory=True)
         self.max_size = max_size
         self.memory_size = memory_size
@@ -110,26 +98,29 @@ class FileStore:
         self._scheduler = next_turn(reactor) if scheduler is None else scheduler
         self.evictions = 0
         # name -> _Slot, least recently used first.  Complete once loaded.
-        self._index = OrderedDict()
+        self._index: OrderedDict[str, _Slot] = OrderedDict()
         self._size = 0
         # name -> Held, least recently used first, within memory_size.
-        self._hot = OrderedDict()
+        self._hot: OrderedDict[str, Held] = OrderedDict()
         self._hot_size = 0
         # name -> (mtime, size): found by load, ordered in when it completes.
-        self._scanned = {}
+        self._scanned: dict[str, tuple[float, int]] = {}
         self._loaded = False
         # Temporary files being written, which load must leave alone.
-        self._writing = set()
-        self._shards = set()
+        self._writing: set[str] = set()
+        self._shards: set[str] = set()
 
     @property
-    def size(self):
+    def size(self) -> int:
+        """
+        The bytes the entries take on disk, as accounted: bodies plus records.
+        """
         return self._size
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._index)
 
-    def get(self, key):
+    def get(self, key: bytes) -> Entry | None:
         name = file_name(key)
         hot = self._hot.get(name)
         if hot is not None:
@@ -150,7 +141,7 @@ class FileStore:
         self._use(name)
         return entry
 
-    def held_body(self, entry):
+    def held_body(self, entry: Entry) -> bytes | None:
         name = file_name(entry.key)
         hot = self._hot.get(name)
         if hot is None or hot.body is None or not same_body(hot.entry, entry):
@@ -158,7 +149,7 @@ class FileStore:
         self._use(name)
         return hot.body
 
-    def read(self, entry, consumer):
+    def read(self, entry: Entry, consumer: IConsumer) -> "Deferred[None]":
         name = file_name(entry.key)
         self._use(name)
         hot = self._hot.get(name)
@@ -172,10 +163,10 @@ class FileStore:
         keep = partial(self._keep, name, entry)
         return stream_body(entry, self._file(name, BODY).open, consumer, self._scheduler, self._discard, keep=keep)
 
-    def writer(self, key, meta):
+    def writer(self, key: bytes, meta: dict[str, Any]) -> IWriter:
         return _FileWriter(self, key, meta)
 
-    def update(self, key, meta):
+    def update(self, key: bytes, meta: dict[str, Any]) -> Entry | None:
         entry = self.get(key)
         if entry is None:
             return None
@@ -192,12 +183,12 @@ class FileStore:
         self._evict()
         return entry if name in self._index else None
 
-    def remove(self, key):
+    def remove(self, key: bytes) -> bool:
         name = file_name(key)
         known = name in self._index or name in self._scanned
         return self._delete(name) or known
 
-    def load(self):
+    def load(self) -> "Deferred[None]":
         """
         Scan the cache directory, a batch of files per reactor turn: account
         for each entry, ordered by last use (its record's mtime), delete
@@ -207,51 +198,10 @@ class FileStore:
         :returns: a L{Deferred} that fires when the scan is complete.
         """
         cooperator = Cooperator(terminationPredicateFactory=one_step, scheduler=self._scheduler)
-        return cooperator.coiterate(self._scan()).addCallback(self._merge)
+        steps = scan(self.path, self._writing, self._index, self._scanned, self._delete, self.log)
+        return cooperator.coiterate(steps).addCallback(self._merge)
 
-    def _scan(self):
-        try:
-            shards = sorted(name for name in self.path.listdir() if _SHARD.fullmatch(name))
-        except OSError as e:
-            self.log.error("could not list cache directory {path}: {error}", path=self.path.path, error=str(e))
-            return
-        for shard in shards:
-            directory = self.path.child(shard)
-            try:
-                filenames = directory.listdir()
-            except OSError as e:
-                self.log.error("could not list cache directory {path}: {error}", path=directory.path, error=str(e))
-                continue
-            records = {filename[: -len(META)] for filename in filenames if filename.endswith(META)}
-            for start in range(0, len(filenames), LOAD_BATCH):
-                for filename in filenames[start : start + LOAD_BATCH]:
-                    self._scan_file(directory, filename, records)
-                yield None
-
-    def _scan_file(self, directory, filename, records):
-        name, suffix = filename[:64], filename[64:]
-        if filename.endswith(TEMP):
-            if directory.child(filename).path not in self._writing:
-                _remove(directory.child(filename))
-        elif not _NAME.fullmatch(name) or name in self._index:
-            pass
-        elif suffix == META:
-            record, body = directory.child(filename), directory.child(name + BODY)
-            try:
-                mtime, record_size = record.getModificationTime(), record.getsize()
-            except OSError:
-                return  # removed since the directory was listed
-            try:
-                body_size = body.getsize()
-            except OSError:
-                self._delete(name)
-                return
-            self._scanned[name] = (mtime, record_size + body_size)
-        elif suffix == BODY and name not in records:
-            # A record written since the listing would be in the index.
-            _remove(directory.child(filename))
-
-    def _merge(self, ignored):
+    def _merge(self, ignored: object) -> None:
         for mtime, name, size in sorted(((t, n, s) for n, (t, s) in self._scanned.items()), reverse=True):
             # Newest first, each put before the others: oldest ends first.
             self._add(name, _Slot(size, mtime))
@@ -263,15 +213,15 @@ class FileStore:
             "cache {path} loaded: {count} entries, {size} bytes", path=self.path.path, count=len(self), size=self._size
         )
 
-    def _file(self, name, suffix):
-        return self.path.child(name[:2]).child(name + suffix)
+    def _file(self, name: str, suffix: str) -> FilePath[str]:
+        return entry_file(self.path, name, suffix)
 
-    def _shard(self, name):
+    def _shard(self, name: str) -> None:
         if name[:2] not in self._shards:
             self.path.child(name[:2]).makedirs(ignoreExistingDirectory=True)
             self._shards.add(name[:2])
 
-    def _read_record(self, name, key):
+    def _read_record(self, name: str, key: bytes) -> tuple[Entry, int] | None:
         """
         :returns: the entry recorded on disk for C{key} and its record's
             length, or L{None}, discarding the entry if the record is unreadable.
@@ -294,26 +244,13 @@ class FileStore:
             return None
         return entry, len(data)
 
-    def _write_record(self, name, record):
-        """
-        Put C{record} in place for C{name} atomically, with the current time
-        as its mtime (its last use, read back by L{load}).
-        """
-        path = self._file(name, META)
-        temp = path.temporarySibling(TEMP)
-        try:
-            with temp.open("w") as f:
-                f.write(record)
-            now = self._reactor.seconds()
-            os.utime(temp.path, (now, now))
-            temp.moveTo(path)
-        except OSError:
-            _remove(temp)
-            raise
+    def _write_record(self, name: str, record: bytes) -> None:
+        write_record(self._file(name, META), record, self._reactor.seconds(), self.log)
 
-    def _commit(self, temp, entry, small):
+    def _commit(self, temp: FilePath[str], entry: Entry, small: bytes | None) -> Entry | None:
         """
-        Put a written body and its record in place: see the module docstring.
+        Put a written body and its record in place: see
+        L{netproxy.http.cache.file_layout}.
 
         :returns: the stored L{Entry}, or L{None}.
         """
@@ -321,17 +258,17 @@ class FileStore:
         try:
             entry, record = _stored(entry)
         except (TypeError, ValueError):
-            _remove(temp)
+            remove(temp, self.log)
             raise
         size = entry.length + len(record)
         if size > self.max_size:
-            _remove(temp)
+            remove(temp, self.log)
             return None
         try:
             temp.moveTo(self._file(name, BODY))
         except OSError as e:
             self.log.error("could not store cache entry {name}: {error}", name=name, error=str(e))
-            _remove(temp)
+            remove(temp, self.log)
             return None
         try:
             self._write_record(name, record)
@@ -346,14 +283,14 @@ class FileStore:
         self._evict()
         return entry
 
-    def _add(self, name, slot):
+    def _add(self, name: str, slot: _Slot) -> None:
         old = self._index.pop(name, None)
         if old is not None:
             self._size -= old.size
         self._index[name] = slot
         self._size += slot.size
 
-    def _use(self, name):
+    def _use(self, name: str) -> None:
         slot = self._index.get(name)
         if slot is None:
             return
@@ -366,10 +303,10 @@ class FileStore:
             except OSError:
                 pass  # gone: the next read finds out
 
-    def _remember(self, name, entry, body, record_size):
+    def _remember(self, name: str, entry: Entry, body: bytes | None, record_size: int) -> None:
         self._hold(name, entry, body, _RECORD_FACTOR * record_size + _OVERHEAD + len(body or b""))
 
-    def _hold(self, name, entry, body, cost):
+    def _hold(self, name: str, entry: Entry, body: bytes | None, cost: int) -> None:
         old = self._hot.pop(name, None)
         if old is not None:
             self._hot_size -= old.size
@@ -380,17 +317,17 @@ class FileStore:
         while self._hot_size > self.memory_size:
             self._hot_size -= self._hot.popitem(last=False)[1].size
 
-    def _keep(self, name, entry, body):
+    def _keep(self, name: str, entry: Entry, body: bytes) -> None:
         hot = self._hot.get(name)
         if hot is not None and hot.body is None and same_body(hot.entry, entry):
             self._hold(name, hot.entry, body, hot.size + len(body))
 
-    def _evict(self):
+    def _evict(self) -> None:
         while self._size > self.max_size and self._index:
             self._delete(next(iter(self._index)))
             self.evictions += 1
 
-    def _forget(self, name):
+    def _forget(self, name: str) -> None:
         slot = self._index.pop(name, None)
         if slot is not None:
             self._size -= slot.size
@@ -399,7 +336,7 @@ class FileStore:
             self._hot_size -= hot.size
         self._scanned.pop(name, None)
 
-    def _delete(self, name):
+    def _delete(self, name: str) -> bool:
         """
         Forget an entry and delete its files, record first: without its
         record an entry is gone, even if deleting the body fails.
@@ -407,11 +344,11 @@ class FileStore:
         :returns: whether the entry had a record on disk.
         """
         self._forget(name)
-        found = _remove(self._file(name, META))
-        _remove(self._file(name, BODY))
+        found = remove(self._file(name, META), self.log)
+        remove(self._file(name, BODY), self.log)
         return found
 
-    def _discard(self, entry, error):
+    def _discard(self, entry: Entry, error: DamagedEntry) -> None:
         name = file_name(entry.key)
         hot = self._hot.get(name)
         current = hot.entry if hot is not None else self._peek(name)
@@ -420,32 +357,19 @@ class FileStore:
         self.log.warn("discarding damaged cache entry {name}: {error}", name=name, error=str(error))
         self._delete(name)
 
-    def _peek(self, name):
+    def _peek(self, name: str) -> Entry | None:
         try:
             return decode_record(self._file(name, META).getContent())
         except (OSError, ValueError):
             return None
 
 
-def _stored(entry):
+def _stored(entry: Entry) -> tuple[Entry, bytes]:
     """
     :returns: the store's own copy of C{entry}, and its record.
     """
     record = encode_record(entry)
     return decode_record(record), record
-
-
-def _remove(path):
-    """
-    :returns: whether C{path} existed.
-    """
-    try:
-        path.remove()
-    except FileNotFoundError:
-        return False
-    except OSError as e:
-        FileStore.log.error("could not delete {path}: {error}", path=path.path, error=str(e))
-    return True
 
 
 @implementer(IWriter)
@@ -455,11 +379,13 @@ class _FileWriter(BodyWriter):
     only while it fits in one chunk (for the memory cache).
     """
 
-    def __init__(self, store, key, meta):
-        super().__init__(store, key, meta)
-        self._small = []
+    def __init__(self, store: FileStore, key: bytes, meta: dict[str, Any]) -> None:
+        super().__init__(key, meta, store.max_size, store._scheduler)
+        self._store = store
+        self._small: list[bytes] | None = []
         self._name = name = file_name(key)
         self._temp = temp = store._file(name, BODY).temporarySibling(TEMP)
+        self._file: IO[bytes] | None
         try:
             store._shard(name)
             self._file = temp.open("w")
@@ -470,26 +396,28 @@ class _FileWriter(BodyWriter):
         else:
             store._writing.add(temp.path)
 
-    def _keep(self, data):
+    def _keep(self, data: bytes) -> None:
         if self._small is not None:
             if self._length <= CHUNK_SIZE:
                 self._small.append(data)
             else:
                 self._small = None
+        assert self._file is not None, "kept only while open"
         try:
             self._file.write(data)
         except OSError as e:
             self._store.log.error("could not store cache entry {name}: {error}", name=self._name, error=str(e))
             self.abort()
 
-    def _commit(self, entry):
+    def _commit(self, entry: Entry) -> Entry | None:
         file, self._file = self._file, None
+        assert file is not None, "committed only while open"
         self._store._writing.discard(self._temp.path)
         try:
             file.close()
         except OSError as e:
             self._store.log.error("could not store cache entry {name}: {error}", name=self._name, error=str(e))
-            _remove(self._temp)
+            remove(self._temp, self._store.log)
             return None
         small = b"".join(self._small) if self._small is not None else None
         stored = self._store._commit(self._temp, entry, small)
@@ -497,23 +425,24 @@ class _FileWriter(BodyWriter):
             self._temp = self._store._file(self._name, BODY)
         return stored
 
-    def reader(self):
+    def reader(self) -> tuple[Callable[[int, int], bytes], Callable[[], object]]:
         # A descriptor of its own, still valid once the file is renamed into
         # place (or evicted); written data is flushed before each read.
         source = open(self._temp.path, "rb")  # noqa: SIM115 - closed by release
 
-        def read(offset, size):
+        def read(offset: int, size: int) -> bytes:
             if self._file is not None:
                 self._file.flush()
             return os.pread(source.fileno(), size, offset)
 
         return read, source.close
 
-    def _discard(self):
+    def _discard(self) -> None:
         file, self._file = self._file, None
+        assert file is not None, "discarded only while open"
         self._store._writing.discard(self._temp.path)
         try:
             file.close()
         except OSError:
             pass
-        _remove(self._temp)
+        remove(self._temp, self._store.log)

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.http.cache.test_interfaces -*-
 """
 The seams of a cache store: L{IStore}, what the cache layer asks of a store,
 and L{IWriter}, what it asks of the writer of one body.
@@ -5,11 +6,19 @@ and L{IWriter}, what it asks of the writer of one body.
 L{netproxy.testing.MemoryStore} (for tests) and
 L{netproxy.http.cache.file_store.FileStore} (on disk) implement L{IStore};
 both send bodies through L{netproxy.http.cache.producers}, so flow control,
-damage checks and the bound of one chunk per reactor turn are the same
-whichever store serves.
+damage checks and the bound of one chunk
+(L{netproxy.http.cache.entry.CHUNK_SIZE}) per reactor turn are the same
+whichever store serves.  The errors named here are those of
+L{netproxy.http.cache.entry}.
 """
 
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IConsumer
 from zope.interface import Attribute, Interface
+
+from netproxy.http.cache.entry import Entry
 
 
 class IWriter(Interface):
@@ -17,14 +26,18 @@ class IWriter(Interface):
     Stores one response body as it arrives.
     """
 
-    def write(data):
+    abandoned = Attribute(
+        "Whether the body will never be stored: aborted, too large, or the store could not write it."
+    )
+
+    def write(data: bytes) -> None:
         """
-        Append C{data} (C{bytes}) to the body.  Past the store's C{max_size}
-        the body is dropped at once and later data ignored: the entry will
-        not be stored.
+        Append C{data} to the body.  Past the store's C{max_size} the body is
+        dropped at once and later data ignored: the entry will not be
+        stored.
         """
 
-    def finish():
+    def finish() -> Entry | None:
         """
         Make the entry visible to C{get}, replacing any older entry for the key.
 
@@ -32,23 +45,23 @@ class IWriter(Interface):
             large, aborted, or the store could not write it).
         """
 
-    def abort():
+    def abort() -> None:
         """
         Drop the body: nothing becomes visible, and what was written is freed.
         """
 
-    def follow(consumer):
+    def follow(consumer: IConsumer) -> "Deferred[None]":
         """
         Stream the body to C{consumer} as it is written, with a push
-        producer registered on it, at most L{CHUNK_SIZE} bytes per reactor
+        producer registered on it, at most C{CHUNK_SIZE} bytes per reactor
         turn: what was written so far at the consumer's pace, then each new
         piece.  Call it before C{finish}.
 
         :returns: a L{Deferred} that fires with L{None} once the whole body
             was written to C{consumer}, the entry stored and the producer
-            unregistered; or fails with L{BodyAbandoned} when the body will
+            unregistered; or fails with C{BodyAbandoned} when the body will
             not be complete (aborted, too large, a write failed), or with
-            L{StreamStopped} if the consumer stopped the producer.
+            C{StreamStopped} if the consumer stopped the producer.
             Cancelling it stops the stream and unregisters the producer.
         """
 
@@ -64,57 +77,55 @@ class IStore(Interface):
     )
     evictions = Attribute("How many entries were evicted to keep within max_size, since the store was made.")
 
-    def __len__():
+    def __len__() -> int:
         """
         :returns: the number of entries.
         """
 
-    def get(key):
+    def get(key: bytes) -> Entry | None:
         """
         Look an entry up, and count it as used.
 
-        :param key: C{bytes}.
         :returns: the L{Entry} stored for C{key}, or L{None}.  An entry whose
             record cannot be read is discarded.
         """
 
-    def held_body(entry):
+    def held_body(entry: Entry) -> bytes | None:
         """
         The body of C{entry} when the store holds it in memory, already
-        checked, and it is at most L{CHUNK_SIZE} bytes: the caller may then
+        checked, and it is at most C{CHUNK_SIZE} bytes: the caller may then
         send it at once, without a producer; counts as a use.
 
-        :returns: C{bytes}, or L{None} (call L{read} instead).
+        :returns: the body, or L{None} (call L{read} instead).
         """
 
-    def read(entry, consumer):
+    def read(entry: Entry, consumer: IConsumer) -> "Deferred[None]":
         """
         Stream C{entry}'s body to C{consumer}, with a push producer registered
-        on it, at most L{CHUNK_SIZE} bytes per reactor turn; counts as a use.
+        on it, at most C{CHUNK_SIZE} bytes per reactor turn; counts as a use.
 
-        A body of up to L{CHUNK_SIZE} bytes is checked before C{read} returns:
-        if it is damaged, the L{Deferred} has already failed and nothing was
-        registered on or written to C{consumer}.  Otherwise nothing is written
-        before the next turn, so the caller may write the response head after
-        C{read} returns.  A larger body's checksum is known only at its end:
-        its last chunk is then held back and the L{Deferred} fails, and the
-        caller must abort its client's connection.
+        A body of up to C{CHUNK_SIZE} bytes is checked before C{read}
+        returns: if it is damaged, the L{Deferred} has already failed and
+        nothing was registered on or written to C{consumer}.  Otherwise
+        nothing is written before the next turn, so the caller may write the
+        response head after C{read} returns.  A larger body's checksum is
+        known only at its end: its last chunk is then held back and the
+        L{Deferred} fails, and the caller must abort its client's connection.
 
         :returns: a L{Deferred} that fires with L{None} once the whole body
             was written and the producer unregistered, or fails with
-            L{DamagedEntry} (the entry is discarded) or with L{StreamStopped}
-            if the consumer stopped the producer.  Cancelling it stops the
-            stream and unregisters the producer.
+            C{DamagedEntry} (the entry is discarded) or with
+            C{StreamStopped} if the consumer stopped the producer.
+            Cancelling it stops the stream and unregisters the producer.
         """
 
-    def writer(key, meta):
+    def writer(key: bytes, meta: dict[str, Any]) -> IWriter:
         """
-        :param key: C{bytes}.
         :param meta: the JSON-serialisable metadata to store with the body.
         :returns: an L{IWriter} for the body.
         """
 
-    def update(key, meta):
+    def update(key: bytes, meta: dict[str, Any]) -> Entry | None:
         """
         Replace an entry's metadata (after a 304), keeping its body; counts
         as a use.
@@ -122,7 +133,7 @@ class IStore(Interface):
         :returns: the updated L{Entry}, or L{None} if there is no entry for C{key}.
         """
 
-    def remove(key):
+    def remove(key: bytes) -> bool:
         """
         :returns: C{True} if an entry for C{key} existed and was removed.
         """

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.http.cache.test_invalidation -*-
 """
 What an unsafe request invalidates in a shared cache (RFC 9111 section 4.4):
 its own URL, and the same-origin URLs its response names in C{Location}
@@ -26,7 +27,7 @@ def _origin(url):
     return ("http", parts.hostname.lower(), port)
 
 
-def invalidated_urls(method, status, request_url, response_headers):
+def invalidated_urls(method: bytes, status: int, request_url: bytes, response_headers: list[tuple[bytes, bytes]]) -> list[bytes]:
     """
     The URLs whose stored responses an unsafe request invalidates (RFC 9111
     section 4.4).

@@ -1,15 +1,18 @@
+# -*- test-case-name: tests.http.cache.test_policy -*-
 """
-The rules of a shared HTTP cache, as pure functions: what may be stored, how
-long it stays fresh, whether a stored response may answer a request, whether
-and whether a miss may wait for the response another request is fetching
-(RFC 9111), with C{stale-while-revalidate} and C{stale-if-error} (RFC 5861).
+The rules of a shared HTTP cache, as pure functions: what may be stored,
+whether a stored response may answer a request, and whether a miss may wait
+for the response another request is fetching (RFC 9111), with
+C{stale-while-revalidate} and C{stale-if-error} (RFC 5861).
 
-The rest lives alongside: L{netproxy.http.cache.fields} reads the header fields
-these rules depend on (directives, dates, delta-seconds),
-L{netproxy.http.cache.vary} selects variants, L{netproxy.http.cache.validation} makes
-and answers conditional requests and applies 304s,
-L{netproxy.http.cache.invalidation} says what an unsafe request invalidates, and
-L{netproxy.http.cache.status} writes the C{Cache-Status} field (RFC 9211).
+The rest lives alongside: L{netproxy.http.cache.freshness} says how long a
+response stays fresh and how old it arrived, L{netproxy.http.cache.fields}
+reads the header fields these rules depend on (directives, dates,
+delta-seconds), L{netproxy.http.cache.vary} selects variants,
+L{netproxy.http.cache.validation} makes and answers conditional requests
+and applies 304s, L{netproxy.http.cache.invalidation} says what an unsafe
+request invalidates, and L{netproxy.http.cache.status} writes the
+C{Cache-Status} field (RFC 9211).
 
 Nothing here reads a clock, touches the store or the network: every time is a
 parameter (float POSIX seconds), so the proxy and the tests get the same
@@ -28,18 +31,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 
-from netproxy.http.cache.fields import delta_seconds, directives, first_date, parse_http_date
+from netproxy.http.cache.fields import delta_seconds, directives
+from netproxy.http.cache.freshness import HEURISTICALLY_CACHEABLE, freshness_lifetime, initial_age
 from netproxy.http.cache.validation import PRECONDITIONS
 from netproxy.http.cache.vary import vary_matches, vary_names
 from netproxy.http.head import header_values
 
-# RFC 9111 section 4.2.2: a heuristic lifetime is a fraction of the time since
-# Last-Modified; a day caps it, as common caches do.
-HEURISTIC_FRACTION = 0.1
-HEURISTIC_CAP = 24 * 60 * 60
-
-# RFC 9110 section 15.1, less 206: this cache does not store partial content.
-HEURISTICALLY_CACHEABLE = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
 # Response directives that forbid serving it stale (RFC 9111 section 4.2.4).
 _NEVER_STALE = frozenset({"must-revalidate", "proxy-revalidate", "s-maxage"})
 
@@ -67,22 +64,22 @@ class Stored:
     response_time: float
 
     @cached_property
-    def directives(self):
+    def directives(self) -> dict[str, str | None]:
         """
         Its Cache-Control directives, as L{directives} gives them.
         """
         return directives(self.headers)
 
     @cached_property
-    def initial_age(self):
+    def initial_age(self) -> float:
         """
         Its corrected initial age (RFC 9111 section 4.2.3): its age when it
         was received.
         """
-        return _initial_age(self)
+        return initial_age(self.headers, self.request_time, self.response_time)
 
     @cached_property
-    def stale_if_error_fresh(self):
+    def stale_if_error_fresh(self) -> bool:
         """
         Whether, while fresh, it may be served when the origin fails, by its
         own C{stale-if-error} (as L{assess} decides when the request has no
@@ -93,7 +90,7 @@ class Stored:
                 and delta_seconds(response.get("stale-if-error")) is not None)
 
     @cached_property
-    def lifetime(self):
+    def lifetime(self) -> float:
         """
         Its freshness lifetime, as L{freshness_lifetime} gives it.
         """
@@ -129,21 +126,21 @@ class Assessment(NamedTuple):
     fwd: str | None
 
     @property
-    def ttl(self):
+    def ttl(self) -> float:
         """
         :returns: the freshness left, in seconds; negative once stale.
         """
         return self.lifetime - self.age
 
 
-def _has_validator(headers):
+def _has_validator(headers: list[tuple[bytes, bytes]]) -> bool:
     """
     :returns: whether C{headers} carry an ETag or a Last-Modified field.
     """
     return bool(header_values(headers, b"etag") or header_values(headers, b"last-modified"))
 
 
-def storable(method, request_headers, status, response_headers):
+def storable(method: bytes, request_headers: list[tuple[bytes, bytes]], status: int, response_headers: list[tuple[bytes, bytes]]) -> bool:
     """
     May a shared cache store this response (RFC 9111 sections 3 and 3.5)?
 
@@ -198,60 +195,12 @@ def storable(method, request_headers, status, response_headers):
     return explicit or _has_validator(response_headers)
 
 
-def freshness_lifetime(status, response_headers, response_time=None):
-    """
-    How long a response stays fresh in a shared cache (RFC 9111 section 4.2.1).
-
-    In order: C{s-maxage}, C{max-age}, C{Expires} minus C{Date}, else a
-    heuristic of a tenth of the time since C{Last-Modified}, at most a day,
-    for heuristically cacheable statuses and C{public} responses.  An invalid
-    or negative C{s-maxage} or C{max-age}, or an invalid C{Expires} (such as
-    C{0}), makes the response stale: the RFC's advice for invalid freshness
-    information.  Of two C{Expires} or C{Date} fields, the first counts.
-
-    :param status: the response status.
-    :param response_headers: the response's header fields.
-    :param response_time: when the response was received, which stands for a
-        missing or invalid C{Date} (RFC 9110 section 6.6.1 has a recipient
-        add one).  Without either, only the directives give a lifetime.
-    :returns: the lifetime in seconds, never negative.
-    """
-    response = directives(response_headers)
-    for name in ("s-maxage", "max-age"):
-        if name in response:
-            return float(delta_seconds(response[name]) or 0)
-    date = first_date(response_headers, b"date")
-    if date is None:
-        date = response_time
-    expires = header_values(response_headers, b"expires")
-    if expires:
-        expiry = parse_http_date(expires[0])
-        if expiry is None or date is None:
-            return 0.0
-        return max(0.0, expiry - date)
-    if status not in HEURISTICALLY_CACHEABLE and "public" not in response:
-        return 0.0
-    modified = first_date(response_headers, b"last-modified")
-    if modified is None or date is None:
-        return 0.0
-    return min(HEURISTIC_CAP, max(0.0, (date - modified) * HEURISTIC_FRACTION))
-
-
-def current_age(stored, now):
+def current_age(stored: Stored, now: float) -> float:
     """
     The age of a stored response (RFC 9111 section 4.2.3): its initial age
-    plus the time it has been stored.
-
-    Age should be a single delta-seconds (RFC 9111 section 5.1); of a list
-    (C{7200, 0}, on one line or several) the first value counts, and
-    parameters after it (C{7200;foo=1}) are ignored, as Squid reads them:
-    an origin's or upstream cache's word that the response is old is not
-    thrown away in favour of a fresher reading.  A first value that is not
-    delta-seconds (C{abc}, C{-5}, C{7200.0}) is ignored; a huge one counts as
-    L{netproxy.http.cache.fields.MAX_DELTA}.  An invalid or missing Date counts as
-    the response time, so only the Age field and the request's round trip
-    make up the initial age.  Clocks stepping backwards never make
-    the response younger than it arrived.
+    (see L{netproxy.http.cache.freshness.initial_age}) plus the time it has
+    been stored.  Clocks stepping backwards never make the response younger
+    than it arrived.
 
     :param stored: the stored response.
     :param now: the current time.
@@ -260,23 +209,7 @@ def current_age(stored, now):
     return stored.initial_age + max(0.0, now - stored.response_time)
 
 
-def _initial_age(stored):
-    headers = stored.headers
-    date = first_date(headers, b"date")
-    if date is None:
-        date = stored.response_time
-    ages = header_values(headers, b"age")
-    age_value = None
-    if ages:
-        first = ages[0].split(b",", 1)[0].split(b";", 1)[0].strip(b" \t")
-        age_value = delta_seconds(first.decode("latin-1"))
-    apparent_age = max(0.0, stored.response_time - date)
-    response_delay = max(0.0, stored.response_time - stored.request_time)
-    corrected_age_value = (age_value or 0) + response_delay
-    return max(apparent_age, corrected_age_value)
-
-
-def assess(request_headers, stored, now):
+def assess(request_headers: list[tuple[bytes, bytes]], stored: Stored, now: float) -> Assessment:
     """
     Decide how a stored response may answer a request (RFC 9111 sections 4,
     4.2.4 and 5.2; RFC 5861).
@@ -347,8 +280,7 @@ def assess(request_headers, stored, now):
         and staleness <= revalidate_window
     )
     requested_window = delta_seconds(request.get("stale-if-error"))
-    error_windows = [delta_seconds(response.get("stale-if-error")), requested_window]
-    error_windows = [w for w in error_windows if w is not None]
+    error_windows = [w for w in (delta_seconds(response.get("stale-if-error")), requested_window) if w is not None]
     stale_if_error = (
         may_serve_stale
         and (not forced or requested_window is not None)
@@ -374,7 +306,7 @@ def assess(request_headers, stored, now):
     )
 
 
-def collapsible(request_headers):
+def collapsible(request_headers: list[tuple[bytes, bytes]]) -> bool:
     """
     May a request that misses wait for the response another request is
     fetching for the same URL, rather than go upstream itself?
@@ -392,7 +324,7 @@ def collapsible(request_headers):
     return "no-cache" not in request and delta_seconds(request.get("max-age")) != 0
 
 
-def shareable(response_headers, request_headers, waiting_headers):
+def shareable(response_headers: list[tuple[bytes, bytes]], request_headers: list[tuple[bytes, bytes]], waiting_headers: list[tuple[bytes, bytes]]) -> bool:
     """
     May a response being stored for one request be handed to another that
     waited for it (collapsed forwarding)?

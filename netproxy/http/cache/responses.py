@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.http.cache.test_responses -*-
 """
 The cache as the HTTP proxy sees it: keys for requests, stored responses
 found for a request (its variant, when the response varies), and new
@@ -21,15 +22,19 @@ once, though the store cannot list them.
 import os
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any, Protocol
 
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from netproxy.http.cache import policy
 from netproxy.http.cache.entry import Entry
+from netproxy.http.cache.interfaces import IStore, IWriter
 from netproxy.http.cache.validation import updated_headers
 from netproxy.http.cache.vary import secondary_key, vary_names
 from netproxy.errors import HTTPError
+from netproxy.http.head import ResponseHead
 from netproxy.http.message import (
     Target,
     forward_headers,
@@ -59,11 +64,11 @@ def cache_key(target: Target) -> bytes:
     return b"http://%s:%d%s" % (target.host, target.port, target.path)
 
 
-def _encode_fields(fields):
+def _encode_fields(fields: list[tuple[bytes, bytes]]) -> list[list[str]]:
     return [[name.decode("latin-1"), value.decode("latin-1")] for name, value in fields]
 
 
-def _decode_fields(fields):
+def _decode_fields(fields: list[list[str]]) -> list[tuple[bytes, bytes]]:
     return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in fields]
 
 
@@ -84,14 +89,14 @@ class Found:
     version: tuple[int, int]
 
     @cached_property
-    def fields(self):
+    def fields(self) -> list[tuple[bytes, bytes]]:
         """
         The fields it is served with: see L{served_fields}.
         """
         return served_fields(self.stored.headers, self.version)
 
     @cached_property
-    def head(self):
+    def head(self) -> bytes:
         """
         Its status line and L{fields}, serialised, without the empty line
         that ends a head: each response adds its own fields first.
@@ -112,14 +117,14 @@ class Fetch:
     :ivar request_headers: the fields of the request it answers.
     """
 
-    writer: object
-    head: object
+    writer: IWriter
+    head: ResponseHead
     length: int
     stored: policy.Stored
-    request_headers: list
+    request_headers: list[tuple[bytes, bytes]]
 
     @cached_property
-    def served_head(self):
+    def served_head(self) -> bytes:
         """
         Its status line and the fields it is served with (see
         L{served_fields}), serialised once for every request that follows
@@ -129,7 +134,7 @@ class Fetch:
         return response_head_bytes(head.status, head.reason, served_fields(head.headers, head.version))[:-2]
 
 
-def served_fields(headers, version):
+def served_fields(headers: list[tuple[bytes, bytes]], version: tuple[int, int]) -> list[tuple[bytes, bytes]]:
     """
     :param headers: a stored response's fields.
     :param version: the HTTP version it came with.
@@ -141,13 +146,13 @@ def served_fields(headers, version):
     return [field for field in fields if field[0].lower() not in _NOT_SERVED]
 
 
-def _variant_key(key, marker, request_headers):
+def _variant_key(key: bytes, marker: dict[str, Any], request_headers: list[tuple[bytes, bytes]]) -> bytes:
     names = tuple(name.encode("latin-1") for name in marker[VARY])
     generation = str(marker.get(GENERATION, "")).encode("ascii", "replace")
     return b"\n".join([key, generation, secondary_key(names, request_headers)])
 
 
-def _found(entry):
+def _found(entry: Entry) -> Found | None:
     meta = entry.meta
     try:
         stored = policy.Stored(meta["status"], _decode_fields(meta["headers"]), meta["request_time"],
@@ -172,16 +177,16 @@ class Cache:
         the background (RFC 5861 section 3), one revalidation at a time each.
     """
 
-    def __init__(self, store):
+    def __init__(self, store: IStore) -> None:
         self.store = store
-        self.revalidating = set()
-        self._decoded = {}
+        self.revalidating: set[bytes] = set()
+        self._decoded: dict[bytes, Found] = {}
         # key -> the requests waiting for the miss being fetched for it.
-        self._waiting = {}
+        self._waiting: dict[bytes, list[Any]] = {}
         # key -> the Fetch storing its response, once its head has arrived.
-        self._fetching = {}
+        self._fetching: dict[bytes, Fetch] = {}
 
-    def lead(self, key):
+    def lead(self, key: bytes) -> bool:
         """
         :returns: whether the caller is to fetch C{key}'s miss (then it
             must L{settle} it), L{False} when another request already is.
@@ -191,13 +196,13 @@ class Cache:
         self._waiting[key] = []
         return True
 
-    def wait(self, key, waiter):
+    def wait(self, key: bytes, waiter: Any) -> None:
         """
         Have C{waiter} wait for the miss being fetched for C{key}.
         """
         self._waiting[key].append(waiter)
 
-    def leave(self, key, waiter):
+    def leave(self, key: bytes, waiter: Any) -> None:
         """
         C{waiter} waits no longer (its client went away).
         """
@@ -205,7 +210,7 @@ class Cache:
         if waiter in waiters:
             waiters.remove(waiter)
 
-    def settle(self, key, fetch=None):
+    def settle(self, key: bytes, fetch: Fetch | None = None) -> list[Any]:
         """
         The miss for C{key} is no longer awaited: its response head arrived,
         or none will.
@@ -219,20 +224,20 @@ class Cache:
             self._fetching[key] = fetch
         return self._waiting.pop(key, [])
 
-    def fetching(self, key):
+    def fetching(self, key: bytes) -> Fetch | None:
         """
         :returns: the L{Fetch} storing a response for C{key}, or L{None}.
         """
         return self._fetching.get(key)
 
-    def fetched(self, key, fetch):
+    def fetched(self, key: bytes, fetch: Fetch) -> None:
         """
         C{fetch} has ended: stored, or abandoned.
         """
         if self._fetching.get(key) is fetch:
             del self._fetching[key]
 
-    def find(self, key, request_headers):
+    def find(self, key: bytes, request_headers: list[tuple[bytes, bytes]]) -> Found | None:
         """
         :returns: the L{Found} response stored for C{key} that the request
             with C{request_headers} selects, or L{None}.
@@ -254,7 +259,9 @@ class Cache:
                 self._decoded[entry.key] = found
         return found
 
-    def fill(self, key, request_headers, head, request_time, response_time):
+    def fill(
+        self, key: bytes, request_headers: list[tuple[bytes, bytes]], head: ResponseHead, request_time: float, response_time: float
+    ) -> IWriter | None:
         """
         Start storing a response.
 
@@ -268,8 +275,7 @@ class Cache:
             marker = self.store.get(key)
             if marker is None or marker.meta.get(VARY) != vary:
                 # New fields to vary on: the variants stored so far no longer apply.
-                marker = self.store.writer(key, {VARY: vary, GENERATION: os.urandom(8).hex()})
-                marker = marker.finish()
+                marker = self.store.writer(key, {VARY: vary, GENERATION: os.urandom(8).hex()}).finish()
                 if marker is None:
                     return None
             key = _variant_key(key, marker.meta, request_headers)
@@ -283,7 +289,7 @@ class Cache:
         }
         return self.store.writer(key, meta)
 
-    def refresh(self, found, headers, request_time, response_time):
+    def refresh(self, found: Found, headers: list[tuple[bytes, bytes]], request_time: float, response_time: float) -> Found | None:
         """
         Update a stored response with the fields of the 304 that
         revalidated it (RFC 9111 section 4.3.4).
@@ -297,7 +303,7 @@ class Cache:
         entry = self.store.update(found.entry.key, meta)
         return None if entry is None else _found(entry)
 
-    def purge(self, key):
+    def purge(self, key: bytes) -> bool:
         """
         Remove the response stored for C{key}, all its variants included.
 
@@ -305,7 +311,7 @@ class Cache:
         """
         return self.store.remove(key)
 
-    def invalidate(self, urls):
+    def invalidate(self, urls: list[bytes]) -> None:
         """
         Forget the responses stored for C{urls} (absolute C{http} URLs).
         """
@@ -319,18 +325,34 @@ class Cache:
             self.store.remove(cache_key(target))
 
 
+class Loadable(Protocol):
+    """
+    A store with an index to load at start-up, as
+    L{netproxy.http.cache.file_store.FileStore} has.
+    """
+
+    def load(self) -> "Deferred[None]":
+        """
+        Load the index, over as many reactor turns as it takes.
+
+        :returns: a L{Deferred} that fires once it is loaded.
+        """
+
+
 class LoadOnStart(Service):
     """
-    Load a L{netproxy.http.cache.file_store.FileStore}'s index when the daemon
-    starts.  The proxy serves meanwhile: the store finds entries not yet
-    scanned by name, so a large cache does not delay start-up.
+    Load a store's index when the daemon starts.  The proxy serves
+    meanwhile: the store finds entries not yet scanned by name, so a large
+    cache does not delay start-up.
+
+    :param store: the L{Loadable} store.
     """
 
     log = Logger()
 
-    def __init__(self, store):
+    def __init__(self, store: Loadable) -> None:
         self.store = store
 
-    def startService(self):
+    def startService(self) -> None:
         super().startService()
         self.store.load().addErrback(lambda failure: self.log.failure("loading the cache failed", failure))

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.http.cache.test_status -*-
 """
 The C{Cache-Status} response field (RFC 9211) as this cache writes it: its
 name, then whether the response was a hit, why the request went upstream
@@ -30,7 +31,16 @@ def _sf_string(text):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def cache_status(*, hit, fwd=None, stored=False, collapsed=False, fwd_status=None, ttl=None, detail=None):
+def cache_status(
+    *,
+    hit: bool,
+    fwd: str | None = None,
+    stored: bool = False,
+    collapsed: bool = False,
+    fwd_status: int | None = None,
+    ttl: float | None = None,
+    detail: str | None = None,
+) -> bytes:
     """
     An RFC 9211 Cache-Status field value for this cache.
 
@@ -47,7 +57,7 @@ def cache_status(*, hit, fwd=None, stored=False, collapsed=False, fwd_status=Non
         C{b"netproxy; fwd=miss; stored"}.
     :raises ValueError: for an unknown C{fwd} or an unprintable C{detail}.
     """
-    params = []
+    params: list[str] = []
     if hit:
         params.append("hit")
     if fwd is not None:
@@ -68,7 +78,7 @@ def cache_status(*, hit, fwd=None, stored=False, collapsed=False, fwd_status=Non
 
 
 @lru_cache(maxsize=4096)
-def hit_status(ttl):
+def hit_status(ttl: int) -> bytes:
     """
     :param ttl: a fresh response's freshness left, in whole seconds.
     :returns: the Cache-Status of a hit, remembered for recent values, as a

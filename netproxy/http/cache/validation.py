@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.http.cache.test_validation -*-
 """
 Conditional requests and 304 responses in a cache (RFC 9110 section 13;
 RFC 9111 sections 3.2 and 4.3): the preconditions that revalidate a stored
@@ -37,7 +38,7 @@ _NOT_UPDATED = frozenset(
 _ENTITY_TAG = re.compile(rb'\s*(?:(\*)|(W/)?("[^"]*"))\s*(?:,|$)')
 
 
-def validators(stored_headers):
+def validators(stored_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """
     The precondition fields to revalidate a stored response (RFC 9111
     section 4.3.1): both when it has both, for intermediaries that only
@@ -47,7 +48,7 @@ def validators(stored_headers):
     :returns: C{If-None-Match} with its entity tags, and C{If-Modified-Since}
         with its Last-Modified date when that is a valid date.
     """
-    fields = []
+    fields: list[tuple[bytes, bytes]] = []
     tags = [v.strip() for v in header_values(stored_headers, b"etag") if v.strip()]
     if tags:
         fields.append((b"If-None-Match", b", ".join(tags)))
@@ -57,13 +58,13 @@ def validators(stored_headers):
     return fields
 
 
-def _entity_tags(value):
+def _entity_tags(value: bytes) -> list[bytes] | None:
     """
     :returns: the opaque tags (quotes kept, C{W/} dropped) of an
         If-None-Match or ETag value, C{[b"*"]} for C{*}; or C{None} when
         the value is not a valid list of them.
     """
-    tags = []
+    tags: list[bytes] = []
     position = 0
     while position < len(value):
         match = _ENTITY_TAG.match(value, position)
@@ -74,7 +75,7 @@ def _entity_tags(value):
     return tags or None
 
 
-def not_modified(request_headers, stored_headers):
+def not_modified(request_headers: list[tuple[bytes, bytes]], stored_headers: list[tuple[bytes, bytes]]) -> bool:
     """
     Does a client's conditional GET find the stored response unchanged, so
     that the proxy may answer 304 (RFC 9110 sections 13.1.2, 13.1.3 and
@@ -99,18 +100,20 @@ def not_modified(request_headers, stored_headers):
             return True
         etags = header_values(stored_headers, b"etag")
         current = _entity_tags(etags[0]) if etags else None
-        return bool(current) and len(current) == 1 and current[0] in wanted
-    since = header_values(request_headers, b"if-modified-since")
-    if len(since) != 1:
+        return current is not None and len(current) == 1 and current[0] in wanted
+    since_values = header_values(request_headers, b"if-modified-since")
+    if len(since_values) != 1:
         return False
-    since = parse_http_date(since[0])
+    since = parse_http_date(since_values[0])
     modified = first_date(stored_headers, b"last-modified")
     if modified is None:
         modified = first_date(stored_headers, b"date")
     return since is not None and modified is not None and modified <= since
 
 
-def updated_headers(stored_headers, response_304_headers):
+def updated_headers(
+    stored_headers: list[tuple[bytes, bytes]], response_304_headers: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
     """
     Refresh a stored response's fields from a 304 (RFC 9111 sections 3.2 and
     4.3.4): each field in the 304 replaces every stored field of that name,

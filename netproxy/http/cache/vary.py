@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.http.cache.test_vary -*-
 """
 Variants of a stored response (RFC 9111 section 4.1): the request fields a
 response's C{Vary} nominates, whether two requests agree on them, and the
@@ -19,13 +20,13 @@ _COMMA = re.compile(rb"[ \t]*,[ \t]*")
 _SPACES = re.compile(rb"[ \t]+")
 
 
-def vary_names(response_headers):
+def vary_names(response_headers: list[tuple[bytes, bytes]]) -> tuple[bytes, ...]:
     """
     :param response_headers: a response's header fields.
     :returns: the lower-cased field names its Vary fields nominate, each
         once, in order; C{b"*"} among them when present.
     """
-    names = {}
+    names: dict[bytes, None] = {}
     for value in header_values(response_headers, b"vary"):
         for name in value.split(b","):
             name = name.strip(b" \t").lower()
@@ -50,7 +51,9 @@ def _normalised(headers, name):
     return _COMMA.sub(b", ", _SPACES.sub(b" ", joined))
 
 
-def vary_matches(names, stored_request_headers, request_headers):
+def vary_matches(
+    names: tuple[bytes, ...], stored_request_headers: list[tuple[bytes, bytes]], request_headers: list[tuple[bytes, bytes]]
+) -> bool:
     """
     Do the fields a stored response's Vary nominates match (RFC 9111
     section 4.1)?
@@ -70,7 +73,7 @@ def vary_matches(names, stored_request_headers, request_headers):
     )
 
 
-def secondary_key(names, request_headers):
+def secondary_key(names: tuple[bytes, ...], request_headers: list[tuple[bytes, bytes]]) -> bytes:
     """
     Name the variant a request selects, for storing variants side by side.
 

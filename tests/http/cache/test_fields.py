@@ -5,8 +5,8 @@ HTTP-dates, including the invalid and edge values origins really send.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netproxy.http.cache.fields import delta_seconds, format_http_date, parse_cache_control, parse_http_date
-from tests.cache_helpers import T0
+from netproxy.http.cache.fields import delta_seconds, parse_cache_control, parse_http_date
+from tests.cache_helpers import T0, format_http_date
 
 RFC_EXAMPLE = 784111777.0  # Sun, 06 Nov 1994 08:49:37 GMT
 
@@ -71,8 +71,8 @@ class ParseCacheControlTests(SynchronousTestCase):
 
 class HttpDateTests(SynchronousTestCase):
     """
-    L{parse_http_date} reads the three HTTP-date forms; L{format_http_date}
-    writes IMF-fixdate.
+    L{parse_http_date} reads the three HTTP-date forms, among them the
+    IMF-fixdate the tests write with L{tests.cache_helpers.format_http_date}.
     """
 
     def test_imf_fixdate(self):
@@ -115,6 +115,6 @@ class HttpDateTests(SynchronousTestCase):
         self.assertEqual(parse_http_date(b" Sun, 06 Nov 1994 08:49:37 GMT "), RFC_EXAMPLE)
 
     def test_format(self):
-        """Formatting writes IMF-fixdate, dropping the fraction, and parses back."""
+        """The tests' date writer gives IMF-fixdate, dropping the fraction, and what it writes parses back."""
         self.assertEqual(format_http_date(RFC_EXAMPLE + 0.9), b"Sun, 06 Nov 1994 08:49:37 GMT")
         self.assertEqual(parse_http_date(format_http_date(T0)), T0)

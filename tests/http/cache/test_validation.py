@@ -5,9 +5,8 @@ answering a client's conditional GET from it, and refreshing it from a 304.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netproxy.http.cache.fields import format_http_date
 from netproxy.http.cache.validation import not_modified, updated_headers, validators
-from tests.cache_helpers import T0, date
+from tests.cache_helpers import T0, date, format_http_date
 
 # A stored response with both validators, last modified at T0.
 VALIDATED = [(b"ETag", b'"v1"'), (b"Last-Modified", format_http_date(T0)), date(T0 + 100)]
