@@ -27,7 +27,9 @@ def _origin(url):
     return ("http", parts.hostname.lower(), port)
 
 
-def invalidated_urls(method: bytes, status: int, request_url: bytes, response_headers: list[tuple[bytes, bytes]]) -> list[bytes]:
+def invalidated_urls(
+    method: bytes, status: int, request_url: bytes, response_headers: list[tuple[bytes, bytes]]
+) -> list[bytes]:
     """
     The URLs whose stored responses an unsafe request invalidates (RFC 9111
     section 4.4).

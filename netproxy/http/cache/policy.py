@@ -140,7 +140,9 @@ def _has_validator(headers: list[tuple[bytes, bytes]]) -> bool:
     return bool(header_values(headers, b"etag") or header_values(headers, b"last-modified"))
 
 
-def storable(method: bytes, request_headers: list[tuple[bytes, bytes]], status: int, response_headers: list[tuple[bytes, bytes]]) -> bool:
+def storable(
+    method: bytes, request_headers: list[tuple[bytes, bytes]], status: int, response_headers: list[tuple[bytes, bytes]]
+) -> bool:
     """
     May a shared cache store this response (RFC 9111 sections 3 and 3.5)?
 
@@ -324,7 +326,9 @@ def collapsible(request_headers: list[tuple[bytes, bytes]]) -> bool:
     return "no-cache" not in request and delta_seconds(request.get("max-age")) != 0
 
 
-def shareable(response_headers: list[tuple[bytes, bytes]], request_headers: list[tuple[bytes, bytes]], waiting_headers: list[tuple[bytes, bytes]]) -> bool:
+def shareable(
+    response_headers: list[tuple[bytes, bytes]], request_headers: list[tuple[bytes, bytes]], waiting_headers: list[tuple[bytes, bytes]]
+) -> bool:
     """
     May a response being stored for one request be handed to another that
     waited for it (collapsed forwarding)?

@@ -260,7 +260,12 @@ class Cache:
         return found
 
     def fill(
-        self, key: bytes, request_headers: list[tuple[bytes, bytes]], head: ResponseHead, request_time: float, response_time: float
+        self,
+        key: bytes,
+        request_headers: list[tuple[bytes, bytes]],
+        head: ResponseHead,
+        request_time: float,
+        response_time: float,
     ) -> IWriter | None:
         """
         Start storing a response.
@@ -289,7 +294,9 @@ class Cache:
         }
         return self.store.writer(key, meta)
 
-    def refresh(self, found: Found, headers: list[tuple[bytes, bytes]], request_time: float, response_time: float) -> Found | None:
+    def refresh(
+        self, found: Found, headers: list[tuple[bytes, bytes]], request_time: float, response_time: float
+    ) -> Found | None:
         """
         Update a stored response with the fields of the 304 that
         revalidated it (RFC 9111 section 4.3.4).

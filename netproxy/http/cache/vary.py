@@ -52,7 +52,9 @@ def _normalised(headers, name):
 
 
 def vary_matches(
-    names: tuple[bytes, ...], stored_request_headers: list[tuple[bytes, bytes]], request_headers: list[tuple[bytes, bytes]]
+    names: tuple[bytes, ...],
+    stored_request_headers: list[tuple[bytes, bytes]],
+    request_headers: list[tuple[bytes, bytes]],
 ) -> bool:
     """
     Do the fields a stored response's Vary nominates match (RFC 9111
