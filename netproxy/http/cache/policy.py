@@ -327,7 +327,9 @@ def collapsible(request_headers: list[tuple[bytes, bytes]]) -> bool:
 
 
 def shareable(
-    response_headers: list[tuple[bytes, bytes]], request_headers: list[tuple[bytes, bytes]], waiting_headers: list[tuple[bytes, bytes]]
+    response_headers: list[tuple[bytes, bytes]],
+    request_headers: list[tuple[bytes, bytes]],
+    waiting_headers: list[tuple[bytes, bytes]],
 ) -> bool:
     """
     May a response being stored for one request be handed to another that
