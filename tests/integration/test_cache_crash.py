@@ -36,9 +36,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from tests.integration.daemon import WAIT_TIMEOUT, bounded
-from tests.integration.http_origin import start_origin
-from tests.integration.test_http import _Body, proxy_agent
-from tests.integration.test_http_cache import _CacheTestCase, add_page, cache_status
+from tests.integration.http_client import Body, CacheTestCase, cache_status, proxy_agent
+from tests.integration.http_origin import add_page, start_origin
 
 # The store's netproxy.http.cache.entry.CHUNK_SIZE: bodies up to it are checked
 # whole and held in memory, larger ones streamed from disk and checked at
@@ -185,7 +184,7 @@ class Answer:
     :ivar hit: whether the proxy's Cache-Status says it came from the cache.
     :ivar stored: whether it says it was stored.
     :ivar version: the version its C{X-Body-Version} names.
-    :ivar received: the L{_Body}.
+    :ivar received: the L{Body}.
     """
 
     path: str
@@ -193,7 +192,7 @@ class Answer:
     hit: bool
     stored: bool
     version: str
-    received: _Body
+    received: Body
 
 
 @dataclass
@@ -244,7 +243,7 @@ def files_in(directory):
                   for root, _, names in os.walk(directory) for name in names)
 
 
-class CrashTests(_CacheTestCase):
+class CrashTests(CacheTestCase):
     """
     What a proxy serves from a cache directory it was killed writing to.
     """
@@ -359,7 +358,7 @@ class CrashTests(_CacheTestCase):
                     WAIT_TIMEOUT, reactor)
                 if size_of(path) >= LARGE:
                     kill_or_release(path)
-                received = _Body()
+                received = Body()
                 response.deliverBody(received)
                 await bounded(received.done)
             except Exception:
@@ -422,7 +421,7 @@ class CrashTests(_CacheTestCase):
             marks[path] = proxy.mark()
             response = await agent.request(b"GET", urls[path].encode("ascii")).addTimeout(WAIT_TIMEOUT, reactor)
             site.release(path)
-            received = _Body()
+            received = Body()
             response.deliverBody(received)
             await bounded(received.done)
             if not received.complete and path not in cut:

@@ -42,9 +42,6 @@ from tests.integration.http_client import (
 )
 from tests.integration.http_origin import BLOCK, SelfSignedTLS, body_of, pattern, pattern_digest, start_origin
 
-# tests.integration.test_cache_crash reads the body protocol from here.
-_Body = Body
-
 # What the proxy adds to a message forwarded from an HTTP/1.1 peer.
 VIA = re.compile(r"^1\.1 \S+$")
 # RFC 9110 section 7.6.1, plus the pre-standard Proxy-Connection and the

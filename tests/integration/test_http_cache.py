@@ -32,9 +32,6 @@ from tests.integration.http_origin import (
     stoppable_origin,
 )
 
-# tests.integration.test_cache_crash reads its test case from here.
-_CacheTestCase = CacheTestCase
-
 
 class _Localised(Page):
     """
