@@ -32,10 +32,6 @@ README_MAX_LINES = 250
 # Options every usage.Options has; the documents need not list them.
 BUILT_IN = frozenset({"help", "version"})
 
-# Documented before the code that adds it: while the code lacks it, its
-# section is not checked; once the code has it, it is checked like the rest.
-DOCUMENTED_AHEAD = frozenset({"netproxy-client fetch"})
-
 _PROGRAM = re.compile(r"^\s*\.\. program:: *(.*?)\s*$")
 _OPTION = re.compile(r"^(\s*)\.\. option:: *(.*?)\s*$")
 # A command line: twistd (with its own options) then "netproxy ROLE", or
@@ -180,8 +176,7 @@ def command_line_problems(text, known):
         if program.split()[-1].isupper():
             continue  # a placeholder: "twistd netproxy ROLE --help"
         if program not in known:
-            if program not in DOCUMENTED_AHEAD:
-                problems.append(f"{program}: no such role or client")
+            problems.append(f"{program}: no such role or client")
             continue
         options = known[program]()
         longs = {spelled.rstrip("=") for spelled in options.longOpt}
@@ -342,7 +337,7 @@ class DocsTests(SynchronousTestCase):
         documented, problems = all_documented_options()
         for program, options_class in programs().items():
             problems += option_problems(program, expected_options(options_class), documented.get(program, {}))
-        for program in sorted(set(documented) - set(programs()) - DOCUMENTED_AHEAD):
+        for program in sorted(set(documented) - set(programs())):
             problems.append(f"{program}: documented, but there is no such role or client")
         self.assertEqual(problems, [])
 
