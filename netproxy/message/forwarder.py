@@ -9,7 +9,8 @@ simple servers handle one connection at a time and would hang otherwise.
 from functools import partial
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import ConnectingCancelledError
+from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.internet.error import ConnectError, ConnectingCancelledError, ConnectionClosed
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -24,6 +25,14 @@ class ServerFailed(NetproxyError):
     """
     A server accepted a message but gave no usable answer.
     """
+
+
+# What a server, or the network on the way to it, can do to a forward: refuse
+# or drop the connection, fail to resolve or route (OSError covers the
+# resolver's DNSLookupError), not answer in time, answer badly.  Anything else
+# is a bug here, which must reach the log with its traceback rather than pass
+# for a server that is down.
+_SERVER_FAILURES = (ServerFailed, ConnectError, ConnectionClosed, DeferredTimeout, OSError)
 
 
 class _ServerConnection(Protocol):
@@ -102,9 +111,7 @@ class Forwarder:
                           server_id=server.server_id, payload=data.payload, address=server.address)
             try:
                 raw, answer = await self._exchange(server, request)
-            except CancelledError:
-                raise
-            except Exception:
+            except _SERVER_FAILURES:
                 reason = connect_failure_reason(Failure())
                 self.registry.mark_down(server)
                 self.log.warn("server id {server_id} at {address} failed: {reason}; marked down",

@@ -278,6 +278,23 @@ class FailoverTests(ForwarderTestCase):
         self.assertEqual(self.reactor.tcpClients, [])
 
 
+class ProgrammingErrorTests(ForwarderTestCase):
+    """
+    An error no server or network can cause is a bug: it is not taken for a
+    server that is down.
+    """
+
+    def test_not_failed_over(self):
+        """A programming error fails the forward as it is, marks nobody down and tries no other server."""
+        d = self.forward()
+        fail_connection(self.reactor, ZeroDivisionError("a bug"))
+        self.failureResultOf(d, ZeroDivisionError)
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.assertEqual([s.retry_at for s in self.registry.servers()], [None, None])
+        self.assertEqual(self.lines(LogLevel.warn), [])
+        self.assertEqual(self.forwarder.failovers, 0)
+
+
 class CancelTests(ForwarderTestCase):
     """
     Cancelling a forward (the client left) stops it without blaming the server.

@@ -429,6 +429,15 @@ class FailoverTests(ReverseTestCase):
         self.assertEqual([s.retry_at for s in self.registry.servers("PP_1")], [None, None])
 
 
+    def test_programming_error_logged(self):
+        """A programming error while forwarding is logged as a failure with its traceback, not as a server down."""
+        fail_connection(self.reactor, ZeroDivisionError("a bug"))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertEqual([s.retry_at for s in self.registry.servers("PP_1")], [None, None])
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.assertFalse(self.transport.connected)
+
+
 class NoServerTests(ReverseTestCase):
     """
     A policy nobody serves.
