@@ -295,7 +295,7 @@ class RuleSet:
         :returns: The first matching :class:`Rule`, or ``None``.
         """
         address, name = _parse_host(host)
-        if address is not None:
+        if name is None:
             for rule in self._for_addresses:
                 if rule._match(address, None, port):
                     return rule
