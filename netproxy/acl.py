@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_acl -*-
 """
 Access rules: which destinations (or clients) a rule list names.
 

@@ -45,7 +45,8 @@ def relay_service(options: RoleOptions, reactor: Any) -> IService:
     service = MultiService()
     if options["blocklist"]:
         # Before the listener, so SIGHUP is handled as soon as the relay listens.
-        ReloadOnHangup([rules.reload], reactor).setServiceParent(service)
+        reload: IService = ReloadOnHangup([rules.reload], reactor)
+        reload.setServiceParent(service)
     listening(factory, [options["listen"]], reactor, options["shutdown-timeout"]).setServiceParent(service)
     return service
 
@@ -71,7 +72,8 @@ def upper_service(options: RoleOptions, reactor: Any) -> IService:
     if options["tcp"] is not None:
         factory = UpperFactory(reactor, options["idle-timeout"])
         factory.max_connections = options["max-connections"]
-        DrainOnStop(factory, reactor, options["shutdown-timeout"]).setServiceParent(service)
+        drain: IService = DrainOnStop(factory, reactor, options["shutdown-timeout"])
+        drain.setServiceParent(service)
         tcp = internet.TCPServer(options["tcp"], factory, interface=options["interface"], reactor=reactor)
         tcp.setServiceParent(service)
     if options["udp"] is not None:
