@@ -60,7 +60,7 @@ class NumberTests(SynchronousTestCase):
         self.assertEqual(coerce.size("max-size", "1.5KiB"), 1536)
 
     def test_bad_size(self):
-        """A size that is not a size is refused with the SPEC's wording."""
+        """A size that is not a size is refused with the wording the README documents."""
         error = self.assertRaises(UsageError, coerce.size, "cache-size", "lots")
         self.assertEqual(str(error), "--cache-size: expected a size like 512M, got 'lots'")
         self.assertRaises(UsageError, coerce.size, "cache-size", "0")

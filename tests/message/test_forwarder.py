@@ -187,7 +187,7 @@ class ForwardTests(ForwarderTestCase):
         self.assertEqual([client[1] for client in self.reactor.tcpClients], [124, 125, 124])
 
     def test_log_lines(self):
-        """Forwarding and the answer are logged as the assignment writes them."""
+        """Forwarding and the answer are logged in the fixed wording the README documents."""
         self.forward()
         complete_connection(self.reactor)[0].dataReceived(ANSWER)
         self.assertEqual(self.lines(LogLevel.info), [
