@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_acl -*-
 """
 Access rules: which destinations (or clients) a rule list names.
 
@@ -58,24 +59,10 @@ class Rule:
             raise ValueError("a rule has a network or a name (or neither); subdomains need a name")
         if self.port is not None and not 1 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is not in 1-65535")
-        if self.subdomains:
+        if self.subdomains and self.name is not None:
             object.__setattr__(self, "_suffix", "." + self.name)
 
-    def matches(self, host: str, port: int | None = None) -> bool:
-        """
-        Does this rule match a destination?
-
-        :param host: An IPv4 or IPv6 address (possibly in brackets, possibly
-            IPv4-mapped) or a host name (any case, trailing dot allowed).
-            Address rules match only addresses, name rules only names.
-        :param port: The port, or ``None`` when there is none; then only rules
-            without a port match.
-        :returns: ``True`` if the rule matches.
-        """
-        address, name = _parse_host(host)
-        return self._match(address, name, port)
-
-    def _match(self, address, name, port) -> bool:
+    def _match(self, address: IPv4Address | IPv6Address | None, name: str | None, port: int | None) -> bool:
         if self.port is not None and port != self.port:
             return False
         if self.network is not None:
@@ -105,7 +92,7 @@ class Rule:
 
 
 @lru_cache(maxsize=4096)
-def _parse_host(host: str):
+def _parse_host(host: str) -> tuple[IPv4Address | IPv6Address, None] | tuple[None, str]:
     """
     Turn a destination into ``(address, None)`` or ``(None, name)``.
 
@@ -299,13 +286,17 @@ class RuleSet:
 
     def match(self, host: str, port: int | None = None) -> Rule | None:
         """
-        Find the first rule matching a destination (``host`` and ``port`` as
-        for :meth:`Rule.matches`).
+        Find the first rule matching a destination.
 
+        :param host: An IPv4 or IPv6 address (possibly in brackets, possibly
+            IPv4-mapped) or a host name (any case, trailing dot allowed).
+            Address rules match only addresses, name rules only names.
+        :param port: The port, or ``None`` when there is none; then only rules
+            without a port match.
         :returns: The first matching :class:`Rule`, or ``None``.
         """
         address, name = _parse_host(host)
-        if address is not None:
+        if name is None:
             for rule in self._for_addresses:
                 if rule._match(address, None, port):
                     return rule

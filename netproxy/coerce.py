@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_coerce -*-
 """
 Turn option strings into values, with errors that name the option.
 
@@ -7,15 +8,20 @@ traceback or a silently ignored setting.
 """
 
 import re
+from collections.abc import Iterable
 
 from twisted.internet.endpoints import serverFromString
 from twisted.python.usage import UsageError
+
+from netproxy.acl import Rule, RuleSet, parse_rule
+from netproxy.errors import RuleError
+from netproxy.rules_file import RulesFile
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
-def port_number(option, value):
+def port_number(option: str, value: object) -> int:
     """
     Parse a TCP or UDP port number.
 
@@ -33,7 +39,7 @@ def port_number(option, value):
     return port
 
 
-def listen_port(option, value):
+def listen_port(option: str, value: object) -> int:
     """
     Parse a port to listen on, where 0 asks the system for a free one.
 
@@ -45,7 +51,7 @@ def listen_port(option, value):
     return port_number(option, value)
 
 
-def listen_endpoint(option, value):
+def listen_endpoint(option: str, value: object) -> str:
     """
     Check a listening address and return it as an endpoint description.
 
@@ -67,7 +73,7 @@ def listen_endpoint(option, value):
     return text
 
 
-def seconds(option, value):
+def seconds(option: str, value: str | float) -> float:
     """
     Parse a positive duration in seconds (fractions allowed).
 
@@ -83,7 +89,7 @@ def seconds(option, value):
     return number
 
 
-def size(option, value):
+def size(option: str, value: object) -> int:
     """
     Parse a byte count such as C{65536}, C{64K}, C{512M}, C{1G} (powers of 1024).
 
@@ -97,7 +103,7 @@ def size(option, value):
     return number
 
 
-def count(option, value):
+def count(option: str, value: object) -> int:
     """
     Parse a positive whole number (a connection limit, say).
 
@@ -113,7 +119,7 @@ def count(option, value):
     return number
 
 
-def host_and_port(option, value, default_host="127.0.0.1"):
+def host_and_port(option: str, value: object, default_host: str = "127.0.0.1") -> tuple[str, int]:
     """
     Parse C{HOST:PORT}, C{[V6]:PORT} or a bare C{PORT}.
 
@@ -129,3 +135,33 @@ def host_and_port(option, value, default_host="127.0.0.1"):
     if not host:
         raise UsageError(f"--{option}: expected HOST:PORT, got {value!r}")
     return host, port_number(option, port)
+
+
+def rule(option: str, text: str) -> Rule:
+    """
+    Parse an access rule (C{--block}, C{--allow}); see L{parse_rule} for the
+    forms.
+
+    :returns: the L{Rule}.
+    :raises UsageError: naming the option and saying what is wrong.
+    """
+    try:
+        return parse_rule(text)
+    except RuleError as error:
+        raise UsageError(f"--{option}: {error}")
+
+
+def rules_file(option: str, fixed: Iterable[Rule], path: str | None) -> RulesFile:
+    """
+    Read a rules file now, so that a bad one stops start-up.
+
+    :param fixed: the rules given on the command line, in force before the
+        file's.
+    :param path: the file, or L{None} for none.
+    :returns: the L{RulesFile}, to be reloaded on SIGHUP.
+    :raises UsageError: naming the option, the file and the bad line.
+    """
+    try:
+        return RulesFile(RuleSet(fixed), path)
+    except RuleError as error:
+        raise UsageError(f"--{option}: {error}")

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_connections -*-
 """
 Server factories that know their open connections and refuse past a limit,
 and the protocol base every listening role's connections share: it knows
@@ -8,18 +9,84 @@ open protocols is what a graceful shutdown walks to close idle peers.
 """
 
 import os
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-from twisted.application.service import Service
+from twisted.application import strports
+from twisted.application.service import MultiService, Service
 from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
 
 DEFAULT_MAX_CONNECTIONS = 1024
 
 
-class TrackingFactory(ServerFactory):
+_T = TypeVar("_T")
+
+
+class TrackedProtocol(Protocol, TimeoutMixin):
+    """
+    A protocol that enters its factory's C{connections} while connected,
+    knows its peer as C{self.peer} (C{127.0.0.1:53211}), and is closed after
+    the factory's C{idle_timeout} seconds without traffic (subclasses call
+    C{resetTimeout} when traffic moves).  Subclasses that override the
+    connection methods call these too.
+
+    :ivar peer: the peer's address, as L{format_address} writes it.
+    """
+
+    log = Logger()
+    factory: "TrackingFactory"
+    # Stream transports: TCP, TLS and unix sockets (what the roles listen on).
+    transport: Any
+    peer: str
+
+    def connectionMade(self) -> None:
+        self.factory.connections.add(self)
+        self.peer = format_address(self.transport.getPeer())
+        self.setTimeout(self.factory.idle_timeout)
+
+    def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
+        """
+        Schedule the idle timeout on the factory's clock, when it has one.
+        """
+        clock = self.factory.reactor
+        if clock is None:
+            return super().callLater(period, func)
+        return clock.callLater(period, func)
+
+    def timeoutConnection(self) -> None:
+        self.log.info("closing idle connection from {peer}", peer=self.peer)
+        self.close()
+
+    def close_when_idle(self) -> None:
+        """
+        Close the connection once no work is in flight, for a graceful
+        shutdown.  Roles with work in flight (an exchange, a forward)
+        override this and close when it is done.
+        """
+        self.close()
+
+    def close(self) -> None:
+        """
+        Close the connection after what was written has been sent.
+        """
+        # A transport that paused itself (its own producer) would otherwise
+        # never close: once its buffer drains it resumes instead.
+        if getattr(self.transport, "producer", None) is not None:
+            self.transport.unregisterProducer()
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.setTimeout(None)
+        self.factory.connection_closed(self)
+
+
+class TrackingFactory(ServerFactory[TrackedProtocol]):
     """
     A L{ServerFactory} that keeps the set of its open protocols and builds no
     protocol (so the connection is closed at once) when C{max_connections}
@@ -34,13 +101,13 @@ class TrackingFactory(ServerFactory):
     noisy = False
     max_connections = DEFAULT_MAX_CONNECTIONS
 
-    def __init__(self, reactor=None, idle_timeout=None):
+    def __init__(self, reactor: IReactorTime | None = None, idle_timeout: float | None = None) -> None:
         self.reactor = reactor
         self.idle_timeout = idle_timeout
-        self.connections = set()
-        self._drained = []
+        self.connections: set[TrackedProtocol] = set()
+        self._drained: list[Deferred[None]] = []
 
-    def buildProtocol(self, addr):
+    def buildProtocol(self, addr: IAddress | None) -> TrackedProtocol | None:
         if len(self.connections) >= self.max_connections:
             self.log.warn(
                 "refusing connection from {peer}: {limit} connections already open",
@@ -50,7 +117,7 @@ class TrackingFactory(ServerFactory):
             return None
         return super().buildProtocol(addr)
 
-    def drain(self, clock, timeout):
+    def drain(self, clock: IReactorTime, timeout: float) -> Deferred[None]:
         """
         Close every connection as soon as it has no work in flight, and abort
         those still open after C{timeout} seconds.
@@ -60,25 +127,25 @@ class TrackingFactory(ServerFactory):
         """
         if not self.connections:
             return succeed(None)
-        drained = Deferred()
+        drained: Deferred[None] = Deferred()
         self._drained.append(drained)
         deadline = clock.callLater(timeout, self._abort_open)
         for protocol in list(self.connections):
             protocol.close_when_idle()
 
-        def cancel_deadline(result):
+        def cancel_deadline(result: _T) -> _T:
             if deadline.active():
                 deadline.cancel()
             return result
 
         return drained.addBoth(cancel_deadline)
 
-    def _abort_open(self):
+    def _abort_open(self) -> None:
         for protocol in list(self.connections):
             self.log.warn("shutting down: aborting connection from {peer}, still busy", peer=protocol.peer)
             protocol.transport.abortConnection()
 
-    def connection_closed(self, protocol):
+    def connection_closed(self, protocol: TrackedProtocol) -> None:
         """
         Forget a protocol whose connection has closed.
         """
@@ -87,51 +154,6 @@ class TrackingFactory(ServerFactory):
             drained, self._drained = self._drained, []
             for waiting in drained:
                 waiting.callback(None)
-
-
-class TrackedProtocol(Protocol, TimeoutMixin):
-    """
-    A protocol that enters its factory's C{connections} while connected,
-    knows its peer as C{self.peer} (C{127.0.0.1:53211}), and is closed after
-    the factory's C{idle_timeout} seconds without traffic (subclasses call
-    C{resetTimeout} when traffic moves).  Subclasses that override the
-    connection methods call these too.
-    """
-
-    log = Logger()
-
-    def connectionMade(self):
-        self.factory.connections.add(self)
-        self.peer = format_address(self.transport.getPeer())
-        if self.factory.reactor is not None:
-            self.callLater = self.factory.reactor.callLater
-        self.setTimeout(self.factory.idle_timeout)
-
-    def timeoutConnection(self):
-        self.log.info("closing idle connection from {peer}", peer=self.peer)
-        self.close()
-
-    def close_when_idle(self):
-        """
-        Close the connection once no work is in flight, for a graceful
-        shutdown.  Roles with work in flight (an exchange, a forward)
-        override this and close when it is done.
-        """
-        self.close()
-
-    def close(self):
-        """
-        Close the connection after what was written has been sent.
-        """
-        # A transport that paused itself (its own producer) would otherwise
-        # never close: once its buffer drains it resumes instead.
-        if getattr(self.transport, "producer", None) is not None:
-            self.transport.unregisterProducer()
-        self.transport.loseConnection()
-
-    def connectionLost(self, reason):
-        self.setTimeout(None)
-        self.factory.connection_closed(self)
 
 
 class DrainOnStop(Service):
@@ -146,17 +168,38 @@ class DrainOnStop(Service):
     :param timeout: seconds to wait before aborting busy connections.
     """
 
-    def __init__(self, factory, clock, timeout):
+    def __init__(self, factory: TrackingFactory, clock: IReactorTime, timeout: float) -> None:
         self.factory = factory
         self.clock = clock
         self.timeout = timeout
 
-    def stopService(self):
+    def stopService(self) -> Deferred[None]:
         super().stopService()
         return self.factory.drain(self.clock, self.timeout)
 
 
-def format_address(address):
+def listening(factory: TrackingFactory, endpoints: Iterable[str], reactor: Any, timeout: float) -> MultiService:
+    """
+    The service of a factory listening on endpoints, draining its
+    connections when stopped.
+
+    The listeners are stopped before the drain (a L{MultiService} stops its
+    children last first), so no new connection comes in while it drains; a
+    port already in use stops start-up, as L{strports.service} does.
+
+    :param endpoints: the endpoint descriptions to listen on.
+    :param reactor: the reactor, to listen with and as the drain's clock.
+    :param timeout: seconds to wait before aborting busy connections.
+    :returns: the service, to be given a parent.
+    """
+    service = MultiService()
+    DrainOnStop(factory, reactor, timeout).setServiceParent(service)
+    for endpoint in endpoints:
+        strports.service(endpoint, factory, reactor=reactor).setServiceParent(service)
+    return service
+
+
+def format_address(address: IAddress | None) -> str:
     """
     Render a peer address for logs and replies: C{127.0.0.1:53211},
     C{[::1]:443}, or the unix path (C{unix socket} for an unnamed peer).

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_instruments -*-
 """
 Metrics in the Prometheus text exposition format (version 0.0.4): counters,
 gauges and histograms with labels, and the page that shows them.
@@ -9,20 +10,25 @@ to be kept in step.  No dependency beyond the standard library.
 """
 
 from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from math import isinf, isnan
+from typing import Any, TypeVar
+
+# A metric's value for one label set: labels in the order of its names.
+Labels = tuple[object, ...]
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 
-def _escape_label(value):
+def _escape_label(value: object) -> str:
     return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _escape_help(text):
+def _escape_help(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
-def _number(value):
+def _number(value: float) -> str:
     if isnan(value):
         return "NaN"
     if isinf(value):
@@ -32,7 +38,7 @@ def _number(value):
     return repr(float(value))
 
 
-def _labels(names, values, extra=()):
+def _labels(names: Sequence[str], values: Labels, extra: Iterable[tuple[str, object]] = ()) -> str:
     pairs = [*zip(names, values), *extra]
     if not pairs:
         return ""
@@ -48,34 +54,35 @@ class _Metric:
 
     kind = ""
 
-    def __init__(self, name, help_text, labels=(), read=None):
+    def __init__(self, name: str, help_text: str, labels: Iterable[str] = (),
+                 read: Callable[[], Any] | None = None) -> None:
         self.name = name
         self.help = help_text
         self.labelnames = tuple(labels)
-        self._values = {}
+        self._values: dict[Labels, Any] = {}
         self._read = read
 
-    def _key(self, labels):
+    def _key(self, labels: Labels) -> Labels:
         if len(labels) != len(self.labelnames):
             raise ValueError(f"{self.name} takes labels {self.labelnames}, got {tuple(labels)}")
         return tuple(labels)
 
-    def lines(self):
+    def lines(self) -> Iterator[str]:
         yield f"# HELP {self.name} {_escape_help(self.help)}"
         yield f"# TYPE {self.name} {self.kind}"
         yield from self._samples()
 
-    def value(self, *labels):
+    def value(self, *labels: object) -> float:
         values = self._current()
         return values.get(tuple(labels), 0)
 
-    def total(self):
+    def total(self) -> float:
         """
         :returns: the sum over every label set.
         """
         return sum(self._current().values())
 
-    def _current(self):
+    def _current(self) -> Mapping[Labels, Any]:
         if self._read is None:
             # One without labels shows 0 until first counted, so a scrape
             # sees it from the start.
@@ -83,7 +90,7 @@ class _Metric:
         read = self._read()
         return read if self.labelnames else {(): read}
 
-    def _samples(self):
+    def _samples(self) -> Iterator[str]:
         for key, value in sorted(self._current().items()):
             yield f"{self.name}{_labels(self.labelnames, key)} {_number(value)}"
 
@@ -96,7 +103,7 @@ class Counter(_Metric):
 
     kind = "counter"
 
-    def inc(self, *labels, amount=1):
+    def inc(self, *labels: object, amount: float = 1) -> None:
         key = labels if len(labels) == len(self.labelnames) else self._key(labels)
         self._values[key] = self._values.get(key, 0) + amount
 
@@ -108,14 +115,14 @@ class Gauge(_Metric):
 
     kind = "gauge"
 
-    def set(self, value, *labels):
+    def set(self, value: float, *labels: object) -> None:
         self._values[self._key(labels)] = value
 
-    def inc(self, *labels, amount=1):
+    def inc(self, *labels: object, amount: float = 1) -> None:
         key = self._key(labels)
         self._values[key] = self._values.get(key, 0) + amount
 
-    def dec(self, *labels, amount=1):
+    def dec(self, *labels: object, amount: float = 1) -> None:
         self.inc(*labels, amount=-amount)
 
 
@@ -127,11 +134,11 @@ class Histogram(_Metric):
 
     kind = "histogram"
 
-    def __init__(self, name, help_text, buckets, labels=()):
+    def __init__(self, name: str, help_text: str, buckets: Iterable[float], labels: Iterable[str] = ()) -> None:
         super().__init__(name, help_text, labels)
         self.buckets = tuple(sorted(buckets))
 
-    def observe(self, value, *labels):
+    def observe(self, value: float, *labels: object) -> None:
         key = self._key(labels)
         state = self._values.get(key)
         if state is None:
@@ -140,11 +147,11 @@ class Histogram(_Metric):
         counts[bisect_left(self.buckets, value)] += 1
         state[1] += value
 
-    def count(self, *labels):
+    def count(self, *labels: object) -> int:
         state = self._values.get(tuple(labels))
         return 0 if state is None else sum(state[0])
 
-    def _samples(self):
+    def _samples(self) -> Iterator[str]:
         values = self._values
         if not values and not self.labelnames:
             values = {(): [[0] * (len(self.buckets) + 1), 0.0]}
@@ -157,22 +164,25 @@ class Histogram(_Metric):
             yield f"{self.name}_count{_labels(self.labelnames, key)} {cumulative}"
 
 
+_M = TypeVar("_M", bound=_Metric)
+
+
 class Registry:
     """
     The metrics of one daemon, rendered in the order they were added.
     """
 
-    def __init__(self):
-        self._metrics = []
+    def __init__(self) -> None:
+        self._metrics: list[_Metric] = []
 
-    def add(self, metric):
+    def add(self, metric: _M) -> _M:
         """
         :returns: C{metric}, added.
         """
         self._metrics.append(metric)
         return metric
 
-    def render(self):
+    def render(self) -> bytes:
         """
         :returns: the exposition, as UTF-8 bytes.
         """

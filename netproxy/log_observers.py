@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_log_observers,tests.integration.test_logging -*-
 """
 Log observers for C{twistd --logger}: one JSON object per line for log
 shippers, and readable lines with syslog priorities for the journal.
@@ -36,8 +37,9 @@ import math
 import sys
 from datetime import datetime, timezone
 from time import time as now
+from typing import IO, Any
 
-from twisted.logger import ILogObserver, LoggingFile, LogLevel, eventAsText, formatEvent
+from twisted.logger import ILogObserver, LogEvent, LoggingFile, LogLevel, eventAsText, formatEvent
 from twisted.python.compat import ioType
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -65,7 +67,7 @@ SYSLOG_PRIORITIES = {
 }
 
 
-def _repr(value):
+def _repr(value: object) -> str:
     """
     :returns: C{repr(value)}, or a short description if that raises.
     """
@@ -80,7 +82,7 @@ def _repr(value):
         return f"<unrepresentable {name}: repr raised {problem}>"
 
 
-def _key(key):
+def _key(key: object) -> str:
     if isinstance(key, str):
         return key
     if isinstance(key, (bytes, bytearray)):
@@ -88,7 +90,7 @@ def _key(key):
     return _repr(key)
 
 
-def jsonable(value, depth=0):
+def jsonable(value: object, depth: int = 0) -> Any:
     """
     Turn a field's value into something L{json.dumps} writes as it is.
 
@@ -122,7 +124,7 @@ def jsonable(value, depth=0):
     return _repr(value)
 
 
-def _field(value):
+def _field(value: object) -> Any:
     try:
         return jsonable(value)
     except Exception:
@@ -131,7 +133,7 @@ def _field(value):
         return _repr(value)
 
 
-def format_time(when):
+def format_time(when: float) -> str:
     """
     :param when: a POSIX timestamp.
     :returns: it in ISO 8601, UTC, to the microsecond:
@@ -141,13 +143,13 @@ def format_time(when):
     return stamp.replace("+00:00", "Z")
 
 
-def _is_legacy(event):
+def _is_legacy(event: LogEvent) -> bool:
     # Events from twisted.python.log.msg/err (twistd's "... starting on
     # 8080", "Unhandled Error") carry their text pre-formatted.
     return event.get("log_namespace") == "log_legacy" and event.get("log_format") == "{log_text}"
 
 
-def _bookkeeping(key, value, event, legacy, message):
+def _bookkeeping(key: object, value: object, event: LogEvent, legacy: bool, message: str) -> bool:
     """
     :returns: whether C{key} was put in C{event} by the logging system
         rather than given to the log call as a field.
@@ -177,7 +179,7 @@ def _bookkeeping(key, value, event, legacy, message):
     return True
 
 
-def _fields(event, legacy, message):
+def _fields(event: LogEvent, legacy: bool, message: str) -> dict[str, Any]:
     fields = {}
     for key, value in event.items():
         try:
@@ -190,14 +192,14 @@ def _fields(event, legacy, message):
     return fields
 
 
-def _traceback(failure):
+def _traceback(failure: Failure) -> str:
     try:
         return failure.getTraceback()
     except Exception as e:
         return f"(traceback unavailable: {_repr(e)}) {_repr(failure)}"
 
 
-def event_record(event):
+def event_record(event: LogEvent) -> dict[str, Any]:
     """
     Describe a log event as a JSON-able dict: see the module docstring for
     its keys.
@@ -205,13 +207,14 @@ def event_record(event):
     :param event: a L{twisted.logger} event.
     :returns: a dict whose values are all JSON-able.
     """
-    when = event.get("log_time")
+    # Any value at all: format_time raises for what is not a usable time.
+    when: Any = event.get("log_time")
     try:
         stamp = format_time(when)
     except (TypeError, ValueError, OverflowError, OSError):
         # Missing, not a number, or beyond the years datetime can show.
         stamp = format_time(now())
-    level = event.get("log_level")
+    level: Any = event.get("log_level")
     legacy = _is_legacy(event)
     failure = event.get("log_failure")
     if failure is None and legacy and isinstance(event.get("failure"), Failure):
@@ -237,7 +240,7 @@ def event_record(event):
     return record
 
 
-def _fallback_record(event, error):
+def _fallback_record(event: LogEvent, error: Exception) -> dict[str, Any]:
     """
     The record of an event that L{event_record} could not describe.
     """
@@ -256,13 +259,15 @@ def _fallback_record(event, error):
     }
 
 
-def _stdout():
+def _stdout() -> IO[Any]:
     """
     :returns: the process's standard output, even once twistd has turned
         C{sys.stdout} into a stream that logs what is written to it (writing
         log lines there would log them again, for ever).
     """
-    stream = sys.stdout
+    # Either may be None in a process without one; writing then fails, and
+    # the observers drop what they cannot write.
+    stream: Any = sys.stdout
     if stream is None or isinstance(stream, LoggingFile):
         stream = sys.__stdout__
     return stream
@@ -274,12 +279,12 @@ class _LineObserver:
     that cannot be written is dropped (there is nowhere left to report it).
     """
 
-    def __init__(self, stream):
+    def __init__(self, stream: IO[Any]) -> None:
         self._stream = stream
         self._binary = ioType(stream) is bytes
         self._encoding = "utf-8" if self._binary else (getattr(stream, "encoding", None) or "utf-8")
 
-    def _write(self, text):
+    def _write(self, text: str) -> None:
         try:
             data = text.encode(self._encoding) if self._binary else text
             self._stream.write(data)
@@ -287,7 +292,7 @@ class _LineObserver:
         except Exception:
             pass
 
-    def _encodable(self, text):
+    def _encodable(self, text: str) -> bool:
         try:
             text.encode(self._encoding)
             return True
@@ -308,7 +313,7 @@ class JSONLineObserver(_LineObserver):
     :param stream: a text or binary stream; binary streams get UTF-8.
     """
 
-    def __call__(self, event):
+    def __call__(self, event: LogEvent) -> None:
         try:
             try:
                 record = event_record(event)
@@ -337,7 +342,7 @@ class JournalObserver(_LineObserver):
     :param stream: a text or binary stream; binary streams get UTF-8.
     """
 
-    def __call__(self, event):
+    def __call__(self, event: LogEvent) -> None:
         try:
             try:
                 priority = SYSLOG_PRIORITIES.get(event.get("log_level"), 6)
@@ -355,7 +360,7 @@ class JournalObserver(_LineObserver):
         self._write(text)
 
 
-def json_observer():
+def json_observer() -> JSONLineObserver:
     """
     The factory for C{twistd --logger netproxy.log_observers.json_observer}.
 
@@ -364,7 +369,7 @@ def json_observer():
     return JSONLineObserver(_stdout())
 
 
-def journal_observer():
+def journal_observer() -> JournalObserver:
     """
     The factory for C{twistd --logger netproxy.log_observers.journal_observer}.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_rules_file -*-
 """
 Rules files: a blocklist or allow-list read from disk, and reloaded on
 ``SIGHUP`` without ever leaving a half-read list in force.
@@ -10,16 +11,16 @@ from twisted.python.filepath import FilePath
 
 from netproxy.acl import Rule, RuleSet
 from netproxy.errors import RuleError
-from netproxy.textfile import read_text
+from netproxy.textfile import AnyPath, read_text
 
 
-def _as_filepath(path) -> FilePath:
+def _as_filepath(path: AnyPath) -> "FilePath[str]":
     if isinstance(path, FilePath):
         return path.asTextMode()
     return FilePath(os.fsdecode(path))
 
 
-def read_rules_file(path) -> RuleSet:
+def read_rules_file(path: AnyPath) -> RuleSet:
     """
     Read a rules file: UTF-8 text, one rule per line, ``#`` comments.
 
@@ -43,7 +44,8 @@ class RulesFile:
 
     log = Logger()
 
-    def __init__(self, fixed: RuleSet = RuleSet(), path=None) -> None:
+    def __init__(self, fixed: RuleSet = RuleSet(),
+                 path: AnyPath | None = None) -> None:
         """
         Read the file now, so a bad file stops start-up with a clear message.
 

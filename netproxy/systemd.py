@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_systemd,tests.integration.test_systemd -*-
 """
 Tell systemd how a role is doing: C{READY=1}, C{RELOADING=1}, C{STOPPING=1}
 and watchdog pings, as C{sd_notify(3)} sends them.
@@ -17,8 +18,11 @@ import errno
 import os
 import socket
 import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
-from twisted.application.service import IServiceCollection, Service
+from twisted.application.service import IService, IServiceCollection, MultiService, Service
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -32,8 +36,10 @@ MAX_PENDING = 16
 # The socket is full: the message waits for a retry.
 _FULL = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS)
 
+_S = TypeVar("_S")
 
-def notify_address(value):
+
+def notify_address(value: str | None) -> str | None:
     """
     Turn the value of C{$NOTIFY_SOCKET} into a socket address.
 
@@ -48,7 +54,7 @@ def notify_address(value):
     return None
 
 
-def watchdog_interval(environ, pid):
+def watchdog_interval(environ: Mapping[str, str], pid: int) -> float | None:
     """
     How often to send C{WATCHDOG=1}: half of C{$WATCHDOG_USEC}, as
     C{sd_watchdog_enabled(3)} advises, when the watchdog is meant for this
@@ -70,7 +76,7 @@ def watchdog_interval(environ, pid):
     return usec / 2 / 1e6
 
 
-def monotonic_usec():
+def monotonic_usec() -> int:
     """
     :returns: C{CLOCK_MONOTONIC} in microseconds, the clock systemd compares
         C{MONOTONIC_USEC=} with.
@@ -78,7 +84,7 @@ def monotonic_usec():
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
 
 
-def _datagram_socket():
+def _datagram_socket() -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.setblocking(False)
     return sock
@@ -96,17 +102,18 @@ class NotifySocket:
 
     log = Logger()
 
-    def __init__(self, address, clock, make_socket=_datagram_socket):
+    def __init__(self, address: str, clock: IReactorTime,
+                 make_socket: Callable[[], socket.socket] = _datagram_socket) -> None:
         self.address = address
         self._clock = clock
         self._make_socket = make_socket
-        self._socket = None
-        self._pending = []
-        self._retry = None
+        self._socket: socket.socket | None = None
+        self._pending: list[bytes] = []
+        self._retry: IDelayedCall | None = None
         self._warned = False
         self._closing = False
 
-    def send(self, message):
+    def send(self, message: str) -> None:
         """
         Send C{message} now, or as soon as the socket takes it.
 
@@ -121,7 +128,7 @@ class NotifySocket:
         if self._retry is None:
             self._flush()
 
-    def _flush(self):
+    def _flush(self) -> None:
         self._retry = None
         while self._pending:
             try:
@@ -140,12 +147,12 @@ class NotifySocket:
         if self._closing:
             self.close()
 
-    def _warn(self, text, **fields):
+    def _warn(self, text: str, **fields: object) -> None:
         if not self._warned:
             self._warned = True
             self.log.warn(text, address=_printable(self.address), **fields)
 
-    def close_when_sent(self):
+    def close_when_sent(self) -> None:
         """
         Close the socket once every message waiting has been sent (or
         dropped); a later L{send} opens a new one.
@@ -154,7 +161,7 @@ class NotifySocket:
         if self._retry is None:
             self._flush()
 
-    def close(self):
+    def close(self) -> None:
         """
         Drop what is still waiting and close the socket.
         """
@@ -168,7 +175,7 @@ class NotifySocket:
             self._socket = None
 
 
-def _printable(address):
+def _printable(address: str) -> str:
     return "@" + address[1:] if address.startswith("\0") else address
 
 
@@ -195,16 +202,18 @@ class SystemdNotifier(Service):
 
     log = Logger()
 
-    def __init__(self, reactor, environ=None, pid=None, monotonic=monotonic_usec, make_socket=_datagram_socket):
+    def __init__(self, reactor: Any, environ: Mapping[str, str] | None = None, pid: int | None = None,
+                 monotonic: Callable[[], int] = monotonic_usec,
+                 make_socket: Callable[[], socket.socket] = _datagram_socket) -> None:
         environ = os.environ if environ is None else environ
         address = notify_address(environ.get("NOTIFY_SOCKET"))
         self.socket = None if address is None else NotifySocket(address, reactor, make_socket)
         self.watchdog_interval = watchdog_interval(environ, os.getpid() if pid is None else pid)
         self._reactor = reactor
         self._monotonic = monotonic
-        self._watchdog = None
+        self._watchdog: LoopingCall | None = None
 
-    def attach(self, service):
+    def attach(self, service: MultiService) -> "SystemdNotifier":
         """
         Join C{service} as its last child, announcing the reloads of every
         L{ReloadOnHangup} in it.  A role with nothing to reload gets one
@@ -223,14 +232,14 @@ class SystemdNotifier(Service):
         self.setServiceParent(service)
         return self
 
-    def notify(self, message):
+    def notify(self, message: str) -> None:
         """
         Send C{message} (C{NAME=value} lines) to systemd, if it listens.
         """
         if self.socket is not None:
             self.socket.send(message)
 
-    def startService(self):
+    def startService(self) -> None:
         super().startService()
         if self.socket is not None:
             # twistd starts the services before the reactor runs: READY=1
@@ -238,8 +247,8 @@ class SystemdNotifier(Service):
             # (ExitCleanlyOnTerm's SIGTERM handler) have run.
             self._reactor.callWhenRunning(self._ready)
 
-    def _ready(self):
-        if not self.running:
+    def _ready(self) -> None:
+        if not self.running or self.socket is None:
             return
         self.log.info("notifying systemd at {address}: ready", address=_printable(self.socket.address))
         self.notify("READY=1")
@@ -248,7 +257,7 @@ class SystemdNotifier(Service):
             self._watchdog.clock = self._reactor
             self._watchdog.start(self.watchdog_interval, now=True)
 
-    def stopService(self):
+    def stopService(self) -> None:
         super().stopService()
         # systemd stops watching once it knows we stop.
         if self._watchdog is not None:
@@ -258,7 +267,7 @@ class SystemdNotifier(Service):
             self.socket.send("STOPPING=1")
             self.socket.close_when_sent()
 
-    def reloading(self):
+    def reloading(self) -> None:
         """
         A reload begins: C{RELOADING=1} with the time, as
         C{Type=notify-reload} requires.
@@ -266,7 +275,7 @@ class SystemdNotifier(Service):
         if self.running:
             self.notify(f"RELOADING=1\nMONOTONIC_USEC={self._monotonic()}")
 
-    def reloaded(self):
+    def reloaded(self) -> None:
         """
         A reload has been applied or refused: C{READY=1} again.
         """
@@ -274,7 +283,7 @@ class SystemdNotifier(Service):
             self.notify("READY=1")
 
 
-def _find(service, kind):
+def _find(service: IService, kind: type[_S]) -> Iterator[_S]:
     if isinstance(service, kind):
         yield service
     if IServiceCollection.providedBy(service):

@@ -1,21 +1,27 @@
+# -*- test-case-name: tests.test_tap,tests.message.test_services -*-
 """
 The twistd plugin's options and services: C{twistd netproxy ROLE [options]}.
 
 One L{usage.Options} per role checks and converts every value (a bad one
-stops start-up with a message naming the option); L{makeService} assembles
-the role's listeners into a L{MultiService}.
+stops start-up with a message naming the option); L{makeService} hands the
+checked options to the role's builder (L{netproxy.message.services} for the
+message roles) and puts the shared SIGTERM and systemd services around it.
+
+twistd imports this module to list its commands, so what only a running
+role needs is imported inside the functions that build it.
 """
 
 import os
+from collections.abc import Callable
+from typing import Any
 
-from twisted.application import internet, strports
-from twisted.application.service import MultiService
-from twisted.python.filepath import FilePath
+from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
 from netproxy import coerce
 from netproxy.cli import ClientOptions
-from netproxy.connections import DEFAULT_MAX_CONNECTIONS, DrainOnStop
+from netproxy.acl import RuleSet
+from netproxy.connections import DEFAULT_MAX_CONNECTIONS
 from netproxy.message.codec import DEFAULT_MAX_SIZE
 
 
@@ -30,13 +36,17 @@ class _ServerOptions(usage.Options):
         ["shutdown-timeout", None, "10", "seconds work in flight may take to finish after SIGTERM"],
     ]
 
-    def postOptions(self):
+    def postOptions(self) -> None:
         self["idle-timeout"] = coerce.seconds("idle-timeout", self["idle-timeout"])
         self["shutdown-timeout"] = coerce.seconds("shutdown-timeout", self["shutdown-timeout"])
         self["max-connections"] = coerce.count("max-connections", self["max-connections"])
 
 
 class RelayOptions(_ServerOptions):
+    """
+    C{twistd netproxy relay}.
+    """
+
     synopsis = "[--listen ENDPOINT] [--block RULE]... [--blocklist FILE]"
     longdesc = ("Relay each JSON request {server_ip, server_port, message} to its "
                 "destination unless a rule blocks it; reply bytes come back as they arrive.")
@@ -47,26 +57,29 @@ class RelayOptions(_ServerOptions):
         ["max-size", None, str(DEFAULT_MAX_SIZE), "largest request accepted, in bytes (64K, 1M ...)"],
     ]
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self["block"] = []
 
-    def opt_block(self, rule):
+    def opt_block(self, rule: str) -> None:
         """
-        block destinations matching RULE (IP, CIDR, *:port, ip:port, host,
-        *.domain); may be repeated
+        block destinations matching RULE (IP, CIDR, *:port, ip:port, host, *.domain); may be repeated
         """
-        self["block"].append(_rule("block", rule))
+        self["block"].append(coerce.rule("block", rule))
 
-    def postOptions(self):
+    def postOptions(self) -> None:
         super().postOptions()
         self["listen"] = coerce.listen_endpoint("listen", self["listen"])
         self["connect-timeout"] = coerce.seconds("connect-timeout", self["connect-timeout"])
         self["max-size"] = coerce.size("max-size", self["max-size"])
-        self["rules"] = _rules_file(self["block"], self["blocklist"])
+        self["rules"] = coerce.rules_file("blocklist", self["block"], self["blocklist"])
 
 
 class AckOptions(_ServerOptions):
+    """
+    C{twistd netproxy ack}.
+    """
+
     synopsis = "[--listen ENDPOINT] [--reply TEXT]"
     longdesc = "Answer every chunk of data received with a fixed reply (DONE)."
     optParameters = [
@@ -74,12 +87,16 @@ class AckOptions(_ServerOptions):
         ["reply", "r", "DONE", "the text answered to every chunk"],
     ]
 
-    def postOptions(self):
+    def postOptions(self) -> None:
         super().postOptions()
         self["listen"] = coerce.listen_endpoint("listen", self["listen"])
 
 
 class UpperOptions(_ServerOptions):
+    """
+    C{twistd netproxy upper}.
+    """
+
     synopsis = "[--tcp PORT] [--udp PORT] [--interface ADDRESS] [--no-tcp | --no-udp]"
     longdesc = "Send back every byte received with a-z upper-cased, over TCP and UDP."
     optFlags = [["no-tcp", None, "do not listen on TCP"], ["no-udp", None, "do not listen on UDP"]]
@@ -89,7 +106,7 @@ class UpperOptions(_ServerOptions):
         ["interface", "i", "127.0.0.1", "address to listen on"],
     ]
 
-    def postOptions(self):
+    def postOptions(self) -> None:
         super().postOptions()
         self["tcp"] = None if self["no-tcp"] else coerce.listen_port("tcp", self["tcp"])
         self["udp"] = None if self["no-udp"] else coerce.listen_port("udp", self["udp"])
@@ -98,6 +115,10 @@ class UpperOptions(_ServerOptions):
 
 
 class ReverseOptions(_ServerOptions):
+    """
+    C{twistd netproxy reverse}.
+    """
+
     synopsis = "[--port 5000 | --listen ENDPOINT]"
     longdesc = ("Message reverse proxy: servers register themselves (type 1 setup), client data "
                 "messages (type 0) go round-robin to the servers of their privacy policy.")
@@ -113,7 +134,7 @@ class ReverseOptions(_ServerOptions):
          "endpoint serving GET /metrics (Prometheus text format), e.g. tcp:9105:interface=127.0.0.1"],
     ]
 
-    def postOptions(self):
+    def postOptions(self) -> None:
         super().postOptions()
         if self["port"] is not None:
             self["listen"] = coerce.listen_endpoint("port", self["port"])
@@ -126,6 +147,10 @@ class ReverseOptions(_ServerOptions):
 
 
 class ServerOptions(_ServerOptions):
+    """
+    C{twistd netproxy server}.
+    """
+
     synopsis = "--id ID --pp POLICY --listen PORT --revproc PORT [--revproc-host 127.0.0.1]"
     longdesc = ("Backend server: registers with a reverse proxy and answers each data message "
                 "with the SHA-1 of its payload.")
@@ -138,12 +163,12 @@ class ServerOptions(_ServerOptions):
         ["max-size", None, str(DEFAULT_MAX_SIZE), "largest message accepted, in bytes (64K, 1M ...)"],
     ]
 
-    def postOptions(self):
+    def postOptions(self) -> None:
         super().postOptions()
         for name in ("id", "pp", "listen"):
             if not self[name]:
                 raise usage.UsageError(f"--{name} is required")
-        # Ids travel as numbers when they look like numbers, as the assignment's peers send them.
+        # Ids travel as numbers when they look like numbers, as the peers' own messages carry them.
         self["id"] = int(self["id"]) if self["id"].isascii() and self["id"].isdigit() else self["id"]
         self["listen"] = coerce.listen_endpoint("listen", self["listen"])
         self["revproc"] = coerce.port_number("revproc", self["revproc"])
@@ -151,6 +176,10 @@ class ServerOptions(_ServerOptions):
 
 
 class HttpOptions(_ServerOptions):
+    """
+    C{twistd netproxy http}.
+    """
+
     synopsis = ("[--listen ENDPOINT]... [--allow CIDR]... [--block RULE]... [--blocklist FILE] [--connect-port 443]... "
                 "[--auth-file FILE]")
     longdesc = "HTTP/1.1 forward proxy with CONNECT tunnels and access control."
@@ -168,7 +197,7 @@ class HttpOptions(_ServerOptions):
         ["no-cache", None, "forward every request; store nothing"],
     ]
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
         self["allow"] = []
@@ -176,61 +205,50 @@ class HttpOptions(_ServerOptions):
         self["connect-port"] = []
         self["admin"] = []
 
-    def opt_listen(self, endpoint):
+    def opt_listen(self, endpoint: str) -> None:
         """
         endpoint to listen on (default tcp:8080:interface=127.0.0.1); may be repeated
         """
         self["listen"].append(coerce.listen_endpoint("listen", endpoint))
 
-    def opt_allow(self, rule):
+    def opt_allow(self, rule: str) -> None:
         """
         client network allowed to use the proxy (default: loopback only); may be repeated
         """
-        self["allow"].append(_rule("allow", rule))
+        self["allow"].append(coerce.rule("allow", rule))
 
-    def opt_admin(self, rule):
+    def opt_admin(self, rule: str) -> None:
         """
         client network allowed to PURGE cache entries (default: loopback only); may be repeated
         """
-        self["admin"].append(_rule("admin", rule))
+        self["admin"].append(coerce.rule("admin", rule))
 
-    def opt_block(self, rule):
+    def opt_block(self, rule: str) -> None:
         """
         block destinations matching RULE (IP, CIDR, *:port, ip:port, host, *.domain); may be repeated
         """
-        self["block"].append(_rule("block", rule))
+        self["block"].append(coerce.rule("block", rule))
 
-    def opt_connect_port(self, port):
+    def opt_connect_port(self, port: str) -> None:
         """
         port CONNECT tunnels may reach (default 443); may be repeated
         """
         self["connect-port"].append(coerce.port_number("connect-port", port))
 
-    def postOptions(self):
+    def postOptions(self) -> None:
         super().postOptions()
-        from netproxy.acl import RuleSet
-
         self["listen"] = self["listen"] or ["tcp:8080:interface=127.0.0.1"]
-        self["allow"] = RuleSet(self["allow"] or [_rule("allow", "127.0.0.0/8"), _rule("allow", "::1")])
-        self["admin"] = RuleSet(self["admin"] or [_rule("admin", "127.0.0.0/8"), _rule("admin", "::1")])
+        loopback = [coerce.rule("allow", "127.0.0.0/8"), coerce.rule("allow", "::1")]
+        self["allow"] = RuleSet(self["allow"] or loopback)
+        self["admin"] = RuleSet(self["admin"] or loopback)
         self["connect-port"] = frozenset(self["connect-port"] or [443])
         self["timeout"] = coerce.seconds("timeout", self["timeout"])
         self["connect-timeout"] = coerce.seconds("connect-timeout", self["connect-timeout"])
-        self["rules"] = _rules_file(self["block"], self["blocklist"])
+        self["rules"] = coerce.rules_file("blocklist", self["block"], self["blocklist"])
         self["auth"] = _auth_file(self["auth-file"])
         self["cache-size"] = coerce.size("cache-size", self["cache-size"])
         # systemd's CacheDirectory= sets CACHE_DIRECTORY (a list when several).
         self["cache-dir"] = self["cache-dir"] or os.environ.get("CACHE_DIRECTORY", "").split(":")[0] or "netproxy-cache"
-
-
-def _rule(option, text):
-    from netproxy.acl import parse_rule
-    from netproxy.errors import RuleError
-
-    try:
-        return parse_rule(text)
-    except RuleError as error:
-        raise usage.UsageError(f"--{option}: {error}")
 
 
 def _auth_file(path):
@@ -245,108 +263,70 @@ def _auth_file(path):
         raise usage.UsageError(f"--auth-file: {error}")
 
 
-def _rules_file(fixed, path):
-    from netproxy.acl import RuleSet
-    from netproxy.errors import RuleError
-    from netproxy.rules_file import RulesFile
-
-    try:
-        return RulesFile(RuleSet(fixed), path)
-    except RuleError as error:
-        raise usage.UsageError(f"--blocklist: {error}")
-
-
 class Options(usage.Options):
+    """
+    C{twistd netproxy ROLE}: one subcommand per role.
+    """
+
     synopsis = "ROLE [options]"
     longdesc = "netproxy roles. 'twistd netproxy ROLE --help' describes each one."
-    subCommands = [
-        ["http", None, HttpOptions, "HTTP/1.1 forward proxy with CONNECT tunnels and access control"],
-        ["reverse", None, ReverseOptions, "message reverse proxy with self-registering servers"],
-        ["server", None, ServerOptions, "backend server answering messages with their SHA-1"],
-        ["relay", None, RelayOptions, "message relay with a destination blocklist"],
-        ["ack", None, AckOptions, "answers every message with a fixed reply (DONE)"],
-        ["upper", None, UpperOptions, "TCP and UDP server that upper-cases a-z"],
-        ["client", None, ClientOptions, "run one client exchange (as netproxy-client does)"],
+    subCommands: list[tuple[str, None, type[usage.Options], str]] = [
+        ("http", None, HttpOptions, "HTTP/1.1 forward proxy with CONNECT tunnels and access control"),
+        ("reverse", None, ReverseOptions, "message reverse proxy with self-registering servers"),
+        ("server", None, ServerOptions, "backend server answering messages with their SHA-1"),
+        ("relay", None, RelayOptions, "message relay with a destination blocklist"),
+        ("ack", None, AckOptions, "answers every message with a fixed reply (DONE)"),
+        ("upper", None, UpperOptions, "TCP and UDP server that upper-cases a-z"),
+        ("client", None, ClientOptions, "run one client exchange (as netproxy-client does)"),
     ]
 
-    def postOptions(self):
+    def postOptions(self) -> None:
         if self.subCommand is None:
             raise usage.UsageError("name a role: " + ", ".join(name for name, *_ in self.subCommands))
 
 
-def makeService(options):
+def makeService(options: Options) -> MultiService:
     """
     Build the service of the role named in C{options}.
 
     :param options: a parsed L{Options}.
-    :returns: an L{IService}.
+    :returns: the role's service, after the SIGTERM handler and before the
+        systemd notifier.
     """
-    from twisted.internet import reactor
+    from twisted.internet import reactor as installed
 
+    from netproxy.message import services
     from netproxy.shutdown import ExitCleanlyOnTerm
+    from netproxy.systemd import SystemdNotifier
 
+    # Every role uses several of the reactor's interfaces, which no one type names.
+    reactor: Any = installed
+    builders: dict[str, Callable[[Any, Any], IService]] = {
+        "http": http_service, "reverse": services.reverse_service, "server": services.server_service,
+        "relay": services.relay_service, "ack": services.ack_service, "upper": services.upper_service,
+        "client": client_service,
+    }
     service = MultiService()
     # First, so its handler is in place before any listener starts.
     ExitCleanlyOnTerm(reactor).setServiceParent(service)
-    _BUILDERS[options.subCommand](options.subOptions, reactor).setServiceParent(service)
+    builders[str(options.subCommand)](options.subOptions, reactor).setServiceParent(service)
     if options.subCommand != "client":
-        from netproxy.systemd import SystemdNotifier
-
         # Last, so READY=1 goes out once every listener is up; stopped first,
         # so STOPPING=1 goes out before the listeners close and drain.
         SystemdNotifier(reactor).attach(service)
     return service
 
 
-def relay_service(options, reactor):
-    """
-    The relay listening on C{--listen}, reloading C{--blocklist} on SIGHUP.
-    """
-    from netproxy.message.relay import RelayFactory
-    from netproxy.reload import ReloadOnHangup
-
-    rules = options["rules"]
-    factory = RelayFactory(reactor, rules, options["idle-timeout"], options["connect-timeout"], options["max-size"])
-    service = MultiService()
-    if options["blocklist"]:
-        # Before the listener, so SIGHUP is handled as soon as the relay listens.
-        ReloadOnHangup([rules.reload], reactor).setServiceParent(service)
-    _listening(options, factory, reactor).setServiceParent(service)
-    return service
-
-
-def ack_service(options, reactor):
-    """
-    The ack server listening on C{--listen}.
-    """
-    from netproxy.message.ack import AckFactory
-
-    factory = AckFactory(reactor, options["reply"].encode("utf-8"), options["idle-timeout"])
-    return _listening(options, factory, reactor)
-
-
-def upper_service(options, reactor):
-    """
-    The upper server on C{--tcp} and C{--udp} at C{--interface}.
-    """
-    from netproxy.message.upper import UpperDatagramProtocol, UpperFactory
-
-    service = MultiService()
-    if options["tcp"] is not None:
-        factory = UpperFactory(reactor, options["idle-timeout"])
-        factory.max_connections = options["max-connections"]
-        DrainOnStop(factory, reactor, options["shutdown-timeout"]).setServiceParent(service)
-        internet.TCPServer(options["tcp"], factory, interface=options["interface"], reactor=reactor).setServiceParent(service)
-    if options["udp"] is not None:
-        internet.UDPServer(options["udp"], UpperDatagramProtocol(), interface=options["interface"], reactor=reactor).setServiceParent(service)
-    return service
-
-
-def http_service(options, reactor):
+def http_service(options: HttpOptions, reactor: Any) -> IService:
     """
     The HTTP proxy on every C{--listen}, reloading C{--blocklist} and
     C{--auth-file} on SIGHUP.
+
+    :param reactor: the reactor, to listen and connect with and as the clock.
     """
+    from twisted.python.filepath import FilePath
+
+    from netproxy.connections import listening
     from netproxy.http.proxy import ProxyFactory
     from netproxy.reload import ReloadOnHangup
 
@@ -354,8 +334,8 @@ def http_service(options, reactor):
     cache = None
     service = MultiService()
     if not options["no-cache"]:
-        from netproxy.http.cache.responses import Cache, LoadOnStart
         from netproxy.http.cache.file_store import FileStore
+        from netproxy.http.cache.responses import Cache, LoadOnStart
 
         store = FileStore(FilePath(options["cache-dir"]), options["cache-size"], reactor)
         LoadOnStart(store).setServiceParent(service)
@@ -372,73 +352,19 @@ def http_service(options, reactor):
     if options["auth"] is not None:
         from netproxy.http.auth import ProxyAuth
 
-        factory.auth = ProxyAuth(options["auth"], reactor)
+        # ProxyFactory declares auth as None, its default: it takes a ProxyAuth.
+        factory.auth = ProxyAuth(options["auth"], reactor)  # type: ignore[assignment]
         reloaders.append(options["auth"].reload)
     if reloaders:
         ReloadOnHangup(reloaders, reactor).setServiceParent(service)
-    DrainOnStop(factory, reactor, options["shutdown-timeout"]).setServiceParent(service)
-    for endpoint in options["listen"]:
-        strports.service(endpoint, factory, reactor=reactor).setServiceParent(service)
+    listening(factory, options["listen"], reactor, options["shutdown-timeout"]).setServiceParent(service)
     return service
 
 
-def reverse_service(options, reactor):
-    """
-    The reverse proxy listening on C{--listen}.
-    """
-    from netproxy.message.forwarder import Forwarder
-    from netproxy.message.registry import ServerRegistry
-    from netproxy.message.reverse import ReverseFactory
-
-    registry = ServerRegistry(reactor, first_retry=options["retry"])
-    forwarder = Forwarder(reactor, registry, options["connect-timeout"], options["timeout"], options["max-size"])
-    factory = ReverseFactory(reactor, registry, forwarder, options["idle-timeout"], options["setup-grace"],
-                             options["max-size"])
-    service = _listening(options, factory, reactor)
-    if options["metrics"] is not None:
-        from twisted.web.server import Site
-
-        from netproxy.message.reverse_metrics import MetricsPage, ReverseMetrics
-
-        site = Site(MetricsPage(ReverseMetrics(registry, forwarder).registry))
-        site.noisy = False
-        strports.service(options["metrics"], site, reactor=reactor).setServiceParent(service)
-    return service
-
-
-def server_service(options, reactor):
-    """
-    The backend server on C{--listen}, registered with C{--revproc}.
-    """
-    from twisted.internet.endpoints import HostnameEndpoint, serverFromString
-
-    from netproxy.message.backend import BackendService
-
-    registrar = HostnameEndpoint(reactor, options["revproc-host"], options["revproc"], timeout=5)
-    service = BackendService(reactor, serverFromString(reactor, options["listen"]), registrar, options["id"],
-                             options["pp"], options["revproc"], options["idle-timeout"], options["max-size"],
-                             shutdown_timeout=options["shutdown-timeout"])
-    service.factory.max_connections = options["max-connections"]
-    return service
-
-
-def client_service(options, reactor):
+def client_service(options: ClientOptions, reactor: Any) -> IService:
     """
     One client exchange, then the reactor stops.
     """
     from netproxy.cli import ClientRunService
 
     return ClientRunService(reactor, options)
-
-
-def _listening(options, factory, reactor):
-    factory.max_connections = options["max-connections"]
-    service = MultiService()
-    # Stopped after the listener (a MultiService stops its children last
-    # first), so it drains while nothing new comes in.
-    DrainOnStop(factory, reactor, options["shutdown-timeout"]).setServiceParent(service)
-    strports.service(options["listen"], factory, reactor=reactor).setServiceParent(service)
-    return service
-
-
-_BUILDERS = {"http": http_service, "reverse": reverse_service, "server": server_service, "relay": relay_service, "ack": ack_service, "upper": upper_service, "client": client_service}

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_textfile -*-
 """
 Reading the text files an operator gives netproxy (blocklists, password
 files): UTF-8, a byte order mark allowed, errors naming the file and line.
@@ -7,9 +8,14 @@ import os
 
 from twisted.python.filepath import FilePath
 
+# Where an operator's file is: a FilePath, or a path as text or os.PathLike.
+AnyPath = FilePath[str] | FilePath[bytes] | str | os.PathLike[str]
 
-def read_text(path: "FilePath[str] | str | os.PathLike[str]", error: type[Exception], what: str) -> tuple[str, str]:
+
+def read_text(path: AnyPath, error: type[Exception], what: str) -> tuple[str, str]:
     """
+    Read a text file the way every configuration file is read.
+
     :param path: a L{FilePath}, or a path as C{str} or C{os.PathLike}.
     :param error: the exception class to raise, with the message.
     :param what: what the file is, for the message (C{"rules file"}).

@@ -2,10 +2,12 @@
 Tests for L{netproxy.coerce}: option values and the errors naming options.
 """
 
+from twisted.python.filepath import FilePath
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy import coerce
+from netproxy.acl import parse_rule
 
 
 class ListenEndpointTests(SynchronousTestCase):
@@ -60,7 +62,7 @@ class NumberTests(SynchronousTestCase):
         self.assertEqual(coerce.size("max-size", "1.5KiB"), 1536)
 
     def test_bad_size(self):
-        """A size that is not a size is refused with the SPEC's wording."""
+        """A size that is not a size is refused with the wording the README documents."""
         error = self.assertRaises(UsageError, coerce.size, "cache-size", "lots")
         self.assertEqual(str(error), "--cache-size: expected a size like 512M, got 'lots'")
         self.assertRaises(UsageError, coerce.size, "cache-size", "0")
@@ -78,3 +80,37 @@ class NumberTests(SynchronousTestCase):
         self.assertEqual(coerce.host_and_port("proxy", "6000"), ("127.0.0.1", 6000))
         self.assertRaises(UsageError, coerce.host_and_port, "proxy", "host:")
         self.assertRaises(UsageError, coerce.host_and_port, "proxy", ":80")
+
+
+class RuleTests(SynchronousTestCase):
+    """
+    Access rules and rules files given as options.
+    """
+
+    def test_rule(self):
+        """A rule parses to the rule parse_rule makes."""
+        self.assertEqual(coerce.rule("block", "*.example.com:443"), parse_rule("*.example.com:443"))
+
+    def test_bad_rule_names_option(self):
+        """A bad rule is refused with the option's name and the parser's reason."""
+        error = self.assertRaises(UsageError, coerce.rule, "allow", "10.0.0.0/33")
+        self.assertTrue(str(error).startswith("--allow: bad rule '10.0.0.0/33': "), str(error))
+
+    def test_rules_file(self):
+        """The fixed rules come before the file's, and the file is read at once."""
+        path = FilePath(self.mktemp())
+        path.setContent(b"10.0.0.0/8\n")
+        rules = coerce.rules_file("blocklist", [parse_rule("*:25")], path.path)
+        self.assertEqual([str(rule) for rule in rules.rules], ["*:25", "10.0.0.0/8"])
+
+    def test_no_rules_file(self):
+        """Without a file only the fixed rules are in force."""
+        rules = coerce.rules_file("blocklist", [parse_rule("*:25")], None)
+        self.assertEqual([str(rule) for rule in rules.rules], ["*:25"])
+
+    def test_bad_rules_file_names_option(self):
+        """A rules file with a bad line is refused with the option's name, the file and the line."""
+        path = FilePath(self.mktemp())
+        path.setContent(b"10.0.0.1\nnot a rule\n")
+        error = self.assertRaises(UsageError, coerce.rules_file, "blocklist", [], path.path)
+        self.assertTrue(str(error).startswith(f"--blocklist: {path.path} line 2: "), str(error))

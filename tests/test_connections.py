@@ -1,11 +1,13 @@
 """
 Tests for L{netproxy.connections}: the connection limit of the listening
-factories, the set of open protocols, and how peer addresses are written.
+factories, the set of open protocols, draining them, the listening service,
+and how peer addresses are written.
 """
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.testing import (
     EventLoggingObserver,
+    MemoryReactorClock,
     StringTransportWithDisconnection,
 )
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
@@ -13,9 +15,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.connections import (
     DEFAULT_MAX_CONNECTIONS,
+    DrainOnStop,
     TrackedProtocol,
     TrackingFactory,
     format_address,
+    listening,
 )
 
 PEER = IPv4Address("TCP", "127.0.0.1", 53211)
@@ -194,6 +198,45 @@ class DrainTests(SynchronousTestCase):
         protocol.close_when_idle = lambda: None
         service = DrainOnStop(self.factory, self.clock, 5)
         service.startService()
+        stopped = service.stopService()
+        self.assertNoResult(stopped)
+        transport.loseConnection()
+        self.successResultOf(stopped)
+
+
+class ListeningTests(SynchronousTestCase):
+    """
+    L{listening}: a factory's listeners with its drain.
+    """
+
+    def test_listens_on_every_endpoint(self):
+        """Every endpoint gets a listener for the factory once started."""
+        reactor = MemoryReactorClock()
+        factory = _Factory(reactor)
+        service = listening(factory, ["tcp:6000:interface=127.0.0.1", "tcp:6001"], reactor, 5)
+        service.privilegedStartService()
+        service.startService()
+        self.assertEqual([(port, f, interface) for port, f, _, interface in reactor.tcpServers],
+                         [(6000, factory, "127.0.0.1"), (6001, factory, "")])
+
+    def test_listeners_stop_before_drain(self):
+        """The drain comes first among the children, so it is stopped after the listeners."""
+        reactor = MemoryReactorClock()
+        factory = _Factory(reactor)
+        children = list(listening(factory, ["tcp:6000"], reactor, 5))
+        self.assertIsInstance(children[0], DrainOnStop)
+        self.assertEqual((children[0].factory, children[0].clock, children[0].timeout), (factory, reactor, 5))
+        self.assertEqual(len(children), 2)
+
+    def test_drains_when_stopped(self):
+        """Stopping the service waits for the open connections to close."""
+        reactor = MemoryReactorClock()
+        factory = _Factory(reactor)
+        service = listening(factory, ["tcp:6000"], reactor, 5)
+        service.privilegedStartService()
+        service.startService()
+        protocol, transport = connect(factory)
+        protocol.close_when_idle = lambda: None
         stopped = service.stopService()
         self.assertNoResult(stopped)
         transport.loseConnection()

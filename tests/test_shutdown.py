@@ -3,6 +3,10 @@ Tests for L{netproxy.shutdown}: SIGTERM stops the reactor without making
 twistd die of the signal.
 """
 
+import signal
+
+from twisted.internet.interfaces import _ISupportsExitSignalCapturing
+from twisted.internet.selectreactor import SelectReactor
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.shutdown import ExitCleanlyOnTerm
@@ -78,6 +82,32 @@ class ExitCleanlyOnTermTests(SynchronousTestCase):
         self.reactor._exitSignal = FakeSignals.SIGINT
         self.reactor.shut_down()
         self.assertEqual(self.reactor._exitSignal, FakeSignals.SIGINT)
+
+
+class _ReactorWithoutWaker(SelectReactor):
+    """
+    A real reactor, never run, that opens no file descriptors.
+    """
+
+    def installWaker(self):
+        pass
+
+
+class InstalledTwistedTests(SynchronousTestCase):
+    """
+    The private part of Twisted that L{ExitCleanlyOnTerm} relies on is still
+    there in the installed release.
+    """
+
+    def test_reactor_records_sigterm(self):
+        """The reactor's own SIGTERM handler records the signal where twistd reads it, and the service forgets it."""
+        reactor = _ReactorWithoutWaker()
+        self.assertTrue(_ISupportsExitSignalCapturing.providedBy(reactor))
+        reactor.sigTerm(signal.SIGTERM, None)
+        self.assertEqual(reactor._exitSignal, signal.SIGTERM)
+        ExitCleanlyOnTerm(reactor, FakeSignals()).startService()
+        reactor.fireSystemEvent("shutdown")
+        self.assertIsNone(reactor._exitSignal)
 
 
 class ServiceOrderTests(SynchronousTestCase):

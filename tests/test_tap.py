@@ -1,5 +1,7 @@
 """
-Tests for L{netproxy.tap}: each role's options and the services they build.
+Tests for L{netproxy.tap}: each role's options, the HTTP proxy's service, and
+the help texts.  The message roles' services are tested in
+L{tests.message.test_services}.
 """
 
 from twisted.python.filepath import FilePath
@@ -7,12 +9,7 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy import tap
-from netproxy.message.ack import AckFactory
-from netproxy.message.relay import RelayFactory
-from netproxy.reload import ReloadOnHangup
-from netproxy.message.reverse_metrics import MetricsPage
 from netproxy.testing import UDPMemoryReactor
-from netproxy.message.upper import UpperDatagramProtocol, UpperFactory
 
 
 def parse(*argv):
@@ -30,11 +27,17 @@ def start(builder, options):
 
 
 class RoleListTests(SynchronousTestCase):
+    """
+    The roles C{twistd netproxy} offers.
+    """
+
     def test_roles_listed_in_help(self):
         """twistd netproxy --help lists every role with its description."""
-        text = str(tap.Options())
-        for role in ("relay", "ack", "upper", "client"):
-            self.assertIn(role, text)
+        text = " ".join(str(tap.Options()).split())
+        roles = {name: description for name, _, _, description in tap.Options.subCommands}
+        self.assertEqual(sorted(roles), ["ack", "client", "http", "relay", "reverse", "server", "upper"])
+        for role, description in roles.items():
+            self.assertIn(f"{role} {description}", text)
 
     def test_role_required(self):
         """Naming no role is a usage error that lists the roles."""
@@ -43,40 +46,14 @@ class RoleListTests(SynchronousTestCase):
 
 
 class RelayOptionsTests(SynchronousTestCase):
-    def test_defaults(self):
-        """By default the relay listens on 127.0.0.1:6000 and blocks nothing."""
-        options = parse("relay")
-        reactor, service = start(tap.relay_service, options)
-        [(port, factory, backlog, interface)] = reactor.tcpServers
-        self.assertEqual((port, interface), (6000, "127.0.0.1"))
-        self.assertIsInstance(factory, RelayFactory)
-        self.assertEqual((factory.idle_timeout, factory.connect_timeout, factory.max_size), (30.0, 10.0, 65536))
-        self.assertIsNone(factory.rules.match("127.0.0.1", 7777))
-
-    def test_block_rules(self):
-        """Each --block adds a rule the relay's factory matches."""
-        options = parse("relay", "--block", "127.0.0.1:7777", "--block", "*.example.com")
-        reactor, service = start(tap.relay_service, options)
-        factory = reactor.tcpServers[0][1]
-        self.assertIsNotNone(factory.rules.match("127.0.0.1", 7777))
-        self.assertIsNotNone(factory.rules.match("www.example.com", 80))
-        self.assertIsNone(factory.rules.match("127.0.0.1", 8888))
+    """
+    The relay's options.
+    """
 
     def test_bad_block_rule(self):
         """A bad --block rule is a usage error naming the option."""
         error = self.assertRaises(UsageError, parse, "relay", "--block", "*:70000")
         self.assertTrue(str(error).startswith("--block:"), str(error))
-
-    def test_blocklist_read_and_reloaded(self):
-        """--blocklist rules are in force and a SIGHUP reloader is attached."""
-        path = FilePath(self.mktemp())
-        path.setContent(b"# test\n127.0.0.1:8888\n")
-        options = parse("relay", "--blocklist", path.path)
-        reactor, service = start(tap.relay_service, options)
-        factory = reactor.tcpServers[0][1]
-        self.assertIsNotNone(factory.rules.match("127.0.0.1", 8888))
-        self.assertIsInstance(list(service)[0], ReloadOnHangup)
-        service.stopService()
 
     def test_bad_blocklist_refused_at_start(self):
         """A blocklist with a bad line stops start-up with the file and line named."""
@@ -90,12 +67,6 @@ class RelayOptionsTests(SynchronousTestCase):
         """A blocklist that does not exist stops start-up."""
         self.assertRaises(UsageError, parse, "relay", "--blocklist", self.mktemp())
 
-    def test_listen_port_shorthand(self):
-        """--listen with a bare port listens on loopback at that port."""
-        reactor, service = start(tap.relay_service, parse("relay", "--listen", "6100"))
-        self.assertEqual(reactor.tcpServers[0][0], 6100)
-        self.assertEqual(reactor.tcpServers[0][3], "127.0.0.1")
-
     def test_bad_values_name_their_option(self):
         """Bad timeouts, sizes and limits are refused naming the option."""
         for argv, option in [
@@ -107,13 +78,6 @@ class RelayOptionsTests(SynchronousTestCase):
         ]:
             error = self.assertRaises(UsageError, parse, "relay", *argv)
             self.assertTrue(str(error).startswith(option + ":"), str(error))
-
-    def test_limits_reach_factory(self):
-        """--max-size, --idle-timeout and --max-connections configure the factory."""
-        options = parse("relay", "--max-size", "1K", "--idle-timeout", "2.5", "--max-connections", "7")
-        reactor, service = start(tap.relay_service, options)
-        factory = reactor.tcpServers[0][1]
-        self.assertEqual((factory.max_size, factory.idle_timeout, factory.max_connections), (1024, 2.5, 7))
 
 
 class HttpCacheOptionsTests(SynchronousTestCase):
@@ -160,37 +124,10 @@ class HttpCacheOptionsTests(SynchronousTestCase):
         self.assertEqual(str(error), "--cache-size: expected a size like 512M, got 'lots'")
 
 
-class AckOptionsTests(SynchronousTestCase):
-    def test_defaults(self):
-        """The ack server listens on 127.0.0.1:8888 and answers DONE."""
-        reactor, service = start(tap.ack_service, parse("ack"))
-        [(port, factory, backlog, interface)] = reactor.tcpServers
-        self.assertEqual((port, interface), (8888, "127.0.0.1"))
-        self.assertIsInstance(factory, AckFactory)
-        self.assertEqual(factory.reply, b"DONE")
-
-    def test_reply(self):
-        """--reply sets the answer, UTF-8 encoded."""
-        reactor, service = start(tap.ack_service, parse("ack", "--reply", "reçu"))
-        self.assertEqual(reactor.tcpServers[0][1].reply, "reçu".encode())
-
-
 class UpperOptionsTests(SynchronousTestCase):
-    def test_defaults(self):
-        """The upper server listens on TCP and UDP port 12000 of 127.0.0.1."""
-        reactor, service = start(tap.upper_service, parse("upper"))
-        [(port, factory, backlog, interface)] = reactor.tcpServers
-        self.assertEqual((port, interface), (12000, "127.0.0.1"))
-        self.assertIsInstance(factory, UpperFactory)
-        [udp] = reactor.udpPorts
-        self.assertEqual((udp.port, udp.interface), (12000, "127.0.0.1"))
-        self.assertIsInstance(udp.protocol, UpperDatagramProtocol)
-
-    def test_only_tcp(self):
-        """--no-udp leaves only the TCP listener."""
-        reactor, service = start(tap.upper_service, parse("upper", "--no-udp", "--tcp", "12001"))
-        self.assertEqual([(entry[0], type(entry[1])) for entry in reactor.tcpServers], [(12001, UpperFactory)])
-        self.assertEqual(reactor.udpPorts, [])
+    """
+    The upper server's options.
+    """
 
     def test_nothing_to_serve(self):
         """--no-tcp with --no-udp is refused."""
@@ -203,6 +140,10 @@ class UpperOptionsTests(SynchronousTestCase):
 
 
 class ClientRoleTests(SynchronousTestCase):
+    """
+    The client role.
+    """
+
     def test_client_options_shared_with_command(self):
         """The client role parses the same subcommands as netproxy-client."""
         options = parse("client", "upper", "127.0.0.1", "12000", "hi", "--udp")
@@ -217,21 +158,21 @@ class ReverseMetricsOptionTests(SynchronousTestCase):
     The reverse proxy's --metrics endpoint.
     """
 
-    def test_metrics_endpoint(self):
-        """--metrics adds a web listener serving the metrics page; a bare port is loopback."""
-        options = parse("reverse", "--port", "5000", "--metrics", "9105")
-        self.assertEqual(options.subOptions["metrics"], "tcp:9105:interface=127.0.0.1")
-        reactor, service = start(tap.reverse_service, options)
-        ports = [(port, factory) for port, factory, _, interface in reactor.tcpServers]
-        self.assertEqual([port for port, _ in ports], [5000, 9105])
-        self.assertIsInstance(ports[1][1].resource, MetricsPage)
-
-    def test_off_by_default(self):
-        """Without --metrics, only the message listener."""
-        reactor, service = start(tap.reverse_service, parse("reverse", "--port", "5000"))
-        self.assertEqual(len(reactor.tcpServers), 1)
-
     def test_bad_endpoint(self):
         """A bad --metrics endpoint is refused naming the option."""
         error = self.assertRaises(UsageError, parse, "reverse", "--metrics", "nonsense:1")
         self.assertTrue(str(error).startswith("--metrics: not an endpoint"), str(error))
+
+
+class HelpTextTests(SynchronousTestCase):
+    """
+    The help texts of the roles that twistd serves.
+    """
+
+    def test_no_stray_spacing(self):
+        """No option's description holds a line break or a run of spaces (as an indented docstring would)."""
+        for name, _, options_class, _ in tap.Options.subCommands:
+            if name == "client":
+                continue
+            for option, text in options_class().docs.items():
+                self.assertEqual(text.strip(), " ".join(text.split()), f"{name} --{option}")

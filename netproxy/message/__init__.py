@@ -1,5 +1,7 @@
+# -*- test-case-name: tests.message -*-
 """
-The JSON message roles: framing, message fields, the relay, the reverse
-proxy with its registry and forwarder, the backend server, the ack and
-upper-case servers, and their clients.
+The JSON message roles: the framing and fields of the messages, the relay,
+the reverse proxy with its registry and forwarder, the backend server, the
+ack and upper servers, their clients, and the services each role's options
+build (L{netproxy.message.services}).
 """

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.message.test_ack,tests.integration.test_ack -*-
 """
 The ack server: answers every chunk of data it receives with a fixed reply.
 
@@ -5,6 +6,7 @@ It is the simplest destination for the relay, and what the relay's tests and
 examples talk to: a raw client sends C{tgmr} and reads C{DONE}.
 """
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from netproxy.connections import TrackedProtocol, TrackingFactory
@@ -23,17 +25,17 @@ class AckProtocol(TrackedProtocol):
     """
 
     log = Logger()
+    factory: "AckFactory"
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         super().connectionMade()
         self.transport.registerProducer(self.transport, True)
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
         text = data[:_LOGGED_TEXT].decode("utf-8", "replace")
         self.log.info("received {text!r} from {peer}", text=text, peer=self.peer, size=len(data))
         self.transport.write(self.factory.reply)
-
 
 
 class AckFactory(TrackingFactory):
@@ -47,6 +49,6 @@ class AckFactory(TrackingFactory):
 
     protocol = AckProtocol
 
-    def __init__(self, reactor, reply=b"DONE", idle_timeout=30.0):
+    def __init__(self, reactor: IReactorTime | None, reply: bytes = b"DONE", idle_timeout: float = 30.0) -> None:
         super().__init__(reactor, idle_timeout)
         self.reply = reply

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.message.test_codec -*-
 """
 Message framing: turn a connection's byte stream into JSON objects and back.
 

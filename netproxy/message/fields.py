@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.message.test_fields -*-
 """
 The messages of the reverse proxy protocol (data, setup, ack, error), read
 tolerantly and written in the peer's own types.
@@ -9,6 +10,7 @@ accepts all of these, and every writer answers in the types the peer used.
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from netproxy.errors import BadRequest
 
@@ -16,8 +18,11 @@ DATA, SETUP, ACK, ERROR = 0, 1, 2, 3
 POLICY_KEYS = ("privPoliId", "privPolyId")
 KNOWN_TYPES = (DATA, SETUP, ACK, ERROR)
 
+# An id as the peer sent it: a number or a string.
+ServerId = int | str
 
-def _number(message, field, low=0, high=None):
+
+def _number(message: dict[str, Any], field: str, low: int = 0, high: int | None = None) -> int:
     """
     :returns: the field as an L{int}, whether sent as a number or a string of
         ASCII digits.
@@ -39,7 +44,7 @@ def _number(message, field, low=0, high=None):
     return number
 
 
-def _identifier(message, field):
+def _identifier(message: dict[str, Any], field: str) -> ServerId:
     """
     :returns: the id as sent (number or non-empty string).
     :raises BadRequest: when it is missing or of another kind.
@@ -52,7 +57,7 @@ def _identifier(message, field):
     return value
 
 
-def identity(value):
+def identity(value: object) -> str:
     """
     :returns: the key under which an id is known, so that C{100} and
         C{"100"} name the same server.
@@ -60,7 +65,7 @@ def identity(value):
     return str(value).strip()
 
 
-def message_type(message):
+def message_type(message: dict[str, Any]) -> int:
     """
     :returns: the message's type, 0 to 3.
     :raises BadRequest: when C{type} is missing or unknown.
@@ -71,7 +76,7 @@ def message_type(message):
     return kind
 
 
-def policy_of(message):
+def policy_of(message: dict[str, Any]) -> tuple[str, str]:
     """
     :returns: C{(key, policy)}: the policy key as the peer spelled it, and
         the policy.
@@ -96,12 +101,12 @@ class Setup:
     :ivar listen_port: the port it takes data messages on.
     """
 
-    server_id: object
+    server_id: ServerId
     policy: str
     listen_port: int
 
 
-def read_setup(message):
+def read_setup(message: dict[str, Any]) -> Setup:
     """
     :returns: the L{Setup} a type 1 message carries.
     :raises BadRequest: naming the missing or bad field.
@@ -124,13 +129,13 @@ class Data:
     :ivar payload: the payload text.
     """
 
-    client_id: object
+    client_id: ServerId
     policy_key: str
     policy: str
     payload: str
 
 
-def read_data(message):
+def read_data(message: dict[str, Any]) -> Data:
     """
     :returns: the L{Data} a type 0 message carries.
     :raises BadRequest: naming the missing or bad field.
@@ -146,21 +151,21 @@ def read_data(message):
     return Data(client_id, policy_key, policy, message["payload"])
 
 
-def _like(template, value):
+def _like(template: object, value: int | str) -> int | str:
     """
     :returns: C{value} as a string if C{template} was one, else as a number.
     """
     return str(value) if isinstance(template, str) else value
 
 
-def sha1_hex(payload):
+def sha1_hex(payload: str) -> str:
     """
     :returns: the SHA-1 hex digest of the payload's UTF-8 bytes.
     """
     return hashlib.sha1(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def ack_for(message, server_id):
+def ack_for(message: dict[str, Any], server_id: ServerId) -> dict[str, Any]:
     """
     The backend server's answer to a data message.
 
@@ -179,7 +184,7 @@ def ack_for(message, server_id):
     }
 
 
-def error_for(text, policy=None, message=None):
+def error_for(text: str, policy: str | None = None, message: object = None) -> dict[str, Any]:
     """
     A type 3 error for a client.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.message.test_forwarder -*-
 """
 Forwarding one data message to a server of its privacy policy and reading
 the answer, failing over to the next server when one does not answer.
@@ -7,17 +8,24 @@ simple servers handle one connection at a time and would hang otherwise.
 """
 
 from functools import partial
+from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import ConnectingCancelledError
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.internet.error import ConnectError, ConnectingCancelledError, ConnectionClosed
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from netproxy.dialing import connect_failure_reason, endpoint_for
 from netproxy.errors import FramingError, NetproxyError
 from netproxy.message.codec import MessageDecoder, encode_message
-from netproxy.message.fields import error_for
+from netproxy.message.fields import Data, error_for
+from netproxy.message.registry import Server, ServerRegistry
+
+# A forward's outcome: the answer's bytes exactly as the server wrote them
+# and the decoded answer; or None and the type 3 error for the client.
+ForwardResult = tuple[bytes | None, dict[str, Any]]
 
 
 class ServerFailed(NetproxyError):
@@ -26,21 +34,31 @@ class ServerFailed(NetproxyError):
     """
 
 
+# What a server, or the network on the way to it, can do to a forward: refuse
+# or drop the connection, fail to resolve or route (OSError covers the
+# resolver's DNSLookupError), not answer in time, answer badly.  Anything else
+# is a bug here, which must reach the log with its traceback rather than pass
+# for a server that is down.
+_SERVER_FAILURES = (ServerFailed, ConnectError, ConnectionClosed, DeferredTimeout, OSError)
+
+
 class _ServerConnection(Protocol):
     """
     Writes one message and fires C{answer} with the raw bytes and the
     decoded object of the first JSON object that comes back.
     """
 
-    def __init__(self, request, max_size):
+    transport: Any
+
+    def __init__(self, request: bytes, max_size: int) -> None:
         self.request = request
         self.decoder = MessageDecoder(max_size)
-        self.answer = Deferred()
+        self.answer: Deferred[tuple[bytes, dict[str, Any]]] = Deferred()
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         self.transport.write(self.request)
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         if self.answer.called:
             return
         try:
@@ -50,7 +68,7 @@ class _ServerConnection(Protocol):
         except FramingError as error:
             self.answer.errback(ServerFailed(f"malformed answer: {error}"))
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if not self.answer.called:
             self.answer.errback(ServerFailed("closed the connection without answering"))
 
@@ -60,7 +78,7 @@ class Forwarder:
     Sends data messages to the servers a L{ServerRegistry} offers.
 
     :param reactor: to connect with, and the clock for timeouts.
-    :param registry: the L{netproxy.message.registry.ServerRegistry}.
+    :param registry: the servers to send to.
     :param connect_timeout: seconds for a server to accept the connection.
     :param answer_timeout: seconds for a server to answer once connected.
     :param max_size: the largest answer accepted, in bytes.
@@ -68,7 +86,8 @@ class Forwarder:
 
     log = Logger()
 
-    def __init__(self, reactor, registry, connect_timeout, answer_timeout, max_size):
+    def __init__(self, reactor: Any, registry: ServerRegistry, connect_timeout: float, answer_timeout: float,
+                 max_size: int) -> None:
         self.reactor = reactor
         self.registry = registry
         self.connect_timeout = connect_timeout
@@ -79,12 +98,12 @@ class Forwarder:
         self.failovers = 0
         self.unanswered = 0
 
-    async def forward(self, message, data):
+    async def forward(self, message: dict[str, Any], data: Data) -> ForwardResult:
         """
         Forward a data message, with every field the client sent.
 
         :param message: the client's message, as decoded.
-        :param data: the L{netproxy.message.fields.Data} read from it.
+        :param data: the L{Data} read from it.
         :returns: C{(raw, answer)}: the answer's bytes exactly as the server
             wrote them and the decoded answer; or C{(None, error)} with the
             type 3 error for the client when no server could answer.
@@ -102,9 +121,7 @@ class Forwarder:
                           server_id=server.server_id, payload=data.payload, address=server.address)
             try:
                 raw, answer = await self._exchange(server, request)
-            except CancelledError:
-                raise
-            except Exception:
+            except _SERVER_FAILURES:
                 reason = connect_failure_reason(Failure())
                 self.registry.mark_down(server)
                 self.log.warn("server id {server_id} at {address} failed: {reason}; marked down",
@@ -118,7 +135,7 @@ class Forwarder:
         self.log.error("all servers of privacy policy {policy} are down", policy=data.policy)
         return None, error_for(f"all servers of privacy policy {data.policy} are down", data.policy, message)
 
-    async def _exchange(self, server, request):
+    async def _exchange(self, server: Server, request: bytes) -> tuple[bytes, dict[str, Any]]:
         endpoint = endpoint_for(self.reactor, server.host, server.port, self.connect_timeout)
         factory = Factory.forProtocol(partial(_ServerConnection, request, self.max_size))
         factory.noisy = False

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.message.test_registry -*-
 """
 The reverse proxy's switching table: which servers serve which privacy
 policy, in what order they take messages, and which are down.
@@ -15,7 +16,9 @@ still does not answer.  It rejoins for good when it accepts one.
 
 from dataclasses import dataclass, field
 
-from netproxy.message.fields import identity
+from twisted.internet.interfaces import IReactorTime
+
+from netproxy.message.fields import ServerId, identity
 
 
 @dataclass(eq=False)
@@ -32,7 +35,7 @@ class Server:
     :ivar forwarded: messages it has answered.
     """
 
-    server_id: object
+    server_id: ServerId
     policy: str
     host: str
     port: int
@@ -41,15 +44,21 @@ class Server:
     forwarded: int = field(default=0)
 
     @property
-    def key(self):
+    def key(self) -> str:
+        """
+        The id the registry knows the server by (see L{identity}).
+        """
         return identity(self.server_id)
 
     @property
-    def address(self):
+    def address(self) -> str:
+        """
+        C{host:port}, with brackets around an IPv6 address.
+        """
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
-    def available(self, now):
+    def available(self, now: float) -> bool:
         """
         :returns: whether the server is up, or down with its back-off over.
         """
@@ -66,15 +75,15 @@ class ServerRegistry:
     :param max_retry: the longest wait; each failure in a row doubles the wait up to it.
     """
 
-    def __init__(self, clock, first_retry=1.0, max_retry=30.0):
+    def __init__(self, clock: IReactorTime, first_retry: float = 1.0, max_retry: float = 30.0) -> None:
         self._clock = clock
         self._first_retry = first_retry
         self._max_retry = max_retry
-        self._by_key = {}
-        self._policies = {}
-        self._next = {}
+        self._by_key: dict[str, Server] = {}
+        self._policies: dict[str, list[Server]] = {}
+        self._next: dict[str, int] = {}
 
-    def register(self, server_id, policy, host, port):
+    def register(self, server_id: ServerId, policy: str, host: str, port: int) -> Server:
         """
         Record a server.  One that registers again with the same id replaces
         its old entry, in the old entry's place in the rotation if the policy
@@ -94,7 +103,7 @@ class ServerRegistry:
         self._by_key[server.key] = server
         return server
 
-    def remove(self, server):
+    def remove(self, server: Server) -> bool:
         """
         Forget C{server}, unless it has been replaced by a newer registration.
 
@@ -106,7 +115,7 @@ class ServerRegistry:
         self._drop(server)
         return True
 
-    def _drop(self, server):
+    def _drop(self, server: Server) -> None:
         servers = self._policies[server.policy]
         index = servers.index(server)
         del servers[index]
@@ -117,7 +126,7 @@ class ServerRegistry:
             del self._policies[server.policy]
             self._next.pop(server.policy, None)
 
-    def servers(self, policy=None):
+    def servers(self, policy: str | None = None) -> list[Server]:
         """
         :returns: the servers of C{policy} in registration order, or every
             server when C{policy} is L{None}.
@@ -126,7 +135,7 @@ class ServerRegistry:
             return [server for servers in self._policies.values() for server in servers]
         return list(self._policies.get(policy, ()))
 
-    def candidates(self, policy):
+    def candidates(self, policy: str) -> list[Server]:
         """
         The servers to try for one message, in order, advancing the rotation
         by one: the available servers from the one whose turn it is, then the
@@ -141,12 +150,12 @@ class ServerRegistry:
         start = self._next.get(policy, 0) % len(servers)
         ordered = servers[start:] + servers[:start]
         ready = [server for server in ordered if server.available(now)]
-        waiting = sorted((server for server in ordered if not server.available(now)), key=lambda s: s.retry_at)
+        waiting = sorted((server for server in ordered if not server.available(now)), key=lambda s: s.retry_at or 0.0)
         chosen = (ready or waiting)[0]
         self._next[policy] = servers.index(chosen) + 1
         return ready + waiting
 
-    def mark_down(self, server):
+    def mark_down(self, server: Server) -> None:
         """
         Record a failed attempt: the server waits C{first_retry} seconds,
         doubled for each failure in a row, up to C{max_retry}.
@@ -157,7 +166,7 @@ class ServerRegistry:
         wait = min(self._max_retry, self._first_retry * 2 ** min(server.failures - 1, 64))
         server.retry_at = self._clock.seconds() + wait
 
-    def mark_up(self, server):
+    def mark_up(self, server: Server) -> None:
         """
         Record an answered message.
         """

@@ -1,38 +1,54 @@
+# -*- test-case-name: tests.message.test_relay,tests.integration.test_relay -*-
 """
 The relay role: forwards the text of each JSON request to the address the
 request names, unless the blocklist forbids it, and relays the reply bytes
 back as they arrive.
 
-The wire texts (C{Error, not allowed address} and the like) are the
-contract of SPEC.md, byte for byte, and carry no newline.  One client
+The wire texts (C{Error, not allowed address} and the like) are what the
+relay's clients read and compare, byte for byte (the README lists them), and
+carry no newline.  One client
 connection carries requests one after another; each gets its own upstream
 connection, which lives until the server closes it, the next request comes,
 the client leaves, or nothing moves for C{idle_timeout} seconds.
 """
 
 from functools import partial
+from typing import Any, Protocol as TypingProtocol
 
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from netproxy.connections import TrackingFactory
+from netproxy.acl import Rule
 from netproxy.dialing import connect_checked, connect_failure_reason
 from netproxy.errors import BadRequest, Blocked, FramingError
 from netproxy.message.codec import DEFAULT_MAX_SIZE
-from netproxy.message.stream import MessageStreamProtocol
-from netproxy.message.relay_request import parse_relay_request
+from netproxy.message.relay_request import RelayRequest, parse_relay_request
+from netproxy.message.stream import MessageStreamFactory, MessageStreamProtocol
 
 NOT_ALLOWED = b"Error, not allowed address"
 
 
-def bad_request(reason):
+class Rules(TypingProtocol):
+    """
+    The relay's destination rules, such as L{netproxy.rules_file.RulesFile}.
+    """
+
+    def match(self, host: str, port: int | None = None) -> Rule | None:
+        """
+        :returns: the first rule blocking C{host:port}, or L{None}.
+        """
+
+
+def bad_request(reason: object) -> bytes:
     """
     :returns: the relay's reply to a request it cannot read.
     """
     return f"Error, bad request: {reason}".encode("utf-8")
 
 
-def could_not_connect(destination, reason):
+def could_not_connect(destination: str, reason: str) -> bytes:
     """
     :returns: the relay's reply when the destination cannot be reached.
     """
@@ -45,20 +61,22 @@ class _Upstream(Protocol):
     connected and hands every reply chunk to the client side.
     """
 
-    def __init__(self, relay, request):
+    transport: Any
+
+    def __init__(self, relay: "RelayProtocol", request: RelayRequest) -> None:
         self.relay = relay
         self.request = request
         self.received = 0
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         if not self.relay.closed:
             self.transport.write(self.request.payload)
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         self.received += len(data)
         self.relay.upstream_data(self, data)
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self.relay.upstream_lost(self)
 
 
@@ -72,13 +90,14 @@ class RelayProtocol(MessageStreamProtocol):
     """
 
     log = Logger()
+    factory: "RelayFactory"
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         super().connectionMade()
-        self.upstream = None
-        self.connecting = None
+        self.upstream: _Upstream | None = None
+        self.connecting: Deferred[_Upstream] | None = None
 
-    def _next(self):
+    def _next(self) -> None:
         while self.queue and self.connecting is None and not self.closed:
             item = self.queue.popleft()
             if isinstance(item, FramingError):
@@ -86,7 +105,7 @@ class RelayProtocol(MessageStreamProtocol):
                 return
             self._start(item)
 
-    def _start(self, message):
+    def _start(self, message: dict[str, Any]) -> None:
         self._close_upstream()
         try:
             request = parse_relay_request(message)
@@ -111,10 +130,10 @@ class RelayProtocol(MessageStreamProtocol):
         # The Deferred may have fired already (a failed lookup, a blocked
         # address): its callbacks then run, and clear self.connecting, at once.
         self.connecting = connecting
-        connecting.addCallbacks(self._connected, self._not_connected, (request,), None, (request,))
+        connecting.addCallbacks(self._connected, self._not_connected, callbackArgs=(request,), errbackArgs=(request,))
         connecting.addErrback(self._bug)
 
-    def _connected(self, upstream, request):
+    def _connected(self, upstream: _Upstream, request: RelayRequest) -> None:
         self.connecting = None
         if self.closed:
             # The client left, or idled out, while we were connecting.
@@ -133,7 +152,7 @@ class RelayProtocol(MessageStreamProtocol):
             self._pass_on_end(upstream)
         self._next()
 
-    def readConnectionLost(self):
+    def readConnectionLost(self) -> None:
         # The client has sent all it will: pass its FIN on to the destination,
         # as a TCP proxy does.  Most servers then answer and close, and a
         # server that treats the end of input as a disconnect ends the
@@ -142,11 +161,11 @@ class RelayProtocol(MessageStreamProtocol):
         if self.upstream is not None and not self.queue:
             self._pass_on_end(self.upstream)
 
-    def _pass_on_end(self, upstream):
+    def _pass_on_end(self, upstream: _Upstream) -> None:
         half_close = getattr(upstream.transport, "loseWriteConnection", upstream.transport.loseConnection)
         half_close()
 
-    def _not_connected(self, failure, request):
+    def _not_connected(self, failure: Failure, request: RelayRequest) -> None:
         self.connecting = None
         if self.closed:
             return
@@ -159,11 +178,11 @@ class RelayProtocol(MessageStreamProtocol):
                        destination=request.destination, peer=self.peer, reason=reason)
         self._refuse(could_not_connect(request.destination, reason), None)
 
-    def _bug(self, failure):
+    def _bug(self, failure: Failure) -> None:
         self.log.failure("relaying for {peer} failed", failure, peer=self.peer)
         self.transport.abortConnection()
 
-    def _refuse(self, reply, event, **fields):
+    def _refuse(self, reply: bytes, event: str | None, **fields: object) -> None:
         if event is not None:
             self.log.warn(event, peer=self.peer, **fields)
         self.queue.clear()
@@ -171,7 +190,7 @@ class RelayProtocol(MessageStreamProtocol):
         self.transport.write(reply)
         self.transport.loseConnection()
 
-    def upstream_data(self, upstream, data):
+    def upstream_data(self, upstream: _Upstream, data: bytes) -> None:
         """
         Relay a chunk of the destination's reply, unchanged.
         """
@@ -179,7 +198,7 @@ class RelayProtocol(MessageStreamProtocol):
             self.resetTimeout()
             self.transport.write(data)
 
-    def upstream_lost(self, upstream):
+    def upstream_lost(self, upstream: _Upstream) -> None:
         """
         The destination's connection closed (by it, or by us).
         """
@@ -195,21 +214,21 @@ class RelayProtocol(MessageStreamProtocol):
             self.transport.unregisterProducer()
             self.work_done()
 
-    def working(self):
+    def working(self) -> bool:
         return self.upstream is not None or self.connecting is not None
 
-    def _close_upstream(self):
+    def _close_upstream(self) -> None:
         if self.upstream is not None:
             upstream, self.upstream = self.upstream, None
             self.transport.unregisterProducer()
             upstream.transport.loseConnection()
 
-    def timeoutConnection(self):
+    def timeoutConnection(self) -> None:
         self.closed = True
         self._close_upstream()
         super().timeoutConnection()
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
         self.closed = True
         if self.connecting is not None:
@@ -218,13 +237,13 @@ class RelayProtocol(MessageStreamProtocol):
         self.log.info("connection from {peer} closed", peer=self.peer)
 
 
-class RelayFactory(TrackingFactory):
+class RelayFactory(MessageStreamFactory):
     """
     Builds L{RelayProtocol}s and opens their upstream connections.
 
     :param reactor: the reactor to connect with, and the clock for timeouts.
-    :param rules: anything with C{match(host, port)} returning the blocking
-        rule or L{None}, such as L{netproxy.acl.RulesFile}.
+    :param rules: the destination L{Rules}, such as a
+        L{netproxy.rules_file.RulesFile}.
     :param idle_timeout: seconds without traffic before an exchange and its
         client connection are closed.
     :param connect_timeout: seconds to wait for a destination to accept.
@@ -233,13 +252,13 @@ class RelayFactory(TrackingFactory):
 
     protocol = RelayProtocol
 
-    def __init__(self, reactor, rules, idle_timeout=30.0, connect_timeout=10.0, max_size=DEFAULT_MAX_SIZE):
-        super().__init__(reactor, idle_timeout)
+    def __init__(self, reactor: Any, rules: Rules, idle_timeout: float = 30.0, connect_timeout: float = 10.0,
+                 max_size: int = DEFAULT_MAX_SIZE) -> None:
+        super().__init__(reactor, idle_timeout, max_size)
         self.rules = rules
         self.connect_timeout = connect_timeout
-        self.max_size = max_size
 
-    def connect(self, host, port, factory):
+    def connect(self, host: str, port: int, factory: Factory[_Upstream]) -> "Deferred[_Upstream]":
         """
         Connect to a destination named by address or host name; a name is
         resolved first and its address checked against the rules as well.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.message.test_relay_client -*-
 """
 The relay client: sends one relay request and collects the reply.
 
@@ -10,10 +11,13 @@ first bytes.
 import random
 import string
 from functools import partial
+from typing import Any, Protocol as TypingProtocol
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.python.failure import Failure
 
 from netproxy.dialing import connect, within
 from netproxy.message.codec import encode_message
@@ -21,14 +25,20 @@ from netproxy.message.codec import encode_message
 MAX_REPLY = 1 << 20
 
 
-def random_word(rng=random):
+class _Chooser(TypingProtocol):
+    def choice(self, seq: str, /) -> str:
+        ...
+
+
+def random_word(rng: _Chooser = random) -> str:
     """
+    :param rng: the L{random} module, or a L{random.Random}.
     :returns: four random lower-case letters, the default message text.
     """
     return "".join(rng.choice(string.ascii_lowercase) for _ in range(4))
 
 
-def relay_request(host, port, text):
+def relay_request(host: str, port: int, text: str) -> bytes:
     """
     :returns: the bytes of a relay request for C{text} to C{host:port}, one
         JSON object on one line.
@@ -42,18 +52,20 @@ class RelayClient(Protocol):
     relay closes or falls quiet.
     """
 
-    def __init__(self, request, clock, quiet):
+    transport: Any
+
+    def __init__(self, request: bytes, clock: IReactorTime, quiet: float) -> None:
         self.request = request
         self.clock = clock
         self.quiet = quiet
         self.buffer = b""
-        self.reply = Deferred()
-        self._quiet_call = None
+        self.reply: Deferred[bytes] = Deferred()
+        self._quiet_call: IDelayedCall | None = None
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         self.transport.write(self.request)
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         self.buffer += data
         if len(self.buffer) > MAX_REPLY:
             self._done()
@@ -62,19 +74,20 @@ class RelayClient(Protocol):
             self._quiet_call.cancel()
         self._quiet_call = self.clock.callLater(self.quiet, self._done)
 
-    def _done(self):
+    def _done(self) -> None:
         if not self.reply.called:
             self.reply.callback(self.buffer)
         self.transport.loseConnection()
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._quiet_call is not None and self._quiet_call.active():
             self._quiet_call.cancel()
         if not self.reply.called:
             self.reply.callback(self.buffer)
 
 
-async def send_relay_request(reactor, proxy, destination, text, timeout, quiet=0.5):
+async def send_relay_request(reactor: Any, proxy: tuple[str, int], destination: tuple[str, int], text: str,
+                             timeout: float, quiet: float = 0.5) -> bytes:
     """
     Ask the relay at C{proxy} to send C{text} to C{destination}.
 

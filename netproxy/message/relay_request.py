@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.message.test_relay_request -*-
 """
 What a relay request says, checked: the destination and the message text.
 
@@ -8,6 +9,7 @@ function call in the tests.
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from netproxy.errors import BadRequest
 
@@ -33,7 +35,7 @@ class RelayRequest:
     payload: bytes
 
     @property
-    def destination(self):
+    def destination(self) -> str:
         """
         C{host:port}, with brackets around an IPv6 address.
         """
@@ -41,7 +43,7 @@ class RelayRequest:
         return f"{host}:{self.port}"
 
 
-def parse_relay_request(message):
+def parse_relay_request(message: dict[str, Any]) -> RelayRequest:
     """
     Check a decoded relay request.
 
@@ -62,7 +64,7 @@ def parse_relay_request(message):
     )
 
 
-def _host(value):
+def _host(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"server_ip must be an address, got {value!r}")
     host = value.strip()
@@ -76,7 +78,7 @@ def _host(value):
     raise BadRequest(f"server_ip must be an address, got {value!r}")
 
 
-def _port(value):
+def _port(value: object) -> int:
     if isinstance(value, bool):
         port = None
     elif isinstance(value, int):
@@ -93,7 +95,7 @@ def _port(value):
     return port
 
 
-def _text(value):
+def _text(value: object) -> bytes:
     if not isinstance(value, str):
         raise BadRequest(f"message must be a string, got {type(value).__name__}")
     try:

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.message.test_reverse,tests.integration.test_reverse -*-
 """
 The reverse proxy role: one port takes both the setups of servers
 registering themselves and the data messages of clients, which go
@@ -8,16 +9,20 @@ that the server closes right away (within C{setup_grace} seconds) leaves the
 server registered; one that the server keeps open is its lifeline, and the
 server is removed when it closes.
 """
-
+from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from netproxy.connections import TrackingFactory
 from netproxy.errors import BadRequest, FramingError
 from netproxy.message.codec import DEFAULT_MAX_SIZE, encode_message
-from netproxy.message.stream import MessageStreamProtocol
-from netproxy.message.fields import DATA, SETUP, error_for, message_type, read_data, read_setup
+from netproxy.message.fields import DATA, SETUP, Data, error_for, message_type, read_data, read_setup
+from netproxy.message.forwarder import Forwarder, ForwardResult
+from netproxy.message.registry import Server, ServerRegistry
+from netproxy.message.stream import MessageStreamFactory, MessageStreamProtocol
 
 
 class ReverseProtocol(MessageStreamProtocol):
@@ -27,16 +32,17 @@ class ReverseProtocol(MessageStreamProtocol):
     """
 
     log = Logger()
+    factory: "ReverseFactory"
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         super().connectionMade()
-        self.busy = None
+        self.busy: Deferred[ForwardResult] | None = None
         self._draining = False
-        self.registrations = []
+        self.registrations: list[Server] = []
         self.lifeline = False
-        self._grace = None
+        self._grace: IDelayedCall | None = None
 
-    def _next(self):
+    def _next(self) -> None:
         # An answer that is ready at once (no server for the policy) calls
         # back into here; the loop already running takes the next message,
         # so pipelined messages do not nest one call per message.
@@ -61,7 +67,7 @@ class ReverseProtocol(MessageStreamProtocol):
         finally:
             self._draining = False
 
-    def _refuse(self, reason, message):
+    def _refuse(self, reason: str, message: dict[str, Any] | FramingError) -> None:
         self.log.warn("bad message from {peer}: {reason}", peer=self.peer, reason=reason)
         self.closed = True
         self.queue.clear()
@@ -71,7 +77,7 @@ class ReverseProtocol(MessageStreamProtocol):
         self.transport.write(encode_message(error_for(f"bad message: {reason}", policy, message)))
         self.transport.loseConnection()
 
-    def _setup(self, message):
+    def _setup(self, message: dict[str, Any]) -> None:
         setup = read_setup(message)
         host = getattr(self.transport.getPeer(), "host", None) or "127.0.0.1"
         self.log.info(
@@ -84,11 +90,11 @@ class ReverseProtocol(MessageStreamProtocol):
         if self._grace is None:
             self._grace = self.factory.reactor.callLater(self.factory.setup_grace, self._kept_open)
 
-    def _kept_open(self):
+    def _kept_open(self) -> None:
         self._grace = None
         self.lifeline = True
 
-    def _data(self, message):
+    def _data(self, message: dict[str, Any]) -> None:
         data = read_data(message)
         self.log.info(
             "Received a data message from client {client_id} privacy policy {policy} payload: {payload}",
@@ -102,7 +108,7 @@ class ReverseProtocol(MessageStreamProtocol):
         busy.addCallback(self._answer, data)
         busy.addErrback(self._failed)
 
-    def _answer(self, result, data):
+    def _answer(self, result: ForwardResult, data: Data) -> None:
         self.busy = None
         raw, answer = result
         if raw is None:
@@ -117,16 +123,16 @@ class ReverseProtocol(MessageStreamProtocol):
         self.transport.resumeProducing()
         self._next()
 
-    def working(self):
+    def working(self) -> bool:
         return self.busy is not None
 
-    def _failed(self, failure):
+    def _failed(self, failure: Failure) -> None:
         self.busy = None
         if not failure.check(CancelledError):
             self.log.failure("forwarding for {peer} failed", failure, peer=self.peer)
             self.transport.abortConnection()
 
-    def timeoutConnection(self):
+    def timeoutConnection(self) -> None:
         if self.busy is not None:
             # A client waiting for its answer is not idle; the forward has
             # its own connect and answer timeouts.
@@ -135,7 +141,7 @@ class ReverseProtocol(MessageStreamProtocol):
         self.closed = True
         super().timeoutConnection()
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
         self.closed = True
         if self.busy is not None:
@@ -150,13 +156,13 @@ class ReverseProtocol(MessageStreamProtocol):
                                   "its registration connection closed", server_id=server.server_id, policy=server.policy)
 
 
-class ReverseFactory(TrackingFactory):
+class ReverseFactory(MessageStreamFactory):
     """
     Builds L{ReverseProtocol}s around one registry and forwarder.
 
     :param reactor: the clock for timeouts.
-    :param registry: the L{netproxy.message.registry.ServerRegistry}.
-    :param forwarder: the L{netproxy.message.forwarder.Forwarder}.
+    :param registry: the servers registered.
+    :param forwarder: sends data messages to them.
     :param idle_timeout: seconds a client connection may stay quiet.
     :param setup_grace: seconds within which a server that closes its setup
         connection stays registered.
@@ -164,10 +170,12 @@ class ReverseFactory(TrackingFactory):
     """
 
     protocol = ReverseProtocol
+    # Required here: the setup grace period runs on it.
+    reactor: IReactorTime
 
-    def __init__(self, reactor, registry, forwarder, idle_timeout=30.0, setup_grace=1.0, max_size=DEFAULT_MAX_SIZE):
-        super().__init__(reactor, idle_timeout)
+    def __init__(self, reactor: Any, registry: ServerRegistry, forwarder: Forwarder, idle_timeout: float = 30.0,
+                 setup_grace: float = 1.0, max_size: int = DEFAULT_MAX_SIZE) -> None:
+        super().__init__(reactor, idle_timeout, max_size)
         self.registry = registry
         self.forwarder = forwarder
         self.setup_grace = setup_grace
-        self.max_size = max_size

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.message.test_reverse_metrics -*-
 """
 The reverse proxy's metrics, in the Prometheus text format, on an endpoint
 of their own (C{--metrics}): its listener speaks the message protocol, not
@@ -5,17 +6,24 @@ HTTP, so the page cannot share it.
 """
 
 from twisted.web.resource import Resource
+from twisted.web.server import Request
 
 from netproxy.instruments import CONTENT_TYPE, Counter, Gauge, Registry
+from netproxy.message.forwarder import Forwarder
+from netproxy.message.registry import ServerRegistry
 
 
 class ReverseMetrics:
     """
-    :param registry: the L{netproxy.message.registry.ServerRegistry}.
-    :param forwarder: the L{netproxy.message.forwarder.Forwarder}.
+    The gauges and counters of a reverse proxy, read from its registry and
+    forwarder when the page is rendered.
+
+    :param registry: the servers registered.
+    :param forwarder: what sends their messages.
+    :ivar registry: the metrics, for a L{MetricsPage}.
     """
 
-    def __init__(self, registry, forwarder):
+    def __init__(self, registry: ServerRegistry, forwarder: Forwarder) -> None:
         self._servers = registry
         metrics = self.registry = Registry()
         metrics.add(Gauge("netproxy_reverse_servers", "Registered servers by privacy policy and state (up or down).",
@@ -31,14 +39,14 @@ class ReverseMetrics:
                             "Messages no server answered: none registered for the policy, or all down.",
                             read=lambda: forwarder.unanswered))
 
-    def _by_state(self):
-        counts = {}
+    def _by_state(self) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
         for server in self._servers.servers():
             key = (server.policy, "up" if server.retry_at is None else "down")
             counts[key] = counts.get(key, 0) + 1
         return counts
 
-    def _forwarded(self):
+    def _forwarded(self) -> dict[tuple[str, str], int]:
         return {(str(server.server_id), server.policy): server.forwarded for server in self._servers.servers()}
 
 
@@ -50,11 +58,11 @@ class MetricsPage(Resource):
 
     isLeaf = True
 
-    def __init__(self, registry):
+    def __init__(self, registry: Registry) -> None:
         super().__init__()
         self._registry = registry
 
-    def render_GET(self, request):
+    def render_GET(self, request: Request) -> bytes:
         if request.path != b"/metrics":
             request.setResponseCode(404)
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")

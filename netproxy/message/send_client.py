@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.message.test_send_client -*-
 """
 The send client: sends the data messages of a packet file through a reverse
 proxy, one after another on one connection, and checks each answer.
@@ -9,18 +10,20 @@ C{payloadsize} when missing.
 
 import json
 from functools import partial
+from typing import Any, TextIO
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.python.failure import Failure
 
 from netproxy.dialing import connect, within
 from netproxy.errors import ClientError, FramingError
 from netproxy.message.codec import MessageDecoder, encode_message
-from netproxy.message.fields import ACK, ERROR, POLICY_KEYS, identity, sha1_hex
+from netproxy.message.fields import ACK, ERROR, POLICY_KEYS, ServerId, identity, sha1_hex
 
 
-def load_packets(text):
+def load_packets(text: str) -> list[dict[str, Any]]:
     """
     Read a packet file.
 
@@ -41,7 +44,7 @@ def load_packets(text):
     return packets
 
 
-def prepare(packet, client_id):
+def prepare(packet: dict[str, Any], client_id: ServerId) -> dict[str, Any]:
     """
     :returns: a copy of C{packet} with C{srcid} set to C{client_id} and
         C{type} and C{payloadsize} filled in when missing.
@@ -54,7 +57,7 @@ def prepare(packet, client_id):
     return message
 
 
-def check_answer(message, answer):
+def check_answer(message: dict[str, Any], answer: dict[str, Any]) -> str | None:
     """
     :returns: L{None} when C{answer} is the right ack for C{message}, else why not.
     """
@@ -76,24 +79,27 @@ class MessageClient(Protocol):
     Sends messages one at a time; L{send} fires with the next answer.
     """
 
-    def __init__(self, max_size=1 << 20):
-        self.decoder = MessageDecoder(max_size)
-        self.waiting = None
-        self.answers = []
-        self.failure = None
+    transport: Any
 
-    def send(self, message):
+    def __init__(self, max_size: int = 1 << 20) -> None:
+        self.decoder = MessageDecoder(max_size)
+        self.waiting: Deferred[dict[str, Any]] | None = None
+        self.answers: list[dict[str, Any]] = []
+        self.failure: ClientError | None = None
+
+    def send(self, message: dict[str, Any]) -> Deferred[dict[str, Any]]:
         """
         :returns: a L{Deferred} firing with the decoded answer.
         """
         # _deliver may fire it at once (an answer or a close came first) and
         # forget it, so keep our own reference to return.
-        waiting = self.waiting = Deferred()
+        waiting: Deferred[dict[str, Any]] = Deferred()
+        self.waiting = waiting
         self.transport.write(encode_message(message))
         self._deliver()
         return waiting
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         try:
             self.answers.extend(self.decoder.feed(data))
         except FramingError as error:
@@ -101,7 +107,7 @@ class MessageClient(Protocol):
             self.transport.loseConnection()
         self._deliver()
 
-    def _deliver(self):
+    def _deliver(self) -> None:
         if self.waiting is None:
             return
         waiting = self.waiting
@@ -112,13 +118,14 @@ class MessageClient(Protocol):
             self.waiting = None
             waiting.errback(self.failure)
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self.failure is None:
             self.failure = ClientError("the reverse proxy closed the connection")
         self._deliver()
 
 
-async def send_packets(reactor, revproc, client_id, packets, timeout, out):
+async def send_packets(reactor: Any, revproc: tuple[str, int], client_id: ServerId, packets: list[dict[str, Any]],
+                       timeout: float, out: TextIO) -> bool:
     """
     Send each packet through the reverse proxy at C{revproc} and report.
 

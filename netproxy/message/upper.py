@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.message.test_upper,tests.integration.test_upper -*-
 """
 The upper server: sends back every byte it receives with ASCII a-z turned
 into A-Z, over TCP (streamed) and UDP (one reply datagram per datagram).
@@ -6,8 +7,12 @@ Only a-z change: C{bytes.upper} leaves every non-ASCII byte alone, so UTF-8
 text is never altered beyond its ASCII letters.
 """
 
-from twisted.internet.protocol import DatagramProtocol
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import DatagramProtocol, connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from netproxy.connections import TrackedProtocol, TrackingFactory
 
@@ -23,18 +28,18 @@ class UpperProtocol(TrackedProtocol):
 
     log = Logger()
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         super().connectionMade()
         self.received = 0
         self.transport.registerProducer(self.transport, True)
         self.log.info("connection from {peer}", peer=self.peer)
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
         self.received += len(data)
         self.transport.write(data.upper())
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
         self.log.info("connection from {peer} closed after {size} bytes", peer=self.peer, size=self.received)
 
@@ -49,7 +54,7 @@ class UpperFactory(TrackingFactory):
 
     protocol = UpperProtocol
 
-    def __init__(self, reactor, idle_timeout=30.0):
+    def __init__(self, reactor: IReactorTime | None, idle_timeout: float = 30.0) -> None:
         super().__init__(reactor, idle_timeout)
 
 
@@ -59,7 +64,8 @@ class UpperDatagramProtocol(DatagramProtocol):
     """
 
     log = Logger()
+    transport: Any
 
-    def datagramReceived(self, data, address):
+    def datagramReceived(self, data: bytes, address: Any) -> None:
         self.log.debug("{size} bytes from {peer}", size=len(data), peer="%s:%s" % address[:2])
         self.transport.write(data.upper(), address)

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.message.test_upper_client -*-
 """
 The upper client: sends a text to an upper server over TCP or UDP and
 returns the reply.
@@ -7,10 +8,12 @@ come back, since the server changes letters but never lengths.
 """
 
 from functools import partial
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol, connectionDone
+from twisted.python.failure import Failure
 
 from netproxy.dialing import connect, resolve, within
 from netproxy.errors import ClientError
@@ -22,27 +25,29 @@ class UpperTCPClient(Protocol):
     all come back.
     """
 
-    def __init__(self, text):
+    transport: Any
+
+    def __init__(self, text: bytes) -> None:
         self.text = text
         self.buffer = b""
-        self.reply = Deferred()
+        self.reply: Deferred[bytes] = Deferred()
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         self.transport.write(self.text)
         if not self.text:
             self._done()
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         self.buffer += data
         if len(self.buffer) >= len(self.text):
             self._done()
 
-    def _done(self):
+    def _done(self) -> None:
         if not self.reply.called:
             self.reply.callback(self.buffer)
         self.transport.loseConnection()
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if not self.reply.called:
             self.reply.errback(ClientError(
                 f"connection closed after {len(self.buffer)} of {len(self.text)} bytes"))
@@ -54,25 +59,27 @@ class UpperUDPClient(DatagramProtocol):
     the first datagram that comes back from there.
     """
 
-    def __init__(self, text, host, port):
+    transport: Any
+
+    def __init__(self, text: bytes, host: str, port: int) -> None:
         self.text = text
         self.address = (host, port)
-        self.reply = Deferred()
+        self.reply: Deferred[bytes] = Deferred()
 
-    def startProtocol(self):
+    def startProtocol(self) -> None:
         self.transport.connect(*self.address)
         self.transport.write(self.text)
 
-    def datagramReceived(self, data, address):
+    def datagramReceived(self, data: bytes, address: Any) -> None:
         if not self.reply.called:
             self.reply.callback(data)
 
-    def connectionRefused(self):
+    def connectionRefused(self) -> None:
         if not self.reply.called:
             self.reply.errback(ClientError(f"{self.address[0]}:{self.address[1]} refused the datagram"))
 
 
-async def upper_tcp(reactor, host, port, text, timeout):
+async def upper_tcp(reactor: Any, host: str, port: int, text: bytes, timeout: float) -> bytes:
     """
     :returns: the server's reply to C{text} (bytes).
     :raises ClientError: when the server cannot be reached or does not answer.
@@ -86,7 +93,7 @@ async def upper_tcp(reactor, host, port, text, timeout):
         client.transport.loseConnection()
 
 
-async def upper_udp(reactor, host, port, text, timeout):
+async def upper_udp(reactor: Any, host: str, port: int, text: bytes, timeout: float) -> bytes:
     """
     :returns: the server's reply datagram to C{text} (bytes).
     :raises ClientError: when no reply comes within C{timeout} seconds.

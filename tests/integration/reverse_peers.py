@@ -44,7 +44,7 @@ def sha1_hex(payload):
 
 def data_message(policy, payload, srcid=50, key="privPoliId"):
     """
-    :returns: a type 0 data message, as the assignment's clients send it.
+    :returns: a type 0 data message, as the reverse proxy's clients send it.
     """
     return {"type": 0, "srcid": srcid, key: policy, "payloadsize": len(payload.encode("utf-8")), "payload": payload}
 
@@ -237,7 +237,7 @@ class FakeServer:
 
     def setup(self, server_id, policy, reverse_port, **fields):
         """
-        Register with the reverse proxy the way the assignment's servers do:
+        Register with the reverse proxy the way backend servers in the wild do:
         every field a string, the setup connection closed at once.
 
         :returns: a L{Deferred} firing once the setup connection is closed.

@@ -35,7 +35,7 @@ from tests.integration.daemon import (
 )
 from tests.integration.http_origin import pattern, start_origin
 
-# What the relay answers for a blocked destination (SPEC.md).
+# What the relay answers for a blocked destination (the README's error table).
 NOT_ALLOWED = b"Error, not allowed address"
 
 

@@ -123,7 +123,7 @@ class BackendProtocolTests(SynchronousTestCase):
         self.assertEqual(replies(self.transport), [ack("a"), ack("b")])
 
     def test_log_lines(self):
-        """Each message and its answer are logged as the assignment writes them."""
+        """Each message and its answer are logged in the fixed wording the README documents."""
         self.send(data())
         lines = [formatEvent(e) for e in self.events if e["log_level"] == LogLevel.info]
         self.assertEqual(lines, [
@@ -273,7 +273,7 @@ class BackendServiceTests(SynchronousTestCase):
         self.assertEqual(self.reactor.tcpClients[0][:2], ("127.0.0.1", 123))
 
     def test_log_lines(self):
-        """Start-up logs the assignment's four lines, in order."""
+        """Start-up logs its four documented lines, in order."""
         self.start(self.service())
         self.assertEqual(self.info_lines(), [
             "Server running with id 100",

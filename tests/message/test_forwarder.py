@@ -187,7 +187,7 @@ class ForwardTests(ForwarderTestCase):
         self.assertEqual([client[1] for client in self.reactor.tcpClients], [124, 125, 124])
 
     def test_log_lines(self):
-        """Forwarding and the answer are logged as the assignment writes them."""
+        """Forwarding and the answer are logged in the fixed wording the README documents."""
         self.forward()
         complete_connection(self.reactor)[0].dataReceived(ANSWER)
         self.assertEqual(self.lines(LogLevel.info), [
@@ -276,6 +276,23 @@ class FailoverTests(ForwarderTestCase):
         self.assertEqual(self.successResultOf(self.forward(message)), (None, {
             "type": "3", "error": "no server registered for privacy policy PP_9", "privPolyId": "PP_9"}))
         self.assertEqual(self.reactor.tcpClients, [])
+
+
+class ProgrammingErrorTests(ForwarderTestCase):
+    """
+    An error no server or network can cause is a bug: it is not taken for a
+    server that is down.
+    """
+
+    def test_not_failed_over(self):
+        """A programming error fails the forward as it is, marks nobody down and tries no other server."""
+        d = self.forward()
+        fail_connection(self.reactor, ZeroDivisionError("a bug"))
+        self.failureResultOf(d, ZeroDivisionError)
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.assertEqual([s.retry_at for s in self.registry.servers()], [None, None])
+        self.assertEqual(self.lines(LogLevel.warn), [])
+        self.assertEqual(self.forwarder.failovers, 0)
 
 
 class CancelTests(ForwarderTestCase):

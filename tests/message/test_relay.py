@@ -1,6 +1,6 @@
 """
 Tests for L{netproxy.message.relay}: the relay role's replies (byte for byte, as
-SPEC.md writes them), its upstream connections, timeouts, limits,
+the README's error table writes them), its upstream connections, timeouts, limits,
 back-pressure and log events, driven in memory.
 """
 

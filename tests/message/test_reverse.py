@@ -158,7 +158,7 @@ class SetupTests(ReverseTestCase):
         self.assertEqual((server.server_id, server.port), ("7", 9000))
 
     def test_log_line(self):
-        """The setup is logged as the assignment writes it."""
+        """The setup is logged in the fixed wording the README documents."""
         self.register()
         self.assertEqual(self.lines(LogLevel.info)[0],
                          "Receiving setup message from server id 100 privacy policy PP_1 port 124")
@@ -302,7 +302,7 @@ class DataTests(ReverseTestCase):
         self.assertEqual(sorted(c[1] for c in self.reactor.tcpClients), [124] * 3 + [125] * 3)
 
     def test_log_lines(self):
-        """A forwarded message is logged with the assignment's four lines, in order."""
+        """A forwarded message is logged with its four documented lines, in order."""
         self.send(self.protocol, data())
         complete_connection(self.reactor)[0].dataReceived(ack())
         digest = sha1_hex("hello")
@@ -427,6 +427,15 @@ class FailoverTests(ReverseTestCase):
             complete_connection(self.reactor)[0].dataReceived(ack())
         self.assertEqual([c[1] for c in self.reactor.tcpClients], [124, 125, 125, 124, 125, 124])
         self.assertEqual([s.retry_at for s in self.registry.servers("PP_1")], [None, None])
+
+
+    def test_programming_error_logged(self):
+        """A programming error while forwarding is logged as a failure with its traceback, not as a server down."""
+        fail_connection(self.reactor, ZeroDivisionError("a bug"))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertEqual([s.retry_at for s in self.registry.servers("PP_1")], [None, None])
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.assertFalse(self.transport.connected)
 
 
 class NoServerTests(ReverseTestCase):

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_tap -*-
 """
 The twistd plugin for netproxy: one ServiceMaker, importing nothing heavy,
 because twistd imports every plugin just to list its commands.

@@ -1,0 +1,148 @@
+"""
+Tests for L{netproxy.message.services}: the services each message role's
+parsed options build, started on a memory reactor.
+"""
+
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+
+from netproxy.message import services
+from netproxy.message.ack import AckFactory
+from netproxy.message.relay import RelayFactory
+from netproxy.message.reverse_metrics import MetricsPage
+from netproxy.message.upper import UpperDatagramProtocol, UpperFactory
+from netproxy.reload import ReloadOnHangup
+from netproxy.tap import Options
+from netproxy.testing import UDPMemoryReactor
+
+
+def parse(*argv: str) -> Options:
+    """
+    :returns: C{twistd netproxy} options parsed from C{argv}.
+    """
+    options = Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+def start(builder, options):
+    """
+    Build a role's service from its options and start it on a memory reactor.
+
+    :returns: the reactor and the running service.
+    """
+    reactor = UDPMemoryReactor()
+    service = builder(options.subOptions, reactor)
+    service.privilegedStartService()
+    service.startService()
+    return reactor, service
+
+
+class RelayServiceTests(SynchronousTestCase):
+    """
+    The relay's listener, rules and limits.
+    """
+
+    def test_defaults(self):
+        """By default the relay listens on 127.0.0.1:6000 and blocks nothing."""
+        options = parse("relay")
+        reactor, service = start(services.relay_service, options)
+        [(port, factory, backlog, interface)] = reactor.tcpServers
+        self.assertEqual((port, interface), (6000, "127.0.0.1"))
+        self.assertIsInstance(factory, RelayFactory)
+        self.assertEqual((factory.idle_timeout, factory.connect_timeout, factory.max_size), (30.0, 10.0, 65536))
+        self.assertIsNone(factory.rules.match("127.0.0.1", 7777))
+
+    def test_block_rules(self):
+        """Each --block adds a rule the relay's factory matches."""
+        options = parse("relay", "--block", "127.0.0.1:7777", "--block", "*.example.com")
+        reactor, service = start(services.relay_service, options)
+        factory = reactor.tcpServers[0][1]
+        self.assertIsNotNone(factory.rules.match("127.0.0.1", 7777))
+        self.assertIsNotNone(factory.rules.match("www.example.com", 80))
+        self.assertIsNone(factory.rules.match("127.0.0.1", 8888))
+
+    def test_blocklist_read_and_reloaded(self):
+        """--blocklist rules are in force and a SIGHUP reloader is attached."""
+        path = FilePath(self.mktemp())
+        path.setContent(b"# test\n127.0.0.1:8888\n")
+        options = parse("relay", "--blocklist", path.path)
+        reactor, service = start(services.relay_service, options)
+        factory = reactor.tcpServers[0][1]
+        self.assertIsNotNone(factory.rules.match("127.0.0.1", 8888))
+        self.assertIsInstance(list(service)[0], ReloadOnHangup)
+        service.stopService()
+
+    def test_listen_port_shorthand(self):
+        """--listen with a bare port listens on loopback at that port."""
+        reactor, service = start(services.relay_service, parse("relay", "--listen", "6100"))
+        self.assertEqual(reactor.tcpServers[0][0], 6100)
+        self.assertEqual(reactor.tcpServers[0][3], "127.0.0.1")
+
+    def test_limits_reach_factory(self):
+        """--max-size, --idle-timeout and --max-connections configure the factory."""
+        options = parse("relay", "--max-size", "1K", "--idle-timeout", "2.5", "--max-connections", "7")
+        reactor, service = start(services.relay_service, options)
+        factory = reactor.tcpServers[0][1]
+        self.assertEqual((factory.max_size, factory.idle_timeout, factory.max_connections), (1024, 2.5, 7))
+
+
+class AckServiceTests(SynchronousTestCase):
+    """
+    The ack server's listener and reply.
+    """
+
+    def test_defaults(self):
+        """The ack server listens on 127.0.0.1:8888 and answers DONE."""
+        reactor, service = start(services.ack_service, parse("ack"))
+        [(port, factory, backlog, interface)] = reactor.tcpServers
+        self.assertEqual((port, interface), (8888, "127.0.0.1"))
+        self.assertIsInstance(factory, AckFactory)
+        self.assertEqual(factory.reply, b"DONE")
+
+    def test_reply(self):
+        """--reply sets the answer, UTF-8 encoded."""
+        reactor, service = start(services.ack_service, parse("ack", "--reply", "reçu"))
+        self.assertEqual(reactor.tcpServers[0][1].reply, "reçu".encode())
+
+
+class UpperServiceTests(SynchronousTestCase):
+    """
+    The upper server's TCP and UDP listeners.
+    """
+
+    def test_defaults(self):
+        """The upper server listens on TCP and UDP port 12000 of 127.0.0.1."""
+        reactor, service = start(services.upper_service, parse("upper"))
+        [(port, factory, backlog, interface)] = reactor.tcpServers
+        self.assertEqual((port, interface), (12000, "127.0.0.1"))
+        self.assertIsInstance(factory, UpperFactory)
+        [udp] = reactor.udpPorts
+        self.assertEqual((udp.port, udp.interface), (12000, "127.0.0.1"))
+        self.assertIsInstance(udp.protocol, UpperDatagramProtocol)
+
+    def test_only_tcp(self):
+        """--no-udp leaves only the TCP listener."""
+        reactor, service = start(services.upper_service, parse("upper", "--no-udp", "--tcp", "12001"))
+        self.assertEqual([(entry[0], type(entry[1])) for entry in reactor.tcpServers], [(12001, UpperFactory)])
+        self.assertEqual(reactor.udpPorts, [])
+
+
+class ReverseServiceTests(SynchronousTestCase):
+    """
+    The reverse proxy's listener and its --metrics endpoint.
+    """
+
+    def test_metrics_endpoint(self):
+        """--metrics adds a web listener serving the metrics page; a bare port is loopback."""
+        options = parse("reverse", "--port", "5000", "--metrics", "9105")
+        self.assertEqual(options.subOptions["metrics"], "tcp:9105:interface=127.0.0.1")
+        reactor, service = start(services.reverse_service, options)
+        ports = [(port, factory) for port, factory, _, interface in reactor.tcpServers]
+        self.assertEqual([port for port, _ in ports], [5000, 9105])
+        self.assertIsInstance(ports[1][1].resource, MetricsPage)
+
+    def test_off_by_default(self):
+        """Without --metrics, only the message listener."""
+        reactor, service = start(services.reverse_service, parse("reverse", "--port", "5000"))
+        self.assertEqual(len(reactor.tcpServers), 1)
