@@ -213,3 +213,66 @@ class AnnotationTests(SynchronousTestCase):
         tree = ast.parse("class A:\n def f(self, x: int): pass\n def _g(self, y): pass\n"
                          "def h(a: int) -> None: pass\n")
         self.assertEqual(unannotated(tree), ["A.f"])
+
+
+def named_tests(path):
+    """
+    :returns: the test modules named by the C{test-case-name} header on the
+        first line of C{path}, or L{None} when it has none.
+    """
+    first = path.read_text().partition("\n")[0]
+    prefix, marker, rest = first.partition("test-case-name:")
+    if not marker or not prefix.startswith("#"):
+        return None
+    return [name.strip() for name in rest.replace("-*-", "").split(",") if name.strip()]
+
+
+class TestMapTests(SynchronousTestCase):
+    """
+    The tests are a map of the code: each module has a test module named
+    after it, and says which tests cover it, as Twisted's modules do.
+    """
+
+    def test_module_named_after(self):
+        """
+        Every module of the package has a test module at the same place in
+        C{tests/}: C{netproxy/http/exchange.py} is tested by
+        C{tests/http/test_exchange.py}.
+        """
+        missing = []
+        for name, (path, tree) in modules().items():
+            if path.name == "__init__.py":
+                continue
+            parts = name.split(".")[1:]
+            test = PACKAGE.parent.joinpath("tests", *parts[:-1], f"test_{parts[-1]}.py")
+            if not test.exists():
+                missing.append(name)
+        self.assertEqual(missing, [])
+
+    def test_headers(self):
+        """
+        Every module starts with a C{test-case-name} header naming test
+        modules that exist.
+        """
+        wrong = []
+        for name, (path, tree) in modules().items():
+            if path.name == "__init__.py":
+                continue
+            named = named_tests(path)
+            if not named:
+                wrong.append(f"{name}: no header")
+                continue
+            for test in named:
+                if not PACKAGE.parent.joinpath(*test.split(".")).with_suffix(".py").exists():
+                    wrong.append(f"{name}: {test} does not exist")
+        self.assertEqual(wrong, [])
+
+    def test_header_parsed(self):
+        """
+        The header is read from the first line only, and lists its modules.
+        """
+        path = Path(self.mktemp())
+        path.write_text("# -*- test-case-name: tests.a, tests.b -*-\n")
+        self.assertEqual(named_tests(path), ["tests.a", "tests.b"])
+        path.write_text('"""\n# -*- test-case-name: tests.a -*-\n"""\n')
+        self.assertIsNone(named_tests(path))
