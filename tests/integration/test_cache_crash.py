@@ -1,5 +1,5 @@
 """
-End-to-end test of the cache's crash safety (issue 5): a real C{twistd
+End-to-end test of the cache's crash safety: a real C{twistd
 netproxy http} is killed with C{SIGKILL} while it stores many responses,
 restarted on the same C{--cache-dir}, and must then serve only what the
 origin sent, byte for byte, keeping every entry it had finished storing.
