@@ -12,7 +12,7 @@ from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.python.failure import Failure
 
-from netproxy.errors import Blocked, ClientError
+from netproxy.errors import Blocked, ClientError, HTTPError
 
 _FAILURE_REASONS = (
     ((neterror.ConnectionRefusedError,), "connection refused"),
@@ -74,6 +74,19 @@ def connect_failure_reason(failure):
         if failure.check(*kinds):
             return text
     return failure.getErrorMessage()
+
+
+def connect_error(failure: Failure, authority: str) -> HTTPError:
+    """
+    :param failure: the L{Failure} of a connection attempt to C{authority}
+        (C{host:port}) made with L{connect_checked}.
+    :returns: the L{HTTPError} a proxy answers it with: 403 for a blocked
+        address, 504 for a timeout, 502 otherwise.
+    """
+    if failure.check(Blocked):
+        return HTTPError(403, f"destination {authority} is blocked: it {failure.getErrorMessage()}")
+    reason = connect_failure_reason(failure)
+    return HTTPError(504 if reason == "timed out" else 502, f"could not connect to {authority}: {reason}")
 
 
 def endpoint_for(reactor, host, port, timeout):

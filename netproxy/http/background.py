@@ -76,8 +76,7 @@ class Background:
         Send the request.
         """
         self.factory.cache.revalidating.add(self.key)
-        self.exchange = Exchange(self, self.head)
-        self.exchange.background = True
+        self.exchange = Exchange(self, self.head, background=True)
         try:
             self.exchange.begin(b"")
         except HTTPError as error:

@@ -12,6 +12,7 @@ from twisted.logger import Logger
 from netproxy.connections import TrackedProtocol, TrackingFactory
 from netproxy.errors import HTTPError
 from netproxy.http.access_log import AccessLog
+from netproxy.http.background import Background
 from netproxy.http.exchange import Exchange
 from netproxy.http.head import HeadReader, parse_request_head
 from netproxy.http.proxy_metrics import HttpMetrics
@@ -279,8 +280,6 @@ class ProxyFactory(TrackingFactory):
         5861's stale-while-revalidate), for the request with C{head} that
         was just served it stale.
         """
-        from netproxy.http.background import Background
-
         Background(self, head, key).start()
 
     def idle_upstream_lost(self, connection):

@@ -9,9 +9,8 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
-from netproxy.dialing import connect_checked
+from netproxy.dialing import connect_checked, connect_error
 from netproxy.errors import HTTPError
-from netproxy.http.exchange import connect_error
 
 ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
@@ -95,7 +94,7 @@ class Tunnel:
         self._connecting = None
         if self._closed or failure.check(CancelledError):
             return
-        self.client.fail(connect_error(failure, self.target))
+        self.client.fail(connect_error(failure, self.target.authority.decode("ascii")))
 
     def client_data(self, data):
         """

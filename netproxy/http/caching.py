@@ -1,0 +1,412 @@
+# -*- test-case-name: tests.http.test_caching -*-
+"""
+The cache's side of an exchange: it looks for a stored response and serves
+it when it may be reused; otherwise it has the origin asked, with the
+stored response's validators when it can be revalidated, and stores the
+origin's answer as it streams past.
+
+Concurrent misses for one URL make one upstream request (collapsed
+forwarding): the first leads, those arriving meanwhile wait, and follow the
+leader's response as it is stored once its head says they may share it.
+A stored response may also answer when the origin cannot: stale, under
+C{stale-if-error}, or while it is revalidated in the background, under
+C{stale-while-revalidate} (RFC 5861).
+"""
+
+from math import floor
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from netproxy.errors import HTTPError
+from netproxy.http.cache import policy
+from netproxy.http.cache.entry import BodyAbandoned, DamagedEntry, StreamStopped
+from netproxy.http.cache.fields import MAX_DELTA, directives
+from netproxy.http.cache.invalidation import SAFE_METHODS, invalidated_urls
+from netproxy.http.cache.responses import Cache, Fetch, Found, cache_key
+from netproxy.http.cache.status import cache_status, hit_status
+from netproxy.http.cache.validation import not_modified, validators
+from netproxy.http.interfaces import IExchange
+from netproxy.http.message import response_head_bytes
+
+
+class Caching:
+    """
+    The cache's side of one exchange.
+
+    :param exchange: the L{IExchange} it works for.
+    :param cache: the proxy's L{Cache}.
+    :ivar key: the cache key of the request, or L{None} when the cache does
+        not handle it (RFC 9211's "bypass").
+    :ivar leading: whether the exchange fetches a miss that others may wait
+        for (collapsed forwarding), until its response head settles them.
+    """
+
+    log = Logger()
+
+    key: bytes | None = None
+    leading = False
+    # The Cache-Status "fwd" parameter: why the request went upstream.
+    _fwd: str | None = None
+    # The stored response the origin is asked about, and what the policy
+    # made of it.
+    _found: Found | None = None
+    _assessment: Any = None
+    # Whether the request upstream carries the stored response's validators.
+    _revalidating = False
+    # The writer storing the origin's response, and the Fetch others may
+    # follow (the leader's).
+    _fill: Any = None
+    _fetch: Fetch | None = None
+    # Sending a stored response: fires when it is sent.
+    _serving: "Deferred[None] | None" = None
+    # What answers instead of the origin's response being discarded:
+    # (cache status, stored response or None when lost, Cache-Status).
+    _replacement: tuple[str, Found | None, bytes] | None = None
+
+    def __init__(self, exchange: IExchange, cache: Cache) -> None:
+        self.exchange = exchange
+        self.cache = cache
+
+    def consult(self) -> list[tuple[bytes, bytes]] | None:
+        """
+        Look for a stored response: serve it when it may be reused,
+        otherwise prepare what goes upstream.
+
+        :returns: the cache's validators, which replace the client's own
+            preconditions when it revalidates a stored response (the
+            client's are answered from the refreshed entry); L{None} when
+            the request is answered (or will be) without going upstream.
+        :raises HTTPError: 504 when the client asked only-if-cached and
+            nothing usable is stored.
+        """
+        exchange = self.exchange
+        headers = exchange.head.headers
+        cache = self.cache
+        key = self.key = cache_key(exchange.target)
+        found = cache.find(key, headers)
+        exchange.cache_result = "MISS"
+        checks = []
+        if found is None:
+            self._fwd = "uri-miss"
+            only_if_cached = "only-if-cached" in directives(headers)
+            if not only_if_cached and self._collapse():
+                return None
+        else:
+            now = exchange.factory.reactor.seconds()
+            assessment = policy.assess(headers, found.stored, now)
+            if assessment.usable:
+                self._serve(found, "HIT", hit_status(floor(assessment.ttl)))
+                return None
+            if assessment.stale_while_revalidate and not exchange.background:
+                self._serve(found, "STALE", cache_status(
+                    hit=True, ttl=assessment.ttl, detail="stale-while-revalidate"))
+                if key not in cache.revalidating:
+                    exchange.factory.revalidate(exchange.head, key)
+                return None
+            self._found, self._assessment, self._fwd = found, assessment, assessment.fwd
+            only_if_cached = assessment.only_if_cached
+            if found.stored.status == 200:
+                checks = validators(found.stored.headers)
+                self._revalidating = bool(checks)
+        if only_if_cached:
+            raise HTTPError(504, "only-if-cached: no stored response is fresh enough")
+        return checks
+
+    def _collapse(self) -> bool:
+        """
+        Collapsed forwarding of a miss: follow the response being stored for
+        the key, or wait for the request already fetching it, or lead
+        (fetch it for the others that come meanwhile).
+
+        :returns: whether this request is answered, or will be, without
+            going upstream itself.
+        """
+        exchange = self.exchange
+        if exchange.background or exchange.head.method != b"GET" or not policy.collapsible(exchange.head.headers):
+            return False
+        fetch = self.cache.fetching(self.key)
+        if fetch is not None:
+            return self._may_share(fetch) and self._follow(fetch)
+        if self.cache.lead(self.key):
+            self.leading = True
+            return False
+        self.cache.wait(self.key, self)
+        exchange.state = "waiting"
+        exchange.pause_client()
+        return True
+
+    def resume(self, fetch: Fetch | None) -> None:
+        """
+        The miss this exchange waits for is settled: follow C{fetch}, the
+        response being stored for it, when it may; else (or when there is
+        none) go upstream.
+        """
+        if not (fetch is not None and self._may_share(fetch) and self._follow(fetch)):
+            self.exchange.forward_afresh()
+
+    def stop_waiting(self) -> None:
+        """
+        The exchange no longer waits for the miss another is fetching.
+        """
+        self.cache.leave(self.key, self)
+
+    def settle(self, head: Any, framing: Any, request_time: float, response_time: float) -> None:
+        """
+        The leader's response head arrived (C{head}, with its C{framing};
+        requested and answered at those times), or none will (C{head} is
+        L{None}): hand the response being stored to each waiting request
+        that may share it, and send the others upstream on their own.
+        """
+        self.leading = False
+        if head is not None and self._fill is not None and framing.kind == "length":
+            stored = policy.Stored(head.status, head.headers, request_time, response_time)
+            self._fetch = Fetch(self._fill, head, framing.length, stored, self.exchange.head.headers)
+        # else a body of unknown length cannot be framed for the waiters
+        # before it ends: waiting that long would not be collapsing.
+        for waiter in self.cache.settle(self.key, self._fetch):
+            waiter.resume(self._fetch)
+
+    def _may_share(self, fetch: Fetch) -> bool:
+        """
+        :returns: whether this request may be answered with the response
+            C{fetch} is storing.
+        """
+        # A body the store cannot keep will be abandoned: the waiters would
+        # be cut short.
+        headers = self.exchange.head.headers
+        return bool(not fetch.writer.abandoned and fetch.length <= self.cache.store.max_size
+                    and policy.shareable(fetch.head.headers, fetch.request_headers, headers)
+                    and policy.assess(headers, fetch.stored, self.exchange.factory.reactor.seconds()).usable)
+
+    def _follow(self, fetch: Fetch) -> bool:
+        """
+        Answer the client with the response another request is fetching
+        and storing, as it arrives.
+
+        :returns: whether it does; L{False} when what is stored so far
+            cannot be read, and nothing was sent.
+        """
+        exchange = self.exchange
+        transport = exchange.client.transport
+        if fetch.length:
+            serving = fetch.writer.follow(transport)
+            if serving.called:
+                # It failed at once (a follower writes nothing before the
+                # next turn): the client is still free to go upstream.
+                serving.addErrback(lambda failure: self.log.warn(
+                    "could not follow the response being stored for {url}: {reason}",
+                    url=exchange.head.target.decode("latin-1"), reason=failure.getErrorMessage()))
+                return False
+            self._serving = serving
+            exchange.state = "serving"
+        exchange.cache_result = "HIT"
+        exchange.request_done = True
+        exchange.leftover, exchange.pending = exchange.pending + exchange.leftover, b""
+        exchange.status = fetch.head.status
+        age = policy.current_age(fetch.stored, exchange.factory.reactor.seconds())
+        exchange.factory.metrics.collapsed.inc()
+        status_field = cache_status(hit=True, fwd="uri-miss", collapsed=True)
+        transport.write(self._stored_head(fetch.served_head, age, status_field, fetch.length))
+        exchange.sent = fetch.length
+        if fetch.length:
+            serving.addBoth(self._served)
+        else:
+            self._served(None)
+        return True
+
+    def _serve(self, found: Found, result: str, status_field: bytes) -> None:
+        """
+        Answer the client with a stored response (or 304, when its own
+        preconditions hold for it).
+
+        :param result: the access log's cache status.
+        :param status_field: the response's Cache-Status.
+        """
+        exchange = self.exchange
+        exchange.cache_result = result
+        exchange.request_done = True
+        # Pipelined bytes: read before the request went upstream, or since.
+        exchange.leftover, exchange.pending = exchange.pending + exchange.leftover, b""
+        stored, entry = found.stored, found.entry
+        age = policy.current_age(stored, exchange.factory.reactor.seconds())
+        with_body = exchange.head.method != b"HEAD" and entry.length and not exchange.background
+        if stored.status == 200 and not_modified(exchange.head.headers, stored.headers):
+            exchange.status, with_body = 304, False
+            first, length = response_head_bytes(304, b"Not Modified", found.fields)[:-2], None
+        else:
+            exchange.status, first = stored.status, found.head
+            length = None if stored.status == 204 else entry.length
+        head = self._stored_head(first, age, status_field, length)
+        transport = exchange.client.transport
+        store = self.cache.store
+        body = store.held_body(entry) if with_body else None
+        if body is not None:
+            # A small body held in memory: sent with its head, in one write.
+            exchange.sent = entry.length
+            transport.writeSequence([head, body])
+            self._served(None)
+        elif with_body:
+            exchange.state = "serving"
+            serving = self._serving = store.read(entry, transport)
+            if serving.called:
+                # A small body is checked before anything is sent: a damaged
+                # one was discarded, and the origin is asked instead.
+                serving.addErrback(self._damaged_before_sending)
+                if self._serving is None:
+                    return
+            transport.write(head)
+            exchange.sent = entry.length
+            serving.addBoth(self._served)
+        else:
+            transport.write(head)
+            self._served(None)
+
+    def _stored_head(self, first: bytes, age: int, status_field: bytes, length: int | None) -> bytes:
+        """
+        :param first: the status line and fields of a stored response, as
+            L{Found.head} has them.
+        :param age: its current age.
+        :param status_field: its Cache-Status.
+        :param length: its Content-Length, or L{None} for none.
+        :returns: the head it is served with.
+        """
+        exchange = self.exchange
+        exchange.keep = exchange.client_keep
+        framing = b"" if length is None else b"Content-Length: %d\r\n" % (length,)
+        return b"%sAge: %d\r\nCache-Status: %s\r\n%s%s\r\n" % (
+            first, min(age, MAX_DELTA), status_field, framing, exchange.connection_field())
+
+    def _damaged_before_sending(self, failure: Failure) -> None:
+        failure.trap(DamagedEntry)
+        exchange = self.exchange
+        self.log.warn("discarded damaged cache entry for {url}: {reason}",
+                      url=exchange.head.target.decode("latin-1"), reason=failure.getErrorMessage())
+        self._serving = None
+        exchange.status = None
+        exchange.request_done = False
+        exchange.pending, exchange.leftover = exchange.leftover, b""
+        exchange.cache_result, self._fwd = "MISS", "miss"
+        exchange.forward_afresh()
+
+    def _served(self, result: Failure | None) -> None:
+        self._serving = None
+        exchange = self.exchange
+        if exchange.state == "finished":
+            return None
+        if result is not None:
+            if not result.check(StreamStopped, CancelledError, DamagedEntry, BodyAbandoned):
+                self.log.failure("sending a stored response failed", result)
+            elif result.check(DamagedEntry, BodyAbandoned):
+                self.log.warn("response for {url} from the cache cut short: {reason}",
+                              url=exchange.head.target.decode("latin-1"), reason=result.getErrorMessage())
+            exchange.client.abort()
+            return None
+        exchange.finish()
+        return None
+
+    def serve_stale_on_error(self) -> bool:
+        """
+        Serve the stored response the origin could not replace, when its
+        stale-if-error allows (RFC 5861 section 4).
+
+        :returns: whether it was served.
+        """
+        if self._found is None or not self._assessment.stale_if_error:
+            return False
+        self._serve(self._found, "STALE", self._stale_status())
+        return True
+
+    def _stale_status(self) -> bytes:
+        status: bytes = cache_status(hit=True, ttl=self._assessment.ttl, detail="stale-if-error")
+        return status
+
+    def serve_replacement(self) -> None:
+        """
+        The origin's response that L{response_fields} chose to drop has
+        ended: serve the stored response instead.
+        """
+        assert self._replacement is not None
+        (result, found, status_field), self._replacement = self._replacement, None
+        if found is None:
+            # The store lost the entry meanwhile: ask again, plainly.
+            self._revalidating, self._found = False, None
+            self.exchange.forward_afresh()
+            return
+        self._serve(found, result, status_field)
+
+    def response_fields(self, head: Any, headers: list[tuple[bytes, bytes]], request_time: float,
+                        response_time: float) -> list[tuple[bytes, bytes]] | None:
+        """
+        The origin's response head arrived, to be relayed with C{headers}:
+        store the response if the policy allows, and invalidate what an
+        unsafe method changed.
+
+        :returns: C{headers} with the response's Cache-Status; or L{None}
+            when the stored response answers instead, refreshed by a 304
+            or stale after a 5xx: the origin's response is then read to its
+            end and dropped, and L{serve_replacement} follows.
+        """
+        found = self._found
+        if found is not None:
+            if self._revalidating and head.status == 304:
+                # Not modified: the stored response, refreshed, is the answer.
+                self._replacement = ("REVALIDATED",
+                                     self.cache.refresh(found, head.headers, request_time, response_time),
+                                     cache_status(hit=False, fwd=self._fwd, fwd_status=304))
+                return None
+            if head.status >= 500 and self._assessment.stale_if_error:
+                self._replacement = ("STALE", found, self._stale_status())
+                return None
+        exchange = self.exchange
+        method = exchange.head.method
+        if method not in SAFE_METHODS and 200 <= head.status < 400:
+            self.cache.invalidate(invalidated_urls(method, head.status, exchange.head.target, head.headers))
+        if self.key is None:
+            # Not a request the cache handles (RFC 9211's "bypass").
+            return headers + [(b"Cache-Status", cache_status(hit=False, fwd="bypass", fwd_status=head.status))]
+        if method == b"GET" and policy.storable(method, exchange.head.headers, head.status, head.headers):
+            self._fill = self.cache.fill(self.key, exchange.head.headers, head, request_time, response_time)
+        return headers + [(b"Cache-Status", cache_status(
+            hit=False, fwd=self._fwd, fwd_status=head.status, stored=self._fill is not None))]
+
+    def response_body(self, piece: bytes) -> None:
+        """
+        A piece of the origin's response body, relayed: store it too.
+        """
+        if self._fill is not None:
+            self._fill.write(piece)
+
+    def response_done(self) -> None:
+        """
+        The origin's response has been relayed in full: what was stored of
+        it is complete.
+        """
+        fill, self._fill = self._fill, None
+        if fill is not None:
+            fill.finish()
+        if self._fetch is not None:
+            # Those that follow it have what they need from the store.
+            self.cache.fetched(self.key, self._fetch)
+            self._fetch = None
+
+    def release(self) -> None:
+        """
+        The exchange is over, complete or not: settle those waiting for a
+        response it was to fetch, and drop what it was storing or serving
+        (an incomplete response is never stored).
+        """
+        if self.leading:
+            # No response to share: those waiting go upstream themselves.
+            self.settle(None, None, 0.0, 0.0)
+        if self._fetch is not None:
+            self.cache.fetched(self.key, self._fetch)
+            self._fetch = None
+        fill, self._fill = self._fill, None
+        if fill is not None:
+            fill.abort()
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.cancel()
