@@ -1,15 +1,10 @@
 # -*- test-case-name: tests.http.test_caching -*-
 """
-The cache's side of an exchange: it looks for a stored response and serves
-it when it may be reused; otherwise it has the origin asked, with the
-stored response's validators when it can be revalidated, and stores the
-origin's answer as it streams past.
-
+The cache's side of an exchange: it serves a stored response that may be
+reused; otherwise it has the origin asked (with the stored response's
+validators, to revalidate it) and stores the answer as it streams past.
 Concurrent misses for one URL make one upstream request (collapsed
-forwarding): the first leads, those arriving meanwhile wait, and follow the
-leader's response as it is stored once its head says they may share it.
-A stored response may also answer when the origin cannot: stale, under
-C{stale-if-error}, or while it is revalidated in the background, under
+forwarding); a stale response answers under C{stale-if-error} and
 C{stale-while-revalidate} (RFC 5861).
 """
 
@@ -148,9 +143,7 @@ class Caching:
             self.exchange.forward_afresh()
 
     def stop_waiting(self) -> None:
-        """
-        The exchange no longer waits for the miss another is fetching.
-        """
+        """The exchange no longer waits for the miss another is fetching."""
         self.cache.leave(self.key, self)
 
     def settle(self, head: Any, framing: Any, request_time: float, response_time: float) -> None:
@@ -266,11 +259,9 @@ class Caching:
 
     def _stored_head(self, first: bytes, age: int, status_field: bytes, length: int | None) -> bytes:
         """
-        :param first: the status line and fields of a stored response, as
-            L{Found.head} has them.
-        :param age: its current age.
-        :param status_field: its Cache-Status.
-        :param length: its Content-Length, or L{None} for none.
+        :param first: a stored response's status line and fields, as
+            L{Found.head} has them; C{age}, its current age; C{status_field}
+            its Cache-Status; C{length} its Content-Length (L{None}: none).
         :returns: the head it is served with.
         """
         exchange = self.exchange
@@ -295,7 +286,7 @@ class Caching:
         self._serving = None
         exchange = self.exchange
         if exchange.state == "finished":
-            return None
+            return
         if result is not None:
             if not result.check(StreamStopped, CancelledError, DamagedEntry, BodyAbandoned):
                 self.log.failure("sending a stored response failed", result)
@@ -303,9 +294,8 @@ class Caching:
                 self.log.warn("response for {url} from the cache cut short: {reason}",
                               url=exchange.head.target.decode("latin-1"), reason=result.getErrorMessage())
             exchange.client.abort()
-            return None
+            return
         exchange.finish()
-        return None
 
     def serve_stale_on_error(self) -> bool:
         """
@@ -373,9 +363,7 @@ class Caching:
             hit=False, fwd=self._fwd, fwd_status=head.status, stored=self._fill is not None))]
 
     def response_body(self, piece: bytes) -> None:
-        """
-        A piece of the origin's response body, relayed: store it too.
-        """
+        """A piece of the origin's response body, relayed: store it too."""
         if self._fill is not None:
             self._fill.write(piece)
 

@@ -61,30 +61,22 @@ class Exchange:
         full; the client's bytes from then on are the next request's, held
         in C{leftover}.  An origin may answer before that (an early
         response); the upload then goes on while the response is relayed.
-    :ivar client_paused: the exchange has paused the client's transport:
-        while connecting or waiting, or with too much read ahead; the client
-        resumes it when the exchange ends.
+    :ivar client_paused: the exchange has paused the client's transport
+        (connecting, waiting, or too much read ahead) until it ends.
     :ivar pending: bytes from the client read before the request went
         upstream, sent when it does.
-    :ivar status: the status sent to the client, or L{None} before a
-        response has started.
-    :ivar sent: the bytes of response body sent to the client.
-    :ivar keep: whether the client's connection carries another request
-        after this response.
-    :ivar cache_result: the access log's cache status.
+    :ivar status: the status sent, or L{None} before a response started.
     :ivar forwarding: its origin side, once it goes upstream.
     :ivar caching: its cache side, when the proxy has a cache.
 
     :param client: the L{IExchangeClient} it came from.
     :param head: its L{netproxy.http.head.RequestHead}.
-    :param background: whether the proxy makes it on its own, for a client
-        that reads no body.
+    :param background: whether the proxy makes it on its own.
     """
 
     log = Logger()
 
-    # Defaults until the exchange gets that far; class attributes, since
-    # most exchanges (cache hits among them) never set most of them.
+    # Defaults until the exchange gets that far: most never set most.
     state: ExchangeState = "checking"
     # Set by begin, before anything reads them.
     target: Target
@@ -166,9 +158,7 @@ class Exchange:
         return framing
 
     def forward(self, headers: list[tuple[bytes, bytes]]) -> None:
-        """
-        Send the request upstream with C{headers}.
-        """
+        """Send the request upstream with C{headers}."""
         forwarding = self.forwarding
         if forwarding is None:
             forwarding = self.forwarding = Forwarding(self, self.caching)
@@ -199,9 +189,7 @@ class Exchange:
             self.pending += data
 
     def pause_client(self) -> None:
-        """
-        Read no more from the client until the exchange ends.
-        """
+        """Read no more from the client until the exchange ends."""
         if not self.client_paused:
             self.client.transport.pauseProducing()
             self.client_paused = True
@@ -231,9 +219,7 @@ class Exchange:
         return None
 
     def connection_field(self) -> bytes:
-        """
-        :returns: L{connection_header} as a field line, or C{b""}.
-        """
+        """:returns: L{connection_header} as a field line, or C{b""}."""
         field = self.connection_header()
         return b"" if field is None else b"%s: %s\r\n" % field
 
@@ -247,9 +233,7 @@ class Exchange:
         self.client.exchange_done(self.keep and self.request_done, self.leftover)
 
     def cancel(self) -> None:
-        """
-        The client has gone, or failed: stop everything.
-        """
+        """The client has gone, or failed: stop everything."""
         caching = self.caching
         if self.state == "waiting":
             assert caching is not None
