@@ -17,8 +17,7 @@ from netproxy.http import admin
 from netproxy.http.proxy import ProxyFactory
 from netproxy.instruments import CONTENT_TYPE
 from netproxy.testing import MemoryStore, connect, fail_connection
-from tests.http.test_exchange_cache import FRESH, CacheTestCase
-from tests.http.test_proxy import CLIENT, OK, get, split_response
+from tests.http_helpers import CLIENT, FRESH, OK, CacheTestCase, get, split_response
 from tests.test_instruments import parse, samples
 
 OUTSIDER = IPv4Address("TCP", "10.0.0.1", 40001)

@@ -19,7 +19,7 @@ from netproxy.http.auth import CACHE_SIZE, ProxyAuth, parse_basic
 from netproxy.http.passwords import AuthFile
 from netproxy.reload import ReloadOnHangup
 from netproxy.testing import UDPMemoryReactor, complete_connection, connect
-from tests.http.test_proxy import CLIENT, get, make_factory, split_response
+from tests.http_helpers import CLIENT, get, make_factory, split_response
 from tests.password_helpers import ALICE_HASH, CAROL_HASH, USERS
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"

@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.http.tunnel import ESTABLISHED
 from netproxy.testing import complete_connection, connect, fail_connection
-from tests.http.test_proxy import CLIENT, make_factory
+from tests.http_helpers import CLIENT, make_factory
 
 CONNECT = b"CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n"
 

@@ -1,80 +1,18 @@
 """
-Tests for the cache's part of L{netproxy.http.exchange}: responses stored
-as they stream past, hits served with C{Age} and C{Cache-Status}, stale
-entries revalidated, stale-if-error, invalidation, and the access log's
-cache status, with an in-memory store on a L{MemoryReactorClock}.
+Tests for L{netproxy.http.caching}, the cache's side of an exchange:
+responses stored as they stream past, hits served with C{Age} and
+C{Cache-Status}, stale entries revalidated, stale-if-error, invalidation,
+collapsed forwarding, and the access log's cache status, with an in-memory
+store on a L{MemoryReactorClock}.
 """
 
 from twisted.internet.error import ConnectionRefusedError
 
 from netproxy.acl import RuleSet, parse_rule
-from netproxy.http.cache.responses import Cache, cache_key
-from netproxy.http.cache.producers import next_turn
+from netproxy.http.cache.responses import cache_key
 from netproxy.http.message import parse_target
-from netproxy.testing import MemoryStore, connect, fail_connection
-from tests.http.test_proxy import CLIENT, URL, ProxyTestCase, get, split_response
-
-FRESH = b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nETag: \"v1\"\r\nContent-Length: 5\r\n\r\nfresh"
-STALE_WITH_ETAG = b"HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\nETag: \"v1\"\r\nContent-Length: 3\r\n\r\nold"
-
-
-class CacheTestCase(ProxyTestCase):
-    """
-    A proxy with a cache in memory, and an access log recording events.
-    """
-
-    def setUp(self):
-        super().setUp()
-        self.store = MemoryStore(10 * 1024 * 1024, scheduler=next_turn(self.reactor))
-        self.factory.cache = Cache(self.store)
-        self.events = []
-        self.factory.access_log.add_observer(self.events.append)
-        self.origins = []
-
-    def upstream(self):
-        """
-        :returns: the transport of the origin connection the last request
-            went on: a new one when the proxy dialled, else the pooled one.
-        """
-        if len(self.reactor.tcpClients) > len(self.origins):
-            self.origins.append(self.origin())
-        return self.origins[-1]
-
-    def upstream_requests(self):
-        """
-        :returns: how many requests reached the origin.
-        """
-        return sum(origin.value().count(b" HTTP/1.1\r\nHost: ") for origin in self.origins)
-
-    def fetch(self, request=None, answer=None):
-        """
-        Send C{request} (a GET by default) on a new client connection; let
-        the origin answer C{answer} when given, then run the reactor's
-        pending turns.
-
-        :returns: the client's transport.
-        """
-        _, transport = connect(self.factory, CLIENT)
-        transport.protocol.dataReceived(request or get())
-        if answer is not None:
-            self.answer(self.upstream(), answer)
-        for _ in range(50):
-            self.reactor.advance(0)
-        return transport
-
-    def field(self, transport, name):
-        """
-        :returns: the value of field C{name} in the response C{transport}
-            received, or L{None}.
-        """
-        for key, value in split_response(transport.value())[1]:
-            if key.lower() == name.lower():
-                return value
-        return None
-
-    def cache_results(self):
-        return [event["cache"] for event in self.events]
-
+from netproxy.testing import connect, fail_connection
+from tests.http_helpers import CLIENT, FRESH, STALE_WITH_ETAG, URL, CacheTestCase, get, split_response
 
 class HitTests(CacheTestCase):
     """
