@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_dialing -*-
 """
 Outbound connections, shared by the relay and the clients: resolving a
 host, connecting, waiting no longer than a timeout, and saying in a few words
@@ -5,11 +6,13 @@ why a connection failed.
 """
 
 import ipaddress
+from typing import Any
 
 from twisted.internet import error as neterror
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
 from twisted.python.failure import Failure
 
 from netproxy.errors import Blocked, ClientError, HTTPError
@@ -22,7 +25,7 @@ _FAILURE_REASONS = (
 )
 
 
-async def resolve(reactor, host):
+async def resolve(reactor: Any, host: str) -> str:
     """
     :returns: C{host} if it is an IP address, else the IPv4 address it resolves to.
     :raises ClientError: when the name cannot be resolved.
@@ -37,7 +40,7 @@ async def resolve(reactor, host):
         raise ClientError(f"could not resolve {host}: {error}")
 
 
-async def within(deferred, timeout, clock, message):
+async def within(deferred: "Deferred[Any]", timeout: float, clock: Any, message: str) -> Any:
     """
     Wait for C{deferred}, cancelling it after C{timeout} seconds.
 
@@ -50,7 +53,7 @@ async def within(deferred, timeout, clock, message):
         raise ClientError(message)
 
 
-async def connect(endpoint, factory, destination):
+async def connect(endpoint: IStreamClientEndpoint, factory: IProtocolFactory, destination: str) -> Any:
     """
     Connect C{endpoint} with C{factory}.
 
@@ -63,7 +66,7 @@ async def connect(endpoint, factory, destination):
         raise ClientError(f"could not connect to {destination}: {connect_failure_reason(Failure())}")
 
 
-def connect_failure_reason(failure):
+def connect_failure_reason(failure: Failure) -> str:
     """
     Say in a few words why a connection attempt failed.
 
@@ -89,7 +92,7 @@ def connect_error(failure: Failure, authority: str) -> HTTPError:
     return HTTPError(504 if reason == "timed out" else 502, f"could not connect to {authority}: {reason}")
 
 
-def endpoint_for(reactor, host, port, timeout):
+def endpoint_for(reactor: Any, host: str, port: int, timeout: float) -> Any:
     """
     A client endpoint for C{host}: a plain TCP endpoint for an IP address,
     which needs no name resolution (L{HostnameEndpoint} would still send it
@@ -105,7 +108,8 @@ def endpoint_for(reactor, host, port, timeout):
     return endpoint_type(reactor, host, port, timeout=timeout)
 
 
-def connect_checked(reactor, rules, host, port, factory, timeout):
+def connect_checked(reactor: Any, rules: Any, host: str, port: int, factory: IProtocolFactory,
+                    timeout: float) -> "Deferred[Any]":
     """
     Connect C{factory} to C{host:port}, where a host name is resolved first
     and its address checked against C{rules} too (the caller has checked
@@ -125,7 +129,8 @@ def connect_checked(reactor, rules, host, port, factory, timeout):
     return endpoint_for(reactor, host, port, timeout).connect(factory)
 
 
-def _connect_address(address, reactor, rules, port, factory, timeout):
+def _connect_address(address: str, reactor: Any, rules: Any, port: int, factory: IProtocolFactory,
+                     timeout: float) -> "Deferred[Any]":
     rule = rules.match(address, port)
     if rule is not None:
         raise Blocked(f"resolves to {address}, blocked by rule {rule}")

@@ -11,8 +11,8 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from netproxy.dialing import connect, connect_failure_reason, resolve, within
-from netproxy.errors import ClientError
+from netproxy.dialing import connect, connect_error, connect_failure_reason, resolve, within
+from netproxy.errors import Blocked, ClientError
 
 
 class _Resolver:
@@ -236,3 +236,25 @@ class ConnectCheckedTests(SynchronousTestCase):
 
         connect_checked(self.reactor, self.rules, "10.0.0.3", 81, Factory.forProtocol(Protocol), 5)
         self.assertEqual(self.reactor.tcpClients[0][:2], ("10.0.0.3", 81))
+
+
+class ConnectErrorTests(SynchronousTestCase):
+    """
+    L{connect_error} says what a proxy answers a failed connection with.
+    """
+
+    def test_blocked(self):
+        """A destination whose address is blocked is 403, naming the rule."""
+        error = connect_error(Failure(Blocked("resolves to 10.0.0.1, blocked by rule 10.0.0.0/8")), "h:80")
+        self.assertEqual((error.status, str(error)),
+                         (403, "destination h:80 is blocked: it resolves to 10.0.0.1, blocked by rule 10.0.0.0/8"))
+
+    def test_timed_out(self):
+        """A connection attempt that timed out is 504."""
+        error = connect_error(Failure(neterror.TimeoutError()), "h:80")
+        self.assertEqual((error.status, str(error)), (504, "could not connect to h:80: timed out"))
+
+    def test_refused(self):
+        """A refused connection is 502, saying so."""
+        error = connect_error(Failure(neterror.ConnectionRefusedError()), "h:80")
+        self.assertEqual((error.status, str(error)), (502, "could not connect to h:80: connection refused"))

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.http.test_admin -*-
 """
 What the HTTP proxy answers itself, for clients of its C{--admin} networks
 (loopback by default): its own pages, asked for in origin-form (C{GET
@@ -9,16 +10,18 @@ Any other origin-form request is not a proxy request: 400, as before.
 
 import html
 import time
+from typing import Any
 
 from netproxy.http.cache.responses import cache_key
 from netproxy.errors import HTTPError
+from netproxy.http.interfaces import IExchange
 from netproxy.http.message import error_response
 from netproxy.instruments import CONTENT_TYPE
 
 PAGES = (b"/metrics", b"/status")
 
 
-def _check_admin(exchange, what):
+def _check_admin(exchange: IExchange, what: str) -> None:
     """
     :raises HTTPError: 403 unless the exchange's client is of an
         C{--admin} network; 400 if its request has a body.
@@ -30,13 +33,13 @@ def _check_admin(exchange, what):
         raise HTTPError(400, f"{what}: the request must have no body")
 
 
-def _page_response(exchange, content_type, body, with_body=True):
+def _page_response(exchange: IExchange, content_type: bytes, body: bytes, with_body: bool = True) -> bytes:
     head = (b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\nCache-Control: no-store\r\n%s\r\n"
             % (content_type, len(body), exchange.connection_field()))
     return head + (body if with_body else b"")
 
 
-def page(exchange, rest):
+def page(exchange: IExchange, rest: bytes) -> None:
     """
     Answer an origin-form request with one of the proxy's pages.
 
@@ -60,7 +63,7 @@ def page(exchange, rest):
     exchange.answer_locally(200, response, rest)
 
 
-def purge(exchange, rest):
+def purge(exchange: IExchange, rest: bytes) -> None:
     """
     Answer C{PURGE url}: remove what the cache holds for the URL (200, or
     404 when it held nothing).
@@ -81,7 +84,7 @@ def purge(exchange, rest):
     exchange.answer_locally(status, page, rest)
 
 
-def _duration(seconds):
+def _duration(seconds: float) -> str:
     seconds = int(seconds)
     days, seconds = divmod(seconds, 86400)
     hours, seconds = divmod(seconds, 3600)
@@ -89,7 +92,7 @@ def _duration(seconds):
     return (f"{days}d " if days else "") + f"{hours:02d}:{minutes:02d}:{seconds:02d}"
 
 
-def _size(count):
+def _size(count: float) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if count < 1024 or unit == "GiB":
             return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
@@ -97,7 +100,7 @@ def _size(count):
     return ""  # pragma: no cover
 
 
-def status_page(factory):
+def status_page(factory: Any) -> bytes:
     """
     :returns: the C{/status} page: a short HTML summary for people.
     """

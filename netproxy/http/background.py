@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.http.test_background,tests.http.test_caching -*-
 """
 Requests the HTTP proxy makes on its own: the background revalidation of a
 stale response served under C{stale-while-revalidate} (RFC 5861 section 3).
@@ -7,7 +8,9 @@ refreshes and stores exactly as a client's request would; L{Background}
 stands in for the client connection, and drops the response.
 """
 
-from twisted.internet.interfaces import IConsumer
+from typing import Any, Iterable
+
+from twisted.internet.interfaces import IConsumer, IProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -15,6 +18,8 @@ from netproxy.http.cache.validation import PRECONDITIONS
 from netproxy.errors import HTTPError
 from netproxy.http.exchange import Exchange
 from netproxy.http.head import RequestHead
+from netproxy.http.interfaces import IExchangeClient
+from netproxy.http.message import Target
 
 # The triggering client's own say over caching and its preconditions stay
 # with its request: the background request asks the origin plainly.
@@ -29,25 +34,26 @@ class _Discard:
 
     producer = None
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         pass
 
-    def writeSequence(self, data):
+    def writeSequence(self, data: Iterable[bytes]) -> None:
         pass
 
-    def registerProducer(self, producer, streaming):
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
         self.producer = producer
 
-    def unregisterProducer(self):
+    def unregisterProducer(self) -> None:
         self.producer = None
 
-    def pauseProducing(self):
+    def pauseProducing(self) -> None:
         pass
 
-    def resumeProducing(self):
+    def resumeProducing(self) -> None:
         pass
 
 
+@implementer(IExchangeClient)
 class Background:
     """
     The client side of one background revalidation of C{key}, while it runs
@@ -63,15 +69,15 @@ class Background:
     log = Logger()
     peer = "background"
 
-    def __init__(self, factory, head, key):
+    def __init__(self, factory: Any, head: RequestHead, key: bytes) -> None:
         self.factory = factory
         self.transport = _Discard()
         fields = [field for field in head.headers if field[0].lower() not in _CLIENT_ONLY]
         self.head = RequestHead(b"GET", head.target, (1, 1), fields)
         self.key = key
-        self.exchange = None
+        self.exchange: Exchange | None = None
 
-    def start(self):
+    def start(self) -> None:
         """
         Send the request.
         """
@@ -82,22 +88,43 @@ class Background:
         except HTTPError as error:
             self.fail(error)
 
-    def exchange_done(self, keep_alive, leftover):
+    def exchange_done(self, keep_alive: bool, leftover: bytes) -> None:
+        """
+        The response arrived, and was stored or refreshed as it came.
+        """
         self._done()
 
-    def fail(self, error):
+    def fail(self, error: HTTPError) -> None:
+        """
+        The revalidation could not be made: the stale response stays.
+        """
         self.log.warn("background revalidation of {url} failed: {reason}",
                       url=self.head.target.decode("latin-1"), reason=str(error))
         self.abort()
 
-    def abort(self):
+    def abort(self) -> None:
+        """
+        The revalidation was cut short: nothing of it is stored.
+        """
         if self.exchange is not None:
             self.exchange.cancel()
         self._done()
 
-    def log_access(self, head, status, size, started, cache="BYPASS"):
+    def log_access(self, head: RequestHead, status: int | None, size: int, started: float,
+                   cache: str = "BYPASS") -> None:
+        """
+        Report the revalidation to the access log, as made by C{-}.
+        """
         self.factory.finished("-", head, status, size, started, cache)
 
-    def _done(self):
+    def start_tunnel(self, target: Target, rest: bytes) -> None:
+        """
+        A background revalidation is a GET: it never becomes a tunnel.
+
+        :raises HTTPError: always.
+        """
+        raise HTTPError(400, "a background revalidation cannot open a tunnel")
+
+    def _done(self) -> None:
         self.exchange = None
         self.factory.cache.revalidating.discard(self.key)

@@ -33,7 +33,7 @@ class Caching:
 
     :param exchange: the L{IExchange} it works for.
     :param cache: the proxy's L{Cache}.
-    :ivar key: the cache key of the request, or L{None} when the cache does
+    :ivar key: the cache key of the request, or C{b""} when the cache does
         not handle it (RFC 9211's "bypass").
     :ivar leading: whether the exchange fetches a miss that others may wait
         for (collapsed forwarding), until its response head settles them.
@@ -41,7 +41,7 @@ class Caching:
 
     log = Logger()
 
-    key: bytes | None = None
+    key = b""
     leading = False
     # The Cache-Status "fwd" parameter: why the request went upstream.
     _fwd: str | None = None
@@ -257,7 +257,7 @@ class Caching:
             transport.write(head)
             self._served(None)
 
-    def _stored_head(self, first: bytes, age: int, status_field: bytes, length: int | None) -> bytes:
+    def _stored_head(self, first: bytes, age: float, status_field: bytes, length: int | None) -> bytes:
         """
         :param first: a stored response's status line and fields, as
             L{Found.head} has them; C{age}, its current age; C{status_field}
@@ -354,7 +354,7 @@ class Caching:
         method = exchange.head.method
         if method not in SAFE_METHODS and 200 <= head.status < 400:
             self.cache.invalidate(invalidated_urls(method, head.status, exchange.head.target, head.headers))
-        if self.key is None:
+        if not self.key:
             # Not a request the cache handles (RFC 9211's "bypass").
             return headers + [(b"Cache-Status", cache_status(hit=False, fwd="bypass", fwd_status=head.status))]
         if method == b"GET" and policy.storable(method, exchange.head.headers, head.status, head.headers):

@@ -151,7 +151,8 @@ class Forwarding:
             # rather than lost in the connection Deferred.
             exchange.client.fail(error)
             return
-        if exchange.state == "finished":
+        if self.upstream is not upstream:
+            # The exchange was cancelled meanwhile.
             return
         if not exchange.request_done:
             # Back-pressure on the upload: a slow origin pauses the client.
@@ -288,7 +289,7 @@ class Forwarding:
         self._release(reusable and exchange.request_done)
         exchange.finish()
 
-    def upstream_failed(self, error: Exception) -> None:
+    def upstream_failed(self, error: HTTPError) -> None:
         """
         The origin's connection broke, or sent something unreadable.
         """

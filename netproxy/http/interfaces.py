@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from zope.interface import Attribute, Interface
 
+from netproxy.errors import HTTPError
+
 #: The states of an exchange, in the order it may pass through them; each
 #: is described on L{netproxy.http.exchange.Exchange}.
 ExchangeState = Literal["checking", "waiting", "connecting", "sent", "relaying", "discarding", "serving",
@@ -35,7 +37,7 @@ class IExchangeClient(Interface):
     factory: Any = Attribute(
         "The netproxy.http.proxy.ProxyFactory: the rules, pool, cache, timeouts and metrics the exchange uses.")
 
-    def fail(error: Exception) -> None:
+    def fail(error: HTTPError) -> None:
         """
         Answer an L{netproxy.errors.HTTPError} with its status and a short
         page, and close; or, when the response has started, cut the
@@ -105,7 +107,7 @@ class IResponseReceiver(Interface):
         may carry another request.
         """
 
-    def upstream_failed(error: Exception) -> None:
+    def upstream_failed(error: HTTPError) -> None:
         """
         The connection broke, or the origin sent something unreadable (an
         L{netproxy.errors.HTTPError} saying what); it is closed.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.http.test_pool -*-
 """
 The pool of persistent upstream connections, shared by every client of the
 HTTP proxy.
@@ -11,7 +12,9 @@ longest idle first.
 """
 
 from collections import OrderedDict
+from typing import Any
 
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 
@@ -34,21 +37,22 @@ class ConnectionPool:
 
     log = Logger()
 
-    def __init__(self, clock, idle_timeout=30.0, max_idle_per_origin=256, max_idle=1024):
+    def __init__(self, clock: IReactorTime, idle_timeout: float = 30.0, max_idle_per_origin: int = 256,
+                 max_idle: int = 1024) -> None:
         self._clock = clock
         self.idle_timeout = idle_timeout
         self.max_idle_per_origin = max_idle_per_origin
         self.max_idle = max_idle
         # origin -> connections, most recently used last; and every idle
         # connection in the order it went idle, for evicting the oldest.
-        self._idle = {}
-        self._all = OrderedDict()
-        self._sweep = None
+        self._idle: dict[tuple[str, int], list[Any]] = {}
+        self._all: OrderedDict[Any, tuple[str, int]] = OrderedDict()
+        self._sweep: IDelayedCall | None = None
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._all)
 
-    def take(self, origin):
+    def take(self, origin: tuple[str, int]) -> Any:
         """
         :param origin: C{(host, port)}.
         :returns: the most recently used idle connection to C{origin}, now
@@ -63,7 +67,7 @@ class ConnectionPool:
         self._forget(connection)
         return connection
 
-    def put(self, origin, connection):
+    def put(self, origin: tuple[str, int], connection: Any) -> None:
         """
         Keep an idle connection for later requests to C{origin}, closing the
         oldest idle ones if that makes too many.
@@ -80,7 +84,7 @@ class ConnectionPool:
             oldest, oldest_origin = next(iter(self._all.items()))
             self._close(oldest_origin, oldest)
 
-    def lost(self, origin, connection):
+    def lost(self, origin: tuple[str, int], connection: Any) -> None:
         """
         Forget an idle connection the origin closed.
         """
@@ -91,14 +95,14 @@ class ConnectionPool:
                 del self._idle[origin]
             self._forget(connection)
 
-    def close_all(self):
+    def close_all(self) -> None:
         """
         Close every idle connection (at shutdown).
         """
         for connection, origin in list(self._all.items()):
             self._close(origin, connection)
 
-    def _expire(self):
+    def _expire(self) -> None:
         self._sweep = None
         deadline = self._clock.seconds() - self.idle_timeout
         # _all is in the order connections went idle: the expired ones lead.
@@ -109,11 +113,11 @@ class ConnectionPool:
                 return
             self._close(origin, connection)
 
-    def _close(self, origin, connection):
+    def _close(self, origin: tuple[str, int], connection: Any) -> None:
         self.lost(origin, connection)
         connection.transport.loseConnection()
 
-    def _forget(self, connection):
+    def _forget(self, connection: Any) -> None:
         self._all.pop(connection, None)
         if not self._all and self._sweep is not None:
             if self._sweep.active():

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.http.test_proxy,tests.http.test_forwarding,tests.http.test_caching -*-
 """
 The HTTP proxy's client connections: reads requests one after another
 (pipelining tolerated), runs an L{Exchange} or a L{Tunnel} for each, and
@@ -7,20 +8,31 @@ Clients are admitted by source address (loopback only by default, so a
 fresh install is never an open proxy).
 """
 
-from twisted.logger import Logger
+from typing import Any, Iterable
 
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from netproxy.acl import RuleSet, parse_rule
 from netproxy.connections import TrackedProtocol, TrackingFactory
 from netproxy.errors import HTTPError
 from netproxy.http.access_log import AccessLog
 from netproxy.http.background import Background
+from netproxy.http.cache.responses import Cache
 from netproxy.http.exchange import Exchange
-from netproxy.http.head import HeadReader, parse_request_head
-from netproxy.http.proxy_metrics import HttpMetrics
-from netproxy.http.message import error_response, no_delay
+from netproxy.http.head import HeadReader, RequestHead, parse_request_head
+from netproxy.http.interfaces import IExchangeClient
+from netproxy.http.message import Target, error_response, no_delay
 from netproxy.http.pool import ConnectionPool
+from netproxy.http.proxy_metrics import HttpMetrics
 from netproxy.http.tunnel import Tunnel
+from netproxy.http.upstream import UpstreamConnection
 
 
+@implementer(IExchangeClient)
 class ProxyProtocol(TrackedProtocol):
     """
     One client connection of the HTTP proxy.
@@ -28,9 +40,14 @@ class ProxyProtocol(TrackedProtocol):
 
     log = Logger()
     #: Who the request in progress authenticated as (C{--auth-file}).
-    user = None
+    user: str | None = None
+    factory: "ProxyFactory"
+    exchange: Exchange | None
+    tunnel: Tunnel | None
+    reader: HeadReader | None
+    _head_timer: IDelayedCall | None
 
-    def connectionMade(self):
+    def connectionMade(self) -> None:
         super().connectionMade()
         self.exchange = None
         self.tunnel = None
@@ -49,7 +66,7 @@ class ProxyProtocol(TrackedProtocol):
         self.reader = self._reader = HeadReader(parse_request_head)
         no_delay(self.transport)
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
         self.factory.metrics.received_bytes += len(data)
         if self.tunnel is not None:
@@ -62,9 +79,11 @@ class ProxyProtocol(TrackedProtocol):
         elif self.reader is not None:
             self._read(data)
 
-    def _read(self, data):
+    def _read(self, data: bytes) -> None:
+        reader = self.reader
+        assert reader is not None
         try:
-            head, rest = self.reader.feed(data)
+            head, rest = reader.feed(data)
         except HTTPError as error:
             self.fail(error)
             return
@@ -82,7 +101,7 @@ class ProxyProtocol(TrackedProtocol):
             return
         self.begin_request(head, rest)
 
-    def begin_request(self, head, rest, user=None):
+    def begin_request(self, head: RequestHead, rest: bytes, user: str | None = None) -> None:
         """
         Start the exchange of the request with C{head}; C{rest} holds the
         bytes that followed it, and C{user} who it authenticated as (see
@@ -95,25 +114,27 @@ class ProxyProtocol(TrackedProtocol):
         except HTTPError as error:
             self.fail(error)
 
-    def await_request(self):
+    def await_request(self) -> None:
         """
         Read the next request on this connection: the last one was answered
         by the proxy itself (a 407) and left nothing unread.
         """
         self.reader = self._reader
 
-    def start_tunnel(self, target, rest):
+    def start_tunnel(self, target: Target, rest: bytes) -> None:
         """
         Turn this connection into a CONNECT tunnel to C{target}.
         """
         exchange, self.exchange = self.exchange, None
+        assert exchange is not None
         self.tunnel = Tunnel(self, target, exchange.head, exchange.started)
         self.tunnel.open(rest)
 
-    def exchange_done(self, keep_alive, leftover):
+    def exchange_done(self, keep_alive: bool, leftover: bytes) -> None:
         """
         The exchange in progress has sent its whole response.
         """
+        assert self.exchange is not None
         paused = self.exchange.client_paused
         self.exchange = None
         if not keep_alive or self.stopping:
@@ -125,7 +146,7 @@ class ProxyProtocol(TrackedProtocol):
         if leftover:
             self._read(leftover)
 
-    def fail(self, error):
+    def fail(self, error: HTTPError) -> None:
         """
         Answer C{error} with its status and a short page, and close.
         """
@@ -157,7 +178,7 @@ class ProxyProtocol(TrackedProtocol):
         elif self.tunnel is not None:
             self.log_access(self.tunnel.head, error.status, size, self.tunnel.started)
 
-    def abort(self):
+    def abort(self) -> None:
         """
         Cut the connection: the response already started cannot be completed.
         """
@@ -169,7 +190,8 @@ class ProxyProtocol(TrackedProtocol):
             self.log_access(exchange.head, exchange.status, exchange.sent, exchange.started, exchange.cache_result)
         self.transport.abortConnection()
 
-    def log_access(self, head, status, size, started, cache="BYPASS"):
+    def log_access(self, head: RequestHead, status: int | None, size: int, started: float,
+                   cache: str = "BYPASS") -> None:
         """
         Report a request this connection has finished with to the access log.
 
@@ -181,14 +203,14 @@ class ProxyProtocol(TrackedProtocol):
         host = getattr(self.transport.getPeer(), "host", "-")
         self.factory.finished(host, head, status, size, started, cache, self.user)
 
-    def close_when_idle(self):
+    def close_when_idle(self) -> None:
         # A response in progress is completed first; a tunnel stays until
         # the shutdown deadline, since nothing says when it is idle.
         self.stopping = True
         if self.exchange is None and self.tunnel is None:
             self.close()
 
-    def timeoutConnection(self):
+    def timeoutConnection(self) -> None:
         if self.exchange is not None or self.tunnel is not None:
             # Waiting on the origin is not the client's idleness: the
             # exchange has its own timeout, and tunnels may idle.
@@ -199,16 +221,16 @@ class ProxyProtocol(TrackedProtocol):
             return
         super().timeoutConnection()
 
-    def _head_timed_out(self):
+    def _head_timed_out(self) -> None:
         self._cancel_head_timer()
         self.fail(HTTPError(408, "the request was not received in time"))
 
-    def _cancel_head_timer(self):
+    def _cancel_head_timer(self) -> None:
         if self._head_timer is not None and self._head_timer.active():
             self._head_timer.cancel()
         self._head_timer = None
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
         self._cancel_head_timer()
         if self.exchange is not None:
@@ -238,11 +260,13 @@ class ProxyFactory(TrackingFactory):
     """
 
     protocol = ProxyProtocol
+    reactor: Any
     #: The L{netproxy.http.auth.ProxyAuth} clients must pass, or L{None}.
     auth = None
 
-    def __init__(self, reactor, allow, rules, connect_ports=frozenset({443}), timeout=30.0, connect_timeout=10.0,
-                 cache=None, admin=None):
+    def __init__(self, reactor: Any, allow: Any, rules: Any, connect_ports: Iterable[int] = frozenset({443}),
+                 timeout: float = 30.0, connect_timeout: float = 10.0, cache: Cache | None = None,
+                 admin: Any = None) -> None:
         super().__init__(reactor, timeout)
         self.allow = allow
         self.rules = rules
@@ -251,15 +275,14 @@ class ProxyFactory(TrackingFactory):
         self.connect_timeout = connect_timeout
         self.cache = cache
         if admin is None:
-            from netproxy.acl import RuleSet, parse_rule
-
             admin = RuleSet([parse_rule("127.0.0.0/8"), parse_rule("::1")])
         self.admin = admin
         self.pool = ConnectionPool(reactor)
         self.access_log = AccessLog()
         self.metrics = HttpMetrics(self)
 
-    def finished(self, client, head, status, size, started, cache, user=None):
+    def finished(self, client: str, head: RequestHead, status: int | None, size: int, started: float, cache: str,
+                 user: str | None = None) -> None:
         """
         A request is finished: count it, and write its access line.
 
@@ -274,7 +297,7 @@ class ProxyFactory(TrackingFactory):
         self.metrics.finished(head.method, status, size, cache)
         self.access_log.finished(client, head, status, size, self.reactor.seconds() - started, cache, user)
 
-    def revalidate(self, head, key):
+    def revalidate(self, head: RequestHead, key: bytes) -> None:
         """
         Revalidate the stored response for C{key} in the background (RFC
         5861's stale-while-revalidate), for the request with C{head} that
@@ -282,11 +305,11 @@ class ProxyFactory(TrackingFactory):
         """
         Background(self, head, key).start()
 
-    def idle_upstream_lost(self, connection):
+    def idle_upstream_lost(self, connection: UpstreamConnection) -> None:
         """
         A pooled connection was closed by its origin.
         """
         self.pool.lost(connection.origin, connection)
 
-    def stopFactory(self):
+    def stopFactory(self) -> None:
         self.pool.close_all()

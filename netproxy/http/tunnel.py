@@ -1,16 +1,21 @@
+# -*- test-case-name: tests.http.test_tunnel -*-
 """
 CONNECT tunnels: after C{200 Connection established}, bytes go both ways
 unchanged until either side closes, with back-pressure both ways.
 """
 
 from functools import partial
+from typing import Any
 
-from twisted.internet.defer import CancelledError
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from netproxy.dialing import connect_checked, connect_error
 from netproxy.errors import HTTPError
+from netproxy.http.head import RequestHead
+from netproxy.http.message import Target
 
 ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
@@ -20,14 +25,16 @@ class _TunnelEnd(Protocol):
     The destination's end of a tunnel.
     """
 
-    def __init__(self, tunnel):
+    transport: Any
+
+    def __init__(self, tunnel: "Tunnel") -> None:
         self.tunnel = tunnel
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         self.tunnel.sent += len(data)
         self.tunnel.client.transport.write(data)
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.tunnel.destination_lost()
 
 
@@ -44,18 +51,18 @@ class Tunnel:
 
     log = Logger()
 
-    def __init__(self, client, target, head, started):
+    def __init__(self, client: Any, target: Target, head: RequestHead, started: float) -> None:
         self.client = client
         self.target = target
         self.head = head
         self.started = started
         self.sent = 0
-        self.destination = None
+        self.destination: _TunnelEnd | None = None
         self._pending = b""
-        self._connecting = None
+        self._connecting: "Deferred[Any] | None" = None
         self._closed = False
 
-    def open(self, rest):
+    def open(self, rest: bytes) -> None:
         """
         Connect to the destination; C{rest} (bytes the client sent after
         its CONNECT head) is sent on once connected.
@@ -73,7 +80,7 @@ class Tunnel:
                                            self.target.port, connector, factory.connect_timeout)
         self._connecting.addCallbacks(self._connected, self._not_connected)
 
-    def _connected(self, destination):
+    def _connected(self, destination: _TunnelEnd) -> None:
         self._connecting = None
         if self._closed:
             destination.transport.loseConnection()
@@ -90,13 +97,13 @@ class Tunnel:
         destination.transport.registerProducer(self.client.transport, True)
         self.client.transport.resumeProducing()
 
-    def _not_connected(self, failure):
+    def _not_connected(self, failure: Failure) -> None:
         self._connecting = None
         if self._closed or failure.check(CancelledError):
             return
         self.client.fail(connect_error(failure, self.target.authority.decode("ascii")))
 
-    def client_data(self, data):
+    def client_data(self, data: bytes) -> None:
         """
         Bytes from the client, for the destination.
         """
@@ -105,7 +112,7 @@ class Tunnel:
         else:
             self.destination.transport.write(data)
 
-    def destination_lost(self):
+    def destination_lost(self) -> None:
         """
         The destination closed: close the client after what it sent.
         """
@@ -115,7 +122,7 @@ class Tunnel:
         # closing once its buffer drains.
         self.client.close()
 
-    def close(self):
+    def close(self) -> None:
         """
         The client has gone: close the destination.
         """
@@ -129,7 +136,7 @@ class Tunnel:
                 transport.unregisterProducer()
             transport.loseConnection()
 
-    def _finish(self):
+    def _finish(self) -> None:
         # An established tunnel is one access log line, written when it
         # closes (as Squid does); one that failed was logged with its error.
         if self.destination is not None and not self._closed:

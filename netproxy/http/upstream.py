@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.http.test_upstream,tests.http.test_forwarding -*-
 """
 The proxy's side of a connection to an origin server: it reads one
 response at a time, frames its body, and reports to the exchange it serves.
@@ -40,6 +41,8 @@ class UpstreamConnection(Protocol):
         it while no exchange uses it (while it is pooled), or L{None}.
     """
 
+    # A TCP transport, and a push producer the exchange pauses and resumes.
+    transport: Any
     receiver: IResponseReceiver | None = None
     idle_since: float | None = None
     _reader: HeadReader

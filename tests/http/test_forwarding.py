@@ -11,6 +11,7 @@ from twisted.internet.error import ConnectionRefusedError, TimeoutError
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, globalLogPublisher
 
+from netproxy.http.exchange import MAX_READ_AHEAD
 from netproxy.testing import connect, fail_connection
 from tests.http_helpers import CLIENT, OK, OK_FORWARDED, ProxyTestCase, get, split_response
 
@@ -678,8 +679,6 @@ class BackPressureTests(ProxyTestCase):
 
     def test_read_ahead_bounded(self):
         """Pipelined bytes past MAX_READ_AHEAD pause the client until the response in flight ends."""
-        from netproxy.http.exchange import MAX_READ_AHEAD
-
         self.send(get())
         origin = self.origin()
         self.assertEqual(self.transport.producerState, "producing")
