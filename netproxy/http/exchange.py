@@ -76,14 +76,14 @@ class Exchange:
 
     log = Logger()
 
-    # Defaults until the exchange gets that far: most never set most.
-    state: ExchangeState = "checking"
     # Set by begin, before anything reads them.
     target: Target
     origin: tuple[str, int]
     framing: Framing
     bodyless: bool
     client_keep: bool
+    # Defaults until the exchange gets that far: most never set most.
+    state: ExchangeState = "checking"
     status: int | None = None
     sent = 0
     request_done = False

@@ -15,7 +15,6 @@ from collections import OrderedDict
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
 
 
 class ConnectionPool:
@@ -34,8 +33,6 @@ class ConnectionPool:
     :param max_idle_per_origin: most idle connections kept for one origin.
     :param max_idle: most idle connections kept in all.
     """
-
-    log = Logger()
 
     def __init__(self, clock: IReactorTime, idle_timeout: float = 30.0, max_idle_per_origin: int = 256,
                  max_idle: int = 1024) -> None:
