@@ -135,7 +135,8 @@ class ImportTests(SynchronousTestCase):
         The cache never imports the HTTP proxy's protocol or the exchange
         that drives it.
         """
-        above = {"netproxy.http.proxy", "netproxy.http.exchange", "netproxy.http.background"}
+        above = {"netproxy.http.proxy", "netproxy.http.exchange", "netproxy.http.background",
+                 "netproxy.http.forwarding", "netproxy.http.caching"}
         offending = [f"{name} -> {target}" for name, targets in graph().items()
                      if name.startswith("netproxy.http.cache") for target in targets & above]
         self.assertEqual(offending, [])
