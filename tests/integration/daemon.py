@@ -626,6 +626,25 @@ def raw_exchange(port, *requests, until_closed=False, expect=None, shutdown=Fals
     return deferToThread(_blocking_exchange, port, requests, until_closed, expect, shutdown, timeout, limit)
 
 
+async def refused_after_close(port):
+    """
+    Connect to C{127.0.0.1:port}, which a daemon has logged as closed.
+
+    Twisted logs C{(TCP Port N Closed)} just before it closes the listening
+    socket, so a connection made at once may still land in its backlog and
+    then be reset when the socket closes; that reset proves the socket is
+    gone, and the next attempt meets a closed port.
+
+    :returns: the exception the connection ended with (a
+        L{ConnectionRefusedError} once nothing listens), or the L{RawReply}
+        if it was served.
+    """
+    outcome = await raw_exchange(port, b"").addErrback(lambda failure: failure.value)
+    if isinstance(outcome, RawReply) and outcome.recv_error and not outcome.data and outcome.closed:
+        outcome = await raw_exchange(port, b"").addErrback(lambda failure: failure.value)
+    return outcome
+
+
 def closed_port():
     """
     :returns: a loopback TCP port nothing listens on (bound for an instant,

@@ -27,6 +27,7 @@ from tests.integration.daemon import (
     closed_port,
     fresh_directory,
     raw_exchange,
+    refused_after_close,
     run_command,
 )
 from tests.integration.http_client import (
@@ -612,7 +613,7 @@ class LifecycleTests(HttpTestCase):
         response.deliverBody(received)
         proxy.send_signal(signal.SIGTERM)
         await proxy.wait_for(rf"Port {proxy.port} Closed")
-        refused = await raw_exchange(proxy.port, b"").addErrback(lambda failure: failure.value)
+        refused = await refused_after_close(proxy.port)
         self.assertIsInstance(refused, ConnectionRefusedError)
         origin.release()
         await bounded(received.done)

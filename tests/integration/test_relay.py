@@ -21,6 +21,7 @@ from tests.integration.daemon import (
     connect_client,
     fresh_directory,
     raw_exchange,
+    refused_after_close,
     relay_request,
     run_twistd,
     start_daemon,
@@ -470,7 +471,7 @@ class LifecycleTests(_RelayTestCase):
         upstream = await upstream
         relay.send_signal(signal.SIGTERM)
         await relay.wait_for(rf"Port {relay.port} Closed")
-        refused = await raw_exchange(relay.port, b"").addErrback(lambda failure: failure.value)
+        refused = await refused_after_close(relay.port)
         self.assertIsInstance(refused, ConnectionRefusedError)
         upstream.transport.write(b"DONE")
         upstream.transport.loseConnection()
