@@ -67,3 +67,55 @@ class HTTPError(NetproxyError):
         super().__init__(message)
         self.status = status
         self.close = close
+
+
+class SetupRefused(NetproxyError):
+    """
+    The reverse proxy refuses a server's setup.  The message is the type 3
+    error text sent to the server; C{detail} is the log's version, which may
+    name what the server must not learn (another server's address).
+
+    :ivar detail: the reason, for the log.
+    """
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+def host_not_allowed(host: str) -> SetupRefused:
+    """
+    :returns: the refusal of a setup from a host outside C{--allow-servers}.
+    """
+    return SetupRefused(f"setup refused: {host} may not register servers", f"{host} is not in --allow-servers")
+
+
+def server_id_taken(server_id: object, holder: str) -> SetupRefused:
+    """
+    :param holder: the address of the server holding the id, for the log only.
+    :returns: the refusal of a setup naming an id registered from another host.
+    """
+    return SetupRefused(f"setup refused: server id {server_id} is registered from another host",
+                        f"server id {server_id} is held by {holder}, registered from another host")
+
+
+def too_many_servers(limit: int, host: str | None = None) -> SetupRefused:
+    """
+    :param host: the host that reached C{--max-servers-per-host}, or
+        L{None} for C{--max-servers}.
+    :returns: the refusal of a setup past a limit on registered servers.
+    """
+    if host is None:
+        return SetupRefused(f"setup refused: {limit} servers are registered, the most allowed",
+                            f"--max-servers {limit} reached")
+    return SetupRefused(f"setup refused: {limit} servers are registered from {host}, the most per host",
+                        f"--max-servers-per-host {limit} reached by {host}")
+
+
+def tries_exhausted(tried: int, policy: str) -> str:
+    """
+    :returns: the type 3 error text for a message that C{--max-tries}
+        servers of its policy left unanswered while others were not tried.
+    """
+    servers = "server" if tried == 1 else "servers"
+    return f"{tried} {servers} of privacy policy {policy} tried, none answered"

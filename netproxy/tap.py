@@ -119,7 +119,7 @@ class ReverseOptions(_ServerOptions):
     C{twistd netproxy reverse}.
     """
 
-    synopsis = "[--port 5000 | --listen ENDPOINT]"
+    synopsis = "[--port 5000 | --listen ENDPOINT] [--allow-servers CIDR]... [--max-servers 1024] [--max-tries 3]"
     longdesc = ("Message reverse proxy: servers register themselves (type 1 setup), client data "
                 "messages (type 0) go round-robin to the servers of their privacy policy.")
     optParameters = [
@@ -130,9 +130,27 @@ class ReverseOptions(_ServerOptions):
         ["retry", None, "1", "seconds before a server that failed is tried again (doubling, up to 30)"],
         ["setup-grace", None, "1", "a server closing its setup connection within this many seconds stays registered"],
         ["max-size", None, str(DEFAULT_MAX_SIZE), "largest message accepted, in bytes (64K, 1M ...)"],
+        ["max-servers", None, "1024", "most servers registered at once; further setups are refused"],
+        ["max-servers-per-host", None, "64", "most servers registered at once from one host; further setups "
+                                             "from it are refused"],
+        ["max-tries", None, "3", "most servers one message is sent to before the client gets an error"],
         ["metrics", None, None,
          "endpoint serving GET /metrics (Prometheus text format), e.g. tcp:9105:interface=127.0.0.1"],
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["allow-servers"] = []
+
+    def opt_allow_servers(self, network: str) -> None:
+        """
+        network whose hosts may register servers (default: loopback only); may be repeated
+        """
+        rule = coerce.rule("allow-servers", network)
+        if rule.name is not None or rule.port is not None:
+            raise usage.UsageError(f"--allow-servers: expected an address or a network like 10.0.0.0/8, "
+                                   f"got {network!r}")
+        self["allow-servers"].append(rule)
 
     def postOptions(self) -> None:
         super().postOptions()
@@ -143,7 +161,11 @@ class ReverseOptions(_ServerOptions):
             self["metrics"] = coerce.listen_endpoint("metrics", self["metrics"])
         for name in ("connect-timeout", "timeout", "retry", "setup-grace"):
             self[name] = coerce.seconds(name, self[name])
+        for name in ("max-servers", "max-servers-per-host", "max-tries"):
+            self[name] = coerce.count(name, self[name])
         self["max-size"] = coerce.size("max-size", self["max-size"])
+        loopback = [coerce.rule("allow-servers", "127.0.0.0/8"), coerce.rule("allow-servers", "::1")]
+        self["allow-servers"] = RuleSet(self["allow-servers"] or loopback)
 
 
 class ServerOptions(_ServerOptions):

@@ -164,6 +164,37 @@ class ReverseMetricsOptionTests(SynchronousTestCase):
         self.assertTrue(str(error).startswith("--metrics: not an endpoint"), str(error))
 
 
+class ReverseRegistrationOptionTests(SynchronousTestCase):
+    """
+    The reverse proxy's --allow-servers, --max-servers, --max-servers-per-host and --max-tries.
+    """
+
+    def test_defaults(self):
+        """By default loopback may register, 1024 servers in all, 64 per host, 3 tries per message."""
+        sub = parse("reverse").subOptions
+        self.assertEqual([str(rule) for rule in sub["allow-servers"]], ["127.0.0.0/8", "::1"])
+        self.assertEqual((sub["max-servers"], sub["max-servers-per-host"], sub["max-tries"]), (1024, 64, 3))
+
+    def test_allow_servers_repeated(self):
+        """--allow-servers takes addresses and networks, repeated, replacing the loopback default."""
+        sub = parse("reverse", "--allow-servers", "10.0.0.0/8", "--allow-servers", "2001:db8::1").subOptions
+        self.assertEqual([str(rule) for rule in sub["allow-servers"]], ["10.0.0.0/8", "2001:db8::1"])
+        self.assertIsNone(sub["allow-servers"].match("127.0.0.1"))
+
+    def test_allow_servers_not_a_network(self):
+        """A host name, a port or a bad network given to --allow-servers stops start-up naming the option."""
+        for value in ("example.com", "10.0.0.1:80", "10.0.0.0/33"):
+            error = self.assertRaises(UsageError, parse, "reverse", "--allow-servers", value)
+            self.assertTrue(str(error).startswith("--allow-servers: "), str(error))
+
+    def test_bad_counts(self):
+        """A limit that is not a whole number of at least 1 stops start-up naming the option."""
+        for name in ("max-servers", "max-servers-per-host", "max-tries"):
+            for value in ("0", "many", "-1"):
+                error = self.assertRaises(UsageError, parse, "reverse", f"--{name}", value)
+                self.assertTrue(str(error).startswith(f"--{name}: "), str(error))
+
+
 class HelpTextTests(SynchronousTestCase):
     """
     The help texts of the roles that twistd serves.

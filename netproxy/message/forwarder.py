@@ -5,6 +5,10 @@ the answer, failing over to the next server when one does not answer.
 
 Each message gets a new connection, closed once the answer is read: many
 simple servers handle one connection at a time and would hang otherwise.
+
+A message tries at most C{max_tries} servers, so the longest a client
+waits for its answer is C{max_tries * (connect_timeout + answer_timeout)}
+however many servers are registered and however they fail.
 """
 
 from functools import partial
@@ -18,10 +22,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from netproxy.dialing import connect_failure_reason, endpoint_for
-from netproxy.errors import FramingError, NetproxyError
+from netproxy.errors import FramingError, NetproxyError, tries_exhausted
 from netproxy.message.codec import MessageDecoder, encode_message
 from netproxy.message.fields import Data, error_for
 from netproxy.message.registry import Server, ServerRegistry
+
+# Servers one message is sent to at most, unless told otherwise.
+DEFAULT_MAX_TRIES = 3
 
 # A forward's outcome: the answer's bytes exactly as the server wrote them
 # and the decoded answer; or None and the type 3 error for the client.
@@ -82,17 +89,19 @@ class Forwarder:
     :param connect_timeout: seconds for a server to accept the connection.
     :param answer_timeout: seconds for a server to answer once connected.
     :param max_size: the largest answer accepted, in bytes.
+    :param max_tries: the most servers one message is sent to.
     """
 
     log = Logger()
 
     def __init__(self, reactor: Any, registry: ServerRegistry, connect_timeout: float, answer_timeout: float,
-                 max_size: int) -> None:
+                 max_size: int, max_tries: int = DEFAULT_MAX_TRIES) -> None:
         self.reactor = reactor
         self.registry = registry
         self.connect_timeout = connect_timeout
         self.answer_timeout = answer_timeout
         self.max_size = max_size
+        self.max_tries = max_tries
         # For the metrics: messages passed on to the next server after one
         # failed, and messages no server answered.
         self.failovers = 0
@@ -114,7 +123,7 @@ class Forwarder:
             self.log.warn("no server registered for privacy policy {policy}", policy=data.policy)
             return None, error_for(f"no server registered for privacy policy {data.policy}", data.policy, message)
         request = encode_message(message)
-        for attempt, server in enumerate(candidates):
+        for attempt, server in enumerate(candidates[:self.max_tries]):
             if attempt:
                 self.failovers += 1
             self.log.info("Forwarding a data message to server id {server_id} payload: {payload}",
@@ -132,6 +141,11 @@ class Forwarder:
                           server_id=server.server_id, payload=answer.get("payload"))
             return raw, answer
         self.unanswered += 1
+        if len(candidates) > self.max_tries:
+            self.log.error("no answer from {tried} of the {count} servers of privacy policy {policy} tried: "
+                           "giving up (--max-tries {tried})", tried=self.max_tries, count=len(candidates),
+                           policy=data.policy)
+            return None, error_for(tries_exhausted(self.max_tries, data.policy), data.policy, message)
         self.log.error("all servers of privacy policy {policy} are down", policy=data.policy)
         return None, error_for(f"all servers of privacy policy {data.policy} are down", data.policy, message)
 

@@ -1,11 +1,35 @@
 # -*- test-case-name: tests.message.test_registry -*-
 """
 The reverse proxy's switching table: which servers serve which privacy
-policy, in what order they take messages, and which are down.
+policy, in what order they take messages, which are down, and whose each
+server id is.
 
 It does no I/O, so round-robin, replacement, removal and failover are
 plain method calls in the tests; the clock it is given decides when a down
 server may be tried again.
+
+Where the truth lives: C{_by_key} (server id -> L{Server}) says which
+registrations exist, and each L{Server} holds its own up/down state.
+C{_policies} (the rotation order per policy) and C{_per_host} (the count of
+servers per host) are indexes over it, changed only by C{_add} and
+C{_drop}, in the same call; C{_next} is each policy's rotation pointer.
+A registry shared between processes (a later C{--registry redis://}) must
+keep, in one atomic step per operation:
+
+ 1. one registration per id, owned by the host it came from: a setup for a
+    held id from another host changes nothing; from the same host it
+    replaces the registration (fresh up/down state), in its place in the
+    rotation when the policy is unchanged;
+ 2. the count of registrations at most C{max_servers}, and per host at most
+    C{max_per_host}, checked and changed together with the insertion (a
+    replacement by the same host changes neither count);
+ 3. each policy's rotation listing exactly its registrations, once each, in
+    registration order, and each message advancing the pointer by exactly
+    one (strict round-robin across every process);
+ 4. a removal taking effect only while the registration removed is still
+    the current one for its id (not a newer one from a restart): compare
+    the registration itself (a token), never just the id;
+ 5. down marks belonging to one registration, shared by every process.
 
 A down server is not probed with connections of its own (a bare
 connect-and-close crashes many simple servers, which read one message per
@@ -14,11 +38,33 @@ again, and the message it is given fails over to the next server if it
 still does not answer.  It rejoins for good when it accepts one.
 """
 
+from collections import Counter
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
+from netproxy.errors import server_id_taken, too_many_servers
 from netproxy.message.fields import ServerId, identity
+
+DEFAULT_MAX_SERVERS = 1024
+DEFAULT_MAX_PER_HOST = 64
+
+
+def host_key(host: str) -> str:
+    """
+    :returns: the canonical text of an address, so that one host has one
+        spelling: C{::ffff:127.0.0.1} is C{127.0.0.1}, C{0:0::1} is C{::1}.
+        Text that is not an address is returned as it is.
+    """
+    try:
+        address = ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 @dataclass(eq=False)
@@ -68,40 +114,71 @@ class Server:
 class ServerRegistry:
     """
     Servers by privacy policy, in registration order, with a strict
-    round-robin rotation per policy.
+    round-robin rotation per policy; each server id owned by the host that
+    registered it.
 
     :param clock: provides C{seconds()}.
     :param first_retry: seconds before a server that just failed is tried again.
     :param max_retry: the longest wait; each failure in a row doubles the wait up to it.
+    :param max_servers: the most servers registered at once.
+    :param max_per_host: the most servers registered at once from one host.
     """
 
-    def __init__(self, clock: IReactorTime, first_retry: float = 1.0, max_retry: float = 30.0) -> None:
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, first_retry: float = 1.0, max_retry: float = 30.0,
+                 max_servers: int = DEFAULT_MAX_SERVERS, max_per_host: int = DEFAULT_MAX_PER_HOST) -> None:
         self._clock = clock
         self._first_retry = first_retry
         self._max_retry = max_retry
+        self.max_servers = max_servers
+        self.max_per_host = max_per_host
         self._by_key: dict[str, Server] = {}
         self._policies: dict[str, list[Server]] = {}
+        self._per_host: Counter[str] = Counter()
         self._next: dict[str, int] = {}
 
     def register(self, server_id: ServerId, policy: str, host: str, port: int) -> Server:
         """
-        Record a server.  One that registers again with the same id replaces
-        its old entry, in the old entry's place in the rotation if the policy
-        is unchanged, and starts out up.
+        Record a server registering from C{host}.
 
+        The id is the host's while it is registered: from the same host, a
+        setup replaces the old entry (a restarted server), in its place in
+        the rotation if the policy is unchanged, and the new entry starts
+        out up; from another host it is refused.  A new id is refused past
+        C{max_servers} in all or C{max_per_host} from C{host}.
+
+        :param host: the address the setup came from (any spelling).
         :returns: the new L{Server}.
+        :raises SetupRefused: when the id is another host's or a limit is reached.
         """
-        server = Server(server_id, policy, host, port)
+        server = Server(server_id, policy, host_key(host), port)
         old = self._by_key.get(server.key)
-        servers = self._policies.setdefault(policy, [])
+        if old is not None and old.host != server.host:
+            raise server_id_taken(server_id, old.address)
+        if old is None:
+            if len(self._by_key) >= self.max_servers:
+                raise too_many_servers(self.max_servers)
+            if self._per_host[server.host] >= self.max_per_host:
+                raise too_many_servers(self.max_per_host, server.host)
+        elif (old.port, old.policy) != (port, policy):
+            self.log.warn("server id {server_id} at {old_address} of privacy policy {old_policy} displaced by "
+                          "a new setup for {address} of privacy policy {policy}", server_id=server_id,
+                          old_address=old.address, old_policy=old.policy, address=server.address, policy=policy)
         if old is not None and old.policy == policy:
+            servers = self._policies[policy]
             servers[servers.index(old)] = server
+            self._by_key[server.key] = server
         else:
             if old is not None:
                 self._drop(old)
-            servers.append(server)
-        self._by_key[server.key] = server
+            self._add(server)
         return server
+
+    def _add(self, server: Server) -> None:
+        self._by_key[server.key] = server
+        self._per_host[server.host] += 1
+        self._policies.setdefault(server.policy, []).append(server)
 
     def remove(self, server: Server) -> bool:
         """
@@ -111,11 +188,14 @@ class ServerRegistry:
         """
         if self._by_key.get(server.key) is not server:
             return False
-        del self._by_key[server.key]
         self._drop(server)
         return True
 
     def _drop(self, server: Server) -> None:
+        del self._by_key[server.key]
+        self._per_host[server.host] -= 1
+        if not self._per_host[server.host]:
+            del self._per_host[server.host]
         servers = self._policies[server.policy]
         index = servers.index(server)
         del servers[index]
@@ -134,6 +214,15 @@ class ServerRegistry:
         if policy is None:
             return [server for servers in self._policies.values() for server in servers]
         return list(self._policies.get(policy, ()))
+
+    def count(self, host: str | None = None) -> int:
+        """
+        :returns: how many servers are registered from C{host} (any
+            spelling), or in all when C{host} is L{None}.
+        """
+        if host is None:
+            return len(self._by_key)
+        return self._per_host.get(host_key(host), 0)
 
     def candidates(self, policy: str) -> list[Server]:
         """

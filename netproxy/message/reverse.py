@@ -8,6 +8,12 @@ The first message on a connection says what it is.  A setup connection
 that the server closes right away (within C{setup_grace} seconds) leaves the
 server registered; one that the server keeps open is its lifeline, and the
 server is removed when it closes.
+
+Only hosts named by C{allow_servers} may register, and each server id
+belongs to the host that registered it (L{ServerRegistry.register}); a
+setup refused gets a type 3 error and its connection is closed, like any
+bad message.  A setup over a Unix socket counts as coming from 127.0.0.1,
+where its server's port is dialled.
 """
 from typing import Any
 
@@ -17,12 +23,16 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from netproxy.errors import BadRequest, FramingError
+from netproxy.acl import RuleSet, parse_rule
+from netproxy.errors import BadRequest, FramingError, SetupRefused, host_not_allowed
 from netproxy.message.codec import DEFAULT_MAX_SIZE, encode_message
 from netproxy.message.fields import DATA, SETUP, Data, error_for, message_type, read_data, read_setup
 from netproxy.message.forwarder import Forwarder, ForwardResult
-from netproxy.message.registry import Server, ServerRegistry
+from netproxy.message.registry import Server, ServerRegistry, host_key
 from netproxy.message.stream import MessageStreamFactory, MessageStreamProtocol
+
+# Who may register servers unless told otherwise: this host only.
+LOOPBACK = RuleSet([parse_rule("127.0.0.0/8"), parse_rule("::1")])
 
 
 class ReverseProtocol(MessageStreamProtocol):
@@ -38,7 +48,8 @@ class ReverseProtocol(MessageStreamProtocol):
         super().connectionMade()
         self.busy: Deferred[ForwardResult] | None = None
         self._draining = False
-        self.registrations: list[Server] = []
+        # By server key: one connection re-sending a setup holds one entry.
+        self.registrations: dict[str, Server] = {}
         self.lifeline = False
         self._grace: IDelayedCall | None = None
 
@@ -63,28 +74,35 @@ class ReverseProtocol(MessageStreamProtocol):
                     else:
                         raise BadRequest(f"message type {message['type']!r} is not sent to the reverse proxy")
                 except BadRequest as error:
+                    self.log.warn("bad message from {peer}: {reason}", peer=self.peer, reason=str(error))
+                    self._refuse(f"bad message: {error}", message)
+                except SetupRefused as error:
+                    self.log.warn("refused setup from {peer}: {reason}", peer=self.peer, reason=error.detail)
                     self._refuse(str(error), message)
         finally:
             self._draining = False
 
-    def _refuse(self, reason: str, message: dict[str, Any] | FramingError) -> None:
-        self.log.warn("bad message from {peer}: {reason}", peer=self.peer, reason=reason)
+    def _refuse(self, text: str, message: dict[str, Any] | FramingError) -> None:
+        # Answer a type 3 error and close, reading nothing more.
         self.closed = True
         self.queue.clear()
         policy = None
         if isinstance(message, dict):
             policy = message.get("privPoliId", message.get("privPolyId"))
-        self.transport.write(encode_message(error_for(f"bad message: {reason}", policy, message)))
+        self.transport.write(encode_message(error_for(text, policy, message)))
         self.transport.loseConnection()
 
     def _setup(self, message: dict[str, Any]) -> None:
         setup = read_setup(message)
-        host = getattr(self.transport.getPeer(), "host", None) or "127.0.0.1"
+        host = host_key(getattr(self.transport.getPeer(), "host", None) or "127.0.0.1")
+        if self.factory.allow_servers.match(host) is None:
+            raise host_not_allowed(host)
+        server = self.factory.registry.register(setup.server_id, setup.policy, host, setup.listen_port)
         self.log.info(
             "Receiving setup message from server id {server_id} privacy policy {policy} port {port}",
             server_id=setup.server_id, policy=setup.policy, port=setup.listen_port, host=host,
         )
-        self.registrations.append(self.factory.registry.register(setup.server_id, setup.policy, host, setup.listen_port))
+        self.registrations[server.key] = server
         # A registration connection may stay quiet for as long as the server lives.
         self.setTimeout(None)
         if self._grace is None:
@@ -150,7 +168,7 @@ class ReverseProtocol(MessageStreamProtocol):
             self._grace.cancel()
             self._grace = None
         if self.lifeline:
-            for server in self.registrations:
+            for server in self.registrations.values():
                 if self.factory.registry.remove(server):
                     self.log.info("removed server id {server_id} of privacy policy {policy}: "
                                   "its registration connection closed", server_id=server.server_id, policy=server.policy)
@@ -167,6 +185,8 @@ class ReverseFactory(MessageStreamFactory):
     :param setup_grace: seconds within which a server that closes its setup
         connection stays registered.
     :param max_size: the largest message accepted, in bytes.
+    :param allow_servers: the hosts that may register servers (anything
+        with C{match(host)}, such as a L{RuleSet}); loopback when L{None}.
     """
 
     protocol = ReverseProtocol
@@ -174,8 +194,10 @@ class ReverseFactory(MessageStreamFactory):
     reactor: IReactorTime
 
     def __init__(self, reactor: Any, registry: ServerRegistry, forwarder: Forwarder, idle_timeout: float = 30.0,
-                 setup_grace: float = 1.0, max_size: int = DEFAULT_MAX_SIZE) -> None:
+                 setup_grace: float = 1.0, max_size: int = DEFAULT_MAX_SIZE,
+                 allow_servers: RuleSet | None = None) -> None:
         super().__init__(reactor, idle_timeout, max_size)
         self.registry = registry
         self.forwarder = forwarder
         self.setup_grace = setup_grace
+        self.allow_servers = LOOPBACK if allow_servers is None else allow_servers

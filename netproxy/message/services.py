@@ -90,10 +90,12 @@ def reverse_service(options: RoleOptions, reactor: Any) -> IService:
 
     :param reactor: the reactor, to listen and connect with and as the clock.
     """
-    registry = ServerRegistry(reactor, first_retry=options["retry"])
-    forwarder = Forwarder(reactor, registry, options["connect-timeout"], options["timeout"], options["max-size"])
+    registry = ServerRegistry(reactor, first_retry=options["retry"], max_servers=options["max-servers"],
+                              max_per_host=options["max-servers-per-host"])
+    forwarder = Forwarder(reactor, registry, options["connect-timeout"], options["timeout"], options["max-size"],
+                          options["max-tries"])
     factory = ReverseFactory(reactor, registry, forwarder, options["idle-timeout"], options["setup-grace"],
-                             options["max-size"])
+                             options["max-size"], options["allow-servers"])
     factory.max_connections = options["max-connections"]
     service = listening(factory, [options["listen"]], reactor, options["shutdown-timeout"])
     if options["metrics"] is not None:

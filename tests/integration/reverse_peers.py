@@ -4,7 +4,9 @@ C{twistd netproxy reverse} and C{twistd netproxy server} daemons until the
 servers are registered, and third-party style peers written with plain
 blocking sockets (run in threads, so the reactor keeps reading the daemons'
 output): clients that read an answer line, servers that send their setup,
-close, and only then listen.
+close, and only then listen; servers on other loopback addresses
+(127.0.0.2 ...), which the reverse proxy takes for other hosts; black holes
+that accept and never answer.
 
 Every blocking call is bounded by L{SOCKET_TIMEOUT}.
 """
@@ -200,6 +202,43 @@ def send_and_close(port, data):
     return deferToThread(_send_and_close, port, data)
 
 
+def _setup_from(source, port, messages):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(SOCKET_TIMEOUT)
+        sock.bind((source, 0))
+        sock.connect((LOCALHOST, port))
+        sock.sendall(b"\n".join(encode(message) for message in messages))
+        sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while len(reply) < READ_LIMIT:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            reply += chunk
+        return reply
+
+
+def setup_from(source, port, *messages):
+    """
+    Send setup messages to the reverse proxy at C{127.0.0.1:port} from the
+    loopback address C{source} (so it sees another host when that is not
+    127.0.0.1), one per line, then half-close and read until it closes.
+
+    :returns: a L{Deferred} firing with the bytes it answered.
+    """
+    return deferToThread(_setup_from, source, port, messages)
+
+
+def setup_message(server_id, policy, port):
+    """
+    :returns: a type 1 setup message, as naive servers send it.
+    """
+    return {"type": "1", "id": str(server_id), "privPolyId": policy, "listenport": str(port)}
+
+
 def _read_message(conn):
     data = b""
     while len(data) < READ_LIMIT:
@@ -221,15 +260,17 @@ class FakeServer:
     only when told, and takes one connection at a time, reading one message
     on each and answering it.
 
-    :ivar port: its port on 127.0.0.1.
+    :ivar host: its loopback address (127.0.0.1 unless told).
+    :ivar port: its port there.
     :ivar received: the raw bytes of each message, one per connection.
     :ivar closed_by_peer: for each connection, whether the reverse proxy closed it after the answer.
     """
 
-    def __init__(self, testcase):
+    def __init__(self, testcase, host=LOCALHOST):
+        self.host = host
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.settimeout(SOCKET_TIMEOUT)
-        self.sock.bind((LOCALHOST, 0))
+        self.sock.bind((host, 0))
         self.port = self.sock.getsockname()[1]
         self.received = []
         self.closed_by_peer = []
@@ -243,7 +284,36 @@ class FakeServer:
         :returns: a L{Deferred} firing once the setup connection is closed.
         """
         message = {"type": "1", "id": str(server_id), "privPolyId": policy, "listenport": str(self.port), **fields}
-        return send_and_close(reverse_port, encode(message))
+        if self.host == LOCALHOST:
+            return send_and_close(reverse_port, encode(message))
+        return setup_from(self.host, reverse_port, message)
+
+    def black_hole(self):
+        """
+        Listen without ever accepting: the system completes every connection
+        and takes the message, and no answer ever comes.
+        """
+        self.sock.listen(64)
+
+    def connections_made(self):
+        """
+        Take, without blocking, the connections a black hole has been sent
+        (closed or not), and close them.
+
+        :returns: how many there were.
+        """
+        self.sock.setblocking(False)
+        count = 0
+        try:
+            while count < READ_LIMIT:
+                conn, _ = self.sock.accept()
+                conn.close()
+                count += 1
+        except BlockingIOError:
+            pass
+        finally:
+            self.sock.settimeout(SOCKET_TIMEOUT)
+        return count
 
     def serve(self, connections, answer, wait_for_close=False):
         """

@@ -13,9 +13,11 @@ from collections import Counter
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
-from tests.integration.daemon import fresh_directory, raw_exchange, run_client
+from tests.integration.daemon import LOCALHOST, closed_port, fresh_directory, raw_exchange, run_client
 from tests.integration.reverse_peers import (
     FakeServer,
+    setup_from,
+    setup_message,
     ask,
     ask_concurrently,
     data_message,
@@ -240,6 +242,101 @@ class ThirdPartyPeerTests(_ReverseTestCase):
         self.assertEqual(answer, {"type": "2", "srcid": "400", "destid": "50", "payloadsize": "40",
                                   "payload": sha1_hex(message["payload"])})
         self.assertEqual([json.loads(raw) for raw in await serving], [message])
+
+
+class RegistrationTrustTests(_ReverseTestCase):
+    """
+    Who may register, and whose an id is: server 100 (a real server keeping
+    its lifeline open) registered from 127.0.0.1; 127.0.0.1 and 127.0.0.2
+    may register servers, 127.0.0.3 may not.
+    """
+
+    async def setUp(self):
+        self.reverse = await start_reverse(self, "--timeout", "1", "--allow-servers", "127.0.0.1/32",
+                                           "--allow-servers", "127.0.0.2")
+        self.server_100 = await start_backend(self, self.reverse, 100, "PP_1")
+
+    def assert_setup_refused(self, reply, error):
+        """
+        C{reply} to a setup is one type 3 error line saying C{error}.
+        """
+        self.assertTrue(reply.endswith(b"\n") and reply.count(b"\n") == 1, reply)
+        self.assertEqual(json.loads(reply), {"type": "3", "error": error, "privPolyId": "PP_1"})
+
+    async def test_takeover_refused(self):
+        """
+        A setup for id 100 from another host is refused with a type 3 error and a warning, and 100 keeps every message.
+        """
+        impostor = FakeServer(self, host="127.0.0.2")
+        impostor.black_hole()
+        reply = await impostor.setup(100, "PP_1", self.reverse.port)
+        self.assert_setup_refused(reply, "setup refused: server id 100 is registered from another host")
+        for n in range(4):
+            message = data_message("PP_1", f"after the takeover attempt {n}")
+            (answer,) = await ask(self.reverse.port, message)
+            self.assert_ack(answer, message, (100,))
+        self.assertEqual(impostor.connections_made(), 0)
+        line = (rf"#warn\] refused setup from 127\.0\.0\.2:\d+: server id 100 is held by "
+                rf"127\.0\.0\.1:{self.server_100.port}, registered from another host$")
+        await self.reverse.wait_for(line)
+
+    async def test_host_not_allowed(self):
+        """
+        A setup from a host outside --allow-servers gets a type 3 error, and its server never gets a message.
+        """
+        outsider = FakeServer(self, host="127.0.0.3")
+        outsider.black_hole()
+        reply = await outsider.setup(300, "PP_1", self.reverse.port)
+        self.assert_setup_refused(reply, "setup refused: 127.0.0.3 may not register servers")
+        await self.reverse.wait_for(r"#warn\] refused setup from 127\.0\.0\.3:\d+: "
+                                    r"127\.0\.0\.3 is not in --allow-servers$")
+        for n in range(2):
+            await self.assert_served(self.reverse)
+        self.assertEqual(outsider.connections_made(), 0)
+
+
+class BoundedFailoverTests(_ReverseTestCase):
+    """
+    Registrations and failover have limits: four black-hole servers of PP_1
+    that accept and never answer, --timeout 1, --max-tries 3 (the default).
+    """
+
+    async def setUp(self):
+        self.reverse = await start_reverse(self, "--timeout", "1", "--retry", "60")
+        self.holes = [FakeServer(self) for _ in range(4)]
+        for server_id, hole in enumerate(self.holes, 1):
+            hole.black_hole()
+            await hole.setup(server_id, "PP_1", self.reverse.port)
+            await self.reverse.wait_for(registered_line(server_id, "PP_1", hole.port))
+
+    async def test_three_tries(self):
+        """
+        A message is tried on three of the four black holes, then the client gets a type 3 error.
+        """
+        (answer,) = await ask(self.reverse.port, data_message("PP_1", "into the void"))
+        self.assertEqual(answer, {"type": 3, "error": "3 servers of privacy policy PP_1 tried, none answered",
+                                  "privPoliId": "PP_1"})
+        self.assertEqual(sum(hole.connections_made() for hole in self.holes), 3)
+        await self.reverse.wait_for(r"#error\] no answer from 3 of the 4 servers of privacy policy PP_1 "
+                                    r"tried: giving up \(--max-tries 3\)$")
+
+    async def test_flood_of_setups(self):
+        """
+        Past 64 servers from one host, a setup is refused and its connection closed; a message then makes 3 attempts.
+        """
+        dead = closed_port()
+        setups = [setup_message(1000 + n, "PP_2", dead) for n in range(100)]
+        reply = await setup_from(LOCALHOST, self.reverse.port, *setups)
+        self.assertEqual(json.loads(reply), {"type": "3", "privPolyId": "PP_2", "error":
+                                             "setup refused: 64 servers are registered from 127.0.0.1, "
+                                             "the most per host"})
+        # 4 black holes and the first 60 of the flood.
+        await self.reverse.wait_for(registered_line(1059, "PP_2", dead))
+        self.assertIsNone(self.reverse.output.find(registered_line(1060, "PP_2", dead)))
+        mark = self.reverse.mark()
+        (answer,) = await ask(self.reverse.port, data_message("PP_2", "nobody home"))
+        self.assertEqual(answer["error"], "3 servers of privacy policy PP_2 tried, none answered")
+        self.assertEqual(len([line for line in self.reverse.output.lines[mark:] if "marked down" in line]), 3)
 
 
 class ErrorTests(_ReverseTestCase):

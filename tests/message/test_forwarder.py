@@ -17,7 +17,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.errors import FramingError
-from netproxy.message.forwarder import Forwarder, ServerFailed, _ServerConnection
+from netproxy.message.forwarder import DEFAULT_MAX_TRIES, Forwarder, ServerFailed, _ServerConnection
 from netproxy.message.codec import encode_message
 from netproxy.message.fields import read_data, sha1_hex
 from netproxy.message.registry import ServerRegistry
@@ -276,6 +276,74 @@ class FailoverTests(ForwarderTestCase):
         self.assertEqual(self.successResultOf(self.forward(message)), (None, {
             "type": "3", "error": "no server registered for privacy policy PP_9", "privPolyId": "PP_9"}))
         self.assertEqual(self.reactor.tcpClients, [])
+
+
+class BoundedFailoverTests(ForwarderTestCase):
+    """
+    However many servers a policy has, a message tries at most C{max_tries}
+    of them: five black holes that accept and never answer.
+    """
+
+    def setUp(self):
+        super().setUp()
+        for server_id in range(102, 105):
+            self.registry.register(server_id, "PP_1", "127.0.0.1", server_id + 1000)
+
+    def test_default(self):
+        """By default a message tries at most 3 servers."""
+        self.assertEqual((DEFAULT_MAX_TRIES, self.forwarder.max_tries), (3, 3))
+
+    def test_black_holes(self):
+        """Against five black holes, the client gets a type 3 error after three answer timeouts and three connections."""
+        d = self.forward()
+        for attempt in range(3):
+            self.assertEqual(len(self.reactor.tcpClients), attempt + 1)
+            complete_connection(self.reactor)
+            self.assertNoResult(d)
+            self.reactor.advance(ANSWER_TIMEOUT)
+        self.assertEqual(self.successResultOf(d), (None, {
+            "type": 3, "error": "3 servers of privacy policy PP_1 tried, none answered", "privPoliId": "PP_1"}))
+        self.assertEqual(self.reactor.seconds(), 3 * ANSWER_TIMEOUT)
+        self.assertEqual(len(self.reactor.tcpClients), 3)
+        self.assertEqual(self.lines(LogLevel.error), [
+            "no answer from 3 of the 5 servers of privacy policy PP_1 tried: giving up (--max-tries 3)"])
+        self.assertEqual((self.forwarder.failovers, self.forwarder.unanswered), (2, 1))
+
+    def test_worst_case(self):
+        """The longest a message can take is max_tries times the connect timeout and the answer timeout."""
+        d = self.forward()
+        for attempt in range(3):
+            self.reactor.advance(CONNECT_TIMEOUT - 0.01)
+            complete_connection(self.reactor)
+            self.reactor.advance(ANSWER_TIMEOUT)
+        self.assertEqual(self.successResultOf(d)[1]["type"], 3)
+        self.assertAlmostEqual(self.reactor.seconds(), 3 * (CONNECT_TIMEOUT - 0.01 + ANSWER_TIMEOUT))
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_next_message_tries_the_others(self):
+        """The servers left untried come first for the next message, the failed ones being down."""
+        d = self.forward()
+        for _ in range(3):
+            fail_connection(self.reactor, error.ConnectionRefusedError())
+        self.assertEqual(self.successResultOf(d)[1]["type"], 3)
+        self.forward()
+        self.assertEqual([client[1] for client in self.reactor.tcpClients[3:]], [1103])
+
+    def test_fewer_servers_than_tries(self):
+        """When every server of the policy was tried, the error says they are all down."""
+        forwarder = Forwarder(self.reactor, self.registry, CONNECT_TIMEOUT, ANSWER_TIMEOUT, 64 * 1024, max_tries=9)
+        d = Deferred.fromCoroutine(forwarder.forward(MESSAGE, read_data(MESSAGE)))
+        for _ in range(5):
+            fail_connection(self.reactor, error.ConnectionRefusedError())
+        self.assertEqual(self.successResultOf(d)[1]["error"], "all servers of privacy policy PP_1 are down")
+
+    def test_one_try(self):
+        """With max_tries 1 a message never fails over."""
+        forwarder = Forwarder(self.reactor, self.registry, CONNECT_TIMEOUT, ANSWER_TIMEOUT, 64 * 1024, max_tries=1)
+        d = Deferred.fromCoroutine(forwarder.forward(MESSAGE, read_data(MESSAGE)))
+        fail_connection(self.reactor, error.ConnectionRefusedError())
+        self.assertEqual(self.successResultOf(d)[1]["error"], "1 server of privacy policy PP_1 tried, none answered")
+        self.assertEqual(len(self.reactor.tcpClients), 1)
 
 
 class ProgrammingErrorTests(ForwarderTestCase):

@@ -1,6 +1,7 @@
 """
 Tests for L{netproxy.message.registry}: the reverse proxy's switching table, its
-round-robin rotation, replacement, removal and failover, all in memory.
+round-robin rotation, replacement, removal and failover, the ownership of
+server ids by hosts and the limits on registrations, all in memory.
 """
 
 from collections import Counter
@@ -9,9 +10,12 @@ from copy import deepcopy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from netproxy.message.registry import Server, ServerRegistry
+from netproxy.errors import SetupRefused
+from netproxy.message.registry import DEFAULT_MAX_PER_HOST, DEFAULT_MAX_SERVERS, Server, ServerRegistry, host_key
 
 
 def make_registry(*servers, clock=None, **kwargs):
@@ -120,11 +124,11 @@ class ReplacementTests(SynchronousTestCase):
         """A server registering again with its id (string or number) keeps its turn, with the new address."""
         registry, _, (one, _two, three) = make_registry((1, "PP_1"), (100, "PP_1"), (3, "PP_1"))
         self.assertEqual(picks(registry, "PP_1", 1), [1])
-        new = registry.register("100", "PP_1", "::1", 2000)
+        new = registry.register("100", "PP_1", "::ffff:127.0.0.1", 2000)
         self.assertEqual(registry.servers("PP_1"), [one, new, three])
         chosen = registry.candidates("PP_1")[0]
         self.assertIs(chosen, new)
-        self.assertEqual((chosen.server_id, chosen.host, chosen.port), ("100", "::1", 2000))
+        self.assertEqual((chosen.server_id, chosen.host, chosen.port), ("100", "127.0.0.1", 2000))
         self.assertEqual(picks(registry, "PP_1", 3), [3, 1, "100"])
 
     def test_replacement_starts_up(self):
@@ -333,6 +337,162 @@ class ServerTests(SynchronousTestCase):
         self.assertTrue(server.available(5.0))
 
 
+class OwnershipTests(SynchronousTestCase):
+    """
+    A server id belongs to the host that registered it.
+    """
+
+    def setUp(self):
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def warnings(self):
+        return [formatEvent(event) for event in self.events if event["log_level"] == LogLevel.warn]
+
+    def test_other_host_refused(self):
+        """A setup for a held id from another host is refused, and the holder keeps its place, state and traffic."""
+        registry, clock, (one, holder) = make_registry((1, "PP_1"), (100, "PP_1"))
+        registry.mark_down(holder)
+        error = self.assertRaises(SetupRefused, registry.register, 100, "PP_1", "127.0.0.2", 6666)
+        self.assertEqual(str(error), "setup refused: server id 100 is registered from another host")
+        self.assertEqual(error.detail, "server id 100 is held by 127.0.0.1:1001, registered from another host")
+        self.assertEqual(registry.servers(), [one, holder])
+        self.assertEqual(holder.failures, 1)
+        clock.advance(60)
+        self.assertEqual(picks(registry, "PP_1", 3), [1, 100, 1])
+        self.assertEqual(registry.count("127.0.0.2"), 0)
+
+    def test_other_host_any_spelling_of_id_or_policy(self):
+        """The id is held whatever its spelling, and another host cannot take it under another policy either."""
+        registry, _, (holder,) = make_registry((100, "PP_1"))
+        for server_id, policy in ((100, "PP_1"), ("100", "PP_1"), (" 100 ", "PP_2")):
+            self.assertRaises(SetupRefused, registry.register, server_id, policy, "::1", 7000)
+        self.assertEqual(registry.servers(), [holder])
+        self.assertEqual(registry.servers("PP_2"), [])
+
+    def test_same_host_any_spelling_replaces(self):
+        """One host spelt differently (IPv4-mapped, IPv6 shorthand) is the same host, and may replace its server."""
+        registry = ServerRegistry(Clock())
+        registry.register(100, "PP_1", "127.0.0.1", 1000)
+        new = registry.register(100, "PP_1", "::ffff:127.0.0.1", 2000)
+        self.assertEqual((new.host, new.port), ("127.0.0.1", 2000))
+        registry.register(200, "PP_1", "::1", 1000)
+        other = registry.register(200, "PP_1", "0:0:0::1", 2000)
+        self.assertEqual(registry.servers(), [new, other])
+        self.assertEqual((registry.count("127.0.0.1"), registry.count("::1")), (1, 1))
+
+    def test_free_once_holder_removed(self):
+        """Once its holder is removed (its lifeline closed), an id may be registered from another host."""
+        registry, _, (holder,) = make_registry((100, "PP_1"))
+        self.assertTrue(registry.remove(holder))
+        new = registry.register(100, "PP_1", "127.0.0.2", 6666)
+        self.assertEqual(registry.servers(), [new])
+
+    def test_displaced_server_logged(self):
+        """A server replaced by a setup for another port or policy is logged at warn with both addresses."""
+        registry, _, _ = make_registry((100, "PP_1"))
+        registry.register(100, "PP_2", "127.0.0.1", 2000)
+        self.assertEqual(self.warnings(), [
+            "server id 100 at 127.0.0.1:1000 of privacy policy PP_1 displaced by a new setup for 127.0.0.1:2000 "
+            "of privacy policy PP_2"])
+
+    def test_same_address_again_not_logged(self):
+        """A server sending its setup again for the same port and policy displaces nobody: no warning."""
+        registry, _, _ = make_registry((100, "PP_1"))
+        registry.register(100, "PP_1", "127.0.0.1", 1000)
+        self.assertEqual(self.warnings(), [])
+
+    def test_refusal_not_logged_here(self):
+        """A refused setup is logged by the reverse proxy, which knows the peer; the registry logs nothing."""
+        registry, _, _ = make_registry((100, "PP_1"))
+        self.assertRaises(SetupRefused, registry.register, 100, "PP_1", "127.0.0.2", 6666)
+        self.assertEqual(self.warnings(), [])
+
+    def test_host_key(self):
+        """host_key gives every address one spelling and leaves other text alone."""
+        self.assertEqual(host_key("::ffff:10.1.2.3"), "10.1.2.3")
+        self.assertEqual(host_key("2001:DB8:0::1"), "2001:db8::1")
+        self.assertEqual(host_key("127.0.0.1"), "127.0.0.1")
+        self.assertEqual(host_key("not an address"), "not an address")
+
+
+class LimitTests(SynchronousTestCase):
+    """
+    Registrations are limited in total and per host.
+    """
+
+    def test_defaults(self):
+        """By default 1024 servers may be registered in all, 64 from one host."""
+        registry = ServerRegistry(Clock())
+        self.assertEqual((DEFAULT_MAX_SERVERS, DEFAULT_MAX_PER_HOST), (1024, 64))
+        self.assertEqual((registry.max_servers, registry.max_per_host), (1024, 64))
+
+    def test_flood_from_one_host(self):
+        """2,000 setups from one host keep 64 servers; the rest are refused and a message has 64 candidates."""
+        registry = ServerRegistry(Clock())
+        refused = []
+        for number in range(2000):
+            try:
+                registry.register(number, "PP_1", "127.0.0.1", 1024 + number)
+            except SetupRefused as error:
+                refused.append(str(error))
+        self.assertEqual(registry.count("127.0.0.1"), 64)
+        self.assertEqual(len(registry.candidates("PP_1")), 64)
+        self.assertEqual(set(refused), {"setup refused: 64 servers are registered from 127.0.0.1, the most per host"})
+        self.assertEqual(len(refused), 2000 - 64)
+
+    def test_flood_from_many_hosts(self):
+        """2,000 setups from 2,000 hosts keep 1,024 servers; the rest are refused."""
+        registry = ServerRegistry(Clock())
+        refused = []
+        for number in range(2000):
+            try:
+                registry.register(number, "PP_1", f"10.0.{number // 256}.{number % 256}", 5000)
+            except SetupRefused as error:
+                refused.append(error)
+        self.assertEqual(registry.count(), 1024)
+        self.assertEqual(len(registry.servers()), 1024)
+        self.assertEqual({str(error) for error in refused},
+                         {"setup refused: 1024 servers are registered, the most allowed"})
+        self.assertEqual(refused[0].detail, "--max-servers 1024 reached")
+
+    def test_per_host_detail(self):
+        """The log's reason for a per-host refusal names the option and the host."""
+        registry = ServerRegistry(Clock(), max_per_host=1)
+        registry.register(1, "PP_1", "10.0.0.1", 5000)
+        error = self.assertRaises(SetupRefused, registry.register, 2, "PP_1", "10.0.0.1", 5001)
+        self.assertEqual(error.detail, "--max-servers-per-host 1 reached by 10.0.0.1")
+
+    def test_other_hosts_unaffected_by_one_full_host(self):
+        """A host at its limit leaves room for servers of other hosts."""
+        registry = ServerRegistry(Clock(), max_servers=10, max_per_host=2)
+        registry.register(1, "PP_1", "10.0.0.1", 5000)
+        registry.register(2, "PP_1", "10.0.0.1", 5001)
+        self.assertRaises(SetupRefused, registry.register, 3, "PP_1", "10.0.0.1", 5002)
+        registry.register(3, "PP_1", "10.0.0.2", 5002)
+        self.assertEqual(ids(registry.servers()), [1, 2, 3])
+
+    def test_replacement_at_the_limit(self):
+        """At either limit, a server may still register again with its id, under its policy or another."""
+        registry = ServerRegistry(Clock(), max_servers=2, max_per_host=2)
+        registry.register(1, "PP_1", "10.0.0.1", 5000)
+        registry.register(2, "PP_1", "10.0.0.1", 5001)
+        registry.register(1, "PP_1", "10.0.0.1", 6000)
+        registry.register(2, "PP_2", "10.0.0.1", 6001)
+        self.assertEqual([(s.server_id, s.policy, s.port) for s in registry.servers()],
+                         [(1, "PP_1", 6000), (2, "PP_2", 6001)])
+        self.assertEqual((registry.count(), registry.count("10.0.0.1")), (2, 2))
+
+    def test_removal_frees_a_place(self):
+        """A server removed makes room for another, from any host."""
+        registry = ServerRegistry(Clock(), max_servers=1)
+        first = registry.register(1, "PP_1", "10.0.0.1", 5000)
+        self.assertRaises(SetupRefused, registry.register, 2, "PP_1", "10.0.0.2", 5000)
+        registry.remove(first)
+        self.assertEqual((registry.count(), registry.count("10.0.0.1")), (0, 0))
+        registry.register(2, "PP_1", "10.0.0.2", 5000)
+        self.assertEqual(registry.count("10.0.0.2"), 1)
+
+
 POLICIES = ("PP_1", "PP_2")
 
 operations = st.one_of(
@@ -412,3 +572,49 @@ class RotationPropertyTests(SynchronousTestCase):
             if keys:
                 self.assertEqual(taken[: len(keys)], rotated(keys, taken[0]))
                 self.assertEqual(taken[len(keys) :], taken[: len(keys)])
+
+
+HOSTS = ("10.0.0.1", "10.0.0.2", "::ffff:10.0.0.2")
+
+registrations = st.one_of(
+    st.tuples(st.just("register"), st.integers(0, 6), st.sampled_from(HOSTS), st.sampled_from(POLICIES)),
+    st.tuples(st.just("remove"), st.integers(0, 1000)),
+)
+
+
+class OwnershipPropertyTests(SynchronousTestCase):
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(registrations, max_size=40))
+    def test_limits_and_owners_after_any_changes(self, steps):
+        """
+        Whatever was registered and removed, from whichever host, each id is
+        held by the host that registered it first since it was last free,
+        the limits hold, and the counts match the servers listed.
+        """
+        registry = ServerRegistry(Clock(), max_servers=4, max_per_host=2)
+        owner = {}
+        issued = []
+        for step in steps:
+            if step[0] == "register":
+                _, number, host, policy = step
+                key, host = str(number), host_key(host)
+                would_fit = registry.count() < 4 and registry.count(host) < 2
+                try:
+                    issued.append(registry.register(number, policy, host, 5000 + number))
+                except SetupRefused:
+                    self.assertTrue(owner.get(key, host) != host or key not in owner and not would_fit)
+                else:
+                    self.assertTrue(owner.get(key, host) == host and (key in owner or would_fit))
+                    owner[key] = host
+            elif issued:
+                server = issued[step[1] % len(issued)]
+                if registry.remove(server):
+                    del owner[server.key]
+            servers = registry.servers()
+            self.assertEqual({server.key: server.host for server in servers}, owner)
+            self.assertLessEqual(len(servers), 4)
+            self.assertEqual(registry.count(), len(servers))
+            for host in set(HOSTS):
+                count = sum(server.host == host_key(host) for server in servers)
+                self.assertLessEqual(count, 2)
+                self.assertEqual(registry.count(host), count)

@@ -9,7 +9,7 @@ import io
 import json
 
 from twisted.internet import error
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.testing import (
@@ -21,6 +21,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
+from netproxy.acl import RuleSet, parse_rule
 from netproxy.message.backend import BackendService
 from netproxy.message.forwarder import Forwarder
 from netproxy.message.codec import encode_message
@@ -32,6 +33,7 @@ from netproxy.testing import complete_connection, fail_connection
 
 CLIENT = IPv4Address("TCP", "127.0.0.1", 5555)
 SERVER_HOST = IPv4Address("TCP", "10.0.0.7", 40001)
+SERVER_NETWORKS = RuleSet([parse_rule("10.0.0.0/8"), parse_rule("127.0.0.0/8")])
 CONNECT_TIMEOUT = 3.0
 ANSWER_TIMEOUT = 10.0
 IDLE_TIMEOUT = 30.0
@@ -83,7 +85,9 @@ class ReverseTestCase(SynchronousTestCase):
         self.reactor = MemoryReactorClock()
         self.registry = ServerRegistry(self.reactor)
         self.forwarder = Forwarder(self.reactor, self.registry, CONNECT_TIMEOUT, ANSWER_TIMEOUT, 64 * 1024)
-        self.factory = ReverseFactory(self.reactor, self.registry, self.forwarder, IDLE_TIMEOUT, SETUP_GRACE)
+        # Servers here live on another host (SERVER_HOST), allowed to register.
+        self.factory = ReverseFactory(self.reactor, self.registry, self.forwarder, IDLE_TIMEOUT, SETUP_GRACE,
+                                      allow_servers=SERVER_NETWORKS)
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
     def connect(self, peer=CLIENT):
@@ -171,11 +175,11 @@ class SetupTests(ReverseTestCase):
         self.assertEqual(self.reactor.tcpClients, [])
 
     def test_reregistration_replaces(self):
-        """A server registering again with the same id replaces its entry."""
+        """A server registering again with the same id from the same host replaces its entry."""
         self.register(port=124)
-        self.register(port=200, peer=IPv4Address("TCP", "10.0.0.8", 1))
+        self.register(port=200, peer=IPv4Address("TCP", "10.0.0.7", 1))
         [server] = self.registry.servers("PP_1")
-        self.assertEqual((server.host, server.port), ("10.0.0.8", 200))
+        self.assertEqual((server.host, server.port), ("10.0.0.7", 200))
 
     def test_closed_within_grace_stays(self):
         """A setup connection closed within setup_grace leaves the server registered, then and later."""
@@ -231,6 +235,130 @@ class SetupTests(ReverseTestCase):
             "type": 3, "error": "bad message: listenport must be from 1 to 65535, got 70000", "privPolyId": "PP_1"}])
         self.assertFalse(transport.connected)
         self.assertEqual(self.registry.servers(), [])
+
+
+class RegistrationTrustTests(ReverseTestCase):
+    """
+    Who may register servers, whose an id is, and how many servers a host
+    and the whole proxy may hold.
+    """
+
+    def assertSetupRefused(self, transport, error, policy="PP_1"):
+        """
+        The peer got one type 3 error line saying C{error} and the connection is closed.
+        """
+        self.assertEqual(replies(transport), [{"type": 3, "error": error, "privPolyId": policy}])
+        self.assertFalse(transport.connected)
+
+    def test_default_allows_loopback_only(self):
+        """By default only loopback hosts register; another host gets a type 3 error, a warning, and is not recorded."""
+        self.factory = ReverseFactory(self.reactor, self.registry, self.forwarder, IDLE_TIMEOUT, SETUP_GRACE)
+        _, transport = self.register(close=False)
+        self.assertSetupRefused(transport, "setup refused: 10.0.0.7 may not register servers")
+        self.assertEqual(self.registry.servers(), [])
+        self.assertEqual(self.lines(LogLevel.warn),
+                         ["refused setup from 10.0.0.7:40001: 10.0.0.7 is not in --allow-servers"])
+        peers = [IPv4Address("TCP", "127.0.0.1", 1), IPv4Address("TCP", "127.9.9.9", 1),
+                 IPv6Address("TCP", "::1", 1), IPv6Address("TCP", "::ffff:127.0.0.1", 1)]
+        for server_id, peer in enumerate(peers):
+            _, transport = self.register(server_id, peer=peer, close=False)
+            self.assertEqual(transport.value(), b"")
+        self.assertEqual([s.host for s in self.registry.servers()], ["127.0.0.1", "127.9.9.9", "::1", "127.0.0.1"])
+
+    def test_unix_socket_counts_as_loopback(self):
+        """A setup over a Unix socket is from this host: allowed by default, dialled at 127.0.0.1."""
+        self.factory = ReverseFactory(self.reactor, self.registry, self.forwarder, IDLE_TIMEOUT, SETUP_GRACE)
+        self.register(peer=UNIXAddress(None))
+        [server] = self.registry.servers()
+        self.assertEqual(server.address, "127.0.0.1:124")
+
+    def test_mapped_outsider_refused(self):
+        """An outside host spelt as an IPv4-mapped address is refused like its IPv4 form."""
+        self.factory.allow_servers = RuleSet([parse_rule("127.0.0.0/8")])
+        _, transport = self.register(peer=IPv6Address("TCP", "::ffff:10.0.0.7", 1), close=False)
+        self.assertSetupRefused(transport, "setup refused: 10.0.0.7 may not register servers")
+
+    def test_data_from_anywhere(self):
+        """--allow-servers concerns setups only: a client on another host is still served."""
+        self.factory = ReverseFactory(self.reactor, self.registry, self.forwarder, IDLE_TIMEOUT, SETUP_GRACE)
+        self.register(peer=IPv4Address("TCP", "127.0.0.1", 1))
+        client, transport = self.connect(IPv4Address("TCP", "192.0.2.9", 1))
+        self.send(client, data())
+        complete_connection(self.reactor)[0].dataReceived(ack())
+        self.assertEqual(replies(transport)[0]["type"], 2)
+
+    def test_impostor_refused(self):
+        """A setup for a held id from another host is refused with a warning; the holder keeps every message."""
+        _, lifeline = self.register(close=False)
+        self.reactor.advance(SETUP_GRACE)
+        _, transport = self.register(port=666, peer=IPv4Address("TCP", "10.0.0.8", 4444), close=False)
+        self.assertSetupRefused(transport, "setup refused: server id 100 is registered from another host")
+        self.assertIn("refused setup from 10.0.0.8:4444: server id 100 is held by 10.0.0.7:124, registered from "
+                      "another host", self.lines(LogLevel.warn))
+        self.assertTrue(lifeline.connected)
+        client, _ = self.connect()
+        for n in range(3):
+            self.send(client, data(f"message {n}"))
+            self.assertEqual(self.reactor.tcpClients[-1][:2], ("10.0.0.7", 124))
+            complete_connection(self.reactor)[0].dataReceived(ack(f"message {n}"))
+        self.assertEqual(len(self.reactor.tcpClients), 3)
+
+    def test_impostor_refused_after_holder_restart(self):
+        """The holder's own restart (same host, new port) replaces it, and is logged with both addresses."""
+        _, old = self.register(close=False)
+        self.reactor.advance(SETUP_GRACE)
+        self.register(port=200, peer=IPv4Address("TCP", "10.0.0.7", 40002), close=False)
+        self.assertIn("server id 100 at 10.0.0.7:124 of privacy policy PP_1 displaced by a new setup for "
+                      "10.0.0.7:200 of privacy policy PP_1", self.lines(LogLevel.warn))
+        old.loseConnection()
+        [server] = self.registry.servers()
+        self.assertEqual(server.port, 200)
+
+    def test_id_free_once_lifeline_closes(self):
+        """Once the holder's lifeline closes, another host may register the id."""
+        _, lifeline = self.register(close=False)
+        self.reactor.advance(SETUP_GRACE)
+        lifeline.loseConnection()
+        _, transport = self.register(port=300, peer=IPv4Address("TCP", "10.0.0.8", 1), close=False)
+        self.assertEqual(transport.value(), b"")
+        [server] = self.registry.servers()
+        self.assertEqual(server.address, "10.0.0.8:300")
+
+    def test_flood_on_one_connection(self):
+        """2,000 setups on one connection keep 64 servers; the 65th gets a type 3 error and the rest are not read."""
+        protocol, transport = self.connect(SERVER_HOST)
+        protocol.dataReceived(b"\n".join(setup(n, port=1024 + n) for n in range(2000)))
+        self.assertSetupRefused(transport, "setup refused: 64 servers are registered from 10.0.0.7, the most per host")
+        self.assertEqual(len(self.registry.servers()), 64)
+        self.assertEqual(self.lines(LogLevel.warn),
+                         ["refused setup from 10.0.0.7:40001: --max-servers-per-host 64 reached by 10.0.0.7"])
+        self.assertEqual(len(protocol.registrations), 64)
+
+    def test_flood_from_many_hosts(self):
+        """Setups from many hosts stop at the total limit."""
+        self.registry.max_servers = 5
+        for n in range(5):
+            self.register(n, peer=IPv4Address("TCP", f"10.0.1.{n}", 1))
+        _, transport = self.register(99, peer=IPv4Address("TCP", "10.0.2.1", 1), close=False)
+        self.assertSetupRefused(transport, "setup refused: 5 servers are registered, the most allowed")
+        self.assertEqual(len(self.registry.servers()), 5)
+
+    def test_same_setup_repeated_on_one_connection(self):
+        """A connection repeating one server's setup holds one registration, and closing its lifeline removes it."""
+        protocol, transport = self.connect(SERVER_HOST)
+        protocol.dataReceived(b"\n".join(setup(100, port=1024 + n) for n in range(1000)))
+        self.assertEqual(list(protocol.registrations), ["100"])
+        self.reactor.advance(SETUP_GRACE)
+        transport.loseConnection()
+        self.assertEqual(self.registry.servers(), [])
+
+    def test_refused_string_fields(self):
+        """A refused setup's error copies the types and policy spelling the server used."""
+        self.factory.allow_servers = RuleSet()
+        protocol, transport = self.connect(SERVER_HOST)
+        protocol.dataReceived(json.dumps({"type": "1", "id": "7", "privPoliId": "PP_2", "listenport": "9"}).encode())
+        self.assertEqual(replies(transport), [{"type": "3", "error": "setup refused: 10.0.0.7 may not register servers",
+                                               "privPoliId": "PP_2"}])
 
 
 class DataTests(ReverseTestCase):

@@ -146,3 +146,13 @@ class ReverseServiceTests(SynchronousTestCase):
         """Without --metrics, only the message listener."""
         reactor, service = start(services.reverse_service, parse("reverse", "--port", "5000"))
         self.assertEqual(len(reactor.tcpServers), 1)
+
+    def test_registration_limits(self):
+        """--allow-servers, --max-servers, --max-servers-per-host and --max-tries reach the reverse proxy."""
+        options = parse("reverse", "--port", "5000", "--allow-servers", "10.0.0.0/8", "--max-servers", "7",
+                        "--max-servers-per-host", "2", "--max-tries", "5")
+        reactor, service = start(services.reverse_service, options)
+        factory = reactor.tcpServers[0][1]
+        self.assertEqual(factory.allow_servers, options.subOptions["allow-servers"])
+        self.assertEqual((factory.registry.max_servers, factory.registry.max_per_host), (7, 2))
+        self.assertEqual(factory.forwarder.max_tries, 5)
