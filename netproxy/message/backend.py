@@ -87,7 +87,9 @@ class BackendFactory(TrackingFactory):
 class RegistrationProtocol(Protocol):
     """
     Sends the setup message and then keeps the connection open, as the
-    server's lifeline with the reverse proxy.
+    server's lifeline with the reverse proxy.  The reverse proxy answers
+    only to refuse the setup (a type 3 error, then it closes): that is
+    logged, and L{ClientService} registers again with back-off.
     """
 
     log = Logger()
@@ -96,6 +98,16 @@ class RegistrationProtocol(Protocol):
 
     def __init__(self, setup: dict[str, Any]) -> None:
         self.setup = setup
+        self.decoder = MessageDecoder(DEFAULT_MAX_SIZE)
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            for message in self.decoder.feed(data):
+                self.log.error("the reverse proxy refused the registration: {error}",
+                               error=str(message.get("error", message))[:500])
+        except FramingError as error:
+            self.log.warn("the reverse proxy sent something unexpected: {reason}", reason=str(error))
+            self.transport.loseConnection()
 
     def connectionMade(self) -> None:
         self.transport.write(encode_message(self.setup))

@@ -291,6 +291,24 @@ class BackendServiceTests(SynchronousTestCase):
         self.reactor.advance(60)
         self.assertTrue(transport.connected)
 
+    def test_refusal_logged(self):
+        """A type 3 error on the registration connection (a refused setup) is logged at error level."""
+        self.start(self.service())
+        protocol, _ = self.complete()
+        protocol.dataReceived(b'{"type": 3, "error": "setup refused: server id 100 is registered from another host", '
+                              b'"privPolyId": "PP_1"}\n')
+        errors = [formatEvent(e) for e in self.events if e["log_level"] == LogLevel.error]
+        self.assertEqual(errors, ["the reverse proxy refused the registration: "
+                                  "setup refused: server id 100 is registered from another host"])
+
+    def test_garbage_on_registration_connection(self):
+        """Bytes that are not JSON on the registration connection are logged and the connection is closed."""
+        self.start(self.service())
+        protocol, transport = self.complete()
+        protocol.dataReceived(b"\x00garbage}")
+        self.assertFalse(transport.connected)
+        self.assertEqual(len([e for e in self.events if e["log_level"] == LogLevel.warn]), 1)
+
     def test_listened_port_announced(self):
         """The setup names the port actually listened on (as for port 0)."""
         self.start(self.service(_FakeListenEndpoint(succeed(_FakePort(4567)))))
