@@ -119,3 +119,16 @@ def tries_exhausted(tried: int, policy: str) -> str:
     """
     servers = "server" if tried == 1 else "servers"
     return f"{tried} {servers} of privacy policy {policy} tried, none answered"
+
+
+# Texts users meet that are not an exception's own message.
+
+#: The 407 page's reason, and the log's, when a client address has failed to
+#: log in too often and its try is refused without a check
+#: (L{netproxy.http.login_throttle}).
+TOO_MANY_FAILURES = "too many failed logins from this address; try again later"
+
+#: Why an auth file's SHA-crypt hash is refused (L{netproxy.http.passwords}):
+#: checking it would hold the interpreter for too long.
+TOO_MANY_ROUNDS = ("SHA-crypt hash with {rounds} rounds: at most {maximum} are accepted, since each check holds "
+                   "the Python interpreter; use fewer rounds or bcrypt")

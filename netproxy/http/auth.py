@@ -7,26 +7,34 @@ users of L{netproxy.http.passwords}, and the 407 answer.
 Checking a password is deliberately slow, so it runs in the reactor's thread
 pool rather than on the reactor thread, and each credential that passed is
 remembered (a bounded table keyed by an HMAC-SHA-256 of user and password,
-never the password), so a client pays for it once, not per request.
+never the password), so a client pays for it once, not per request.  Requests
+that arrive with the same credentials while they are being checked wait for
+that check (a browser opens several connections at once).  The checks go
+through a L{LoginThrottle}: an address that failed too often gets 407 without
+a check (held for C{TARPIT} seconds first), and no address's checks hold up
+another's.
 """
 
 import binascii
 import hashlib
 import hmac
+import math
 import os
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from netproxy.errors import HTTPError
+from netproxy.errors import TOO_MANY_FAILURES, HTTPError
 from netproxy.http.framing import request_framing
 from netproxy.http.head import RequestHead, header_values
+from netproxy.http.login_throttle import LoginThrottle, client_key
 from netproxy.http.message import error_response, keep_alive
 from netproxy.http.passwords import MAX_PASSWORD, AuthFile, Users
 
@@ -36,6 +44,8 @@ CHALLENGE = (b"Proxy-Authenticate", b'Basic realm="netproxy"')
 MAX_CREDENTIALS = 4096
 # Credentials remembered as checked.  Each is about 200 bytes.
 CACHE_SIZE = 1024
+# Seconds a try from a client that failed too often is held before its 407.
+TARPIT = 1.0
 
 #: How a slow check is run: called with L{Users.verify} and its arguments,
 #: it returns a L{Deferred} of the result.
@@ -56,6 +66,9 @@ class Verdict(NamedTuple):
     user: str | None
     problem: str | None = None
     answer: str | None = None
+    #: Seconds before the client may try again, when it tried too often
+    #: (then the refusal was logged once, by the throttle).
+    retry_after: float | None = None
 
 
 class GatedTransport(Protocol):
@@ -77,6 +90,9 @@ class GatedTransport(Protocol):
 
     def resumeProducing(self) -> None:
         """Read from the client again."""
+
+    def getPeer(self) -> IAddress:
+        """The client's address."""
 
 
 class GatedConnection(Protocol):
@@ -150,35 +166,52 @@ class ProxyAuth:
     log = Logger()
 
     def __init__(self, auth_file: AuthFile, reactor: IReactorTime, run_blocking: RunBlocking | None = None,
-                 cache_size: int = CACHE_SIZE) -> None:
+                 cache_size: int = CACHE_SIZE, throttle: LoginThrottle | None = None) -> None:
         """
         :param auth_file: the L{AuthFile} (anything with C{users}).
-        :param reactor: the clock, and (unless C{run_blocking} is given) an
-            L{IReactorThreads} whose thread pool the checks run in.
+        :param reactor: the clock, and (unless C{run_blocking} or
+            C{throttle} is given) an L{IReactorThreads} whose thread pool
+            the checks run in.
         :param run_blocking: how to run a slow check; by default in
             C{reactor}'s thread pool.
         :param cache_size: how many checked credentials to remember.
+        :param throttle: what runs the checks, limiting failed logins per
+            client address; by default a L{LoginThrottle} with its default
+            limits, running checks with C{run_blocking}.
         """
         self.auth_file = auth_file
         self._reactor = reactor
-        self._run = _in_thread_pool(reactor) if run_blocking is None else run_blocking
+        if throttle is None:
+            throttle = LoginThrottle(reactor, _in_thread_pool(reactor) if run_blocking is None else run_blocking)
+        self.throttle = throttle
+        self.tarpit = TARPIT
         self._cache_size = cache_size
         # Remembered credentials go with the users they were checked
         # against: a reload forgets them all.
         self._cache: OrderedDict[bytes, str] = OrderedDict()
         self._cache_users: Users | None = None
+        # Checks under way, by the users and key they are for, with the
+        # results waiting for each.
+        self._checking: dict[tuple[Users, bytes], list[tuple[Deferred[bool | None], Callable[[], bool]]]] = {}
         # Keys are HMACs under a secret of this process, so the table holds
         # nothing a dictionary attack could start from.
         self._secret = os.urandom(32)
 
-    def authenticate(self, headers: list[tuple[bytes, bytes]]) -> "Deferred[Verdict]":
+    def authenticate(self, headers: list[tuple[bytes, bytes]], client: str = "-",
+                     wanted: Callable[[], bool] = lambda: True) -> "Deferred[Verdict]":
         """
         Check the credentials in a request's fields.
 
         :param headers: the request's fields.
-        :returns: a L{Deferred} firing with a L{Verdict}; at once when no
+        :param client: who sent them, as L{client_key} names it: failed
+            logins are counted, and checks are limited, per client.
+        :param wanted: whether the verdict is still wanted (the client has
+            not gone), asked when a waiting check's turn comes.
+        :returns: a L{Deferred} firing with a L{Verdict}: at once when no
             password needs checking (no or malformed credentials, or ones
-            checked before).
+            checked before), after C{tarpit} seconds for a client that
+            failed too often (without a check), else once the password is
+            checked.
         """
         values = header_values(headers, b"proxy-authorization")
         if not values:
@@ -203,10 +236,35 @@ class ProxyAuth:
         except UnicodeDecodeError:
             # No user of the (UTF-8) file has this name.
             return succeed(Verdict(None, "the user name is not UTF-8"))
-        return self._run(users.verify, name, password).addCallback(self._checked, users, key, name)
+        wait = self.throttle.wait(client)
+        if wait:
+            # Held a while (HAProxy's tarpit), so a client looping tries on
+            # its connections costs the reactor little.
+            return deferLater(self._reactor, self.tarpit, Verdict, None, TOO_MANY_FAILURES, retry_after=wait)
+        result: Deferred[bool | None] = Deferred()
+        waiting = self._checking.get((users, key))
+        if waiting is not None:
+            waiting.append((result, wanted))
+        else:
+            # Listed before the check starts: it may end at once.
+            waiting = self._checking[users, key] = [(result, wanted)]
+            checked = self.throttle.run(client, users.verify, name, password,
+                                        wanted=lambda: any(still() for _, still in waiting))
+            checked.addBoth(self._fan_out, users, key)
+        return result.addCallback(self._checked, users, key, name, client)
 
-    def _checked(self, good: bool, users: Users, key: bytes, name: str) -> Verdict:
+    def _fan_out(self, outcome: bool | None | Failure, users: Users, key: bytes) -> None:
+        for result, _ in self._checking.pop((users, key)):
+            if isinstance(outcome, Failure):
+                result.errback(outcome)
+            else:
+                result.callback(outcome)
+
+    def _checked(self, good: bool | None, users: Users, key: bytes, name: str, client: str) -> Verdict:
+        if good is None:
+            return Verdict(None, "the client left before its password was checked")
         if not good:
+            self.throttle.failed(client)
             # The page says the same for both; only the log tells them apart,
             # and names only users that exist (a password typed as a user
             # name stays out of it).
@@ -231,7 +289,9 @@ class ProxyAuth:
             protocol.begin_request(head, rest)
             return
         started = self._reactor.seconds()
-        deciding = maybeDeferred(self.authenticate, head.headers)
+        transport = protocol.transport
+        deciding = maybeDeferred(self.authenticate, head.headers, client_key(transport.getPeer()),
+                                 lambda: transport.connected and not transport.disconnecting)
         paused = not deciding.called
         if paused:
             protocol.transport.pauseProducing()
@@ -253,9 +313,14 @@ class ProxyAuth:
 
     def _refuse(self, protocol: GatedConnection, head: RequestHead, rest: bytes, started: float,
                 verdict: Verdict) -> None:
-        self.log.warn("{peer}: 407 {reason}", peer=protocol.peer, reason=verdict.problem)
-        keep = self._may_keep(protocol, head, rest)
         extra = [CHALLENGE]
+        if verdict.retry_after is None:
+            self.log.warn("{peer}: 407 {reason}", peer=protocol.peer, reason=verdict.problem)
+        else:
+            # The throttle warned once, and the access log has each refusal:
+            # a line per refusal here would let the client flood the log.
+            extra.append((b"Retry-After", b"%d" % (math.ceil(verdict.retry_after),)))
+        keep = self._may_keep(protocol, head, rest)
         if keep and head.version < (1, 1):
             extra.append((b"Connection", b"keep-alive"))
         reason = verdict.answer or verdict.problem

@@ -8,14 +8,17 @@ import html
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.internet.address import IPv4Address
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.filepath import FilePath
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy import tap
 from netproxy.http.access_log import format_access_line
-from netproxy.http.auth import CACHE_SIZE, ProxyAuth, parse_basic
+from netproxy.errors import TOO_MANY_FAILURES
+from netproxy.http.auth import CACHE_SIZE, TARPIT, ProxyAuth, parse_basic
+from netproxy.http.login_throttle import BURST, FORGIVE
 from netproxy.http.passwords import AuthFile
 from netproxy.reload import ReloadOnHangup
 from netproxy.testing import UDPMemoryReactor, complete_connection, connect
@@ -488,6 +491,155 @@ class PendingCheckTests(AuthProxyTestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 500 "))
         self.assertFalse(self.transport.connected)
+
+
+class ThrottleTests(AuthProxyTestCase):
+    """
+    Failed logins are limited per client address: past the burst, tries
+    from that address get 407 at once without a check, while other
+    addresses, and credentials already checked, still pass.
+    """
+
+    def fail_burst(self, client=CLIENT):
+        """
+        Send C{BURST} wrong passwords from C{client}, one after another on
+        one connection, each refused after its check.
+        """
+        protocol, transport = connect(self.factory, client)
+        for index in range(BURST):
+            transport.clear()
+            protocol.dataReceived(get(headers=basic(b"alice", b"guess %d" % (index,))))
+            self.assertIn(b"wrong user name or password", transport.value())
+        return protocol, transport
+
+    def test_refused_without_check(self):
+        """Past BURST failures a try is held TARPIT seconds, then 407 with Retry-After; its password is not checked."""
+        self.fail_burst()
+        self.assertEqual(len(self.checks.calls), BURST)
+        for password in (b"guess", b"alice's secret"):
+            self.transport.clear()
+            self.send(get(headers=basic(b"alice", password)))
+            self.reactor.advance(TARPIT - 0.01)
+            self.assertEqual((self.transport.value(), self.transport.producerState), (b"", "paused"))
+            self.reactor.advance(0.01)
+            headers = self.assert407(TOO_MANY_FAILURES)
+            self.assertEqual(self.transport.producerState, "producing")
+            self.assertIn((b"Retry-After", b"6"), headers)
+        self.assertEqual(len(self.checks.calls), BURST)
+        warnings = [formatEvent(event) for event in self.events if event["log_level"] == LogLevel.warn]
+        self.assertEqual(warnings[BURST:], ["127.0.0.1: too many failed logins (10 recent, 0 being checked); its "
+                                            "further tries are refused without a check, one more allowed every 6.0 s"])
+        self.assertEqual([event["status"] for event in self.access][BURST:], [407, 407])
+
+    def test_client_gone_during_tarpit(self):
+        """A client that leaves while its try is held gets nothing written and leaves no error."""
+        self.fail_burst()
+        self.send(get(headers=ALICE))
+        self.transport.loseConnection()
+        self.reactor.advance(TARPIT)
+        self.assertEqual(self.transport.value(), b"")
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_forgiven(self):
+        """One failure is forgiven every FORGIVE seconds of the reactor's clock: then one more check."""
+        self.fail_burst()
+        self.reactor.advance(FORGIVE)
+        self.send(get(headers=ALICE))
+        self.origin()
+        self.assertEqual(len(self.checks.calls), BURST + 1)
+
+    def test_other_address_served(self):
+        """A limited address does not keep a client at another address from logging in."""
+        self.fail_burst()
+        protocol, transport = connect(self.factory, IPv4Address("TCP", "127.0.0.2", 40000))
+        protocol.dataReceived(get(headers=ALICE))
+        self.assertEqual(self.checks.calls[-1], "alice")
+        self.origin()
+
+    def test_remembered_credentials_pass(self):
+        """Credentials checked before pass from a limited address: they need no check."""
+        self.send(get(headers=ALICE))
+        origin = self.origin()
+        origin.protocol.dataReceived(OK)
+        self.fail_burst()
+        self.transport.clear()
+        self.send(get(headers=ALICE))
+        # Forwarded on the origin connection the first request left open.
+        self.assertEqual(origin.value().count(b"GET / HTTP/1.1\r\n"), 2)
+        self.assertEqual(len(self.checks.calls), BURST + 1)
+
+
+class ConcurrentCheckTests(AuthProxyTestCase):
+    """
+    Checks under way: an address has one at a time, counted against its
+    budget, and the same credentials on several connections share one.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.manual = ManualChecks()
+        self.factory.auth = ProxyAuth(AuthFile(self.path.path), self.reactor, self.manual)
+
+    def test_attacker_does_not_hold_up_others(self):
+        """Many connections guessing at once from one address have one check under way; another address's starts."""
+        attempts = [connect(self.factory, CLIENT) for _ in range(2 * BURST)]
+        for index, (protocol, _) in enumerate(attempts):
+            protocol.dataReceived(get(headers=basic(b"alice", b"guess %d" % (index,))))
+        # Past the burst (checks waiting count as failures) refused without a check.
+        self.reactor.advance(TARPIT)
+        refused = [transport for _, transport in attempts if transport.value()]
+        self.assertEqual(len(refused), BURST)
+        self.assertIn(html.escape(TOO_MANY_FAILURES).encode(), refused[0].value())
+        self.assertEqual(len(self.manual.pending), 1)
+        protocol, transport = connect(self.factory, IPv4Address("TCP", "127.0.0.2", 40000))
+        protocol.dataReceived(get(headers=ALICE))
+        self.assertEqual([args for _, _, args in self.manual.pending][1], ("alice", b"alice's secret"))
+        self.manual.run_all()
+        self.origin()
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_departed_clients_not_checked(self):
+        """A waiting check whose client has gone is dropped when its turn comes: the queue holds live clients only."""
+        attempts = [connect(self.factory, CLIENT) for _ in range(3)]
+        for index, (protocol, _) in enumerate(attempts):
+            protocol.dataReceived(get(headers=basic(b"alice", b"guess %d" % (index,))))
+        attempts[1][1].loseConnection()
+        self.manual.run_all()
+        self.assertEqual([args for _, _, args in self.manual.pending], [("alice", b"guess 2")])
+        self.manual.run_all()
+        self.assertIn(b"wrong user name or password", attempts[2][1].value())
+        self.assertEqual(self.factory.auth.throttle._idle["127.0.0.1"].debt, 2)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_same_credentials_checked_once(self):
+        """The same credentials on several connections at once (a browser's) are checked once, for all of them."""
+        connections = [connect(self.factory, CLIENT) for _ in range(3)]
+        for protocol, _ in connections:
+            protocol.dataReceived(get(headers=ALICE))
+        self.assertEqual(len(self.manual.pending), 1)
+        self.manual.run_all()
+        self.assertEqual(len(self.reactor.tcpClients), 3)
+
+    def test_same_wrong_credentials(self):
+        """A shared check that fails refuses every connection that waited for it, each a failure of its address."""
+        connections = [connect(self.factory, CLIENT) for _ in range(3)]
+        for protocol, _ in connections:
+            protocol.dataReceived(get(headers=basic(b"alice", b"guess")))
+        self.manual.run_all()
+        for _, transport in connections:
+            self.assertIn(b"wrong user name or password", transport.value())
+        self.assertEqual(self.factory.auth.throttle._idle["127.0.0.1"].debt, 3)
+
+    def test_shared_check_fails(self):
+        """A shared check that raises (a bug) answers 500 on every connection that waited for it."""
+        connections = [connect(self.factory, CLIENT) for _ in range(2)]
+        for protocol, _ in connections:
+            protocol.dataReceived(get(headers=ALICE))
+        [(deferred, _, _)] = self.manual.pending
+        deferred.errback(RuntimeError("boom"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+        for _, transport in connections:
+            self.assertTrue(transport.value().startswith(b"HTTP/1.1 500 "))
 
 
 class TapTests(SynchronousTestCase):

@@ -13,6 +13,7 @@ from netproxy.errors import AuthFileError
 from netproxy.http import passwords
 from netproxy.http.passwords import (
     AuthFile,
+    MAX_ROUNDS,
     BcryptHash,
     ShaCryptHash,
     Users,
@@ -95,8 +96,10 @@ class ShaCryptTests(SynchronousTestCase):
                              expected.rpartition("$")[2], setting)
 
     def test_verify_vectors(self):
-        """A stored hash of each vector accepts its password and nothing else."""
+        """A stored hash of each vector within MAX_ROUNDS accepts its password and nothing else."""
         for _, password, stored in SHA_CRYPT_VECTORS:
+            if "rounds=77777$" in stored or "rounds=123456$" in stored:
+                continue
             hashed = parse_hash(stored)
             self.assertIsInstance(hashed, ShaCryptHash)
             self.assertTrue(hashed.verify(password.encode()), stored)
@@ -119,9 +122,16 @@ class ShaCryptTests(SynchronousTestCase):
         self.assertEqual(calls, [(stored.rpartition("$")[2].encode(),) * 2])
 
     def test_too_many_rounds(self):
-        """A hash asking for more than a million rounds is refused, not checked for minutes."""
-        error = self.assertRaises(ValueError, parse_hash, "$6$rounds=5000000$salt$" + "a" * 86)
-        self.assertIn("at most 1000000", str(error))
+        """A hash asking for more than MAX_ROUNDS (50,000) rounds is refused, naming the maximum; as many is taken."""
+        self.assertEqual(MAX_ROUNDS, 50_000)
+        for rounds in (50_001, 77_777, 1_000_000, 5_000_000, 9_999_999_999):
+            error = self.assertRaises(ValueError, parse_hash, f"$6$rounds={rounds}$salt$" + "a" * 86)
+            self.assertIn(f"SHA-crypt hash with {rounds} rounds: at most 50000 are accepted", str(error))
+            self.assertRaises(ValueError, parse_hash, f"$5$rounds={rounds}$salt$" + "a" * 43)
+        self.assertIsInstance(parse_hash("$6$rounds=50000$salt$" + "a" * 86), ShaCryptHash)
+        # The specification's vectors with more rounds are refused too.
+        [stored] = [stored for _, _, stored in SHA_CRYPT_VECTORS if stored.startswith("$6$rounds=77777$")]
+        self.assertRaises(ValueError, parse_hash, stored)
 
     def test_malformed(self):
         """A checksum of the wrong length or alphabet, or a salt with a colon, is not a hash."""
@@ -183,6 +193,12 @@ class AuthFileParseTests(SynchronousTestCase):
         users = parse_auth_file("# nobody yet\n")
         self.assertEqual(len(users), 0)
         self.assertFalse(users.verify("alice", b"alice's secret"))
+
+    def test_too_many_rounds(self):
+        """A SHA-crypt hash with more rounds than the maximum is refused at its line, naming the maximum."""
+        error = self.assertBadLine(f"alice:{ALICE_HASH}\n# next\ncarol:$6$rounds=1000000$salt$" + "a" * 86, 3,
+                                   "user 'carol': SHA-crypt hash with 1000000 rounds: at most 50000 are accepted")
+        self.assertIn("bcrypt", str(error))
 
     def assertBadLine(self, text, line, reason):
         """
@@ -318,6 +334,25 @@ class AuthFileReloadTests(SynchronousTestCase):
         [event] = [event for event in self.events if event["log_level"] == LogLevel.error]
         self.assertIn(f"refused to reload {self.path.path}", formatEvent(event))
         self.assertIn("keeping the 2 users in force", formatEvent(event))
+
+    def test_empty_file_warned(self):
+        """An empty file is accepted, at start and on reload, with a warning that every request will get 407."""
+        self.path.setContent(b"# nobody yet\n")
+        auth_file = AuthFile(self.path.path)
+        self.assertEqual(len(auth_file.users), 0)
+        self.assertTrue(self.auth_file.reload())
+        self.assertEqual(len(self.auth_file.users), 0)
+        warnings = [formatEvent(event) for event in self.events if event["log_level"] == LogLevel.warn]
+        self.assertEqual(warnings, [f"{self.path.path} lists no user: every request will be refused with 407"] * 2)
+
+    def test_too_many_rounds_keeps_users(self):
+        """A reload meeting a SHA-crypt hash with too many rounds is refused naming the line; the old users stay."""
+        before = self.auth_file.users
+        self.path.setContent(b"carol:$6$rounds=1000000$salt$" + b"a" * 86 + b"\n")
+        self.assertFalse(self.auth_file.reload())
+        self.assertIs(self.auth_file.users, before)
+        [event] = [event for event in self.events if event["log_level"] == LogLevel.error]
+        self.assertIn("line 1: user 'carol': SHA-crypt hash with 1000000 rounds: at most 50000", formatEvent(event))
 
     def test_removed_file_keeps_users(self):
         """A file that has gone is refused too."""
