@@ -72,6 +72,7 @@ class Netproxy:
         self.name = name
         self.python = python
         self.tree = tree
+        self._local_flags = None
 
     def twistd(self, *args):
         """
@@ -87,10 +88,25 @@ class Netproxy:
     def http(self, port, *args):
         """
         :returns: the command line of C{twistd netproxy http} listening on
-            127.0.0.1:C{port} with room for a thousand connections and more.
+            127.0.0.1:C{port} with room for a thousand connections and more,
+            allowed to reach the benchmarks' local origins.
         """
         return self.twistd("http", "--listen", f"tcp:{port}:interface={HOST}:backlog=4096", "--max-connections",
-                           "4096", *args)
+                           "4096", *self.allow_local(), *args)
+
+    def allow_local(self):
+        """
+        :returns: C{["--allow-local"]} when this tree's http role refuses
+            local destinations unless told (it has the option), else C{[]}:
+            older trees, such as a C{--baseline} from before it, allow them
+            and do not know the option.  Asked once, from its C{--help}.
+        """
+        if self._local_flags is None:
+            with tempfile.TemporaryDirectory() as empty:
+                result = subprocess.run(self.twistd("http", "--help"), cwd=empty, capture_output=True, text=True,
+                                        timeout=60)
+            self._local_flags = ["--allow-local"] if "--allow-local" in result.stdout else []
+        return self._local_flags
 
     def origin(self):
         """

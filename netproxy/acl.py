@@ -120,6 +120,20 @@ def _parse_host(host: str) -> tuple[IPv4Address | IPv6Address, None] | tuple[Non
     return address, None
 
 
+def host_address(host: str) -> IPv4Address | IPv6Address | None:
+    """
+    Read a destination host as an address without looking it up, as the
+    resolver would: an IP literal (in brackets or not, with or without a
+    zone), an IPv4-mapped IPv6 address (as IPv4), or one of the numeric IPv4
+    forms C{inet_aton} reads (C{127.1}, C{2130706433}, C{0x7f.0.0.1},
+    C{0177.0.0.1}, with or without a trailing dot).
+
+    :param host: the host as a client named it.
+    :returns: the address, or L{None} for a host name.
+    """
+    return _parse_host(host)[0]
+
+
 def _unmap(network: IPv4Network | IPv6Network) -> IPv4Network | IPv6Network:
     # Mapped hosts are matched as IPv4, so mapped rules must be IPv4 too.
     if network.version == 6 and network.subnet_of(_IPV4_MAPPED):

@@ -6,16 +6,19 @@ why a connection failed.
 """
 
 import ipaddress
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from twisted.internet import error as neterror
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
 from twisted.python.failure import Failure
 
-from netproxy.errors import Blocked, ClientError, HTTPError
+from netproxy.acl import host_address
+from netproxy.errors import Blocked, ClientError, HTTPError, LocalDestination
+from netproxy.this_host import LocalDestinations, destination_aliases, is_this_host
 
 _FAILURE_REASONS = (
     ((neterror.ConnectionRefusedError,), "connection refused"),
@@ -84,8 +87,10 @@ def connect_error(failure: Failure, authority: str) -> HTTPError:
     :param failure: the L{Failure} of a connection attempt to C{authority}
         (C{host:port}) made with L{connect_checked}.
     :returns: the L{HTTPError} a proxy answers it with: 403 for a blocked
-        address, 504 for a timeout, 502 otherwise.
+        or local address, 504 for a timeout, 502 otherwise.
     """
+    if failure.check(LocalDestination):
+        return HTTPError(403, failure.value.answer(authority))
     if failure.check(Blocked):
         return HTTPError(403, f"destination {authority} is blocked: it {failure.getErrorMessage()}")
     reason = connect_failure_reason(failure)
@@ -109,29 +114,69 @@ def endpoint_for(reactor: Any, host: str, port: int, timeout: float) -> Any:
 
 
 def connect_checked(reactor: Any, rules: Any, host: str, port: int, factory: IProtocolFactory,
-                    timeout: float) -> "Deferred[Any]":
+                    timeout: float, local: LocalDestinations | None = None) -> "Deferred[Any]":
     """
-    Connect C{factory} to C{host:port}, where a host name is resolved first
-    and its address checked against C{rules} too (the caller has checked
-    the name itself), so that no name leads to an address the rules forbid.
-    The connection goes to the address that was checked, not to the name,
-    which could resolve differently a second time.
+    Connect C{factory} to C{host:port} once the address it leads to has
+    passed C{rules} and, when given, C{local}.
+
+    The address is what the connection would really reach, however the
+    client spelled it: an IP literal or a numeric IPv4 form is read as the
+    resolver reads it (L{netproxy.acl.host_address}), a name is resolved.
+    Rules see it in every form (L{netproxy.this_host.destination_aliases}): a rule
+    matching loopback matches 0.0.0.0 too.  The connection goes to the
+    address that was checked, not to the name, which could resolve
+    differently a second time.  (Callers check the name itself, for name
+    rules.)
 
     :param rules: anything with C{match(host, port)}.
+    :param local: the L{LocalDestinations} refused, or L{None} to allow
+        every local destination.
     :returns: a L{Deferred} firing with the connected protocol, or failing
-        with L{Blocked} when the address is forbidden.
+        with L{Blocked} when a rule forbids the address, or with
+        L{LocalDestination} when it is local.
     """
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
+    address = host_address(host)
+    if address is None:
         resolving = reactor.resolve(host, (timeout,))
-        return resolving.addCallback(_connect_address, reactor, rules, port, factory, timeout)
-    return endpoint_for(reactor, host, port, timeout).connect(factory)
+        return resolving.addCallback(_connect_resolved, reactor, rules, local, port, factory, timeout)
+    return maybeDeferred(_connect_address, address, False, reactor, rules, local, port, factory, timeout)
 
 
-def _connect_address(address: str, reactor: Any, rules: Any, port: int, factory: IProtocolFactory,
+def check_destination(rules: Any, local: LocalDestinations | None, address: IPv4Address | IPv6Address,
+                      port: int, resolved: bool = False) -> None:
+    """
+    Check the address a connection would reach.
+
+    :param rules: anything with C{match(host, port)}, tried with every alias
+        of C{address}.
+    :param local: the L{LocalDestinations} refused, or L{None}.
+    :param resolved: whether C{address} comes from looking up a name (for
+        the error's text).
+    :raises Blocked: when a rule matches.
+    :raises LocalDestination: when C{address} is local.
+    """
+    aliases = destination_aliases(address)
+    for alias in aliases:
+        rule = rules.match(str(alias), port)
+        if rule is not None:
+            raise Blocked.by_rule(str(aliases[0]), resolved, any(map(is_this_host, aliases)), rule)
+    if local is not None:
+        kind = local.kind(address)
+        if kind is not None:
+            raise LocalDestination(str(aliases[0]), kind, resolved)
+
+
+def _connect_resolved(resolved: str, reactor: Any, rules: Any, local: LocalDestinations | None, port: int,
+                      factory: IProtocolFactory, timeout: float) -> "Deferred[Any]":
+    try:
+        address = ipaddress.ip_address(resolved)
+    except ValueError:
+        raise neterror.DNSLookupError(f"the resolver answered {resolved!r}, not an address") from None
+    return _connect_address(address, True, reactor, rules, local, port, factory, timeout)
+
+
+def _connect_address(address: IPv4Address | IPv6Address, resolved: bool, reactor: Any, rules: Any,
+                     local: LocalDestinations | None, port: int, factory: IProtocolFactory,
                      timeout: float) -> "Deferred[Any]":
-    rule = rules.match(address, port)
-    if rule is not None:
-        raise Blocked(f"resolves to {address}, blocked by rule {rule}")
-    return endpoint_for(reactor, address, port, timeout).connect(factory)
+    check_destination(rules, local, address, port, resolved)
+    return endpoint_for(reactor, str(address), port, timeout).connect(factory)

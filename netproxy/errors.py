@@ -46,6 +46,64 @@ class Blocked(NetproxyError):
     A destination is forbidden by an access rule.  The message names the rule.
     """
 
+    @classmethod
+    def by_rule(cls, address: str, resolved: bool, this_host: bool, rule: object) -> "Blocked":
+        """
+        :param address: the address that would have been connected to.
+        :param resolved: whether it came from looking up a name.
+        :param this_host: whether it is this host (0.0.0.0/8 or C{::}),
+            which the rule matched as loopback.
+        :param rule: the rule that matched.
+        :returns: the error; its text follows "it": "resolves to
+            10.0.0.1, blocked by rule 10.0.0.0/8".
+        """
+        verb = "resolves to" if resolved else "is"
+        place = " (this host)" if this_host else ""
+        return cls(f"{verb} {address}{place}, blocked by rule {rule}")
+
+
+class LocalDestination(Blocked):
+    """
+    A destination on this host or on its link, which the http role refuses
+    unless C{--allow-local} is given.
+
+    :ivar address: the address that would have been connected to.
+    :ivar kind: which kind of local address it is: a key of L{KINDS}.
+    :ivar resolved: whether the address came from looking up a name.
+    """
+
+    #: For each kind: where the destination is, and what its address is.
+    KINDS = {
+        "this host": ("this host", "this host itself (0.0.0.0/8 and :: connect to it)"),
+        "loopback": ("this host", "a loopback address"),
+        "own": ("this host", "one of this host's own interface addresses"),
+        "link-local": ("on this host's link", "a link-local address"),
+    }
+
+    def __init__(self, address: str, kind: str, resolved: bool) -> None:
+        self.address = address
+        self.kind = kind
+        self.resolved = resolved
+        super().__init__(self.reason())
+
+    def reason(self) -> str:
+        """
+        :returns: why the destination is local, such as C{0.0.0.0 is this
+            host itself (...)} or C{it resolves to 127.0.0.1, a loopback
+            address}.
+        """
+        what = self.KINDS[self.kind][1]
+        if self.resolved:
+            return f"it resolves to {self.address}, {what}"
+        return f"{self.address} is {what}"
+
+    def answer(self, authority: str) -> str:
+        """
+        :param authority: the destination as the client named it, C{host:port}.
+        :returns: the text of the 403 the http role answers.
+        """
+        return f"destination {authority} is {self.KINDS[self.kind][0]}: {self.reason()} (--allow-local allows it)"
+
 
 class ClientError(NetproxyError):
     """

@@ -217,6 +217,8 @@ class HttpOptions(_ServerOptions):
     ]
     optFlags = [
         ["no-cache", None, "forward every request; store nothing"],
+        ["allow-local", None, "allow destinations on this host or its link (loopback, 0.0.0.0/8, ::, link-local, "
+                              "this host's addresses), refused by default; for development, tests and benchmarks"],
     ]
 
     def __init__(self) -> None:
@@ -341,8 +343,9 @@ def makeService(options: Options) -> MultiService:
 
 def http_service(options: HttpOptions, reactor: Any) -> IService:
     """
-    The HTTP proxy on every C{--listen}, reloading C{--blocklist} and
-    C{--auth-file} on SIGHUP.
+    The HTTP proxy on every C{--listen}, reloading C{--blocklist},
+    C{--auth-file} and this host's addresses (unless C{--allow-local}) on
+    SIGHUP.
 
     :param reactor: the reactor, to listen and connect with and as the clock.
     """
@@ -371,6 +374,11 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
 
         factory.access_log.add_observer(open_access_log(options["access-log"]))
     reloaders = [rules.reload] if options["blocklist"] else []
+    if not options["allow-local"]:
+        from netproxy.this_host import LocalDestinations
+
+        factory.local = LocalDestinations()
+        reloaders.append(factory.local.reload)
     if options["auth"] is not None:
         from netproxy.http.auth import ProxyAuth
 

@@ -97,6 +97,32 @@ class ProxyTestCase(SynchronousTestCase):
         self.assertFalse(transport.connected)
 
 
+class LocalDestinationTestCase(SynchronousTestCase):
+    """
+    A proxy whose reactor resolves L{tests.address_helpers.NAMES}, for
+    requests to every spelling of this host.
+    """
+
+    def setUp(self):
+        from tests.address_helpers import resolve
+
+        self.reactor = MemoryReactorClock()
+        self.reactor.resolve = resolve
+
+    def refused(self, factory, request, status=403):
+        """
+        Send C{request} from a new client of C{factory}.
+
+        :returns: the body of the C{status} page the client got.
+        """
+        protocol, transport = connect(factory, CLIENT)
+        protocol.dataReceived(request)
+        status_line, headers, body = split_response(transport.value())
+        self.assertEqual(status_line.split(b" ")[:2], [b"HTTP/1.1", b"%d" % (status,)], request)
+        self.assertFalse(transport.connected)
+        return html.unescape(body.decode("utf-8"))
+
+
 FRESH = b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nETag: \"v1\"\r\nContent-Length: 5\r\n\r\nfresh"
 STALE_WITH_ETAG = b"HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\nETag: \"v1\"\r\nContent-Length: 3\r\n\r\nold"
 

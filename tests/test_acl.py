@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from netproxy.acl import Rule, RuleSet, parse_rule
+from netproxy.acl import Rule, RuleSet, host_address, parse_rule
 from netproxy.errors import RuleError
+from tests.address_helpers import NAMES, THIS_HOST, unbracketed
 
 
 class RuleTestMixin:
@@ -396,3 +397,31 @@ class RuleSetTests(SynchronousTestCase):
         )
         expected = next((rule for rule in rules if RuleSet([rule]).match(host, port) is rule), None)
         self.assertIs(rules.match(host, port), expected)
+
+
+class HostAddressTests(SynchronousTestCase):
+    """
+    ``host_address`` reads a destination as the resolver would, without a lookup.
+    """
+
+    def test_numeric_forms(self):
+        """Numeric IPv4 forms read as inet_aton reads them; mapped IPv6 as IPv4; zones are kept."""
+        for host, expected in [("0", "0.0.0.0"), ("0x0", "0.0.0.0"), ("127.1", "127.0.0.1"),
+                               ("2130706433", "127.0.0.1"), ("0177.0.0.1", "127.0.0.1"),
+                               ("0x7f.1", "127.0.0.1"), ("127.0.0.1.", "127.0.0.1"),
+                               ("[::ffff:127.0.0.1]", "127.0.0.1"), ("::1%lo", "::1%lo")]:
+            self.assertEqual(str(host_address(host)), expected, host)
+
+    def test_names(self):
+        """Host names, and numbers inet_aton refuses, are not addresses."""
+        for host in ("localhost", "1.2.3.4.5", "0x", "example.com.", "256.0.0.1.example"):
+            self.assertIsNone(host_address(host), host)
+
+    def test_every_spelling_of_this_host(self):
+        """Every spelling of this host but the names is read as an address."""
+        for host in THIS_HOST:
+            address = host_address(unbracketed(host))
+            if host.rstrip(".").lower() in NAMES:
+                self.assertIsNone(address, host)
+            else:
+                self.assertIsNotNone(address, host)

@@ -3,6 +3,8 @@ Tests for L{netproxy.dialing}: resolving, connecting, waiting with a
 timeout, and the few words that say why a connection failed.
 """
 
+from ipaddress import ip_address
+
 from twisted.internet import error as neterror
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.defer import TimeoutError as DeferredTimeout
@@ -12,7 +14,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.dialing import connect, connect_error, connect_failure_reason, resolve, within
-from netproxy.errors import Blocked, ClientError
+from netproxy.errors import Blocked, ClientError, LocalDestination
+from tests.address_helpers import THIS_HOST, resolve as resolve_name, unbracketed
 
 
 class _Resolver:
@@ -231,17 +234,138 @@ class ConnectCheckedTests(SynchronousTestCase):
         self.assertEqual(self.reactor.tcpClients[0][:2], ("10.0.0.2", 80))
 
     def test_literal_not_resolved(self):
-        """An IP literal is connected to directly (the caller has checked it)."""
+        """An IP literal is connected to directly, without a lookup."""
         from netproxy.dialing import connect_checked
 
         connect_checked(self.reactor, self.rules, "10.0.0.3", 81, Factory.forProtocol(Protocol), 5)
         self.assertEqual(self.reactor.tcpClients[0][:2], ("10.0.0.3", 81))
+
+    def test_literal_checked(self):
+        """An IP literal is checked too, not only names."""
+        from netproxy.dialing import connect_checked
+
+        d = connect_checked(self.reactor, self.rules, "10.0.0.1", 80, Factory.forProtocol(Protocol), 5)
+        self.assertEqual(str(self.failureResultOf(d, Blocked).value), "is 10.0.0.1, blocked by rule 10.0.0.1")
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_numeric_form_read_not_resolved(self):
+        """A numeric IPv4 form is read as inet_aton reads it, checked, and connected to as that address."""
+        from netproxy.dialing import connect_checked
+
+        d = connect_checked(self.reactor, self.rules, "0xa.1", 80, Factory.forProtocol(Protocol), 5)
+        self.failureResultOf(d, Blocked)
+        connect_checked(self.reactor, self.rules, "167772162", 80, Factory.forProtocol(Protocol), 5)
+        self.assertEqual(self.reactor.tcpClients[0][:2], ("10.0.0.2", 80))
+
+
+class ThisHostTests(SynchronousTestCase):
+    """
+    connect_checked matches the address actually connected to: every spelling of this host, names that
+    resolve there included, is matched by a loopback rule, and refused when local destinations are.
+    """
+
+    def setUp(self):
+        from netproxy.testing import UDPMemoryReactor
+
+        self.reactor = UDPMemoryReactor()
+        self.reactor.resolve = resolve_name
+        self.factory = Factory.forProtocol(Protocol)
+
+    def connect(self, host, rules=(), local=None):
+        from netproxy.acl import RuleSet, parse_rule
+        from netproxy.dialing import connect_checked
+
+        rules = RuleSet([parse_rule(rule) for rule in rules])
+        return connect_checked(self.reactor, rules, unbracketed(host), 8080, self.factory, 5, local)
+
+    def test_loopback_rule_matches_every_spelling(self):
+        """A 127.0.0.0/8 rule blocks every spelling of this host, without a connection."""
+        for host in THIS_HOST:
+            failure = self.failureResultOf(self.connect(host, ["127.0.0.0/8"]), Blocked)
+            self.assertNotIsInstance(failure.value, LocalDestination)
+            self.assertIn("blocked by rule 127.0.0.0/8", str(failure.value), host)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_ipv6_loopback_rule_matches_this_host(self):
+        """A ::1 rule blocks 0.0.0.0 and 127.0.0.1 too: this host's loopback in either family."""
+        for host in ("0.0.0.0", "0x0", "[::]", "127.0.0.1", "localhost.test"):
+            self.failureResultOf(self.connect(host, ["::1"]), Blocked)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_this_host_named_in_error(self):
+        """The error says which address was matched, and that it is this host."""
+        failure = self.failureResultOf(self.connect("0x0", ["127.0.0.0/8"]), Blocked)
+        self.assertEqual(str(failure.value), "is 0.0.0.0 (this host), blocked by rule 127.0.0.0/8")
+        failure = self.failureResultOf(self.connect("zero.test", ["127.0.0.0/8"]), Blocked)
+        self.assertEqual(str(failure.value), "resolves to 0.0.0.0 (this host), blocked by rule 127.0.0.0/8")
+
+    def test_port_rule(self):
+        """A loopback rule with a port matches this host on that port only."""
+        self.failureResultOf(self.connect("0.0.0.0", ["127.0.0.1:8080"]), Blocked)
+        self.connect("0.0.0.0", ["127.0.0.1:8081"])
+        self.assertEqual(self.reactor.tcpClients[0][:2], ("0.0.0.0", 8080))
+
+    def test_local_refused(self):
+        """With local destinations refused, every spelling of this host is refused, without a connection."""
+        from netproxy.this_host import LocalDestinations
+
+        local = LocalDestinations(lambda: [])
+        for host in THIS_HOST:
+            failure = self.failureResultOf(self.connect(host, local=local), LocalDestination)
+            self.assertIn(failure.value.kind, ("this host", "loopback"), host)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_own_address_refused(self):
+        """This host's own interface addresses are refused, however spelled, names included."""
+        from netproxy.this_host import LocalDestinations
+
+        local = LocalDestinations(lambda: [ip_address("192.0.2.80")])
+        for host in ("192.0.2.80", "[::ffff:192.0.2.80]", "3221226064", "elsewhere.test"):
+            failure = self.failureResultOf(self.connect(host, local=local), LocalDestination)
+            self.assertEqual(failure.value.kind, "own", host)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_link_local_refused(self):
+        """Link-local destinations (the cloud metadata service) are refused."""
+        from netproxy.this_host import LocalDestinations
+
+        local = LocalDestinations(lambda: [])
+        for host in ("169.254.169.254", "[fe80::1]", "[::ffff:169.254.169.254]", "0xa9fea9fe"):
+            failure = self.failureResultOf(self.connect(host, local=local), LocalDestination)
+            self.assertEqual(failure.value.kind, "link-local", host)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_rules_before_local(self):
+        """A rule that matches is named even when the destination is local too."""
+        from netproxy.this_host import LocalDestinations
+
+        failure = self.failureResultOf(self.connect("0", ["127.0.0.0/8"], LocalDestinations(lambda: [])), Blocked)
+        self.assertNotIsInstance(failure.value, LocalDestination)
+
+    def test_elsewhere_connects(self):
+        """A destination elsewhere passes both checks and is connected to by its address."""
+        from netproxy.this_host import LocalDestinations
+
+        self.connect("elsewhere.test", ["127.0.0.0/8"], LocalDestinations(lambda: []))
+        self.assertEqual(self.reactor.tcpClients[0][:2], ("192.0.2.80", 8080))
+
+    def test_allowed_this_host_connects(self):
+        """Without rules and with local destinations allowed, this host is connected to."""
+        self.connect("[::ffff:127.0.0.1]")
+        self.assertEqual(self.reactor.tcpClients[0][:2], ("127.0.0.1", 8080))
 
 
 class ConnectErrorTests(SynchronousTestCase):
     """
     L{connect_error} says what a proxy answers a failed connection with.
     """
+
+    def test_local(self):
+        """A local destination is 403, naming the reason and --allow-local."""
+        error = connect_error(Failure(LocalDestination("0.0.0.0", "this host", False)), "0x0:8080")
+        self.assertEqual(error.status, 403)
+        self.assertEqual(str(error), "destination 0x0:8080 is this host: 0.0.0.0 is this host itself "
+                                     "(0.0.0.0/8 and :: connect to it) (--allow-local allows it)")
 
     def test_blocked(self):
         """A destination whose address is blocked is 403, naming the rule."""

@@ -7,7 +7,7 @@ answer the proxy gives.
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy import errors
-from netproxy.errors import AuthFileError, HTTPError, NetproxyError
+from netproxy.errors import AuthFileError, Blocked, HTTPError, LocalDestination, NetproxyError
 
 
 class NetproxyErrorTests(SynchronousTestCase):
@@ -42,3 +42,33 @@ class HTTPErrorTests(SynchronousTestCase):
         """An error whose framing is not in doubt may leave the connection open."""
         error = HTTPError(404, "no such page", close=False)
         self.assertEqual((error.status, error.close), (404, False))
+
+
+class DestinationErrorTests(SynchronousTestCase):
+    """
+    A refused destination says why, in words for the client and the log.
+    """
+
+    def test_blocked_by_rule(self):
+        """A rule's refusal names the address, how it was reached, and the rule."""
+        self.assertEqual(str(Blocked.by_rule("10.0.0.1", True, False, "10.0.0.0/8")),
+                         "resolves to 10.0.0.1, blocked by rule 10.0.0.0/8")
+        self.assertEqual(str(Blocked.by_rule("0.0.0.0", False, True, "127.0.0.0/8")),
+                         "is 0.0.0.0 (this host), blocked by rule 127.0.0.0/8")
+
+    def test_local_destination_texts(self):
+        """A local destination's answer names the place, the reason and --allow-local."""
+        for kind, resolved, expected in [
+            ("loopback", False, "destination 127.1:80 is this host: 127.0.0.1 is a loopback address "
+                                "(--allow-local allows it)"),
+            ("loopback", True, "destination 127.1:80 is this host: it resolves to 127.0.0.1, a loopback address "
+                               "(--allow-local allows it)"),
+            ("own", False, "destination 127.1:80 is this host: 127.0.0.1 is one of this host's own interface "
+                           "addresses (--allow-local allows it)"),
+            ("link-local", False, "destination 127.1:80 is on this host's link: 127.0.0.1 is a link-local "
+                                  "address (--allow-local allows it)"),
+        ]:
+            error = LocalDestination("127.0.0.1", kind, resolved)
+            self.assertIsInstance(error, Blocked)
+            self.assertEqual(error.answer("127.1:80"), expected)
+            self.assertEqual(str(error), error.reason())

@@ -124,6 +124,40 @@ class HttpCacheOptionsTests(SynchronousTestCase):
         self.assertEqual(str(error), "--cache-size: expected a size like 512M, got 'lots'")
 
 
+class HttpLocalOptionsTests(SynchronousTestCase):
+    """
+    The HTTP proxy refuses destinations on this host unless --allow-local is given.
+    """
+
+    def test_local_refused_by_default(self):
+        """By default the proxy refuses local destinations, and re-reads this host's addresses on SIGHUP."""
+        from netproxy import this_host
+        from netproxy.reload import ReloadOnHangup
+
+        reads = []
+        self.patch(this_host.LocalDestinations, "reload", lambda local: reads.append(local))
+        reactor, service = start(tap.http_service, parse("http", "--no-cache"))
+        self.addCleanup(service.stopService)
+        local = reactor.tcpServers[0][1].local
+        self.assertIsInstance(local, this_host.LocalDestinations)
+        [reloader] = [child for child in service if isinstance(child, ReloadOnHangup)]
+        reloader.reload()
+        self.assertEqual(reads, [local, local])
+
+    def test_allow_local(self):
+        """--allow-local lets local destinations through: the proxy checks none."""
+        from netproxy.reload import ReloadOnHangup
+
+        reactor, service = start(tap.http_service, parse("http", "--no-cache", "--allow-local"))
+        self.addCleanup(service.stopService)
+        self.assertIsNone(reactor.tcpServers[0][1].local)
+        self.assertEqual([child for child in service if isinstance(child, ReloadOnHangup)], [])
+
+    def test_relay_has_no_allow_local(self):
+        """The relay allows local destinations (its peers live there): it has no --allow-local."""
+        self.assertRaises(UsageError, parse, "relay", "--allow-local")
+
+
 class UpperOptionsTests(SynchronousTestCase):
     """
     The upper server's options.

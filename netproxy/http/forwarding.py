@@ -96,7 +96,7 @@ class Forwarding:
         protocols.noisy = False
         self._connect_started = factory.reactor.seconds()
         connecting = self._connecting = connect_checked(
-            factory.reactor, factory.rules, host, port, protocols, factory.connect_timeout)
+            factory.reactor, factory.rules, host, port, protocols, factory.connect_timeout, factory.local)
         connecting.addCallbacks(self._connected, self._not_connected)
 
     def _connected(self, upstream: UpstreamConnection) -> None:

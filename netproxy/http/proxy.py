@@ -30,6 +30,7 @@ from netproxy.http.pool import ConnectionPool
 from netproxy.http.proxy_metrics import HttpMetrics
 from netproxy.http.tunnel import Tunnel
 from netproxy.http.upstream import UpstreamConnection
+from netproxy.this_host import LocalDestinations
 
 
 @implementer(IExchangeClient)
@@ -263,6 +264,9 @@ class ProxyFactory(TrackingFactory):
     reactor: Any
     #: The L{netproxy.http.auth.ProxyAuth} clients must pass, or L{None}.
     auth = None
+    #: The L{netproxy.this_host.LocalDestinations} refused (the http role's
+    #: default), or L{None} to allow them (C{--allow-local}).
+    local: LocalDestinations | None = None
 
     def __init__(self, reactor: Any, allow: Any, rules: Any, connect_ports: Iterable[int] = frozenset({443}),
                  timeout: float = 30.0, connect_timeout: float = 10.0, cache: Cache | None = None,

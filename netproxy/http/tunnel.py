@@ -77,7 +77,7 @@ class Tunnel:
         connector = Factory.forProtocol(partial(_TunnelEnd, self))
         connector.noisy = False
         self._connecting = connect_checked(factory.reactor, factory.rules, self.target.host.decode("ascii"),
-                                           self.target.port, connector, factory.connect_timeout)
+                                           self.target.port, connector, factory.connect_timeout, factory.local)
         self._connecting.addCallbacks(self._connected, self._not_connected)
 
     def _connected(self, destination: _TunnelEnd) -> None:

@@ -673,7 +673,8 @@ class TapTests(SynchronousTestCase):
     def test_no_auth_file(self):
         """Without --auth-file the proxy asks for no credentials."""
         reactor = UDPMemoryReactor()
-        service = tap.http_service(self.parse(), reactor)
+        # --allow-local: otherwise SIGHUP re-reads this host's addresses.
+        service = tap.http_service(self.parse("--allow-local"), reactor)
         service.startService()
         self.addCleanup(service.stopService)
         [(_, factory, _, _)] = reactor.tcpServers

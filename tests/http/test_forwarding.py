@@ -6,6 +6,8 @@ persist (or not) as HTTP/1.x says, upstream connections are pooled, bodies
 stream with back-pressure both ways, and every wait is bounded.
 """
 
+from ipaddress import ip_address
+
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionRefusedError, TimeoutError
 from twisted.internet.testing import EventLoggingObserver
@@ -13,7 +15,18 @@ from twisted.logger import LogLevel, globalLogPublisher
 
 from netproxy.http.exchange import MAX_READ_AHEAD
 from netproxy.testing import connect, fail_connection
-from tests.http_helpers import CLIENT, OK, OK_FORWARDED, ProxyTestCase, get, split_response
+from netproxy.this_host import LocalDestinations
+from tests.address_helpers import THIS_HOST
+from tests.http_helpers import (
+    CLIENT,
+    OK,
+    OK_FORWARDED,
+    LocalDestinationTestCase,
+    ProxyTestCase,
+    get,
+    make_factory,
+    split_response,
+)
 
 
 class ForwardingTests(ProxyTestCase):
@@ -711,3 +724,54 @@ class BackPressureTests(ProxyTestCase):
         self.send(b"zz\r\n")
         self.assertIsNone(origin.producer)
         self.assertIsNone(self.transport.producer)
+
+
+class LocalDestinationTests(LocalDestinationTestCase):
+    """
+    Requests to this host, however it is spelled (names that resolve there included), are refused
+    unless local destinations are allowed, and matched by a loopback rule either way.
+    """
+
+    def test_refused_by_default(self):
+        """Every spelling of this host gets 403 naming the reason and --allow-local, without a connection."""
+        factory = make_factory(self.reactor)
+        factory.local = LocalDestinations(lambda: [])
+        for host in THIS_HOST:
+            body = self.refused(factory, b"GET http://%s:8080/ HTTP/1.1\r\n\r\n" % (host.encode(),))
+            self.assertIn(f"destination {host.lower()}:8080 is this host: ", body)
+            self.assertIn("(--allow-local allows it)", body)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_own_address_refused(self):
+        """One of this host's interface addresses is refused, and so is a name that resolves to it."""
+        factory = make_factory(self.reactor)
+        factory.local = LocalDestinations(lambda: [ip_address("192.0.2.80")])
+        for host in (b"192.0.2.80", b"[::ffff:192.0.2.80]", b"elsewhere.test"):
+            body = self.refused(factory, b"GET http://%s/ HTTP/1.1\r\n\r\n" % (host,))
+            self.assertIn("one of this host's own interface addresses", body)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_link_local_refused(self):
+        """The cloud metadata service's link-local address is refused."""
+        factory = make_factory(self.reactor)
+        factory.local = LocalDestinations(lambda: [])
+        body = self.refused(factory, b"GET http://169.254.169.254/latest/meta-data/ HTTP/1.1\r\n\r\n")
+        self.assertIn("is on this host's link: 169.254.169.254 is a link-local address", body)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_loopback_rule_with_local_allowed(self):
+        """With local destinations allowed, a 127.0.0.0/8 rule still matches every spelling of this host."""
+        factory = make_factory(self.reactor, "127.0.0.0/8")
+        for host in THIS_HOST:
+            body = self.refused(factory, b"GET http://%s:8080/ HTTP/1.1\r\n\r\n" % (host.encode(),))
+            self.assertIn("blocked", body)
+            self.assertIn("127.0.0.0/8", body)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_elsewhere_forwarded(self):
+        """A destination elsewhere is connected to, by the address its name resolves to."""
+        factory = make_factory(self.reactor, "127.0.0.0/8")
+        factory.local = LocalDestinations(lambda: [])
+        protocol, transport = connect(factory, CLIENT)
+        protocol.dataReceived(b"GET http://elsewhere.test/ HTTP/1.1\r\n\r\n")
+        self.assertEqual(self.reactor.tcpClients[0][:2], ("192.0.2.80", 80))

@@ -4,13 +4,17 @@ proxy opens a raw tunnel, bytes go both ways unchanged with back-pressure,
 and a close on either side closes the other.
 """
 
+from ipaddress import ip_address
+
 from twisted.internet.error import ConnectionRefusedError, TimeoutError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.http.tunnel import ESTABLISHED
 from netproxy.testing import complete_connection, connect, fail_connection
-from tests.http_helpers import CLIENT, make_factory
+from netproxy.this_host import LocalDestinations
+from tests.address_helpers import THIS_HOST
+from tests.http_helpers import CLIENT, LocalDestinationTestCase, make_factory
 
 CONNECT = b"CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n"
 
@@ -193,3 +197,42 @@ class TunnelAccessLogTests(TunnelTestCase):
         fail_connection(self.reactor, ConnectionRefusedError())
         self.transport.loseConnection()
         self.assertEqual([e["status"] for e in self.events], [502])
+
+
+class LocalDestinationTests(LocalDestinationTestCase):
+    """
+    CONNECT to this host, however it is spelled, is refused unless local destinations are allowed, and
+    matched by a loopback rule either way.
+    """
+
+    def test_refused_by_default(self):
+        """CONNECT to every spelling of this host gets 403 naming --allow-local, without a connection."""
+        factory = make_factory(self.reactor)
+        factory.local = LocalDestinations(lambda: [])
+        for host in THIS_HOST:
+            body = self.refused(factory, b"CONNECT %s:443 HTTP/1.1\r\n\r\n" % (host.encode(),))
+            self.assertIn(f"destination {host.lower()}:443 is this host: ", body)
+            self.assertIn("(--allow-local allows it)", body)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_own_address_refused(self):
+        """CONNECT to one of this host's interface addresses is refused."""
+        factory = make_factory(self.reactor)
+        factory.local = LocalDestinations(lambda: [ip_address("2001:db8::80")])
+        body = self.refused(factory, b"CONNECT [2001:db8::80]:443 HTTP/1.1\r\n\r\n")
+        self.assertIn("one of this host's own interface addresses", body)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_loopback_rule_with_local_allowed(self):
+        """With local destinations allowed, a 127.0.0.0/8 rule still matches every spelling of this host."""
+        factory = make_factory(self.reactor, "127.0.0.0/8")
+        for host in THIS_HOST:
+            body = self.refused(factory, b"CONNECT %s:443 HTTP/1.1\r\n\r\n" % (host.encode(),))
+            self.assertIn("127.0.0.0/8", body)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_allowed(self):
+        """With local destinations allowed and no rule, CONNECT 0.0.0.0 is connected (Linux: to this host)."""
+        protocol, transport = connect(make_factory(self.reactor), CLIENT)
+        protocol.dataReceived(b"CONNECT 0.0.0.0:443 HTTP/1.1\r\n\r\n")
+        self.assertEqual(self.reactor.tcpClients[0][:2], ("0.0.0.0", 443))

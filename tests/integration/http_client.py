@@ -226,7 +226,18 @@ async def fetch(agent, method, url, body=None, headers=None, keep=True):
 async def start_proxy(testcase, *args):
     """
     Start C{twistd netproxy http} listening on an ephemeral loopback port,
-    writing its access log to standard output, with C{args}.
+    writing its access log to standard output, allowing the tests' local
+    origins (C{--allow-local}), with C{args}.
+
+    :returns: the L{tests.integration.daemon.Daemon}.
+    """
+    return await start_local_proxy(testcase, "--allow-local", *args)
+
+
+async def start_local_proxy(testcase, *args):
+    """
+    Start C{twistd netproxy http} as L{start_proxy} does, but with only
+    C{args}: without C{--allow-local}, it refuses local destinations.
 
     :returns: the L{tests.integration.daemon.Daemon}.
     """

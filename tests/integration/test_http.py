@@ -39,6 +39,7 @@ from tests.integration.http_client import (
     proxy_agent,
     proxy_endpoint,
     send,
+    start_local_proxy,
     start_proxy,
 )
 from tests.integration.http_origin import BLOCK, SelfSignedTLS, body_of, pattern, pattern_digest, start_origin
@@ -442,6 +443,65 @@ class TunnelTests(HttpTestCase):
                                 str(origin.port))
         self.assertEqual(origin.connections, 0)
         await self.assert_served(proxy, origin)
+
+
+class LocalDestinationTests(HttpTestCase):
+    """
+    Destinations on this host are refused by default, however they are spelled; --allow-local lets them
+    through, and a loopback rule still matches every spelling of this host.
+    """
+
+    # Spellings of this host that Linux connects to the loopback-only origin.
+    SPELLINGS = (b"0.0.0.0", b"0", b"0x0", b"[::ffff:0.0.0.0]", b"127.1", b"localhost", b"127.0.0.1.")
+
+    async def refused_everywhere(self, proxy, origin, cause):
+        """
+        Every spelling of this host, as a GET and as a CONNECT, gets 403 matching C{cause}, and the origin
+        sees no connection.
+        """
+        for host in self.SPELLINGS:
+            request = b"GET http://%s:%d/echo HTTP/1.1\r\nHost: a\r\n\r\n" % (host, origin.port)
+            await self.assert_error(proxy, request, 403, cause)
+        await self.assert_error(proxy, b"GET http://[::]:%d/ HTTP/1.1\r\n\r\n" % origin.port, 403, cause)
+        for host in (b"0.0.0.0", b"0x0", b"localhost"):
+            await self.assert_error(proxy, b"CONNECT %s:%d HTTP/1.1\r\n\r\n" % (host, origin.port), 403, cause)
+        self.assertEqual(origin.connections, 0)
+
+    async def test_refused_by_default(self):
+        """
+        Without --allow-local, GET http://0.0.0.0:PORT/ and CONNECT 0.0.0.0:PORT to a loopback origin get 403.
+        """
+        origin = start_origin(self)
+        proxy = await start_local_proxy(self, "--connect-port", str(origin.port))
+        await self.refused_everywhere(proxy, origin, r"is this host: .*\(--allow-local allows it\)")
+        await self.assert_error(proxy, b"GET %s HTTP/1.1\r\n\r\n" % origin.url("/echo").encode(), 403,
+                                r"127\.0\.0\.1 is a loopback address")
+        self.assertEqual(origin.connections, 0)
+
+    async def test_loopback_rule_with_allow_local(self):
+        """
+        With --allow-local, --block 127.0.0.0/8 still refuses 0.0.0.0 and the other spellings of this host.
+        """
+        origin = start_origin(self)
+        proxy = await start_proxy(self, "--block", "127.0.0.0/8", "--connect-port", str(origin.port))
+        await self.refused_everywhere(proxy, origin, r"blocked.*127\.0\.0\.0/8")
+
+    async def test_allow_local(self):
+        """
+        --allow-local alone lets GET http://0.0.0.0:PORT/ and CONNECT 0.0.0.0:PORT reach the loopback origin.
+        """
+        origin = start_origin(self)
+        proxy = await start_proxy(self, "--connect-port", str(origin.port))
+        reply = await raw_exchange(proxy.port, b"GET http://0.0.0.0:%d/fixed?size=10 HTTP/1.1\r\nHost: a\r\n"
+                                               b"Connection: close\r\n\r\n" % origin.port, until_closed=True)
+        [answer] = parse_replies(reply.data)
+        self.assertEqual((answer.status, answer.body), (200, body_of(10)))
+        reply = await raw_exchange(proxy.port, b"CONNECT 0.0.0.0:%d HTTP/1.1\r\n\r\n"
+                                               b"GET /fixed?size=10 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                                               % origin.port, until_closed=True)
+        self.assertTrue(reply.data.startswith(b"HTTP/1.1 200 Connection established\r\n"), reply.data)
+        self.assertIn(b"\r\n\r\n" + body_of(10), reply.data)
+        self.assertEqual(origin.connections, 2)
 
 
 class ErrorTests(HttpTestCase):

@@ -246,6 +246,18 @@ class BlockingTests(_RelayTestCase):
         await witness.probe()
         self.assertEqual(len(witness.connections), 1, "the relay connected to a blocked destination")
 
+    async def test_this_host_matched_as_loopback(self):
+        """
+        0.0.0.0, ::, and their other spellings are this host: a 127.0.0.0/8 rule refuses them, never connected.
+        """
+        witness = start_server(self, reply=lambda data: b"DONE")
+        relay = await start_daemon(self, "relay", "--listen", LISTEN, "--block", "127.0.0.0/8")
+        for host in ("0.0.0.0", "0", "0x0", "::ffff:0.0.0.0", "[::]", "[0:0:0:0:0:0:0:1]", "0.0.0.0."):
+            await self.assert_refused(relay, relay_request(witness.port, host=host), NOT_ALLOWED)
+        await relay.wait_for(r"blocked request from .* is 0\.0\.0\.0 \(this host\), blocked by rule 127\.0\.0\.0/8")
+        await witness.probe()
+        self.assertEqual(len(witness.connections), 1, "the relay connected to a blocked destination")
+
     async def test_blocked_name(self):
         """
         A host-name rule matches the name in any case and with a trailing dot.

@@ -174,7 +174,7 @@ class NotifyTests(TestCase):
         port = closed_port()
         receiver = notify_socket(self, probe=lambda: accepts(port))
         origin = start_origin(self)
-        proxy = await start_daemon(self, "http", "--listen", f"tcp:{port}:interface=127.0.0.1", "--cache-dir",
+        proxy = await start_daemon(self, "http", "--allow-local", "--listen", f"tcp:{port}:interface=127.0.0.1", "--cache-dir",
                                    os.path.join(fresh_directory(self), "cache"),
                                    env={"NOTIFY_SOCKET": receiver.address}, ready=())
         ready = await receiver.wait_for("READY")
@@ -191,7 +191,7 @@ class NotifyTests(TestCase):
         """
         receiver = notify_socket(self)
         origin = start_origin(self)
-        proxy = await start_daemon(self, "http", "--listen", LISTEN, "--no-cache",
+        proxy = await start_daemon(self, "http", "--allow-local", "--listen", LISTEN, "--no-cache",
                                    env={"NOTIFY_SOCKET": receiver.address}, ready=("ProxyFactory",))
         await receiver.wait_for("READY")
         held = origin.next_held()
@@ -314,7 +314,7 @@ class SocketActivationTests(TestCase):
         # pid, then becomes the daemon.  systemd also sets LISTEN_FDNAMES,
         # which Twisted requires.
         proxy = await start_daemon(
-            self, "http", "--listen", "systemd:domain=INET:index=0", "--no-cache",
+            self, "http", "--allow-local", "--listen", "systemd:domain=INET:index=0", "--no-cache",
             env={"NOTIFY_SOCKET": receiver.address, "LISTEN_FDS": "1", "LISTEN_FDNAMES": "netproxy-http.socket"},
             fds={3: listening.fileno()},
             wrapper=("/bin/sh", "-c", 'LISTEN_PID=$$ exec "$@"', "sh"),

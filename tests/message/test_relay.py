@@ -24,6 +24,7 @@ from netproxy.acl import RuleSet, parse_rule
 from netproxy.message.relay import NOT_ALLOWED, RelayFactory, RelayProtocol
 from netproxy.rules_file import RulesFile
 from netproxy.testing import complete_connection, fail_connection
+from tests.address_helpers import THIS_HOST, resolve
 
 CLIENT = IPv4Address("TCP", "127.0.0.1", 5555)
 IDLE_TIMEOUT = 30.0
@@ -813,6 +814,41 @@ class ResolveTests(RelayTestCase):
         self.assertEqual(event["peer"], "127.0.0.1:5555")
         self.assertIn("127.0.0.1:7777", event["reason"])
         self.assertNoErrorsLogged()
+
+
+class ThisHostTests(RelayTestCase):
+    """
+    The relay allows local destinations, but a loopback rule matches every spelling of this host.
+    """
+
+    rules = ("127.0.0.0/8",)
+
+    def setUp(self):
+        super().setUp()
+        self.reactor.resolve = resolve
+
+    def test_every_spelling_blocked(self):
+        """Every spelling of this host, names that resolve there included, gets C{Error, not allowed address}."""
+        for host in THIS_HOST:
+            protocol, transport = connect_client(self.factory)
+            protocol.dataReceived(encode(server_ip=host))
+            self.assertEqual(transport.value(), NOT_ALLOWED, host)
+            self.assertClosed(transport)
+        self.assertEqual(self.reactor.tcpClients, [])
+        self.assertNoErrorsLogged()
+
+    def test_any_address_logged(self):
+        """Blocking 0.0.0.0 is a warning saying it is this host and naming the rule."""
+        self.protocol.dataReceived(encode(server_ip="0.0.0.0"))
+        [event] = self.relay_events(LogLevel.warn)
+        self.assertEqual(event["reason"], "is 0.0.0.0 (this host), blocked by rule 127.0.0.0/8")
+
+    def test_local_allowed(self):
+        """Without a rule against it, a local destination is relayed to."""
+        factory = make_factory(rules=(), reactor=self.reactor)
+        protocol, transport = connect_client(factory)
+        protocol.dataReceived(encode(server_ip="0.0.0.0"))
+        self.assertEqual(self.reactor.tcpClients[0][:2], ("0.0.0.0", 8888))
 
 
 class MaxConnectionsTests(SynchronousTestCase):
