@@ -429,8 +429,8 @@ class StarvationTests(TestCase):
         auth_file.setContent(f"{DAVE}\n{ERIN}\n{FRANK}\n".encode())
         origin = start_origin(self)
         # No access log: the attacker's thousands of lines would load the test's own reactor.
-        proxy = await start_daemon(self, "http", "--listen", LISTEN, "--no-cache", "--auth-file", auth_file.path,
-                                   ready=PROXY_READY)
+        proxy = await start_daemon(self, "http", "--allow-local", "--listen", LISTEN, "--no-cache", "--auth-file",
+                                   auth_file.path, ready=PROXY_READY)
         stop = FilePath(fresh_directory(self)).child("stop")
         attack = Deferred.fromCoroutine(run_command(
             [sys.executable, "-c", ATTACKER, str(proxy.port), stop.path, "25", "50000", "30"], timeout=45))
