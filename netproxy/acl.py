@@ -10,6 +10,10 @@ reads them from files and reloads them.
 
 It does no I/O and no DNS: callers match the name they were given, resolve
 it themselves, and match again with the address.
+
+Clients are matched by their IP address, and every client on a Unix socket
+by the name ``unix`` (see :func:`netproxy.connections.client_host`): the
+rule ``unix`` (or ``unix:``, as nginx writes it) admits them.
 """
 
 import re
@@ -204,6 +208,9 @@ def _parse(text: str) -> Rule:
         except ValueError as e:
             raise ValueError(f"not a valid IPv6 address or network in brackets ({e})") from None
         return Rule(network=_unmap(network), port=port)
+    if text == "unix:":
+        # nginx's "allow unix:"; the same rule as "unix".
+        return Rule(name="unix")
     if text.count(":") > 1:
         raise ValueError("not an IPv6 address or network; with a port, use brackets: [::1]:443")
     host, colon, port_text = text.rpartition(":")
@@ -235,7 +242,9 @@ def parse_rule(text: str) -> Rule:
     (``*:7777`` or ``:7777``); any of these or a name followed by a port
     (``127.0.0.1:7777``, ``[::1]:443``, ``10.0.0.0/8:22``, ``example.com:80``);
     a host name (``example.com``); every subdomain of a name at any depth, but
-    not the name itself (``*.example.com``); every host (``*``).  Text that
+    not the name itself (``*.example.com``); every host (``*``).  Among
+    client rules, the name ``unix`` (also written ``unix:``) means the
+    clients of Unix sockets.  Text that
     parses whole as an IPv6 address is one (``2001:db8::1:80`` has no port).
 
     :param text: The rule; surrounding white space is ignored.

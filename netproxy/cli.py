@@ -24,12 +24,12 @@ from twisted.application.service import Service
 from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorCore, IReactorPluggableNameResolver, IReactorUDP
-from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
 from netproxy import coerce
 from netproxy.errors import ClientError
+from netproxy.escaping import Logger
 from netproxy.http.fetch import IFetchReactor, fetch_through_proxy
 from netproxy.message.relay_client import random_word, send_relay_request
 from netproxy.message.send_client import load_packets, send_packets

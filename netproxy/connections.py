@@ -1,11 +1,19 @@
 # -*- test-case-name: tests.test_connections -*-
 """
 Server factories that know their open connections and refuse past a limit,
-and the protocol base every listening role's connections share: it knows
-its peer's address and closes the connection when the peer is idle too long.
+in all and per client, and the protocol base every listening role's
+connections share: it knows its peer's address and closes the connection
+when the peer is idle too long.
 
-Every listening role bounds how many peers it serves at once, and the set of
-open protocols is what a graceful shutdown walks to close idle peers.
+Every listening role bounds how many peers it serves at once, and how many
+of them one client may be (C{--max-connections-per-client}, a quarter of
+C{--max-connections} by default), so that one address cannot lock everyone
+else out; the set of open protocols is what a graceful shutdown walks to
+close idle peers.
+
+A client is its IP address; every peer on a Unix socket is the one client
+C{unix} (L{client_host}): such a socket is local, guarded by its file's
+mode, and its peers have no address to tell them apart.
 """
 
 import os
@@ -18,11 +26,20 @@ from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
-from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
+from netproxy.escaping import Logger
+
 DEFAULT_MAX_CONNECTIONS = 1024
+
+#: Without C{--max-connections-per-client}, one client may hold this
+#: fraction of C{--max-connections}: a quarter (256 of the default 1024).
+DEFAULT_PER_CLIENT_SHARE = 4
+
+#: How L{client_host} names every peer of a Unix socket, in access rules
+#: (C{--allow unix}), per-client limits and the access log.
+UNIX_CLIENT = "unix"
 
 
 _T = TypeVar("_T")
@@ -37,6 +54,8 @@ class TrackedProtocol(Protocol, TimeoutMixin):
     connection methods call these too.
 
     :ivar peer: the peer's address, as L{format_address} writes it.
+    :ivar client_host: the client as access rules and per-client limits see
+        it (L{client_host}): its IP address, C{unix}, or L{None}.
     """
 
     log = Logger()
@@ -44,10 +63,13 @@ class TrackedProtocol(Protocol, TimeoutMixin):
     # Stream transports: TCP, TLS and unix sockets (what the roles listen on).
     transport: Any
     peer: str
+    client_host: str | None
 
     def connectionMade(self) -> None:
-        self.factory.connections.add(self)
-        self.peer = format_address(self.transport.getPeer())
+        address = self.transport.getPeer()
+        self.peer = format_address(address)
+        self.client_host = client_host(address)
+        self.factory.connection_made(self)
         self.setTimeout(self.factory.idle_timeout)
 
     def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
@@ -90,22 +112,37 @@ class TrackingFactory(ServerFactory[TrackedProtocol]):
     """
     A L{ServerFactory} that keeps the set of its open protocols and builds no
     protocol (so the connection is closed at once) when C{max_connections}
-    are open already.
+    are open already, or C{max_connections_per_client} from the same client
+    (see L{client_host}).
 
     :param reactor: the clock for the protocols' idle timeouts.
     :param idle_timeout: seconds a peer may stay quiet, or L{None} for ever.
     :ivar connections: the open L{TrackedProtocol} instances.
+    :ivar max_connections_per_client: the most connections one client may
+        hold, or L{None} for L{default_per_client} of C{max_connections}.
     """
 
     log = Logger()
     noisy = False
     max_connections = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_client: int | None = None
 
     def __init__(self, reactor: IReactorTime | None = None, idle_timeout: float | None = None) -> None:
         self.reactor = reactor
         self.idle_timeout = idle_timeout
         self.connections: set[TrackedProtocol] = set()
+        # Open connections by client (see _client_key); clients with none
+        # are removed, so it holds no more entries than there are connections.
+        self._per_client: dict[str, int] = {}
         self._drained: list[Deferred[None]] = []
+
+    @property
+    def per_client_limit(self) -> int:
+        """
+        The most connections one client may hold now.
+        """
+        limit = self.max_connections_per_client
+        return default_per_client(self.max_connections) if limit is None else limit
 
     def buildProtocol(self, addr: IAddress | None) -> TrackedProtocol | None:
         if len(self.connections) >= self.max_connections:
@@ -115,7 +152,36 @@ class TrackingFactory(ServerFactory[TrackedProtocol]):
                 limit=self.max_connections,
             )
             return None
+        # The address given here is the transport's peer, which the protocol
+        # is counted under once connected (TrackedProtocol.connectionMade).
+        client = _client_key(client_host(addr))
+        limit = self.per_client_limit
+        if self._per_client.get(client, 0) >= limit:
+            self.log.warn(
+                "refusing connection from {peer}: {limit} connections already open from {client}",
+                peer=format_address(addr),
+                limit=limit,
+                client=client,
+            )
+            return None
         return super().buildProtocol(addr)
+
+    def connection_made(self, protocol: TrackedProtocol) -> None:
+        """
+        Count a protocol whose connection is made (L{TrackedProtocol} calls
+        this with its C{client_host} set).
+        """
+        if protocol not in self.connections:
+            self.connections.add(protocol)
+            client = _client_key(protocol.client_host)
+            self._per_client[client] = self._per_client.get(client, 0) + 1
+
+    def client_connections(self, host: str | None) -> int:
+        """
+        :param host: a client, as L{client_host} names it.
+        :returns: how many connections it holds.
+        """
+        return self._per_client.get(_client_key(host), 0)
 
     def drain(self, clock: IReactorTime, timeout: float) -> Deferred[None]:
         """
@@ -149,7 +215,14 @@ class TrackingFactory(ServerFactory[TrackedProtocol]):
         """
         Forget a protocol whose connection has closed.
         """
-        self.connections.discard(protocol)
+        if protocol in self.connections:
+            self.connections.remove(protocol)
+            client = _client_key(protocol.client_host)
+            left = self._per_client.get(client, 0) - 1
+            if left > 0:
+                self._per_client[client] = left
+            else:
+                self._per_client.pop(client, None)
         if not self.connections:
             drained, self._drained = self._drained, []
             for waiting in drained:
@@ -197,6 +270,35 @@ def listening(factory: TrackingFactory, endpoints: Iterable[str], reactor: Any, 
     for endpoint in endpoints:
         strports.service(endpoint, factory, reactor=reactor).setServiceParent(service)
     return service
+
+
+def default_per_client(max_connections: int) -> int:
+    """
+    The per-client limit when C{--max-connections-per-client} is not given.
+
+    :param max_connections: the limit in all.
+    :returns: a quarter of it, rounded up, at least 1.
+    """
+    return max(1, -(-max_connections // DEFAULT_PER_CLIENT_SHARE))
+
+
+def client_host(address: IAddress | None) -> str | None:
+    """
+    Name a peer as access rules and per-client limits see it.
+
+    :param address: an L{IAddress} provider, or L{None}.
+    :returns: its IP address (C{127.0.0.1}, C{::1}), L{UNIX_CLIENT} for any
+        peer of a Unix socket, or L{None} when the address has neither.
+    """
+    if isinstance(address, UNIXAddress):
+        return UNIX_CLIENT
+    host = getattr(address, "host", None)
+    return host if isinstance(host, str) else None
+
+
+def _client_key(host: str | None) -> str:
+    # Peers with no known address count as one client, as unix peers do.
+    return "-" if host is None else host
 
 
 def format_address(address: IAddress | None) -> str:

@@ -44,6 +44,8 @@ from twisted.python.compat import ioType
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from netproxy.escaping import escape_field
+
 # Keys that Twisted's legacy log system (twisted.python.log) puts into its
 # events, and adds to new-style events in place when a legacy observer is
 # attached: bookkeeping, not fields (see _bookkeeping).
@@ -55,6 +57,10 @@ MAX_DEPTH = 8
 
 # Twisted's levels are constants, not instances of LogLevel.
 LEVELS = tuple(LogLevel.iterconstants())
+
+# What json.dumps leaves as it is that a reader may take for a line break or
+# a terminal may act on: NEL, U+2028, U+2029, DEL, the C1 controls.
+JSON_ESCAPES = {code: f"\\u{code:04x}" for code in (*range(0x7F, 0xA0), 0x2028, 0x2029)}
 
 # journald reads a "<N>" prefix on a line of a service's standard output as
 # its syslog priority (SyslogLevelPrefix=, on by default).
@@ -308,7 +314,9 @@ class JSONLineObserver(_LineObserver):
 
     Text that the stream's encoding cannot hold (a lone surrogate from a
     mis-decoded file name, anything but ASCII on an ASCII stream) is written
-    as JSON C{\\u} escapes instead.
+    as JSON C{\\u} escapes instead, and so are the characters that a reader
+    may take for a line break (NEL, U+2028, U+2029) or a terminal may act
+    on (DEL and the C1 controls; JSON escapes the C0 controls itself).
 
     :param stream: a text or binary stream; binary streams get UTF-8.
     """
@@ -323,6 +331,7 @@ class JSONLineObserver(_LineObserver):
                 text = json.dumps(record, ensure_ascii=False, allow_nan=False)
             if not self._encodable(text):
                 text = json.dumps(record, ensure_ascii=True, allow_nan=False)
+            text = text.translate(JSON_ESCAPES)
         except Exception:
             # Logging must go on whatever one event holds.
             return
@@ -337,7 +346,9 @@ class JournalObserver(_LineObserver):
     syslog priority (C{<6>} info, C{<4>} warn, C{<3>} error, C{<2>}
     critical, C{<7>} debug), so that C{journalctl -p warning} picks out
     warnings and errors.  A traceback's lines each get the prefix, so they
-    keep the priority of their event.
+    keep the priority of their event.  Fields are escaped as C{\\xhh}
+    (L{netproxy.escaping}), so a newline in one cannot start a line of its
+    own with a priority of its choosing.
 
     :param stream: a text or binary stream; binary streams get UTF-8.
     """
@@ -346,7 +357,7 @@ class JournalObserver(_LineObserver):
         try:
             try:
                 priority = SYSLOG_PRIORITIES.get(event.get("log_level"), 6)
-                text = eventAsText(event, includeTimestamp=False, includeSystem=True, includeTraceback=True)
+                text = eventAsText(_escaped(event), includeTimestamp=False, includeSystem=True, includeTraceback=True)
             except Exception as e:
                 priority, text = 2, f"unable to format a log event: {_repr(e)}"
             if not text:
@@ -358,6 +369,17 @@ class JournalObserver(_LineObserver):
         except Exception:
             return
         self._write(text)
+
+
+def _escaped(event: LogEvent) -> LogEvent:
+    """
+    C{event} with its fields' control characters escaped (L{escape_field}):
+    none can end a journal line; the format and a traceback keep theirs.
+    Backslashes stay single, so what L{netproxy.escaping.Logger} escaped is
+    not escaped twice.
+    """
+    return {key: value if not isinstance(key, str) or key.startswith("log_") else escape_field(value, False)
+            for key, value in event.items()}
 
 
 def json_observer() -> JSONLineObserver:

@@ -13,8 +13,9 @@ from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
-from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from netproxy.escaping import Logger
 
 _Handler = Callable[[int, FrameType | None], Any] | int | None
 

@@ -6,11 +6,11 @@ Rules files: a blocklist or allow-list read from disk, and reloaded on
 
 import os
 
-from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
 from netproxy.acl import Rule, RuleSet
 from netproxy.errors import RuleError
+from netproxy.escaping import Logger
 from netproxy.textfile import AnyPath, read_text
 
 

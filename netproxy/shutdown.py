@@ -33,7 +33,8 @@ from types import FrameType
 from typing import Protocol
 
 from twisted.application.service import Service
-from twisted.logger import Logger
+
+from netproxy.escaping import Logger
 
 
 class _ExitSignalReactor(Protocol):

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 from twisted.application.service import IService, IServiceCollection, MultiService, Service
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
 
+from netproxy.escaping import Logger
 from netproxy.reload import ReloadOnHangup
 
 # Seconds before a message the socket could not take is offered again, and

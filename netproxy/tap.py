@@ -21,31 +21,17 @@ from twisted.python import usage
 from netproxy import coerce
 from netproxy.cli import ClientOptions
 from netproxy.acl import RuleSet
-from netproxy.connections import DEFAULT_MAX_CONNECTIONS
 from netproxy.message.codec import DEFAULT_MAX_SIZE
-
-
-class _ServerOptions(usage.Options):
-    """
-    Options every listening role has: idle timeout and connection limit.
-    """
-
-    optParameters = [
-        ["idle-timeout", None, "30", "seconds without traffic before a peer is disconnected"],
-        ["max-connections", None, str(DEFAULT_MAX_CONNECTIONS), "most peers served at once; more are refused"],
-        ["shutdown-timeout", None, "10", "seconds work in flight may take to finish after SIGTERM"],
-    ]
-
-    def postOptions(self) -> None:
-        self["idle-timeout"] = coerce.seconds("idle-timeout", self["idle-timeout"])
-        self["shutdown-timeout"] = coerce.seconds("shutdown-timeout", self["shutdown-timeout"])
-        self["max-connections"] = coerce.count("max-connections", self["max-connections"])
+# Every listening role's options (idle and connection limits) build on these.
+from netproxy.role_options import ListeningOptions as _ServerOptions
 
 
 class RelayOptions(_ServerOptions):
     """
     C{twistd netproxy relay}.
     """
+
+    descriptors_per_connection = 2
 
     synopsis = "[--listen ENDPOINT] [--block RULE]... [--blocklist FILE]"
     longdesc = ("Relay each JSON request {server_ip, server_port, message} to its "
@@ -118,6 +104,8 @@ class ReverseOptions(_ServerOptions):
     """
     C{twistd netproxy reverse}.
     """
+
+    descriptors_per_connection = 2
 
     synopsis = "[--port 5000 | --listen ENDPOINT] [--allow-servers CIDR]... [--max-servers 1024] [--max-tries 3]"
     longdesc = ("Message reverse proxy: servers register themselves (type 1 setup), client data "
@@ -202,6 +190,10 @@ class HttpOptions(_ServerOptions):
     C{twistd netproxy http}.
     """
 
+    # The client, the origin, a cache file; and the pool's idle connections.
+    descriptors_per_connection = 3
+    descriptors_fixed = 1024
+
     synopsis = ("[--listen ENDPOINT]... [--allow CIDR]... [--block RULE]... [--blocklist FILE] [--connect-port 443]... "
                 "[--auth-file FILE]")
     longdesc = "HTTP/1.1 forward proxy with CONNECT tunnels and access control."
@@ -237,13 +229,13 @@ class HttpOptions(_ServerOptions):
 
     def opt_allow(self, rule: str) -> None:
         """
-        client network allowed to use the proxy (default: loopback only); may be repeated
+        client network allowed to use the proxy, or unix (default: loopback and unix); may be repeated
         """
         self["allow"].append(coerce.rule("allow", rule))
 
     def opt_admin(self, rule: str) -> None:
         """
-        client network allowed to PURGE cache entries (default: loopback only); may be repeated
+        client network allowed to PURGE and see /metrics, or unix (default: loopback and unix); may be repeated
         """
         self["admin"].append(coerce.rule("admin", rule))
 
@@ -262,9 +254,11 @@ class HttpOptions(_ServerOptions):
     def postOptions(self) -> None:
         super().postOptions()
         self["listen"] = self["listen"] or ["tcp:8080:interface=127.0.0.1"]
-        loopback = [coerce.rule("allow", "127.0.0.0/8"), coerce.rule("allow", "::1")]
-        self["allow"] = RuleSet(self["allow"] or loopback)
-        self["admin"] = RuleSet(self["admin"] or loopback)
+        # This host's clients: loopback, and every client of a unix socket
+        # (local, and guarded by the socket file's mode).
+        local = [coerce.rule("allow", "127.0.0.0/8"), coerce.rule("allow", "::1"), coerce.rule("allow", "unix")]
+        self["allow"] = RuleSet(self["allow"] or local)
+        self["admin"] = RuleSet(self["admin"] or local)
         self["connect-port"] = frozenset(self["connect-port"] or [443])
         self["timeout"] = coerce.seconds("timeout", self["timeout"])
         self["connect-timeout"] = coerce.seconds("connect-timeout", self["connect-timeout"])
@@ -330,6 +324,10 @@ def makeService(options: Options) -> MultiService:
         "relay": services.relay_service, "ack": services.ack_service, "upper": services.upper_service,
         "client": client_service,
     }
+    if isinstance(options.subOptions, _ServerOptions):
+        from netproxy.descriptors import DescriptorLimit
+
+        options.subOptions.fit_descriptors(DescriptorLimit())
     service = MultiService()
     # First, so its handler is in place before any listener starts.
     ExitCleanlyOnTerm(reactor).setServiceParent(service)
@@ -369,6 +367,7 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
                            options["connect-timeout"], cache, options["admin"])
     factory.idle_timeout = options["idle-timeout"]
     factory.max_connections = options["max-connections"]
+    factory.max_connections_per_client = options["max-connections-per-client"]
     if options["access-log"]:
         from netproxy.http.access_log import open_access_log
 

@@ -17,10 +17,10 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IConsumer, IProtocol, IProtocolFactory, IUDPTransport
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisconnection
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from netproxy.escaping import Logger
 from netproxy.http.cache.entry import (
     CHUNK_SIZE,
     DamagedEntry,

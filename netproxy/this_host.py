@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
-from twisted.logger import Logger
+from netproxy.escaping import Logger
 
 Address = IPv4Address | IPv6Address
 

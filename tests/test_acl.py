@@ -425,3 +425,24 @@ class HostAddressTests(SynchronousTestCase):
                 self.assertIsNone(address, host)
             else:
                 self.assertIsNotNone(address, host)
+
+
+class UnixClientRuleTests(RuleTestMixin, SynchronousTestCase):
+    """
+    The client rule ``unix`` (nginx's ``unix:``) names the clients of Unix
+    sockets, which netproxy.connections.client_host calls ``unix``.
+    """
+
+    def test_unix_keyword(self):
+        """``unix`` and ``unix:`` are the same rule, written ``unix``, matching the client ``unix``."""
+        self.assertEqual(parse_rule("unix:"), parse_rule("unix"))
+        self.assertEqual(str(parse_rule("unix:")), "unix")
+        self.assertMatches("unix:", "unix")
+        self.assertMatches("UNIX", "unix")
+
+    def test_no_address_client(self):
+        """``unix`` matches no IP client, and address rules do not match ``unix``."""
+        for host in ("127.0.0.1", "::1", "10.0.0.1"):
+            self.assertNotMatches("unix", host)
+        self.assertNotMatches("127.0.0.0/8", "unix")
+        self.assertNotMatches("::1", "unix")

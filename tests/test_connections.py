@@ -17,7 +17,10 @@ from netproxy.connections import (
     DEFAULT_MAX_CONNECTIONS,
     DrainOnStop,
     TrackedProtocol,
+    UNIX_CLIENT,
     TrackingFactory,
+    client_host,
+    default_per_client,
     format_address,
     listening,
 )
@@ -47,6 +50,17 @@ def connect(factory, address=PEER):
     transport.protocol = protocol
     protocol.makeConnection(transport)
     return protocol, transport
+
+
+def assert_per_client_limit(testcase, factory, limit=40):
+    """
+    Assert that C{factory} serves C{limit} connections from 127.0.0.1,
+    refuses the next one from there, and still lets 127.0.0.2 in.
+    """
+    opened = [connect(factory, IPv4Address("TCP", "127.0.0.1", 40000 + n))[0] for n in range(limit)]
+    testcase.assertNotIn(None, opened)
+    testcase.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000)))
+    testcase.assertIsNotNone(connect(factory, IPv4Address("TCP", "127.0.0.2", 50000))[0])
 
 
 class TrackingFactoryTests(SynchronousTestCase):
@@ -86,6 +100,7 @@ class TrackingFactoryTests(SynchronousTestCase):
         """buildProtocol returns None once max_connections are open."""
         factory = _Factory()
         factory.max_connections = 2
+        factory.max_connections_per_client = 2
         connect(factory)
         connect(factory)
         self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)))
@@ -114,6 +129,111 @@ class TrackingFactoryTests(SynchronousTestCase):
             "refusing connection from 127.0.0.1:40000: 1 connections already open",
         )
         self.assertEqual(events[0]["peer"], "127.0.0.1:40000")
+
+
+class PerClientLimitTests(SynchronousTestCase):
+    """
+    L{TrackingFactory} refuses a client past its per-client limit while
+    others still get in.
+    """
+
+    def test_default_is_a_quarter(self):
+        """Without a per-client limit, one client may hold a quarter of max_connections, rounded up."""
+        factory = _Factory()
+        self.assertEqual(factory.per_client_limit, 256)
+        factory.max_connections = 41
+        self.assertEqual(factory.per_client_limit, 11)
+        factory.max_connections = 1
+        self.assertEqual(factory.per_client_limit, 1)
+
+    def test_default_per_client(self):
+        """default_per_client is a quarter, rounded up, and at least 1."""
+        self.assertEqual([default_per_client(n) for n in (1, 4, 5, 1024)], [1, 1, 2, 256])
+
+    def test_one_address_cannot_take_every_connection(self):
+        """The 41st connection from one address is refused while another address still gets in."""
+        factory = _Factory()
+        factory.max_connections = 100
+        factory.max_connections_per_client = 40
+        assert_per_client_limit(self, factory)
+        self.assertEqual((factory.client_connections("127.0.0.1"), factory.client_connections("127.0.0.2")), (40, 1))
+
+    def test_closing_frees_a_place(self):
+        """A client's closed connection frees its place under its limit; an idle client leaves no entry."""
+        factory = _Factory()
+        factory.max_connections_per_client = 1
+        _, transport = connect(factory)
+        self.assertIsNone(factory.buildProtocol(PEER))
+        transport.loseConnection()
+        self.assertEqual(factory.client_connections("127.0.0.1"), 0)
+        self.assertEqual(factory._per_client, {})
+        protocol, _ = connect(factory)
+        self.assertIsNotNone(protocol)
+
+    def test_unix_peers_are_one_client(self):
+        """Every peer of a Unix socket counts as the one client "unix"."""
+        factory = _Factory()
+        factory.max_connections_per_client = 2
+        connect(factory, UNIXAddress(None))
+        connect(factory, UNIXAddress(b"/tmp/a"))
+        self.assertIsNone(factory.buildProtocol(UNIXAddress(None)))
+        self.assertEqual(factory.client_connections("unix"), 2)
+        self.assertIsNotNone(connect(factory)[0])
+
+    def test_ipv6_clients(self):
+        """IPv6 clients are counted by address."""
+        factory = _Factory()
+        factory.max_connections_per_client = 1
+        connect(factory, IPv6Address("TCP", "::1", 1))
+        self.assertIsNone(factory.buildProtocol(IPv6Address("TCP", "::1", 2)))
+        self.assertIsNotNone(connect(factory, IPv6Address("TCP", "::2", 1))[0])
+
+    def test_refusal_logged_with_client(self):
+        """A per-client refusal is a warning naming the peer, the limit and the client."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        factory = _Factory()
+        factory.max_connections_per_client = 1
+        connect(factory)
+        factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        [event] = events
+        self.assertEqual(event["log_level"], LogLevel.warn)
+        self.assertEqual(formatEvent(event),
+                         "refusing connection from 127.0.0.1:40000: 1 connections already open from 127.0.0.1")
+
+    def test_global_limit_still_first(self):
+        """Past max_connections everyone is refused, whatever their own count."""
+        factory = _Factory()
+        factory.max_connections = 2
+        factory.max_connections_per_client = 2
+        connect(factory, IPv4Address("TCP", "10.0.0.1", 1))
+        connect(factory, IPv4Address("TCP", "10.0.0.2", 1))
+        self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "10.0.0.3", 1)))
+
+
+class ClientHostTests(SynchronousTestCase):
+    """
+    L{client_host} names a peer as rules and limits see it.
+    """
+
+    def test_ip(self):
+        """An IP peer is its address, without the port."""
+        self.assertEqual(client_host(IPv4Address("TCP", "127.0.0.1", 1)), "127.0.0.1")
+        self.assertEqual(client_host(IPv6Address("TCP", "::1", 1)), "::1")
+
+    def test_unix(self):
+        """Any Unix-socket peer, named or not, is "unix"."""
+        self.assertEqual(client_host(UNIXAddress(None)), UNIX_CLIENT)
+        self.assertEqual(client_host(UNIXAddress(b"/run/x.sock")), "unix")
+
+    def test_unknown(self):
+        """No address, or one without a host, is None."""
+        self.assertIsNone(client_host(None))
+        self.assertIsNone(client_host(object()))
+
+    def test_protocol_knows_its_client(self):
+        """A connected protocol holds its client_host."""
+        protocol, _ = connect(_Factory(), UNIXAddress(None))
+        self.assertEqual(protocol.client_host, "unix")
 
 
 class FormatAddressTests(SynchronousTestCase):

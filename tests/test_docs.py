@@ -237,6 +237,11 @@ SYNTHETIC = """
 
    Default: ``1024``.
 
+.. option:: --max-connections-per-client COUNT
+
+   most peers served at once from one client address (every unix-socket
+   peer is the one client 'unix'); default: a quarter of --max-connections
+
 .. option:: -r TEXT, --reply TEXT
 
    the text answered to every chunk

@@ -21,6 +21,7 @@ from twisted.python import log as legacy_log
 from twisted.trial.unittest import SynchronousTestCase
 
 import netproxy.log_observers
+from netproxy.escaping import Logger as EscapingLogger
 from netproxy.log_observers import (
     JournalObserver,
     JSONLineObserver,
@@ -260,6 +261,15 @@ class ValueTests(JSONTestCase):
         self.log.info("x {name}", name="\u00e9t\u00e9 \u2713")
         self.assertIn('"name": "\u00e9t\u00e9 \u2713"', self.stream.getvalue())
         self.assertEqual(self.record()["fields"], {"name": "\u00e9t\u00e9 \u2713"})
+
+
+    def test_line_separators_escaped(self):
+        """NEL, U+2028, U+2029, DEL and C1 controls are written as JSON escapes, so no reader splits the line."""
+        self.log.info("x {text}", text="a\x85b\u2028c\u2029d\x7fe\x9bf\n")
+        [line] = self.lines()
+        self.assertTrue(all(c not in line for c in "\x85\u2028\u2029\x7f\x9b\n"), line)
+        self.assertIn("a\\u0085b\\u2028c\\u2029d\\u007fe\\u009bf\\n", line)
+        self.assertEqual(self.record()["fields"]["text"], "a\x85b\u2028c\u2029d\x7fe\x9bf\n")
 
 
 class FailureTests(JSONTestCase):
@@ -536,6 +546,18 @@ class JournalTests(SynchronousTestCase):
         """A message with newlines is split into prefixed lines."""
         self.log.warn("a\nb")
         self.assertEqual(self.stream.getvalue(), "<4>[netproxy.test#warn] a\n<4>b\n")
+
+    def test_field_cannot_break_line(self):
+        """A field with a newline, ESC or NEL stays on its event's line, escaped as \\xhh."""
+        self.log.info("payload: {payload}", payload="x\n<2>forged\x1b[2J\x85")
+        self.assertEqual(self.stream.getvalue(),
+                         "<6>[netproxy.test#info] payload: x\\x0a<2>forged\\x1b[2J\\x85\n")
+
+    def test_escaped_field_not_escaped_again(self):
+        """A field netproxy's Logger escaped already is written as it is, its backslashes single."""
+        log = EscapingLogger(namespace="netproxy.test", observer=JournalObserver(self.stream))
+        log.info("payload: {payload}", payload=b"a\\b\n")
+        self.assertEqual(self.stream.getvalue(), "<6>[netproxy.test#info] payload: a\\\\b\\x0a\n")
 
     def test_never_raises(self):
         """A bad event or a closed stream does not make the observer raise."""

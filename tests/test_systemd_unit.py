@@ -8,7 +8,12 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from netproxy import tap
+from netproxy.connections import DEFAULT_MAX_CONNECTIONS
+from netproxy.descriptors import descriptors_needed
+
 UNIT = Path(__file__).resolve().parents[1] / "contrib" / "systemd" / "netproxy@.service"
+HTTP_UNIT = UNIT.with_name("netproxy-http.service")
 
 
 def read_unit(path):
@@ -46,3 +51,12 @@ class TemplateUnitTests(SynchronousTestCase):
     def test_reload_is_sighup(self):
         """systemctl reload sends SIGHUP, which re-reads blocklists."""
         self.assertIn("-HUP", self.unit["Service"]["ExecReload"])
+
+    def test_open_files(self):
+        """Both units leave the soft open-file limit at 1024 and allow a hard limit netproxy raises it towards."""
+        needed = descriptors_needed(DEFAULT_MAX_CONNECTIONS, tap.HttpOptions.descriptors_per_connection,
+                                    tap.HttpOptions.descriptors_fixed)
+        for path in (UNIT, HTTP_UNIT):
+            soft, hard = read_unit(path)["Service"]["LimitNOFILE"].split(":")
+            self.assertEqual(int(soft), 1024)
+            self.assertGreaterEqual(int(hard), 10 * needed)

@@ -10,6 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy import tap
 from netproxy.testing import UDPMemoryReactor
+from tests.test_connections import assert_per_client_limit
 
 
 def parse(*argv):
@@ -74,6 +75,7 @@ class RelayOptionsTests(SynchronousTestCase):
             (["--connect-timeout", "-1"], "--connect-timeout"),
             (["--max-size", "lots"], "--max-size"),
             (["--max-connections", "0"], "--max-connections"),
+            (["--max-connections-per-client", "none"], "--max-connections-per-client"),
             (["--listen", "nonsense:1"], "--listen"),
         ]:
             error = self.assertRaises(UsageError, parse, "relay", *argv)
@@ -117,6 +119,20 @@ class HttpCacheOptionsTests(SynchronousTestCase):
         default = parse("http").subOptions["admin"]
         self.assertIsNotNone(default.match("127.0.0.1"))
         self.assertIsNotNone(default.match("::1"))
+
+    def test_unix_clients_by_default(self):
+        """Unix-socket clients (the client "unix") are allowed and admin by default, not once --allow is given."""
+        options = parse("http").subOptions
+        self.assertIsNotNone(options["allow"].match("unix"))
+        self.assertIsNotNone(options["admin"].match("unix"))
+        self.assertIsNone(parse("http", "--allow", "127.0.0.1").subOptions["allow"].match("unix"))
+        self.assertIsNotNone(parse("http", "--allow", "unix:").subOptions["allow"].match("unix"))
+
+    def test_per_client_limit(self):
+        """With --max-connections-per-client 40 the proxy refuses a 41st connection from one address, not another's."""
+        options = parse("http", "--no-cache", "--max-connections", "100", "--max-connections-per-client", "40")
+        reactor, service = start(tap.http_service, options)
+        assert_per_client_limit(self, reactor.tcpServers[0][1])
 
     def test_bad_cache_size(self):
         """A bad --cache-size is refused naming the option."""

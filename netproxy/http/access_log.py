@@ -8,6 +8,11 @@ main log: formatting a main-log line per request would cost the proxy a
 quarter of its time, and the access log has a format of its own.  With no
 C{--access-log}, no observer is attached and nothing is formatted.
 
+Every field a client chose (method, URL, user, Referer, User-Agent) is
+written as Apache writes it: control characters and bytes that are not
+ASCII as C{\\xhh}, a backslash doubled, a double quote as C{\\"}, so one
+request is always one line, and nothing in it acts on a terminal.
+
     127.0.0.1 - - [21/Nov/2026:17:08:40 +0000] "GET http://example.com/ HTTP/1.1" 200 6 "-" "curl/8.0" BYPASS 0.026
 """
 
@@ -17,6 +22,7 @@ from typing import TextIO
 
 from twisted.logger import FileLogObserver, ILogObserver, LogEvent, Logger, LogPublisher
 
+from netproxy.escaping import escape
 from netproxy.http.head import RequestHead, header_values
 
 ACCESS_EVENT = "{client} {method} {url} -> {status}"
@@ -25,8 +31,8 @@ ACCESS_EVENT = "{client} {method} {url} -> {status}"
 def _quoted(value: object) -> str:
     if not value:
         return "-"
-    text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+    # escape() doubles backslashes; the quotes around the field need \" too.
+    return escape(value if isinstance(value, (bytes, str)) else str(value)).replace('"', '\\"')
 
 
 def format_access_line(event: LogEvent) -> str:
@@ -36,7 +42,7 @@ def format_access_line(event: LogEvent) -> str:
     """
     stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(event["log_time"]))
     request = f"{_quoted(event['method'])} {_quoted(event['url'])} HTTP/{event['version'][0]}.{event['version'][1]}"
-    return (f'{event["client"]} - {_quoted(event.get("user"))} [{stamp}] "{request}" {event["status"] or "-"} '
+    return (f'{escape(event["client"])} - {_quoted(event.get("user"))} [{stamp}] "{request}" {event["status"] or "-"} '
             f'{event["size"]} "{_quoted(event.get("referer"))}" "{_quoted(event.get("user_agent"))}" '
             f'{event["cache"]} {event["seconds"]:.3f}\n')
 

@@ -12,6 +12,7 @@ import html
 import time
 from typing import Any
 
+from netproxy.connections import client_host
 from netproxy.http.cache.responses import cache_key
 from netproxy.errors import HTTPError
 from netproxy.http.interfaces import IExchange
@@ -26,7 +27,7 @@ def _check_admin(exchange: IExchange, what: str) -> None:
     :raises HTTPError: 403 unless the exchange's client is of an
         C{--admin} network; 400 if its request has a body.
     """
-    host = getattr(exchange.client.transport.getPeer(), "host", None)
+    host = client_host(exchange.client.transport.getPeer())
     if host is None or exchange.factory.admin.match(host) is None:
         raise HTTPError(403, f"{what} is allowed from --admin networks only, not from {host}")
     if not exchange.bodyless:

@@ -28,10 +28,10 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from netproxy.errors import TOO_MANY_FAILURES, HTTPError
+from netproxy.escaping import Logger
 from netproxy.http.framing import request_framing
 from netproxy.http.head import RequestHead, header_values
 from netproxy.http.login_throttle import LoginThrottle, client_key

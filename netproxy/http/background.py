@@ -11,9 +11,9 @@ stands in for the client connection, and drops the response.
 from typing import Any, Iterable
 
 from twisted.internet.interfaces import IConsumer, IProducer
-from twisted.logger import Logger
 from zope.interface import implementer
 
+from netproxy.escaping import Logger
 from netproxy.http.cache.validation import PRECONDITIONS
 from netproxy.errors import HTTPError
 from netproxy.http.exchange import Exchange

@@ -12,10 +12,10 @@ from math import floor
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from netproxy.errors import HTTPError
+from netproxy.escaping import Logger
 from netproxy.http.cache import policy
 from netproxy.http.cache.entry import BodyAbandoned, DamagedEntry, StreamStopped
 from netproxy.http.cache.fields import MAX_DELTA, directives

@@ -13,10 +13,10 @@ its next request, or closed.
 
 from typing import Any
 
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from netproxy.errors import HTTPError
+from netproxy.escaping import Logger
 from netproxy.http import admin
 from netproxy.http.caching import Caching
 from netproxy.http.cache.validation import PRECONDITIONS

@@ -19,12 +19,12 @@ from typing import Any
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from netproxy.dialing import connect_checked, connect_error
 from netproxy.errors import HTTPError
+from netproxy.escaping import Logger
 from netproxy.http.body import LAST_CHUNK, encode_chunk, make_decoder
 from netproxy.http.caching import Caching
 from netproxy.http.interfaces import IExchange, IResponseReceiver

@@ -38,8 +38,9 @@ from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.address import IPv6Address as TwistedIPv6Address
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IAddress, IReactorTime
-from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from netproxy.escaping import Logger
 
 #: Failed logins an address may have before its checks are refused.
 BURST = 10

@@ -22,10 +22,10 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import bcrypt
-from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
 from netproxy.errors import TOO_MANY_ROUNDS, AuthFileError
+from netproxy.escaping import Logger
 from netproxy.textfile import read_text
 
 # libxcrypt's limit (CRYPT_MAX_PASSPHRASE_SIZE).  SHA-crypt's work grows

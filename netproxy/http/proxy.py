@@ -12,13 +12,13 @@ from typing import Any, Iterable
 
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from netproxy.acl import RuleSet, parse_rule
 from netproxy.connections import TrackedProtocol, TrackingFactory
 from netproxy.errors import HTTPError
+from netproxy.escaping import Logger
 from netproxy.http.access_log import AccessLog
 from netproxy.http.background import Background
 from netproxy.http.cache.responses import Cache
@@ -58,7 +58,7 @@ class ProxyProtocol(TrackedProtocol):
         # bounds how long a client takes to send it, whatever the idle
         # timeout between requests.
         self._head_timer = None
-        host = getattr(self.transport.getPeer(), "host", None)
+        host = self.client_host
         if host is None or self.factory.allow.match(host) is None:
             self.fail(HTTPError(403, f"client {host} is not allowed to use this proxy"))
             return
@@ -201,8 +201,7 @@ class ProxyProtocol(TrackedProtocol):
         :param size: the bytes of response body sent.
         :param started: when its head was read, by the reactor's clock.
         """
-        host = getattr(self.transport.getPeer(), "host", "-")
-        self.factory.finished(host, head, status, size, started, cache, self.user)
+        self.factory.finished(self.client_host or "-", head, status, size, started, cache, self.user)
 
     def close_when_idle(self) -> None:
         # A response in progress is completed first; a tunnel stays until
@@ -279,7 +278,7 @@ class ProxyFactory(TrackingFactory):
         self.connect_timeout = connect_timeout
         self.cache = cache
         if admin is None:
-            admin = RuleSet([parse_rule("127.0.0.0/8"), parse_rule("::1")])
+            admin = RuleSet([parse_rule("127.0.0.0/8"), parse_rule("::1"), parse_rule("unix")])
         self.admin = admin
         self.pool = ConnectionPool(reactor)
         self.access_log = AccessLog()

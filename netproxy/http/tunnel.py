@@ -9,11 +9,11 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from netproxy.dialing import connect_checked, connect_error
 from netproxy.errors import HTTPError
+from netproxy.escaping import Logger
 from netproxy.http.head import RequestHead
 from netproxy.http.message import Target
 

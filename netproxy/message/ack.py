@@ -7,9 +7,9 @@ examples talk to: a raw client sends C{tgmr} and reads C{DONE}.
 """
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 
 from netproxy.connections import TrackedProtocol, TrackingFactory
+from netproxy.escaping import Logger
 
 _LOGGED_TEXT = 200
 
@@ -33,8 +33,8 @@ class AckProtocol(TrackedProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
-        text = data[:_LOGGED_TEXT].decode("utf-8", "replace")
-        self.log.info("received {text!r} from {peer}", text=text, peer=self.peer, size=len(data))
+        # The bytes as they came, escaped by the logger: \xff, not a guess at their text.
+        self.log.info("received '{text}' from {peer}", text=data[:_LOGGED_TEXT], peer=self.peer, size=len(data))
         self.transport.write(self.factory.reply)
 
 

@@ -18,11 +18,11 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint, IStreamServerEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from netproxy.connections import TrackedProtocol, TrackingFactory, format_address
 from netproxy.errors import BadRequest, FramingError
+from netproxy.escaping import Logger
 from netproxy.message.codec import DEFAULT_MAX_SIZE, MessageDecoder, encode_message
 from netproxy.message.fields import DATA, SETUP, ServerId, ack_for, error_for, message_type, read_data
 

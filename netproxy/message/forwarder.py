@@ -18,11 +18,11 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.error import ConnectError, ConnectingCancelledError, ConnectionClosed
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from netproxy.dialing import connect_failure_reason, endpoint_for
 from netproxy.errors import FramingError, NetproxyError, tries_exhausted
+from netproxy.escaping import Logger
 from netproxy.message.codec import MessageDecoder, encode_message
 from netproxy.message.fields import Data, error_for
 from netproxy.message.registry import Server, ServerRegistry

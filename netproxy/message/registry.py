@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 
 from netproxy.errors import server_id_taken, too_many_servers
+from netproxy.escaping import Logger
 from netproxy.message.fields import ServerId, identity
 
 DEFAULT_MAX_SERVERS = 1024

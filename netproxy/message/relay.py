@@ -17,12 +17,12 @@ from typing import Any, Protocol as TypingProtocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from netproxy.acl import Rule
 from netproxy.dialing import connect_checked, connect_failure_reason
 from netproxy.errors import BadRequest, Blocked, FramingError
+from netproxy.escaping import Logger
 from netproxy.message.codec import DEFAULT_MAX_SIZE
 from netproxy.message.relay_request import RelayRequest, parse_relay_request
 from netproxy.message.stream import MessageStreamFactory, MessageStreamProtocol

@@ -20,11 +20,11 @@ from typing import Any
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from netproxy.acl import RuleSet, parse_rule
 from netproxy.errors import BadRequest, FramingError, SetupRefused, host_not_allowed
+from netproxy.escaping import Logger
 from netproxy.message.codec import DEFAULT_MAX_SIZE, encode_message
 from netproxy.message.fields import DATA, SETUP, Data, error_for, message_type, read_data, read_setup
 from netproxy.message.forwarder import Forwarder, ForwardResult

@@ -42,6 +42,7 @@ def relay_service(options: RoleOptions, reactor: Any) -> IService:
     rules = options["rules"]
     factory = RelayFactory(reactor, rules, options["idle-timeout"], options["connect-timeout"], options["max-size"])
     factory.max_connections = options["max-connections"]
+    factory.max_connections_per_client = options["max-connections-per-client"]
     service = MultiService()
     if options["blocklist"]:
         # Before the listener, so SIGHUP is handled as soon as the relay listens.
@@ -59,6 +60,7 @@ def ack_service(options: RoleOptions, reactor: Any) -> IService:
     """
     factory = AckFactory(reactor, options["reply"].encode("utf-8"), options["idle-timeout"])
     factory.max_connections = options["max-connections"]
+    factory.max_connections_per_client = options["max-connections-per-client"]
     return listening(factory, [options["listen"]], reactor, options["shutdown-timeout"])
 
 
@@ -72,6 +74,7 @@ def upper_service(options: RoleOptions, reactor: Any) -> IService:
     if options["tcp"] is not None:
         factory = UpperFactory(reactor, options["idle-timeout"])
         factory.max_connections = options["max-connections"]
+        factory.max_connections_per_client = options["max-connections-per-client"]
         drain: IService = DrainOnStop(factory, reactor, options["shutdown-timeout"])
         drain.setServiceParent(service)
         tcp = internet.TCPServer(options["tcp"], factory, interface=options["interface"], reactor=reactor)
@@ -97,6 +100,7 @@ def reverse_service(options: RoleOptions, reactor: Any) -> IService:
     factory = ReverseFactory(reactor, registry, forwarder, options["idle-timeout"], options["setup-grace"],
                              options["max-size"], options["allow-servers"])
     factory.max_connections = options["max-connections"]
+    factory.max_connections_per_client = options["max-connections-per-client"]
     service = listening(factory, [options["listen"]], reactor, options["shutdown-timeout"])
     if options["metrics"] is not None:
         site = Site(MetricsPage(ReverseMetrics(registry, forwarder).registry))
@@ -116,4 +120,5 @@ def server_service(options: RoleOptions, reactor: Any) -> IService:
                              options["pp"], options["revproc"], options["idle-timeout"], options["max-size"],
                              shutdown_timeout=options["shutdown-timeout"])
     service.factory.max_connections = options["max-connections"]
+    service.factory.max_connections_per_client = options["max-connections-per-client"]
     return service

@@ -11,10 +11,10 @@ from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol, connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from netproxy.connections import TrackedProtocol, TrackingFactory
+from netproxy.escaping import Logger
 
 
 class UpperProtocol(TrackedProtocol):

@@ -30,6 +30,24 @@ class FormatTests(SynchronousTestCase):
         line = format_access_line({**EVENT, "referer": None, "user_agent": None, "status": None})
         self.assertIn('" - 1234 "-" "-" MISS', line)
 
+    def test_control_and_non_ascii_escaped(self):
+        """A User-Agent with ESC and 0xff, and a URL with a newline, are written as \\xhh on one line."""
+        line = format_access_line({**EVENT, "user_agent": b"evil\x1b[2J\xff", "url": b"http://a/\r\nforged",
+                                   "user": "b\xe9b", "referer": b"back\\slash"})
+        self.assertIn('"evil\\x1b[2J\\xff"', line)
+        self.assertIn('"GET http://a/\\x0d\\x0aforged HTTP/1.1"', line)
+        self.assertIn(" - b\\xe9b [", line)
+        self.assertIn('"back\\\\slash"', line)
+        self.assertEqual(line.count("\n"), 1)
+        self.assertTrue(line[:-1].isascii() and line[:-1].isprintable(), line)
+
+    def test_every_byte_escaped(self):
+        """No byte a client can send survives unescaped in a quoted field."""
+        line = format_access_line({**EVENT, "user_agent": bytes(range(256))})
+        self.assertTrue(line[:-1].isascii() and line[:-1].isprintable(), line)
+        self.assertIn('\\x1f !\\"#', line)
+
+
 
 HEAD = RequestHead(b"GET", b"http://example.com/a?b=1", (1, 1),
                    [(b"Referer", b"http://example.com/"), (b"User-Agent", b'curl/8.0 "quoted"')])

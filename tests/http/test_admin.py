@@ -6,7 +6,7 @@ networks, and the counters they show moving as requests go through an
 in-memory proxy with an in-memory cache on a L{MemoryReactorClock}.
 """
 
-from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
 
@@ -457,3 +457,23 @@ class CounterTests(AdminTestCase):
         """The start time is the daemon's, in seconds since the epoch."""
         self.assertEqual(self.value(self.scrape(), "netproxy_start_time_seconds"), self.factory.metrics.started)
         self.assertGreater(self.factory.metrics.started, 1.6e9)
+
+
+class UnixClientTests(AdminTestCase):
+    """
+    Unix-socket clients are of the default --admin networks, as loopback is.
+    """
+
+    def test_unix_admin_by_default(self):
+        """A Unix-socket client admitted by --allow gets /metrics with --admin left to its default."""
+        factory = ProxyFactory(self.reactor, allow=RuleSet([parse_rule("unix")]), rules=RuleSet(),
+                               connect_ports={443}, timeout=30, connect_timeout=10, cache=Cache(self.store))
+        transport = self.ask(peer=UNIXAddress(None), factory=factory)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 OK\r\n"), transport.value())
+
+    def test_unix_not_admin_when_left_out(self):
+        """An --admin list without unix refuses a Unix-socket client, naming it unix."""
+        factory = ProxyFactory(self.reactor, allow=RuleSet([parse_rule("unix")]), rules=RuleSet(),
+                               connect_ports={443}, timeout=30, connect_timeout=10, cache=Cache(self.store),
+                               admin=RuleSet([parse_rule("127.0.0.0/8")]))
+        self.assertError(403, "not from unix", self.ask(peer=UNIXAddress(None), factory=factory))

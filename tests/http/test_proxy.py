@@ -4,11 +4,13 @@ requests read one after another, refusals answered with a short page, and
 each request finished in the access log and the main log.
 """
 
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import EventLoggingObserver, StringTransportWithDisconnection
 from twisted.logger import LogLevel, globalLogPublisher
 
+from netproxy.acl import RuleSet, parse_rule
+from netproxy.http.proxy import ProxyFactory
 from netproxy.testing import connect, fail_connection
 from tests.http_helpers import CLIENT, OK, OK_FORWARDED, ProxyTestCase, get, split_response
 
@@ -256,3 +258,28 @@ class LogLevelTests(ProxyTestCase):
         self.send(get())
         fail_connection(self.reactor, ConnectionRefusedError())
         self.assertEqual(self.levels(), [(LogLevel.error, 502)])
+
+
+class UnixClientTests(ProxyTestCase):
+    """
+    Clients of a Unix socket are the client C{unix}: admitted by the rule
+    C{unix}, logged as C{unix}.
+    """
+
+    def test_admitted_by_unix_rule(self):
+        """A Unix-socket client is served when --allow holds unix, and logged as unix."""
+        factory = ProxyFactory(self.reactor, allow=RuleSet([parse_rule("127.0.0.0/8"), parse_rule("unix")]),
+                               rules=RuleSet(), connect_ports={443}, timeout=30, connect_timeout=10)
+        events = []
+        factory.access_log.add_observer(events.append)
+        _, transport = connect(factory, UNIXAddress(None))
+        self.send(get(b"/x"), transport)
+        self.answer(self.origin(), OK)
+        self.assertEqual(transport.value(), OK_FORWARDED)
+        [event] = events
+        self.assertEqual((event["client"], event["status"]), ("unix", 200))
+
+    def test_refused_without_unix_rule(self):
+        """Without the unix rule, a Unix-socket client gets 403 naming it as unix."""
+        _, transport = connect(self.factory, UNIXAddress(b"/tmp/client.sock"))
+        self.assertError(403, "client unix is not allowed to use this proxy", transport)

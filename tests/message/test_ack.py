@@ -85,13 +85,13 @@ class ReplyTests(AckTestCase):
         self.assertTrue(self.transport.streaming)
 
     def test_non_utf8(self):
-        """Bytes that are not UTF-8 are answered and logged, not a crash."""
+        """Bytes that are not UTF-8 are answered and logged escaped as \\xhh, not a crash."""
         events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         protocol = self.connect()
         protocol.dataReceived(b"\xff\xfe\x80tg")
         self.assertEqual(self.transport.value(), b"DONE")
         self.assertTrue(self.transport.connected)
-        self.assertEqual(self.received_events(events), ["received '\ufffd\ufffd\ufffdtg' from 127.0.0.1:53211"])
+        self.assertEqual(self.received_events(events), ["received '\\xff\\xfe\\x80tg' from 127.0.0.1:53211"])
 
     def test_closed_by_peer(self):
         """A connection the peer closes leaves the factory's connections."""
@@ -115,6 +115,13 @@ class LogTests(AckTestCase):
         self.assertEqual(event["log_level"], LogLevel.info)
         self.assertEqual(event["peer"], "127.0.0.1:53211")
         self.assertEqual(event["size"], 4)
+
+    def test_control_characters_escaped(self):
+        """A chunk with ESC and a newline is logged escaped, on one line."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        protocol = self.connect()
+        protocol.dataReceived(b"\x1b[2Jx\nforged")
+        self.assertEqual(self.received_events(events), ["received '\\x1b[2Jx\\x0aforged' from 127.0.0.1:53211"])
 
     def test_each_chunk_logged(self):
         """Each chunk is logged on its own."""

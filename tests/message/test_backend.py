@@ -131,6 +131,14 @@ class BackendProtocolTests(SynchronousTestCase):
             "Sending a response to the client 50 payload: " + sha1_hex("hello"),
         ])
 
+    def test_hostile_payload_escaped(self):
+        """A payload and client id with ESC, a newline and non-ASCII are logged as \\xhh, one line each."""
+        self.send(data("x\x1b[2J\n\xff", srcid="c\x1b"))
+        lines = [formatEvent(e) for e in self.events if e["log_level"] == LogLevel.info]
+        self.assertEqual(lines[0], "Received a message from client c\\x1b payload: x\\x1b[2J\\x0a\\xff")
+        for line in lines:
+            self.assertTrue(line.isascii() and line.isprintable(), line)
+
     def test_malformed(self):
         """Malformed JSON gets a type 3 error and the connection is closed."""
         self.assertRefused(b"{nope}", "bad message: malformed JSON: Expecting property name enclosed "

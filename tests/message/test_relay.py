@@ -16,7 +16,7 @@ from twisted.internet.testing import (
     StringTransport,
     StringTransportWithDisconnection,
 )
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -576,6 +576,16 @@ class BadRequestTests(RelayTestCase):
         [event] = self.relay_events(LogLevel.warn)
         self.assertEqual((event["peer"], event["reason"]), ("127.0.0.1:5555", "expected a JSON object, got '['"))
 
+    def test_hostile_text_escaped(self):
+        """
+        A bad request quoting ESC, a newline and 0xff is logged with them as \\xhh, on one line.
+        """
+        self.protocol.dataReceived(encode(server_ip="x\x1b[2J\n\xff"))
+        [event] = self.relay_events(LogLevel.warn)
+        text = formatEvent(event)
+        self.assertIn("\\x1b[2J", text)
+        self.assertTrue(text.isascii() and text.isprintable(), text)
+
     def test_bad_request_after_exchange_closes_upstream(self):
         """
         A bad request after a forwarded one is answered and closes the earlier upstream connection.
@@ -862,6 +872,8 @@ class MaxConnectionsTests(SynchronousTestCase):
         """
         factory = make_factory()
         factory.max_connections = 2
+        # One client here, whose own limit would otherwise be a quarter of 2.
+        factory.max_connections_per_client = 2
         _, first = connect_client(factory)
         connect_client(factory)
         self.assertIsNone(factory.buildProtocol(CLIENT))

@@ -849,3 +849,21 @@ class HalfCloseTests(ReverseTestCase):
         """A client that half-closes having sent nothing is closed at once."""
         self.protocol.readConnectionLost()
         self.assertFalse(self.transport.connected)
+
+
+class EscapedLogTests(ReverseTestCase):
+    """
+    Ids, policies and payloads from the wire reach the log escaped.
+    """
+
+    def test_hostile_text_escaped(self):
+        """ESC, newlines and non-ASCII in a server id, a policy and a payload are logged as \\xhh, one line each."""
+        self.register("id\x1b[2J", 124, "PP\n\xff")
+        protocol, transport = self.connect()
+        self.send(protocol, data("x\x1b]0;owned\x07\n", privPoliId="PP\n\xff"))
+        complete_connection(self.reactor)[0].dataReceived(ack("x\x1b]0;owned\x07\n"))
+        lines = self.lines()
+        self.assertIn("Receiving setup message from server id id\\x1b[2J privacy policy PP\\x0a\\xff port 124", lines)
+        self.assertIn("Forwarding a data message to server id id\\x1b[2J payload: x\\x1b]0;owned\\x07\\x0a", lines)
+        for line in lines:
+            self.assertTrue(line.isascii() and line.isprintable(), line)

@@ -14,6 +14,9 @@ from netproxy.message.upper import UpperDatagramProtocol, UpperFactory
 from netproxy.reload import ReloadOnHangup
 from netproxy.tap import Options
 from netproxy.testing import UDPMemoryReactor
+from tests.test_connections import assert_per_client_limit
+
+LIMITS = ("--max-connections", "100", "--max-connections-per-client", "40")
 
 
 def parse(*argv: str) -> Options:
@@ -86,6 +89,16 @@ class RelayServiceTests(SynchronousTestCase):
         factory = reactor.tcpServers[0][1]
         self.assertEqual((factory.max_size, factory.idle_timeout, factory.max_connections), (1024, 2.5, 7))
 
+    def test_per_client_limit(self):
+        """With --max-connections-per-client 40 the 41st connection from one address is refused, not another's."""
+        reactor, service = start(services.relay_service, parse("relay", *LIMITS))
+        assert_per_client_limit(self, reactor.tcpServers[0][1])
+
+    def test_per_client_default(self):
+        """Without --max-connections-per-client one client may hold a quarter of --max-connections."""
+        reactor, service = start(services.relay_service, parse("relay", "--max-connections", "160"))
+        assert_per_client_limit(self, reactor.tcpServers[0][1])
+
 
 class AckServiceTests(SynchronousTestCase):
     """
@@ -104,6 +117,11 @@ class AckServiceTests(SynchronousTestCase):
         """--reply sets the answer, UTF-8 encoded."""
         reactor, service = start(services.ack_service, parse("ack", "--reply", "reçu"))
         self.assertEqual(reactor.tcpServers[0][1].reply, "reçu".encode())
+
+    def test_per_client_limit(self):
+        """With --max-connections-per-client 40 the 41st connection from one address is refused, not another's."""
+        reactor, service = start(services.ack_service, parse("ack", *LIMITS))
+        assert_per_client_limit(self, reactor.tcpServers[0][1])
 
 
 class UpperServiceTests(SynchronousTestCase):
@@ -156,3 +174,25 @@ class ReverseServiceTests(SynchronousTestCase):
         self.assertEqual(factory.allow_servers, options.subOptions["allow-servers"])
         self.assertEqual((factory.registry.max_servers, factory.registry.max_per_host), (7, 2))
         self.assertEqual(factory.forwarder.max_tries, 5)
+
+class PerClientLimitTests(SynchronousTestCase):
+    """
+    --max-connections-per-client reaches the listener of the upper, reverse
+    and backend roles (the relay's and ack's tests are with their roles').
+    """
+
+    def test_upper(self):
+        """The upper server refuses the 41st TCP connection from one address, not another's."""
+        reactor, service = start(services.upper_service, parse("upper", "--no-udp", *LIMITS))
+        assert_per_client_limit(self, reactor.tcpServers[0][1])
+
+    def test_reverse(self):
+        """The reverse proxy refuses the 41st connection from one address, not another's."""
+        reactor, service = start(services.reverse_service, parse("reverse", *LIMITS))
+        assert_per_client_limit(self, reactor.tcpServers[0][1])
+
+    def test_server(self):
+        """The backend server refuses the 41st connection from one address, not another's."""
+        options = parse("server", "--id", "1", "--pp", "PP_1", "--listen", "7000", *LIMITS)
+        service = services.server_service(options.subOptions, UDPMemoryReactor())
+        assert_per_client_limit(self, service.factory)

@@ -32,8 +32,9 @@ import re
 from collections.abc import Callable, Container, Iterator
 from functools import lru_cache
 
-from twisted.logger import Logger
 from twisted.python.filepath import FilePath
+
+from netproxy.escaping import Logger
 
 BODY, META, TEMP = ".body", ".meta", ".tmp"
 #: Directory entries examined per reactor turn by L{scan}.

@@ -21,10 +21,10 @@ from typing import IO, Any
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IReactorTime
 from twisted.internet.task import Cooperator
-from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
+from netproxy.escaping import Logger
 from netproxy.http.cache.entry import (
     CHUNK_SIZE,
     DamagedEntry,

@@ -20,11 +20,11 @@ from typing import IO
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.task import CooperativeTask, Cooperator, TaskStopped
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from netproxy.errors import NetproxyError
+from netproxy.escaping import Logger
 from netproxy.http.cache.entry import (
     CHUNK_SIZE,
     DamagedEntry,

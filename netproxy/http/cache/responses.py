@@ -26,8 +26,8 @@ from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 
+from netproxy.escaping import Logger
 from netproxy.http.cache import policy
 from netproxy.http.cache.entry import Entry
 from netproxy.http.cache.interfaces import IStore, IWriter
