@@ -64,6 +64,22 @@ def mutated(draw, base, tokens, max_mutations=4):
 
 
 @st.composite
+def chunked_bodies(draw):
+    """
+    A valid chunked body: chunks with and without extensions, the last
+    chunk, maybe trailer fields.
+    """
+    out = []
+    for piece in draw(st.lists(st.binary(min_size=1, max_size=40), max_size=4)):
+        extension = draw(st.sampled_from((b"", b";a=b", b' ; name="v"')))
+        out.append(b"%x%s\r\n%s\r\n" % (len(piece), extension, piece))
+    out.append(b"0\r\n")
+    out.extend(draw(st.lists(st.sampled_from((b"X-Sum: 1\r\n", b"Expires: 0\r\n")), max_size=2)))
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+@st.composite
 def pieces(draw, data):
     """
     C{data} cut into the pieces of successive C{dataReceived} calls: in
