@@ -51,13 +51,20 @@ class LogWatch:
 
     def check(self, testcase, what):
         """
-        Fail C{testcase} if a traceback or a critical event was logged.
+        Fail C{testcase} if a traceback or a critical event was logged, or
+        an event twistd's log file could not write (it encodes as UTF-8:
+        the observer fails, and a traceback takes the event's place).
         """
         for event in self.events:
+            text = formatEvent(event)
             if "log_failure" in event or event.get("log_level") is LogLevel.critical:
                 failure = event.get("log_failure")
                 detail = failure.getTraceback() if failure is not None else ""
-                testcase.fail(f"{what}: logged {formatEvent(event)!r}\n{detail}")
+                testcase.fail(f"{what}: logged {text!r}\n{detail}")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:
+                testcase.fail(f"{what}: logged {text!r}, which a UTF-8 log file cannot hold: {error}")
 
 
 class Peer:
