@@ -19,7 +19,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-CI_EXAMPLES = 200
+CI_EXAMPLES = 120
 LONG_EXAMPLES = 5000
 
 _COMMON = dict(
