@@ -81,6 +81,18 @@ class TrackedProtocol(Protocol, TimeoutMixin):
             return super().callLater(period, func)
         return clock.callLater(period, func)
 
+    def resetTimeout(self) -> None:
+        """
+        Start the idle period afresh: traffic moved, or (called from
+        C{timeoutConnection}) the peer is busy rather than idle.
+        """
+        # TimeoutMixin.resetTimeout only moves a pending timer.  Inside
+        # timeoutConnection the timer has just fired, so it would do nothing
+        # and leave the connection without an idle timeout for ever (a
+        # kept-alive client after one slow response); setTimeout arms a new
+        # one then, and moves the pending one otherwise.
+        self.setTimeout(self.timeOut)
+
     def timeoutConnection(self) -> None:
         self.log.info("closing idle connection from {peer}", peer=self.peer)
         self.close()

@@ -236,6 +236,55 @@ class ClientHostTests(SynchronousTestCase):
         self.assertEqual(protocol.client_host, "unix")
 
 
+class _Busy(TrackedProtocol):
+    """
+    A protocol that is never idle while C{busy}, as the proxy's is while
+    its exchange waits on an origin.
+    """
+
+    busy = True
+
+    def timeoutConnection(self):
+        if self.busy:
+            self.resetTimeout()
+            return
+        super().timeoutConnection()
+
+
+class IdleTimeoutTests(SynchronousTestCase):
+    """
+    The idle timeout of a L{TrackedProtocol}.
+    """
+
+    def setUp(self):
+        self.clock = MemoryReactorClock()
+        self.factory = _Factory(self.clock, idle_timeout=30)
+        self.factory.protocol = _Busy
+
+    def test_closed_when_idle(self):
+        """A peer quiet for the idle timeout is disconnected."""
+        protocol, transport = connect(self.factory)
+        protocol.busy = False
+        self.clock.advance(30)
+        self.assertFalse(transport.connected)
+
+    def test_reset_when_timed_out(self):
+        """Resetting the timeout from timeoutConnection starts the idle period afresh, rather than ending it."""
+        protocol, transport = connect(self.factory)
+        self.clock.advance(30)
+        self.assertTrue(transport.connected)
+        protocol.busy = False
+        self.clock.advance(30)
+        self.assertFalse(transport.connected)
+
+    def test_no_timeout(self):
+        """Resetting a protocol without an idle timeout arms no timer."""
+        self.factory.idle_timeout = None
+        protocol, transport = connect(self.factory)
+        protocol.resetTimeout()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
 class FormatAddressTests(SynchronousTestCase):
     """
     L{format_address} writes peer addresses for logs and replies.

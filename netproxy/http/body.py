@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.http.test_body -*-
+# -*- test-case-name: tests.http.test_body,tests.fuzz.test_http_request,tests.fuzz.test_http_response -*-
 """
 HTTP/1.1 message bodies (RFC 9112 section 7): cutting a byte stream into
 body pieces and whatever follows the body (the next pipelined message), as

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.http.test_framing -*-
+# -*- test-case-name: tests.http.test_framing,tests.fuzz.test_http_response -*-
 """
 How an HTTP/1.1 message's body is delimited (RFC 9112 section 6).
 

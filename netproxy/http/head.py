@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.http.test_head -*-
+# -*- test-case-name: tests.http.test_head,tests.fuzz.test_http_request,tests.fuzz.test_http_response -*-
 """
 HTTP/1.1 message heads: find where a head ends in a byte stream, and parse
 request lines, status lines and header fields (RFC 9112 sections 2 to 6,

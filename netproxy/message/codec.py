@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.message.test_codec -*-
+# -*- test-case-name: tests.message.test_codec,tests.fuzz.test_messages -*-
 """
 Message framing: turn a connection's byte stream into JSON objects and back.
 

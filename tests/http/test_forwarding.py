@@ -379,6 +379,20 @@ class KeepAliveTests(ProxyTestCase):
         self.reactor.advance(20)
         self.assertTrue(self.transport.connected)
 
+    def test_idle_after_long_exchange(self):
+        """A kept-alive connection whose response outlasted the idle timeout is still closed once idle."""
+        self.send(get())
+        origin = self.origin()
+        self.reactor.advance(20)
+        self.answer(origin, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+        self.reactor.advance(20)
+        self.answer(origin, b"h")
+        self.reactor.advance(20)
+        self.answer(origin, b"i")
+        self.assertTrue(self.transport.connected)
+        self.reactor.advance(30)
+        self.assertFalse(self.transport.connected)
+
 
 class PoolTests(ProxyTestCase):
     """

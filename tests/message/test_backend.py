@@ -102,6 +102,13 @@ class BackendProtocolTests(SynchronousTestCase):
         self.assertEqual(replies(self.transport)[0]["payload"],
                          hashlib.sha1("h\u00e9llo \u2603".encode("utf-8")).hexdigest())
 
+    def test_lone_surrogate_logged_writably(self):
+        """A payload holding a lone surrogate (JSON \\ud800) is answered, and logged as text a UTF-8 log file can hold."""
+        self.protocol.dataReceived(b'{"type": 0, "srcid": 50, "privPoliId": "PP_1", "payload": "a\\ud800b"}')
+        self.assertEqual(replies(self.transport)[0]["payload"], sha1_hex("a\ud800b"))
+        for event in self.events:
+            formatEvent(event).encode("utf-8")
+
     def test_string_types_copied(self):
         """A client that sent string type and ids gets them back as strings."""
         self.send(data(type="0", srcid="50", payloadsize="5"))
