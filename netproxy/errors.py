@@ -111,6 +111,15 @@ class ClientError(NetproxyError):
     """
 
 
+class EntryNotRemoved(NetproxyError):
+    """
+    A cache entry could not be removed (PURGE, or an unsafe method's
+    invalidation): its record could neither be deleted nor made unreadable.
+    The store serves it no more, but it may come back after a restart; the
+    message names the file and why.
+    """
+
+
 class HTTPError(NetproxyError):
     """
     An HTTP message cannot be handled; the proxy answers C{status} with a
@@ -119,12 +128,17 @@ class HTTPError(NetproxyError):
 
     :ivar status: the status code to answer, such as 400 or 431.
     :ivar close: whether the connection must be closed after the answer.
+    :ivar client_fault: whether the client caused it, which is then logged
+        as a warning (bad peer input), else as an error (an origin or the
+        proxy failed): by default for the 4xx statuses only; a 501 or 505
+        says so when a client asked for what the proxy does not do.
     """
 
-    def __init__(self, status: int, message: str, close: bool = True) -> None:
+    def __init__(self, status: int, message: str, close: bool = True, client_fault: bool | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.close = close
+        self.client_fault = status < 500 if client_fault is None else client_fault
 
 
 class SetupRefused(NetproxyError):

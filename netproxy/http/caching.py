@@ -327,12 +327,13 @@ class Caching:
             return
         self._serve(found, result, status_field)
 
-    def response_fields(self, head: Any, headers: list[tuple[bytes, bytes]], request_time: float,
+    def response_fields(self, head: Any, framing: Any, headers: list[tuple[bytes, bytes]], request_time: float,
                         response_time: float) -> list[tuple[bytes, bytes]] | None:
         """
-        The origin's response head arrived, to be relayed with C{headers}:
-        store the response if the policy allows, and invalidate what an
-        unsafe method changed.
+        The origin's response head arrived, framed by C{framing}, to be
+        relayed with C{headers}: store the response if the policy allows
+        and the store takes it (only then does Cache-Status say
+        C{stored}), and invalidate what an unsafe method changed.
 
         :returns: C{headers} with the response's Cache-Status; or L{None}
             when the stored response answers instead, refreshed by a 304
@@ -358,7 +359,8 @@ class Caching:
             # Not a request the cache handles (RFC 9211's "bypass").
             return headers + [(b"Cache-Status", cache_status(hit=False, fwd="bypass", fwd_status=head.status))]
         if method == b"GET" and policy.storable(method, exchange.head.headers, head.status, head.headers):
-            self._fill = self.cache.fill(self.key, exchange.head.headers, head, request_time, response_time)
+            self._fill = self.cache.fill(self.key, exchange.head.headers, head, request_time, response_time,
+                                         framing.length)
         return headers + [(b"Cache-Status", cache_status(
             hit=False, fwd=self._fwd, fwd_status=head.status, stored=self._fill is not None))]
 

@@ -204,7 +204,9 @@ class Forwarding:
         proxy does not carry protocol upgrades.
         """
         if self.exchange.head.version == (1, 1) and head.status != 101:
-            headers = forward_headers(head.headers, via_version=head.version)
+            # No 1xx has a body, nor may say it has (RFC 9110 section 8.6).
+            headers = [field for field in forward_headers(head.headers, via_version=head.version)
+                       if field[0].lower() != b"content-length"]
             self._client.write(response_head_bytes(head.status, head.reason, headers))
         self._progress = self._clock.seconds()
 
@@ -217,10 +219,11 @@ class Forwarding:
         now = self._progress = self._clock.seconds()
         self.factory.metrics.response_seconds.observe(now - self._request_time)
         headers = forward_headers(head.headers, via_version=head.version)
-        if framing.kind in ("chunked", "close"):
+        if framing.kind in ("chunked", "close") or head.status == 204:
             # A Content-Length beside Transfer-Encoding is overridden by it
             # and must not be forwarded (RFC 9112 section 6.3): the body
-            # we send is framed differently.
+            # we send is framed differently.  A 204 must not have one at
+            # all (RFC 9110 section 8.6).
             headers = [field for field in headers if field[0].lower() != b"content-length"]
         client_11 = exchange.head.version == (1, 1)
         # A body the origin ends by closing is chunked for an HTTP/1.1
@@ -238,7 +241,7 @@ class Forwarding:
             headers.append((b"Connection", b"keep-alive"))
         caching = self.caching
         if caching is not None:
-            cached = caching.response_fields(head, headers, self._request_time, now)
+            cached = caching.response_fields(head, framing, headers, self._request_time, now)
             if cached is None:
                 exchange.state = "discarding"
                 return

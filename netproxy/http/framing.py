@@ -77,7 +77,8 @@ def request_framing(version: tuple[int, int], headers: list[tuple[bytes, bytes]]
     :param version: C{(major, minor)}, as L{netproxy.http.head} parses it.
     :param headers: the header fields as received, C{(name, value)} bytes.
     :returns: a L{Framing} of kind C{"none"}, C{"length"} or C{"chunked"}.
-    :raises HTTPError: 400 when the framing is invalid or ambiguous.
+    :raises HTTPError: 400 when the framing is invalid or ambiguous; 501
+        for a transfer coding other than chunked (section 6.1).
     """
     te, cl = _collect(headers)
     if te and cl:
@@ -85,8 +86,15 @@ def request_framing(version: tuple[int, int], headers: list[tuple[bytes, bytes]]
     if te:
         if version < (1, 1):
             raise HTTPError(400, "Transfer-Encoding in an HTTP/1.0 request")
-        if _codings(te) != [b"chunked"]:
-            raise HTTPError(400, "unsupported transfer coding")
+        codings = _codings(te)
+        if codings[-1:] != [b"chunked"] or codings.count(b"chunked") > 1:
+            # Section 6.3: without chunked last (and once), where the body
+            # ends cannot be known.
+            raise HTTPError(400, "the request's Transfer-Encoding does not end with chunked, once")
+        if len(codings) > 1:
+            # Section 6.1: a transfer coding the proxy does not understand
+            # (it decodes chunked only, and cannot pass others on).
+            raise HTTPError(501, "transfer codings other than chunked are not supported", client_fault=True)
         return _CHUNKED
     if not cl:
         return _NONE
@@ -110,7 +118,8 @@ def response_framing(
     :param version: C{(major, minor)}, as L{netproxy.http.head} parses it.
     :param headers: the header fields as received, C{(name, value)} bytes.
     :returns: a L{Framing}.
-    :raises HTTPError: 502 when the framing is invalid.
+    :raises HTTPError: 502 when the framing is invalid, or uses a transfer
+        coding other than chunked.
     """
     # RFC 9110 section 9.3.6: any 2xx, 204 included, turns CONNECT's
     # connection into a tunnel, so this comes before the no-body statuses.
@@ -123,9 +132,13 @@ def response_framing(
         if version < (1, 1):
             # Section 6.1: treat the framing as faulty, even with a length.
             raise HTTPError(502, "Transfer-Encoding in an HTTP/1.0 response")
-        codings = _codings(te)
-        if not codings or codings[-1] != b"chunked":
-            return _CLOSE
+        if _codings(te) != [b"chunked"]:
+            # Section 6.1: the proxy decodes chunked only.  Another coding
+            # (gzip, chunked) cannot be passed on, since Transfer-Encoding
+            # is hop-by-hop, and dropping it would hand the client encoded
+            # bytes with nothing to say so; chunked not last would leave
+            # the body to end with the connection.  Squid answers 502 too.
+            raise HTTPError(502, "the upstream server used a transfer coding other than chunked")
         # Transfer-Encoding overrides Content-Length (section 6.3 item 3);
         # both at once smells of response splitting, so do not reuse the
         # connection afterwards.

@@ -215,7 +215,8 @@ def parse_request_head(data: bytes, max_fields: int = MAX_FIELDS) -> RequestHead
     parsed_version = _VERSIONS.get(version)
     if parsed_version is None:
         if _VERSION_SYNTAX.fullmatch(version):
-            raise HTTPError(505, "HTTP version not supported")
+            # The client's choice, not the proxy's failure.
+            raise HTTPError(505, "HTTP version not supported", client_fault=True)
         raise HTTPError(400, "malformed HTTP version in request line")
     del lines[0]
     return RequestHead(
@@ -263,6 +264,32 @@ def header_values(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes
     return [v for n, v in headers if len(n) == size and n.lower() == name]
 
 
+def check_request_start(data: bytes | bytearray, checked: int) -> int:
+    """
+    Tell early whether the first bytes of a head can start a request line,
+    which begins with a method, a token (RFC 9112 section 3): a TLS
+    ClientHello or other binary bytes sent to the plain port are then
+    refused at once rather than left to wait for the end of a head that
+    will never come.
+
+    :param data: the head so far, from its first byte after any empty lines.
+    :param checked: how many bytes of C{data} an earlier call found fit.
+    :returns: -1 once the method is complete (the space after it arrived),
+        else how many bytes are known fit, for the next call.
+    :raises HTTPError: 400 when a byte of the method cannot be in a token,
+        or the line ends before the method does.
+    """
+    space = data.find(b" ", checked)
+    end = len(data) if space < 0 else space
+    bad = data[checked:end].translate(None, _TCHAR)
+    if bad[:1] in _LINE_BREAKS:
+        raise HTTPError(400, "malformed request line")
+    if bad or space == 0:
+        raise HTTPError(400, "not an HTTP request: its first bytes cannot start a request line"
+                             " (TLS or another protocol sent to a plain HTTP port?)")
+    return end if space < 0 else -1
+
+
 _Head = TypeVar("_Head", RequestHead, ResponseHead)
 
 
@@ -285,6 +312,8 @@ class HeadReader(Generic[_Head]):
         "_searched",
         "_at_start",
         "_limit",
+        "_check_start",
+        "_start_checked",
     )
 
     def __init__(self, parse: Callable[[bytes], _Head], max_size: int = MAX_HEAD) -> None:
@@ -296,13 +325,16 @@ class HeadReader(Generic[_Head]):
         self._parse: Callable[[bytes], _Head] = parse
         self._max_size = max_size
         # A response head too large is the origin's fault: the client gets 502.
+        self._check_start: Callable[[bytes | bytearray, int], int] | None
         if getattr(parse, "func", parse) is parse_response_head:
             self._too_large = (
                 502,
                 f"upstream sent a response head larger than {max_size} bytes",
             )
+            self._check_start = None
         else:
             self._too_large = (431, f"request head larger than {max_size} bytes")
+            self._check_start = check_request_start
         self._reset()
 
     def _reset(self) -> None:
@@ -312,6 +344,9 @@ class HeadReader(Generic[_Head]):
         self._at_start = True
         # Bytes the head may still take, after any skipped empty lines.
         self._limit = self._max_size
+        # How far the start of the head was found able to start a request
+        # line (see check_request_start), or -1 once it is known to.
+        self._start_checked = 0
 
     def _fail(self) -> HTTPError:
         self._reset()
@@ -344,6 +379,12 @@ class HeadReader(Generic[_Head]):
                 self._buffer = bytearray(data)
                 return _INCOMPLETE
             self._at_start = False
+        if self._start_checked >= 0 and self._check_start is not None:
+            try:
+                self._start_checked = self._check_start(data, self._start_checked)
+            except HTTPError:
+                self._reset()
+                raise
         match = _END_OF_HEAD.search(data, self._searched)
         if match is None:
             if len(data) >= self._limit:
@@ -363,4 +404,5 @@ class HeadReader(Generic[_Head]):
         self._searched = 0
         self._at_start = True
         self._limit = self._max_size
+        self._start_checked = 0
         return self._parse(head), rest

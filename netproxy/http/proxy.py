@@ -161,9 +161,9 @@ class ProxyProtocol(TrackedProtocol):
                 self.abort()
                 return
             self.exchange = None
-        # The peer's fault is a warning; an origin that cannot be reached
+        # The client's fault is a warning; an origin that cannot be reached
         # or does not answer is an error (STYLE.md).
-        level = self.log.error if error.status >= 500 else self.log.warn
+        level = self.log.warn if error.client_fault else self.log.error
         level("{peer}: {status} {reason}", peer=self.peer, status=error.status, reason=str(error))
         self._cancel_head_timer()
         self.reader = None

@@ -123,6 +123,29 @@ class StoreTests(CacheTestCase):
         self.assertEqual(len(self.store), 0)
         self.assertEqual(self.field(answer, b"Cache-Status"), b"netproxy; fwd=uri-miss; fwd-status=200")
 
+    def test_too_large_not_announced(self):
+        """A body longer than the store holds is not stored, and Cache-Status does not say stored."""
+        self.store.max_size = 100
+        answer = self.fetch(answer=b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 101\r\n\r\n"
+                            + b"x" * 101)
+        self.assertEqual(self.field(answer, b"Cache-Status"), b"netproxy; fwd=uri-miss; fwd-status=200")
+        self.assertEqual(len(self.store), 0)
+
+    def test_refused_not_announced(self):
+        """A store that cannot begin to write the entry (a read-only directory) is not announced as stored."""
+        writer = self.store.writer
+
+        def refused(key, meta):
+            started = writer(key, meta)
+            started.abort()
+            return started
+
+        self.patch(self.store, "writer", refused)
+        answer = self.fetch(answer=FRESH)
+        self.assertEqual(self.field(answer, b"Cache-Status"), b"netproxy; fwd=uri-miss; fwd-status=200")
+        self.assertEqual(split_response(answer.value())[2], b"fresh")
+        self.assertEqual(len(self.store), 0)
+
     def test_bypass_status(self):
         """A request the cache does not handle says so in Cache-Status."""
         answer = self.fetch(get(method=b"POST", headers=b"Content-Length: 0\r\n"),

@@ -96,6 +96,24 @@ class ForwardingTests(ProxyTestCase):
         self.answer(origin, OK)
         self.assertTrue(self.transport.value().endswith(OK_FORWARDED))
 
+    def test_interim_response_without_length(self):
+        """A Content-Length on a 1xx is not passed on: no 1xx may carry one (RFC 9110 8.6)."""
+        self.send(get())
+        self.answer(self.origin(), b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\nContent-Length: 0\r\n\r\n")
+        self.assertEqual(self.transport.value(), b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\nVia: 1.1 netproxy\r\n\r\n")
+
+    def test_no_content_without_length(self):
+        """A 204's Content-Length is dropped (RFC 9110 8.6), and the connection stays for the next request."""
+        self.send(get())
+        origin = self.origin()
+        self.answer(origin, b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nX-A: 1\r\n\r\n")
+        self.assertEqual(self.transport.value(), b"HTTP/1.1 204 No Content\r\nX-A: 1\r\nVia: 1.1 netproxy\r\n\r\n")
+        self.transport.clear()
+        self.send(get())
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.answer(origin, OK)
+        self.assertTrue(self.transport.value().endswith(OK_FORWARDED))
+
     def test_interim_response_not_sent_to_http10(self):
         """An HTTP/1.0 client never sees a 1xx response, only the final one."""
         self.send(get(version=b"1.0"))
@@ -170,6 +188,18 @@ class UpstreamErrorTests(ProxyTestCase):
         self.send(get())
         self.answer(self.origin(), b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n")
         self.assertError(502, "invalid Content-Length in the response")
+
+    def test_transfer_coding_not_dropped(self):
+        """An origin's gzip under chunked is 502 (RFC 9112 6.1), never relayed as chunked with its coding lost."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.send(get())
+        origin = self.origin()
+        self.answer(origin, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\n\x1f\x8b\x08\x00\x00\r\n")
+        self.assertError(502, "the upstream server used a transfer coding other than chunked")
+        self.assertNotIn(b"\x1f\x8b", self.transport.value())
+        self.assertFalse(origin.connected)
+        [event] = [e for e in events if e.get("status") == 502]
+        self.assertEqual(event["log_level"], LogLevel.error)
 
     def test_never_answers(self):
         """An origin that accepts but does not answer within the timeout is 504, and is closed."""

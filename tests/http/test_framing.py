@@ -94,30 +94,39 @@ class RequestFramingTests(SynchronousTestCase):
         ):
             self.assertEqual(request_framing(HTTP11, headers).kind, "chunked")
 
-    def test_unsupported_transfer_coding(self):
-        """Any coding list but exactly chunked is refused."""
+    def test_chunked_not_last(self):
+        """Codings that do not end with chunked, once, leave the body's end unknown: 400 (RFC 9112 6.3)."""
         for value in (
-            b"gzip, chunked",
             b"chunked, gzip",
             b"identity",
             b"xchunked",
             b"chunked;x=1",
             b"chunked, chunked",
+            b"gzip, chunked, chunked",
             b"",
             b" , ",
             b"\x0bchunked",
         ):
             self.assert_refused(
-                [(b"Transfer-Encoding", value)], "unsupported transfer coding"
+                [(b"Transfer-Encoding", value)], "the request's Transfer-Encoding does not end with chunked, once"
             )
+
+    def test_unknown_transfer_coding(self):
+        """A coding the proxy does not decode before a final chunked is 501, the client's fault (RFC 9112 6.1)."""
+        for value in (b"gzip, chunked", b"x-custom, CHUNKED", b"deflate,gzip,chunked"):
+            error = self.assertRaises(HTTPError, request_framing, HTTP11, [(b"Transfer-Encoding", value)])
+            self.assertEqual((error.status, str(error), error.close, error.client_fault),
+                             (501, "transfer codings other than chunked are not supported", True, True))
 
     def test_transfer_coding_over_two_field_lines(self):
         """Codings are gathered from every field line."""
-        for second in (b"chunked", b"gzip"):
-            self.assert_refused(
-                [(b"Transfer-Encoding", b"chunked"), (b"Transfer-Encoding", second)],
-                "unsupported transfer coding",
-            )
+        self.assert_refused([(b"Transfer-Encoding", b"chunked"), (b"Transfer-Encoding", b"chunked")],
+                            "the request's Transfer-Encoding does not end with chunked, once")
+        self.assert_refused([(b"Transfer-Encoding", b"chunked"), (b"Transfer-Encoding", b"gzip")],
+                            "the request's Transfer-Encoding does not end with chunked, once")
+        error = self.assertRaises(HTTPError, request_framing, HTTP11,
+                                  [(b"Transfer-Encoding", b"gzip"), (b"Transfer-Encoding", b"chunked")])
+        self.assertEqual(error.status, 501)
 
     def test_transfer_encoding_and_content_length(self):
         """Both framing headers are refused, in either order."""
@@ -181,16 +190,17 @@ class ResponseFramingTests(SynchronousTestCase):
         self.assertEqual(framing, Framing("length", 3))
 
     def test_chunked(self):
-        """Chunked as the final coding gives a chunked body."""
-        for value in (b"chunked", b"gzip, CHUNKED"):
+        """Chunked alone, in any case, gives a chunked body."""
+        for value in (b"chunked", b"CHUNKED", b" chunked ,"):
             framing = self.framing([(b"Transfer-Encoding", value)])
             self.assertEqual(framing, Framing("chunked", None, False))
 
-    def test_chunked_not_final(self):
-        """Any other final coding is read until the connection closes."""
-        for value in (b"chunked, gzip", b"gzip", b""):
-            framing = self.framing([(b"Transfer-Encoding", value)])
-            self.assertEqual(framing, Framing("close", None, True))
+    def test_other_transfer_coding(self):
+        """Any coding but chunked alone is 502 (RFC 9112 6.1): never passed on without its coding, nor read to the close."""
+        for value in (b"gzip, chunked", b"gzip,CHUNKED", b"chunked, gzip", b"gzip", b"identity", b"chunked, chunked",
+                      b""):
+            message = self.assert_refused([(b"Transfer-Encoding", value)])
+            self.assertEqual(message, "the upstream server used a transfer coding other than chunked")
 
     def test_transfer_encoding_overrides_content_length(self):
         """With both headers TE wins, and the connection is not reused."""

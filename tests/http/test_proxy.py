@@ -88,9 +88,17 @@ class RequestErrorTests(ProxyTestCase):
         self.assertRefused(get(method=b"POST", headers=b"Content-Length: -5\r\n"), 400, "invalid Content-Length")
 
     def test_unknown_transfer_coding(self):
-        """A transfer coding other than chunked alone is 400."""
+        """A transfer coding the proxy does not decode, before chunked, is 501 (RFC 9112 6.1), logged as a warning."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         self.assertRefused(get(method=b"POST", headers=b"Transfer-Encoding: gzip, chunked\r\n"),
-                           400, "unsupported transfer coding")
+                           501, "transfer codings other than chunked are not supported")
+        self.assertEqual([e["status"] for e in events if e["log_level"] == LogLevel.warn], [501])
+        self.assertEqual([e for e in events if e["log_level"] >= LogLevel.error], [])
+
+    def test_chunked_not_last(self):
+        """A request whose codings do not end with chunked has no knowable end: 400 (RFC 9112 6.3)."""
+        self.assertRefused(get(method=b"POST", headers=b"Transfer-Encoding: chunked, gzip\r\n"),
+                           400, "does not end with chunked")
 
     def test_obs_fold(self):
         """Obsolete line folding in the head is 400."""
@@ -101,8 +109,47 @@ class RequestErrorTests(ProxyTestCase):
         self.assertRefused(get(headers=b"X-A: 1\rX-B: 2\r\n"), 400, "bare CR in message head")
 
     def test_unsupported_version(self):
-        """HTTP/2.0 in a request line is 505."""
-        self.assertRefused(b"GET http://127.0.0.1:8000/ HTTP/2.0\r\n\r\n", 505, "HTTP version not supported")
+        """HTTP/2.0 or HTTP/1.2 in a request line is 505, the client's doing: a warning, not an error."""
+        for version in (b"2.0", b"1.2"):
+            events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+            _, transport = connect(self.factory, CLIENT)
+            self.send(b"GET http://127.0.0.1:8000/ HTTP/%s\r\n\r\n" % (version,), transport)
+            self.assertError(505, "HTTP version not supported", transport)
+            [event] = [e for e in events if e.get("status") == 505]
+            self.assertEqual(event["log_level"], LogLevel.warn)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_tls_on_plain_port(self):
+        """A TLS ClientHello is 400 at once, not 408 after --timeout: no request line starts so."""
+        hello = bytes.fromhex("160301020001000200") + b"\x03\x03" + b"\x00" * 20
+        for first in (hello[:1], hello):
+            _, transport = connect(self.factory, CLIENT)
+            self.send(first, transport)
+            self.assertError(400, "not an HTTP request", transport)
+
+    def test_binary_after_method_start(self):
+        """Bytes that cannot be in a method are 400 as soon as they come, even after a few that can."""
+        self.send(b"GE")
+        self.assertEqual(self.transport.value(), b"")
+        self.send(b"\x00\xff")
+        self.assertError(400, "not an HTTP request")
+
+    def test_line_ends_in_method(self):
+        """A request line that ends before its method does is 400 at once."""
+        self.send(b"\r\nHELLO\r\n")
+        self.assertError(400, "malformed request line")
+
+    def test_empty_method(self):
+        """A request line starting with a space is 400 at once."""
+        self.send(b" GET")
+        self.assertError(400, "not an HTTP request")
+
+    def test_slow_method_not_refused(self):
+        """A valid method sent a byte at a time is no reason to refuse: the request goes through."""
+        for byte in get():
+            self.send(bytes([byte]))
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.assertEqual(self.transport.value(), b"")
 
     def test_huge_head(self):
         """A head larger than 64 KiB is 431 as soon as the limit is passed."""

@@ -266,14 +266,22 @@ class Cache:
         head: ResponseHead,
         request_time: float,
         response_time: float,
+        length: int | None = None,
     ) -> IWriter | None:
         """
         Start storing a response.
 
         :param head: the origin's L{netproxy.http.head.ResponseHead}.
-        :returns: an L{netproxy.http.cache.interfaces.IWriter} for its body, or
-            L{None} when the store could not keep its Vary marker.
+        :param length: its body's length, when its head says it.
+        :returns: an L{netproxy.http.cache.interfaces.IWriter} for its body,
+            or L{None} when the store refuses the entry: a body longer than
+            the store's C{max_size}, or one it cannot begin to write, or a
+            Vary marker it could not keep.  (A write that fails later, once
+            the response head has gone to the client, abandons the entry
+            and is logged by the store.)
         """
+        if length is not None and length > self.store.max_size:
+            return None
         names = vary_names(head.headers)
         if names:
             vary = [name.decode("latin-1") for name in names]
@@ -292,7 +300,12 @@ class Cache:
             "request_time": request_time,
             "response_time": response_time,
         }
-        return self.store.writer(key, meta)
+        writer = self.store.writer(key, meta)
+        if writer.abandoned:
+            # The store could not even start it (its directory is read-only,
+            # say): nothing will be stored.
+            return None
+        return writer
 
     def refresh(
         self, found: Found, headers: list[tuple[bytes, bytes]], request_time: float, response_time: float
