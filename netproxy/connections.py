@@ -24,10 +24,12 @@ from twisted.application import strports
 from twisted.application.service import MultiService, Service
 from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IListeningPort, IProtocolFactory, IReactorTime
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from netproxy.escaping import Logger
 
@@ -263,7 +265,26 @@ class DrainOnStop(Service):
         return self.factory.drain(self.clock, self.timeout)
 
 
-def listening(factory: TrackingFactory, endpoints: Iterable[str], reactor: Any, timeout: float) -> MultiService:
+@implementer(IStreamServerEndpoint)
+class _Announcing:
+    """
+    A server endpoint that tells C{announce} of each port it listens on.
+    """
+
+    def __init__(self, endpoint: IStreamServerEndpoint, announce: Callable[[IListeningPort], object]) -> None:
+        self._endpoint = endpoint
+        self._announce = announce
+
+    def listen(self, factory: IProtocolFactory) -> "Deferred[IListeningPort]":
+        def announce(port: IListeningPort) -> IListeningPort:
+            self._announce(port)
+            return port
+
+        return self._endpoint.listen(factory).addCallback(announce)
+
+
+def listening(factory: TrackingFactory, endpoints: Iterable[str], reactor: Any, timeout: float,
+              on_listening: Callable[[IListeningPort], object] | None = None) -> MultiService:
     """
     The service of a factory listening on endpoints, draining its
     connections when stopped.
@@ -275,12 +296,18 @@ def listening(factory: TrackingFactory, endpoints: Iterable[str], reactor: Any, 
     :param endpoints: the endpoint descriptions to listen on.
     :param reactor: the reactor, to listen with and as the drain's clock.
     :param timeout: seconds to wait before aborting busy connections.
+    :param on_listening: called with each L{IListeningPort} once it
+        listens (the port actually bound, for port 0 or a socket systemd
+        passed), or L{None}.
     :returns: the service, to be given a parent.
     """
     service = MultiService()
     DrainOnStop(factory, reactor, timeout).setServiceParent(service)
     for endpoint in endpoints:
-        strports.service(endpoint, factory, reactor=reactor).setServiceParent(service)
+        listener = strports.service(endpoint, factory, reactor=reactor)
+        if on_listening is not None:
+            listener.endpoint = _Announcing(listener.endpoint, on_listening)
+        listener.setServiceParent(service)
     return service
 
 

@@ -386,7 +386,8 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
         reloaders.append(options["auth"].reload)
     if reloaders:
         ReloadOnHangup(reloaders, reactor).setServiceParent(service)
-    listening(factory, options["listen"], reactor, options["shutdown-timeout"]).setServiceParent(service)
+    listening(factory, options["listen"], reactor, options["shutdown-timeout"],
+              factory.listening.add).setServiceParent(service)
     return service
 
 

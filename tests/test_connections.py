@@ -388,6 +388,17 @@ class ListeningTests(SynchronousTestCase):
         self.assertEqual([(port, f, interface) for port, f, _, interface in reactor.tcpServers],
                          [(6000, factory, "127.0.0.1"), (6001, factory, "")])
 
+    def test_announces_ports(self):
+        """Each port is announced once it listens, with the address actually bound."""
+        reactor = MemoryReactorClock()
+        factory = _Factory(reactor)
+        ports = []
+        service = listening(factory, ["tcp:6000", "tcp:0"], reactor, 5, ports.append)
+        self.assertEqual(ports, [])
+        service.privilegedStartService()
+        service.startService()
+        self.assertEqual([port.getHost().port for port in ports], [6000, 0])
+
     def test_listeners_stop_before_drain(self):
         """The drain comes first among the children, so it is stopped after the listeners."""
         reactor = MemoryReactorClock()

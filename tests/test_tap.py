@@ -134,6 +134,13 @@ class HttpCacheOptionsTests(SynchronousTestCase):
         reactor, service = start(tap.http_service, options)
         assert_per_client_limit(self, reactor.tcpServers[0][1])
 
+    def test_listening_addresses(self):
+        """The proxy learns the addresses it listens on as its ports start: nothing is forwarded to them."""
+        reactor, service = start(tap.http_service, parse("http", "--no-cache", "--listen", "tcp:3128"))
+        factory = reactor.tcpServers[0][1]
+        self.assertIsNotNone(factory.listening.match("127.0.0.1", 3128))
+        self.assertIsNone(factory.listening.match("127.0.0.1", 3129))
+
     def test_bad_cache_size(self):
         """A bad --cache-size is refused naming the option."""
         error = self.assertRaises(UsageError, parse, "http", "--cache-size", "lots")

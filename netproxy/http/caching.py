@@ -310,8 +310,7 @@ class Caching:
         return True
 
     def _stale_status(self) -> bytes:
-        status: bytes = cache_status(hit=True, ttl=self._assessment.ttl, detail="stale-if-error")
-        return status
+        return cache_status(hit=True, ttl=self._assessment.ttl, detail="stale-if-error")
 
     def serve_replacement(self) -> None:
         """
@@ -330,10 +329,9 @@ class Caching:
     def response_fields(self, head: Any, framing: Any, headers: list[tuple[bytes, bytes]], request_time: float,
                         response_time: float) -> list[tuple[bytes, bytes]] | None:
         """
-        The origin's response head arrived, framed by C{framing}, to be
-        relayed with C{headers}: store the response if the policy allows
-        and the store takes it (only then does Cache-Status say
-        C{stored}), and invalidate what an unsafe method changed.
+        The origin's response head arrived (its body framed by C{framing}),
+        to be relayed with C{headers}: store it if policy and store allow
+        (and only then say C{stored}); invalidate what unsafe methods change.
 
         :returns: C{headers} with the response's Cache-Status; or L{None}
             when the stored response answers instead, refreshed by a 304

@@ -112,14 +112,19 @@ class Exchange:
         :raises HTTPError: when the request is refused.
         """
         head = self.head
+        # A loop is refused before anything else, the proxy's own pages and
+        # PURGE included: a request the proxy sent itself comes from its
+        # own address, an --admin one by default (netproxy.http.loops).
+        if is_loop(head.headers):
+            raise HTTPError(403, "forwarding loop: this request has already passed through netproxy")
         if head.target[:1] == b"/" and head.method != b"CONNECT":
             self._read_framing()
             admin.page(self, rest)
             return
         self.target = target = parse_target(head.method, head.target)
-        if is_loop(head.headers):
-            raise HTTPError(403, "forwarding loop: this request has already passed through netproxy")
         host = target.host.decode("ascii")
+        if self.factory.listening.match(host, target.port) is not None:
+            raise HTTPError(403, f"forwarding loop: {target.authority.decode('ascii')} is this proxy itself")
         rule = self.factory.rules.match(host, target.port)
         if rule is not None:
             raise HTTPError(403, f"destination {target.authority.decode('ascii')} is blocked by rule {rule}")

@@ -25,6 +25,7 @@ from netproxy.http.cache.responses import Cache
 from netproxy.http.exchange import Exchange
 from netproxy.http.head import HeadReader, RequestHead, parse_request_head
 from netproxy.http.interfaces import IExchangeClient
+from netproxy.http.loops import Listening, LoopGuard
 from netproxy.http.message import Target, error_response, no_delay
 from netproxy.http.pool import ConnectionPool
 from netproxy.http.proxy_metrics import HttpMetrics
@@ -62,6 +63,7 @@ class ProxyProtocol(TrackedProtocol):
         if host is None or self.factory.allow.match(host) is None:
             self.fail(HTTPError(403, f"client {host} is not allowed to use this proxy"))
             return
+        self.factory.listening.accepted(self.transport.getHost())
         # One reader for every request of the connection: it starts afresh
         # after each head.
         self.reader = self._reader = HeadReader(parse_request_head)
@@ -257,6 +259,10 @@ class ProxyFactory(TrackingFactory):
         forward everything.
     :param admin: client addresses allowed to administer the proxy (PURGE),
         anything with C{match(host)}; loopback by default.
+    :ivar listening: the addresses it listens on (L{Listening}), to which
+        nothing is forwarded: tell it of each port (L{Listening.add}).
+    :ivar rules: C{rules}, behind the refusal of those addresses
+        (L{LoopGuard}), for every destination and its resolved address.
     """
 
     protocol = ProxyProtocol
@@ -272,7 +278,8 @@ class ProxyFactory(TrackingFactory):
                  admin: Any = None) -> None:
         super().__init__(reactor, timeout)
         self.allow = allow
-        self.rules = rules
+        self.listening = Listening()
+        self.rules = LoopGuard(rules, self.listening)
         self.connect_ports = frozenset(connect_ports)
         self.timeout = timeout
         self.connect_timeout = connect_timeout

@@ -568,8 +568,9 @@ def _receive(sock):
     return chunk, not chunk, None
 
 
-def _blocking_exchange(port, requests, until_closed, expect, shutdown, timeout, limit):
-    with socket.create_connection((LOCALHOST, port), timeout=timeout) as sock:
+def _blocking_exchange(port, requests, until_closed, expect, shutdown, timeout, limit, source):
+    source_address = None if source is None else (source, 0)
+    with socket.create_connection((LOCALHOST, port), timeout=timeout, source_address=source_address) as sock:
         data = b""
         send_error = recv_error = None
         closed = False
@@ -608,7 +609,7 @@ def _blocking_exchange(port, requests, until_closed, expect, shutdown, timeout, 
 
 
 def raw_exchange(port, *requests, until_closed=False, expect=None, shutdown=False,
-                 timeout=SOCKET_TIMEOUT, limit=1 << 20):
+                 timeout=SOCKET_TIMEOUT, limit=1 << 20, source=None):
     """
     Talk to C{127.0.0.1:port} the way naive clients do, with a blocking
     socket in a thread (so the reactor keeps reading the daemons' output):
@@ -621,9 +622,11 @@ def raw_exchange(port, *requests, until_closed=False, expect=None, shutdown=Fals
     :param shutdown: half-close the socket after sending.
     :param timeout: the socket timeout, bounding every connect, send and read.
     :param limit: stop reading after this many bytes.
+    :param source: the loopback address to connect from (such as
+        C{127.0.0.2}, a client outside C{127.0.0.1/32}), or L{None}.
     :returns: a L{Deferred} firing with a L{RawReply}.
     """
-    return deferToThread(_blocking_exchange, port, requests, until_closed, expect, shutdown, timeout, limit)
+    return deferToThread(_blocking_exchange, port, requests, until_closed, expect, shutdown, timeout, limit, source)
 
 
 async def refused_after_close(port):

@@ -7,24 +7,30 @@ Prometheus does), parsed with prometheus_client, and its counters compared
 with what was done; an ordinary HTTP client (treq) reads the pages too.
 """
 
+import re
+
 from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.web.client import Agent
 
-from tests.integration.daemon import WAIT_TIMEOUT, raw_exchange
-from tests.integration.http_client import CacheTestCase, parse_replies, start_proxy
+from tests.integration.daemon import LISTEN, LOCALHOST, WAIT_TIMEOUT, raw_exchange
+from tests.integration.http_client import CacheTestCase, HttpTestCase, parse_replies, start_proxy
 from tests.integration.http_origin import BODY, MAX_AGE_60, Page, add_page, start_origin
 from tests.test_instruments import parse, samples
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def page_request(path):
+# A client outside --admin 127.0.0.1/32, still on loopback.
+OUTSIDER = "127.0.0.2"
+
+
+def page_request(path, headers=b""):
     """
     :returns: an origin-form GET for one of the proxy's pages, closing the
-        connection after it.
+        connection after it, with more C{headers}.
     """
-    return b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" % (path,)
+    return b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s\r\n" % (path, headers)
 
 
 class PageTests(CacheTestCase):
@@ -122,3 +128,53 @@ class PageTests(CacheTestCase):
         self.check_error(reply.data, reply.closed, 403, r"--admin networks only, not from 127\.0\.0\.1",
                          page_request(b"/metrics"))
         self.assertNotIn(b"netproxy_", reply.data)
+
+
+class LoopTests(HttpTestCase):
+    """
+    The proxy's pages cannot be reached through the proxy: with
+    C{--admin 127.0.0.1/32}, a client at 127.0.0.2 asking the proxy to fetch
+    them from itself gets a 403 for a forwarding loop, as it does when
+    asking directly (where it is not an admin).
+    """
+
+    async def refused(self, proxy, request, cause, source=OUTSIDER, port=None):
+        """
+        C{request} from C{source} gets 403 naming C{cause}, and none of the
+        proxy's metrics.
+        """
+        reply = await raw_exchange(port or proxy.port, request, until_closed=True, source=source)
+        self.check_error(reply.data, reply.closed, 403, cause, request)
+        self.assertNotIn(b"netproxy_", reply.data)
+
+    async def test_page_through_the_proxy(self):
+        """GET http://PROXY/metrics from 127.0.0.2 is a loop (403), by address or by a name resolving to it."""
+        proxy = await start_proxy(self, "--no-cache", "--admin", "127.0.0.1/32")
+        await self.refused(proxy, page_request(b"/metrics"), r"--admin networks only, not from 127\.0\.0\.2")
+        for authority in (f"127.0.0.1:{proxy.port}", f"127.1:{proxy.port}", f"0.0.0.0:{proxy.port}"):
+            request = b"GET http://%s/metrics HTTP/1.1\r\nHost: x\r\n\r\n" % (authority.encode(),)
+            await self.refused(proxy, request, "forwarding loop: .* is this proxy itself")
+        # localhost resolves to 127.0.0.1 from /etc/hosts: nothing leaves this host.
+        request = b"GET http://localhost:%d/status HTTP/1.1\r\n\r\n" % (proxy.port,)
+        await self.refused(proxy, request, r"it resolves to 127\.0\.0\.1, .*where this proxy listens: a forwarding loop")
+        self.assertIsNone(proxy.output.find(r"\[-\] .*netproxy_http"))
+
+    async def test_arriving_back(self):
+        """A page request carrying netproxy's Via came through a netproxy: 403, even from an admin address."""
+        proxy = await start_proxy(self, "--no-cache", "--admin", "127.0.0.1/32")
+        await self.refused(proxy, page_request(b"/metrics", b"Via: 1.1 netproxy\r\n"),
+                           "this request has already passed through netproxy", source=LOCALHOST)
+        await proxy.wait_for(r"#warn\] .*403 forwarding loop")
+
+    async def test_several_listeners(self):
+        """With two --listen on port 0, a request on one to the port actually bound by the other is a loop too."""
+        proxy = await start_proxy(self, "--no-cache", "--admin", "127.0.0.1/32", "--listen", LISTEN)
+        started = r"ProxyFactory starting on (\d+)"
+        await proxy.wait_for(started)
+        first_line = next(index for index, line in enumerate(proxy.output.lines) if re.search(started, line))
+        await proxy.wait_for(started, since=first_line + 1)
+        ports = [int(match.group(1)) for match in map(re.compile(started).search, proxy.output.lines) if match]
+        self.assertEqual(len(set(ports)), 2, ports)
+        first, second = ports
+        request = b"GET http://127.0.0.1:%d/metrics HTTP/1.1\r\n\r\n" % (second,)
+        await self.refused(proxy, request, "forwarding loop", port=first)
