@@ -215,7 +215,6 @@ def parse_request_head(data: bytes, max_fields: int = MAX_FIELDS) -> RequestHead
     parsed_version = _VERSIONS.get(version)
     if parsed_version is None:
         if _VERSION_SYNTAX.fullmatch(version):
-            # The client's choice, not the proxy's failure.
             raise HTTPError(505, "HTTP version not supported", client_fault=True)
         raise HTTPError(400, "malformed HTTP version in request line")
     del lines[0]
@@ -266,18 +265,15 @@ def header_values(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes
 
 def check_request_start(data: bytes | bytearray, checked: int) -> int:
     """
-    Tell early whether the first bytes of a head can start a request line,
-    which begins with a method, a token (RFC 9112 section 3): a TLS
-    ClientHello or other binary bytes sent to the plain port are then
-    refused at once rather than left to wait for the end of a head that
-    will never come.
+    Whether the first bytes of a head can start a request line, which
+    begins with a method, a token (RFC 9112 section 3): TLS or binary bytes
+    sent to the plain port are refused at once, not left to time out.
 
     :param data: the head so far, from its first byte after any empty lines.
     :param checked: how many bytes of C{data} an earlier call found fit.
-    :returns: -1 once the method is complete (the space after it arrived),
-        else how many bytes are known fit, for the next call.
-    :raises HTTPError: 400 when a byte of the method cannot be in a token,
-        or the line ends before the method does.
+    :returns: -1 once the method is complete, else how many bytes are fit.
+    :raises HTTPError: 400 when a byte of the method is not a token's, or
+        the line ends before the method does.
     """
     space = data.find(b" ", checked)
     end = len(data) if space < 0 else space
@@ -344,8 +340,7 @@ class HeadReader(Generic[_Head]):
         self._at_start = True
         # Bytes the head may still take, after any skipped empty lines.
         self._limit = self._max_size
-        # How far the start of the head was found able to start a request
-        # line (see check_request_start), or -1 once it is known to.
+        # What check_request_start found fit so far (-1: all of the method).
         self._start_checked = 0
 
     def _fail(self) -> HTTPError:
@@ -380,11 +375,7 @@ class HeadReader(Generic[_Head]):
                 return _INCOMPLETE
             self._at_start = False
         if self._start_checked >= 0 and self._check_start is not None:
-            try:
-                self._start_checked = self._check_start(data, self._start_checked)
-            except HTTPError:
-                self._reset()
-                raise
+            self._start_checked = self._check_start(data, self._start_checked)
         match = _END_OF_HEAD.search(data, self._searched)
         if match is None:
             if len(data) >= self._limit:

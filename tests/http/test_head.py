@@ -509,6 +509,42 @@ class HeadReaderTests(SynchronousTestCase):
     L{HeadReader} finds the end of a head in a chunked stream.
     """
 
+    def test_not_a_request_at_once(self):
+        """Bytes no request line starts with are refused as they come, not when a head ends that never will."""
+        for first in (b"\x16\x03\x01", b"\r\n\x00", b"GET\xff", b" GET", b"G\x80ET /"):
+            error = self.assertRaises(HTTPError, HeadReader(parse_request_head).feed, first)
+            self.assertEqual((error.status, str(error)[:21]), (400, "not an HTTP request: "), first)
+
+    def test_method_checked_across_chunks(self):
+        """A method arriving a byte at a time is checked as it grows, each byte once."""
+        reader = HeadReader(parse_request_head)
+        for byte in b"\r\nPROPFIND":
+            self.assertEqual(reader.feed(bytes([byte])), (None, b""))
+        self.assertRaises(HTTPError, reader.feed, b"<")
+
+    def test_line_ends_before_the_method(self):
+        """A request line with no space before its end is 400 at once."""
+        error = self.assertRaises(HTTPError, HeadReader(parse_request_head).feed, b"HELLO\r\n")
+        self.assertEqual(str(error), "malformed request line")
+
+    def test_after_the_method(self):
+        """Past the method, the rest of the line is the parser's, at the end of the head, as before."""
+        reader = HeadReader(parse_request_head)
+        self.assertEqual(reader.feed(b"GET \x00\x01 "), (None, b""))
+        self.assertRaises(HTTPError, reader.feed, b"HTTP/1.1\r\n\r\n")
+
+    def test_next_request_checked(self):
+        """The check starts afresh with each head of a connection."""
+        reader = HeadReader(parse_request_head)
+        head, rest = reader.feed(SMALL_HEAD + b"\x16\x03")
+        self.assertIsNotNone(head)
+        self.assertRaises(HTTPError, reader.feed, rest)
+
+    def test_responses_not_checked(self):
+        """A response head is not a request: its reader leaves the status line to the parser."""
+        reader = HeadReader(parse_response_head)
+        self.assertEqual(reader.feed(b"\x16\x03"), (None, b""))
+
     def test_one_chunk(self):
         """A whole head in one chunk is parsed with nothing left over."""
         head, rest = HeadReader(parse_request_head).feed(SMALL_HEAD)
