@@ -14,7 +14,7 @@ from typing import Any
 
 from netproxy.connections import client_host
 from netproxy.http.cache.responses import cache_key
-from netproxy.errors import HTTPError
+from netproxy.errors import EntryNotRemoved, HTTPError
 from netproxy.http.interfaces import IExchange
 from netproxy.http.message import error_response
 from netproxy.instruments import CONTENT_TYPE
@@ -67,15 +67,20 @@ def page(exchange: IExchange, rest: bytes) -> None:
 def purge(exchange: IExchange, rest: bytes) -> None:
     """
     Answer C{PURGE url}: remove what the cache holds for the URL (200, or
-    404 when it held nothing).
+    404 when it held nothing).  200 means gone for good, after a restart
+    too; an entry that could not be removed so is 500, with the reason.
 
     :raises HTTPError: 403 for clients not of an C{--admin} network, 400
-        for a PURGE with a body.
+        for a PURGE with a body, 500 when the entry could not be removed.
     """
     _check_admin(exchange, "PURGE")
     cache = exchange.factory.cache
     url = exchange.head.target.decode("latin-1")
-    if cache is not None and cache.purge(cache_key(exchange.target)):
+    try:
+        removed = cache is not None and cache.purge(cache_key(exchange.target))
+    except EntryNotRemoved as e:
+        raise HTTPError(500, f"{url} could not be removed from the cache: {e}") from None
+    if removed:
         status, text = 200, f"{url} removed from the cache"
     else:
         status, text = 404, f"{url} is not in the cache"

@@ -6,10 +6,18 @@ collapsed forwarding, and the access log's cache status, with an in-memory
 store on a L{MemoryReactorClock}.
 """
 
+import errno
+import os
+
 from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import LogLevel, globalLogPublisher
+from twisted.python.filepath import FilePath
 
 from netproxy.acl import RuleSet, parse_rule
-from netproxy.http.cache.responses import cache_key
+from netproxy.http.cache.file_store import FileStore
+from netproxy.http.cache.producers import next_turn
+from netproxy.http.cache.responses import Cache, cache_key
 from netproxy.http.message import parse_target
 from netproxy.testing import connect, fail_connection
 from tests.http_helpers import CLIENT, FRESH, STALE_WITH_ETAG, URL, CacheTestCase, get, split_response
@@ -518,3 +526,64 @@ class CollapsedForwardingTests(CacheTestCase):
         self.send(get(headers=b"Cache-Control: no-cache\r\n"))
         self.send(get(headers=b"Cache-Control: max-age=0\r\n"))
         self.assertEqual(len(self.reactor.tcpClients), 4)
+
+
+class ReadOnlyCacheTests(CacheTestCase):
+    """
+    A cache on disk whose files cannot be deleted: PURGE says 200 only when
+    the entry is gone for good, and an entry that could not be removed
+    (by PURGE or an unsafe method) is never served again.  Deleting fails
+    by an injected error, since chmod does not stop root.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.directory = FilePath(self.mktemp())
+        self.store = FileStore(self.directory, 10 * 1024 * 1024, self.reactor, scheduler=next_turn(self.reactor))
+        self.factory.cache = Cache(self.store)
+        self.fetch(answer=FRESH)
+        self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def refuse(self, emptying=True):
+        """Deleting files fails, as in a read-only directory; emptying them too, unless C{emptying} is false."""
+        def no_delete(path):
+            raise PermissionError(errno.EACCES, "Permission denied")
+
+        def no_truncate(path, length):
+            raise OSError(errno.EROFS, "Read-only file system")
+
+        self.patch(FilePath, "remove", no_delete)
+        if emptying:
+            self.patch(os, "truncate", no_truncate)
+
+    def errors(self):
+        return [event for event in self.logged if event["log_level"] >= LogLevel.error]
+
+    def test_purge_not_removed(self):
+        """PURGE of an entry that cannot be removed is 500 naming why, logged as an error; it is not served again."""
+        self.refuse()
+        answer = self.fetch(get(method=b"PURGE"))
+        self.assertError(500, "http://127.0.0.1:8000/ could not be removed from the cache: its record ", answer)
+        self.assertIn(b"Permission denied", answer.value())
+        self.assertEqual([event.get("status") for event in self.errors()], [500])
+        self.fetch(answer=FRESH)
+        self.assertEqual(self.cache_results(), ["MISS", "BYPASS", "MISS"])
+
+    def test_purge_emptied(self):
+        """PURGE of an entry whose record can be emptied, not deleted, is 200: it is gone after a restart too."""
+        self.refuse(emptying=False)
+        answer = self.fetch(get(method=b"PURGE"))
+        self.assertTrue(answer.value().startswith(b"HTTP/1.1 200 OK\r\n"), answer.value())
+        restarted = FileStore(self.directory, 10 * 1024 * 1024, self.reactor)
+        self.assertIsNone(restarted.get(cache_key(parse_target(b"GET", URL + b"/"))))
+
+    def test_invalidation_not_removed(self):
+        """An unsafe method's invalidation that cannot remove the entry logs an error; the entry is not served again."""
+        self.refuse()
+        answer = self.fetch(get(method=b"POST", headers=b"Content-Length: 0\r\n"),
+                            answer=b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.assertTrue(answer.value().startswith(b"HTTP/1.1 204 "))
+        [error] = self.errors()
+        self.assertEqual(error["log_format"], "could not invalidate {url} in the cache: {error}")
+        self.fetch(answer=FRESH)
+        self.assertEqual(self.cache_results(), ["MISS", "BYPASS", "MISS"])

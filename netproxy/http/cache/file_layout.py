@@ -13,6 +13,11 @@ Squid shards its own::
     <cache dir>/3f/<random>3fa8...c1.body.tmp  a body being written
     <cache dir>/3f/<random>3fa8...c1.meta.tmp  a record being written
 
+An entry is removed by deleting its record (then its body); where the
+record cannot be deleted, it is emptied, and an empty record means no entry
+(L{retire_record}), so that what is removed stays removed, for every process
+reading the directory and after a restart.
+
 An entry is stored by writing its body to a temporary file, renaming it into
 place, then writing its record to a temporary file and renaming that into
 place last (L{write_record}), so that a crash at any moment leaves the old
@@ -72,6 +77,37 @@ def remove(path: FilePath[str], log: Logger) -> bool:
         return False
     except OSError as e:
         log.error("could not delete {path}: {error}", path=path.path, error=str(e))
+    return True
+
+
+def retire_record(path: FilePath[str], log: Logger) -> bool:
+    """
+    Remove an entry's record, so that the entry is gone for good: for this
+    process, for any other reading the directory, and after a restart.
+    When the record cannot be deleted (its directory is read-only, say),
+    it is emptied in place instead: an empty record is a tombstone, which
+    every reader takes for no entry and L{scan} deletes once it can.
+
+    :returns: whether there was a record.
+    :raises OSError: the deletion's error, when the record could be
+        neither deleted nor emptied (a read-only file system, an immutable
+        file): the entry is still on disk.
+    """
+    try:
+        path.remove()
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        error = e
+    try:
+        # Never creates the file: truncate, not open for writing.
+        os.truncate(path.path, 0)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        raise error from None
+    log.error("could not delete {path} ({error}): emptied it instead", path=path.path, error=str(error))
     return True
 
 
@@ -151,6 +187,10 @@ def _scan_file(
             mtime, record_size = record.getModificationTime(), record.getsize()
         except OSError:
             return  # removed since the directory was listed
+        if not record_size:
+            # A tombstone (retire_record): delete it now, if it can be.
+            delete(name)
+            return
         try:
             body_size = body.getsize()
         except OSError:

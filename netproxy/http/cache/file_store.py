@@ -34,7 +34,18 @@ from netproxy.http.cache.entry import (
     encode_record,
     same_body,
 )
-from netproxy.http.cache.file_layout import BODY, META, TEMP, entry_file, file_name, remove, scan, write_record
+from netproxy.errors import EntryNotRemoved
+from netproxy.http.cache.file_layout import (
+    BODY,
+    META,
+    TEMP,
+    entry_file,
+    file_name,
+    remove,
+    retire_record,
+    scan,
+    write_record,
+)
 from netproxy.http.cache.interfaces import IStore, IWriter
 from netproxy.http.cache.producers import Scheduler, next_turn, one_step, stream_body
 from netproxy.http.cache.writer import BodyWriter
@@ -109,6 +120,10 @@ class FileStore:
         # Temporary files being written, which load must leave alone.
         self._writing: set[str] = set()
         self._shards: set[str] = set()
+        # Entries whose record could be neither deleted nor emptied (see
+        # remove): never served by this store, though still on disk.  No
+        # more than there were entries.
+        self._dead: set[str] = set()
 
     @property
     def size(self) -> int:
@@ -122,6 +137,8 @@ class FileStore:
 
     def get(self, key: bytes) -> Entry | None:
         name = file_name(key)
+        if name in self._dead:
+            return None
         hot = self._hot.get(name)
         if hot is not None:
             self._hot.move_to_end(name)
@@ -184,9 +201,26 @@ class FileStore:
         return entry if name in self._index else None
 
     def remove(self, key: bytes) -> bool:
+        """
+        Remove an entry for good (L{retire_record}): gone for every process
+        reading the directory and after a restart, or L{EntryNotRemoved}.
+
+        :raises EntryNotRemoved: when its record could be neither deleted
+            nor emptied; this store serves it no more, but it is still on
+            disk for others, and after a restart.
+        """
         name = file_name(key)
-        known = name in self._index or name in self._scanned
-        return self._delete(name) or known
+        known = name in self._index or name in self._scanned or name in self._dead
+        self._forget(name)
+        record = self._file(name, META)
+        try:
+            found = retire_record(record, self.log)
+        except OSError as e:
+            self._dead.add(name)
+            raise EntryNotRemoved(f"its record {record.path} could be neither deleted nor emptied: {e.strerror or e}") from None
+        self._dead.discard(name)
+        remove(self._file(name, BODY), self.log)
+        return found or known
 
     def load(self) -> "Deferred[None]":
         """
@@ -234,6 +268,9 @@ class FileStore:
         except OSError as e:
             self.log.error("could not read cache record {name}: {error}", name=name, error=str(e))
             return None
+        if not data:
+            # A tombstone: the entry was removed (retire_record).
+            return None
         try:
             entry = decode_record(data)
             if entry.key != key:
@@ -278,6 +315,7 @@ class FileStore:
             self._delete(name)
             return None
         self._scanned.pop(name, None)
+        self._dead.discard(name)
         self._add(name, _Slot(size, self._reactor.seconds()))
         self._remember(name, entry, small, len(record))
         self._evict()

@@ -135,5 +135,11 @@ class IStore(Interface):
 
     def remove(key: bytes) -> bool:
         """
+        Remove the entry for C{key} for good: once this returns, it is not
+        served again, by this store or (for a store on disk) by another
+        process sharing it or after a restart.
+
         :returns: C{True} if an entry for C{key} existed and was removed.
+        :raises netproxy.errors.EntryNotRemoved: when it existed and could
+            not be removed for good; the store serves it no more itself.
         """

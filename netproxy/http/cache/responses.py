@@ -33,7 +33,7 @@ from netproxy.http.cache.entry import Entry
 from netproxy.http.cache.interfaces import IStore, IWriter
 from netproxy.http.cache.validation import updated_headers
 from netproxy.http.cache.vary import secondary_key, vary_names
-from netproxy.errors import HTTPError
+from netproxy.errors import EntryNotRemoved, HTTPError
 from netproxy.http.head import ResponseHead
 from netproxy.http.message import (
     Target,
@@ -176,6 +176,8 @@ class Cache:
     :ivar revalidating: the keys of stored responses being revalidated in
         the background (RFC 5861 section 3), one revalidation at a time each.
     """
+
+    log = Logger()
 
     def __init__(self, store: IStore) -> None:
         self.store = store
@@ -325,15 +327,19 @@ class Cache:
 
     def purge(self, key: bytes) -> bool:
         """
-        Remove the response stored for C{key}, all its variants included.
+        Remove the response stored for C{key}, all its variants included,
+        for good (see L{netproxy.http.cache.interfaces.IStore.remove}).
 
         :returns: whether there was one.
+        :raises EntryNotRemoved: when it could not be removed for good.
         """
         return self.store.remove(key)
 
     def invalidate(self, urls: list[bytes]) -> None:
         """
         Forget the responses stored for C{urls} (absolute C{http} URLs).
+        One that cannot be removed for good is logged, and never served by
+        this store again.
         """
         for url in urls:
             try:
@@ -342,7 +348,11 @@ class Cache:
                 continue
             # Removing the URL's own entry (or its Vary marker) is enough:
             # variants are only reached through the marker.
-            self.store.remove(cache_key(target))
+            try:
+                self.store.remove(cache_key(target))
+            except EntryNotRemoved as e:
+                self.log.error("could not invalidate {url} in the cache: {error}", url=url.decode("latin-1"),
+                               error=str(e))
 
 
 class Loadable(Protocol):

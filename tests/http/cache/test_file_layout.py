@@ -20,6 +20,7 @@ from netproxy.http.cache.file_layout import (
     entry_file,
     file_name,
     remove,
+    retire_record,
     scan,
     write_record,
 )
@@ -100,6 +101,55 @@ class RemoveTests(LayoutTestCase):
         self.assertEqual(event["path"], path.path)
 
 
+class RetireRecordTests(LayoutTestCase):
+    """L{retire_record} removes a record for good: deleted, or else emptied, or else an error."""
+
+    def test_deleted(self):
+        """A record that can be deleted is: True."""
+        path = self.root.child("r")
+        path.setContent(b"x")
+        self.assertTrue(retire_record(path, self.log))
+        self.assertFalse(path.exists())
+        self.assertEqual(self.events, [])
+
+    def test_missing(self):
+        """No record: False, and no file is made."""
+        path = self.root.child("missing")
+        self.assertFalse(retire_record(path, self.log))
+        self.assertFalse(path.exists())
+
+    def test_emptied(self):
+        """A record that cannot be deleted is emptied (a tombstone), and the failed delete logged: True."""
+        path = self.root.child("r")
+        path.setContent(b"record")
+
+        def refuse():
+            raise PermissionError(13, "Permission denied")
+
+        path.remove = refuse
+        self.assertTrue(retire_record(path, self.log))
+        self.assertEqual(path.getContent(), b"")
+        [event] = self.events
+        self.assertEqual(event["log_format"], "could not delete {path} ({error}): emptied it instead")
+
+    def test_neither(self):
+        """A record that can be neither deleted nor emptied raises the deletion's error, and stays."""
+        path = self.root.child("r")
+        path.setContent(b"record")
+
+        def refuse():
+            raise PermissionError(13, "Permission denied")
+
+        def read_only(name, length):
+            raise OSError(30, "Read-only file system")
+
+        path.remove = refuse
+        self.patch(os, "truncate", read_only)
+        error = self.assertRaises(PermissionError, retire_record, path, self.log)
+        self.assertEqual(error.strerror, "Permission denied")
+        self.assertEqual(path.getContent(), b"record")
+
+
 class WriteRecordTests(LayoutTestCase):
     """L{write_record} puts a record in place at once, with its time of use."""
 
@@ -157,6 +207,12 @@ class ScanTests(LayoutTestCase):
     def test_record_without_body(self):
         """An entry whose body is missing is handed to delete, and not found."""
         name = self.entry(KEY, body=None)
+        found, deleted, steps = self.run_scan()
+        self.assertEqual((found, deleted), ({}, [name]))
+
+    def test_tombstone(self):
+        """An emptied record (a removed entry) is handed to delete, and not found."""
+        name = self.entry(KEY, record=b"")
         found, deleted, steps = self.run_scan()
         self.assertEqual((found, deleted), ({}, [name]))
 

@@ -17,6 +17,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
+from netproxy.errors import EntryNotRemoved
 from netproxy.http.cache.entry import CHUNK_SIZE, BodyAbandoned, DamagedEntry, StreamStopped, decode_record
 from netproxy.http.cache.file_layout import file_name
 from netproxy.http.cache.file_store import FileStore
@@ -569,3 +570,105 @@ class FileStoreOnDiskTests(TurnsMixin, SynchronousTestCase):
         self.failureResultOf(writer.follow(transport), BodyAbandoned)
         self.assertEqual((transport.value(), transport.producer), (b"", None))
         self.assertEqual(writer.tails, [])
+
+
+class ReadOnlyRemovalTests(TurnsMixin, SynchronousTestCase):
+    """
+    An entry removed (PURGE, invalidation) stays removed, for every process
+    reading the directory and after a restart, or the removal says it
+    failed: never a removal reported done that a restart undoes.  Deleting
+    files is made to fail here by an injected error, since chmod does not
+    stop root (the integration tests use chattr).
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.path = FilePath(self.mktemp())
+        self.store = self.reopen()
+        self.put(KEY, b"body")
+        self.refusals = []
+
+    def reopen(self):
+        """A new store on the same directory, loaded, as after a restart."""
+        self.store = FileStore(self.path, 64 * MiB, self.clock, scheduler=self.schedule)
+        self.store.load()
+        self.run_turns()
+        return self.store
+
+    def record(self):
+        name = file_name(KEY)
+        return self.path.child(name[:2]).child(name + ".meta")
+
+    def refuse_deleting(self):
+        """Deleting files fails, as in a read-only directory."""
+        def refuse(path):
+            raise PermissionError(errno.EACCES, "Permission denied")
+
+        self.refusals.append(self.patch(FilePath, "remove", refuse))
+
+    def refuse_emptying(self):
+        """Emptying files fails too, as on a read-only file system."""
+        def refuse(path, length):
+            raise OSError(errno.EROFS, "Read-only file system")
+
+        self.refusals.append(self.patch(os, "truncate", refuse))
+
+    def test_emptied_when_not_deleted(self):
+        """A record that cannot be deleted is emptied: the entry is gone, after a restart too, and 200-worthy."""
+        self.refuse_deleting()
+        self.assertTrue(self.store.remove(KEY))
+        self.assertIsNone(self.store.get(KEY))
+        self.assertEqual(self.record().getContent(), b"")
+        self.reopen()
+        self.assertIsNone(self.store.get(KEY))
+        self.assertEqual(len(self.store), 0)
+
+    def test_tombstone_tidied(self):
+        """An emptied record is deleted by the next load that can."""
+        self.refuse_deleting()
+        self.store.remove(KEY)
+        self.unpatch()
+        self.reopen()
+        self.assertFalse(self.record().exists())
+
+    def test_tombstone_before_load(self):
+        """A store not yet loaded takes an emptied record for no entry, without calling it damaged."""
+        self.refuse_deleting()
+        self.store.remove(KEY)
+        store = FileStore(self.path, 64 * MiB, self.clock, scheduler=self.schedule)
+        self.assertIsNone(store.get(KEY))
+
+    def test_not_removed(self):
+        """A record that can be neither deleted nor emptied: EntryNotRemoved, and this store serves it no more."""
+        self.refuse_deleting()
+        self.refuse_emptying()
+        error = self.assertRaises(EntryNotRemoved, self.store.remove, KEY)
+        self.assertIn(self.record().path, str(error))
+        self.assertIn("Permission denied", str(error))
+        self.assertIsNone(self.store.get(KEY))
+        self.assertIsNone(self.store.get(KEY))
+        # Still there on disk, which is why the removal did not succeed.
+        self.assertNotEqual(self.record().getContent(), b"")
+
+    def test_not_removed_then_removed(self):
+        """Removing it again once the directory is writable succeeds, and says it was there."""
+        self.refuse_deleting()
+        self.refuse_emptying()
+        self.assertRaises(EntryNotRemoved, self.store.remove, KEY)
+        self.unpatch()
+        self.assertTrue(self.store.remove(KEY))
+        self.assertFalse(self.record().exists())
+
+    def test_stored_again(self):
+        """A new response stored for the key is served: the old one is what was removed."""
+        self.refuse_deleting()
+        self.refuse_emptying()
+        self.assertRaises(EntryNotRemoved, self.store.remove, KEY)
+        self.unpatch()
+        self.put(KEY, b"new!")
+        self.assertEqual(self.fetch(self.store.get(KEY)), b"new!")
+
+    def unpatch(self):
+        """Deleting and emptying work again."""
+        for refusal in self.refusals:
+            refusal.restore()
