@@ -12,14 +12,17 @@ request, the response's C{Cache-Status} and C{Age} fields, and the cache
 column of the proxy's access log (HIT, MISS, REVALIDATED, STALE, BYPASS).
 """
 
+import glob
 import os
 import re
+import subprocess
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.trial.unittest import SkipTest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from tests.integration.daemon import bounded, connect_client
+from tests.integration.daemon import bounded, connect_client, run_command
 from tests.integration.http_client import CacheTestCase, access_line, cache_status, start_proxy
 from tests.integration.http_origin import (
     BODY,
@@ -374,3 +377,75 @@ class CollapsedForwardingTests(CacheTestCase):
             await bounded(client.lost)
         self.assertEqual(len(page.held), self.CLIENTS)
         self.assertEqual(sorted(self.bodies(clients)), [page.body(n) for n in range(self.CLIENTS)])
+
+
+class ReadOnlyCacheTests(CacheTestCase):
+    """
+    A cache whose files cannot be deleted (made immutable with chattr, as
+    chmod does not stop root, who runs CI): PURGE says 200 only when the
+    entry is gone for good, a restart included, and 500 otherwise; the
+    store's refusals are not announced as stored.
+    """
+
+    async def immutable(self, path):
+        """
+        Make C{path} immutable (C{chattr +i}) until the test ends, or skip
+        the test where this file system or process cannot.
+        """
+        try:
+            result = await run_command(["chattr", "+i", path])
+        except OSError as error:
+            raise SkipTest(f"chattr is not available: {error}")
+        if result.code != 0:
+            raise SkipTest(f"chattr +i {path} failed: {result.err.strip()}")
+        self.addCleanup(subprocess.run, ["chattr", "-i", path], check=False)
+
+    def record_of(self, directory):
+        """
+        :returns: the path of the one entry's record in the cache C{directory}.
+        """
+        [record] = glob.glob(os.path.join(directory, "*", "*.meta"))
+        return record
+
+    async def test_purge_in_read_only_directory(self):
+        """
+        PURGE in a directory where nothing can be deleted is 200 only because the entry stays gone, after a restart
+        too; the next response is not announced as stored, since the store cannot write there.
+        """
+        origin = start_origin(self)
+        page = Page(MAX_AGE_60)
+        url = add_page(origin, "read-only", page)
+        directory = self.cache_dir()
+        first = await self.cached_proxy(cache_dir=directory)
+        await self.assert_stored(first, url)
+        await self.immutable(os.path.dirname(self.record_of(directory)))
+        await self.request(first, url, method=b"PURGE", status=200)
+        response, received, column = await self.request(first, url)
+        self.assertEqual((column, cache_status(response)), ("MISS", ["fwd=uri-miss", "fwd-status=200"]))
+        self.assertTrue(await first.stop(), first.output.transcript())
+        second = await self.cached_proxy(cache_dir=directory)
+        response, received, column = await self.request(second, url)
+        self.assertEqual((column, received.body), ("MISS", BODY), second.output.transcript())
+        self.assertEqual(len(page.seen), 3)
+
+    async def test_purge_of_immutable_record(self):
+        """
+        PURGE of an entry whose record can be neither deleted nor emptied is 500 naming why; it is not served again.
+        """
+        origin = start_origin(self)
+        page = Page(MAX_AGE_60)
+        url = add_page(origin, "immutable", page)
+        directory = self.cache_dir()
+        proxy = await self.cached_proxy(cache_dir=directory)
+        await self.assert_stored(proxy, url)
+        await self.immutable(self.record_of(directory))
+        since = proxy.mark()
+        await self.assert_error(proxy, b"PURGE %s HTTP/1.1\r\nHost: a\r\n\r\n" % (url.encode("ascii"),), 500,
+                                r"could not be removed from the cache: its record .* could be neither deleted nor "
+                                r"emptied: Operation not permitted")
+        await proxy.wait_for(access_line("PURGE", url, 500), since)
+        await proxy.wait_for(r"#error\] .*: 500 .*could not be removed from the cache", since)
+        for _ in range(2):
+            response, received, column = await self.request(proxy, url)
+            self.assertEqual((column, received.body), ("MISS", BODY), proxy.output.transcript())
+        self.assertEqual(len(page.seen), 3)
