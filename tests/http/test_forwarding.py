@@ -100,7 +100,8 @@ class ForwardingTests(ProxyTestCase):
         """A Content-Length on a 1xx is not passed on: no 1xx may carry one (RFC 9110 8.6)."""
         self.send(get())
         self.answer(self.origin(), b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\nContent-Length: 0\r\n\r\n")
-        self.assertEqual(self.transport.value(), b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\nVia: 1.1 netproxy\r\n\r\n")
+        self.assertEqual(self.transport.value(),
+                         b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\nVia: 1.1 netproxy\r\n\r\n")
 
     def test_no_content_without_length(self):
         """A 204's Content-Length is dropped (RFC 9110 8.6), and the connection stays for the next request."""

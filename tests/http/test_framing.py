@@ -196,7 +196,7 @@ class ResponseFramingTests(SynchronousTestCase):
             self.assertEqual(framing, Framing("chunked", None, False))
 
     def test_other_transfer_coding(self):
-        """Any coding but chunked alone is 502 (RFC 9112 6.1): never passed on without its coding, nor read to the close."""
+        """Any coding but chunked alone is 502 (RFC 9112 6.1): never relayed without it, nor read to the close."""
         for value in (b"gzip, chunked", b"gzip,CHUNKED", b"chunked, gzip", b"gzip", b"identity", b"chunked, chunked",
                       b""):
             message = self.assert_refused([(b"Transfer-Encoding", value)])

@@ -156,7 +156,7 @@ class LoopTests(HttpTestCase):
             await self.refused(proxy, request, "forwarding loop: .* is this proxy itself")
         # localhost resolves to 127.0.0.1 from /etc/hosts: nothing leaves this host.
         request = b"GET http://localhost:%d/status HTTP/1.1\r\n\r\n" % (proxy.port,)
-        await self.refused(proxy, request, r"it resolves to 127\.0\.0\.1, .*where this proxy listens: a forwarding loop")
+        await self.refused(proxy, request, r"resolves to 127\.0\.0\.1, .*where this proxy listens: a forwarding loop")
         self.assertIsNone(proxy.output.find(r"\[-\] .*netproxy_http"))
 
     async def test_arriving_back(self):

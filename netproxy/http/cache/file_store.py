@@ -217,7 +217,8 @@ class FileStore:
             found = retire_record(record, self.log)
         except OSError as e:
             self._dead.add(name)
-            raise EntryNotRemoved(f"its record {record.path} could be neither deleted nor emptied: {e.strerror or e}") from None
+            reason = e.strerror or str(e)
+            raise EntryNotRemoved(f"its record {record.path} could be neither deleted nor emptied: {reason}") from None
         self._dead.discard(name)
         remove(self._file(name, BODY), self.log)
         return found or known
