@@ -555,6 +555,28 @@ async def warm_up(context, tally):
         raise RuntimeError(f"the warm-up failed: a wrong password got {status}, not 407")
 
 
+async def interruptible(work):
+    """
+    Run the coroutine C{work}, cancelled (so that its clean-up runs) on
+    SIGINT or SIGTERM.
+
+    :returns: what C{work} returns.
+    :raises KeyboardInterrupt: when it was interrupted.
+    """
+    loop = asyncio.get_running_loop()
+    interrupted = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, interrupted.set)
+    task, waiter = asyncio.create_task(work), asyncio.create_task(interrupted.wait())
+    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise KeyboardInterrupt
+    return task.result()
+
+
 async def soak(args, context, process):
     """
     Warm up, take the baseline, run the load, stop it and let the proxy
@@ -700,7 +722,8 @@ def proxy_arguments(work, echo_port):
     users.write_text(f"# soak users\n{ALICE[0]}:{alice}\n{CAROL[0]}:{CAROL_HASH}\n")
     arguments = ["--cache-dir", str(work / "cache"), "--auth-file", str(users), "--connect-port", str(echo_port),
                  "--admin", f"{GOOD_ADDRESS}/32", "--allow", "127.0.0.0/8", "--timeout", str(PROXY_TIMEOUT)]
-    help_text = subprocess.run(THIS.twistd("http", "--help"), capture_output=True, text=True, timeout=60,
+    # From the directory twistd runs in: python -c puts its working directory first on sys.path.
+    help_text = subprocess.run(THIS.twistd("http", "--help"), cwd=work, capture_output=True, text=True, timeout=60,
                                check=False).stdout
     if "--allow-local" in help_text:
         arguments.append("--allow-local")
@@ -755,7 +778,7 @@ def main():
             process = spawn(THIS.http(port, *arguments, logfile=str(log)), work)
             wait_listening(port)
             context = Context(port, f"{HOST}:{origin_port}", echo_port)
-            result = asyncio.run(soak(args, context, process))
+            result = asyncio.run(interruptible(soak(args, context, process)))
         except KeyboardInterrupt:
             print("\ninterrupted: stopping everything", flush=True)
             return 1
@@ -763,6 +786,9 @@ def main():
             print(f"\nFAIL: {error}", flush=True)
             return 1
         finally:
+            # Stopping what was started is bounded: let nothing cut it short.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             if process is not None:
                 died = process.poll() is not None
                 stop(process)
