@@ -284,8 +284,8 @@ class GoodClient:
             return
         length, digest = self.context.expected[path]
         if status != 200 or len(body) != length or hashlib.sha256(body).hexdigest() != digest:
-            self.tally.fail(f"GET {path}: {status}, {len(body)} bytes of {length}"
-                            f"{'' if len(body) != length else ', wrong digest'}")
+            wrong_digest = status == 200 and len(body) == length
+            self.tally.fail(f"GET {path}: {status}, {len(body)} bytes of {length}{', wrong digest' * wrong_digest}")
             return
         self.tally.counts["good ok"] += 1
         if "hit" in cache_status(headers):
