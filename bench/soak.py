@@ -78,7 +78,6 @@ import os
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -714,20 +713,15 @@ def nginx_servers(root, port):
 
 def proxy_arguments(work, echo_port):
     """
-    :returns: the arguments of C{twistd netproxy http} after its
-        C{--listen}, with C{--allow-local} when this netproxy has it.
+    :returns: the arguments of C{twistd netproxy http} after those
+        L{support.Netproxy.http} gives it (C{--listen}, C{--max-connections},
+        and C{--allow-local} when this netproxy has it).
     """
     users = work / "users"
     alice = bcrypt.hashpw(ALICE[1].encode(), bcrypt.gensalt(10)).decode("ascii")
     users.write_text(f"# soak users\n{ALICE[0]}:{alice}\n{CAROL[0]}:{CAROL_HASH}\n")
-    arguments = ["--cache-dir", str(work / "cache"), "--auth-file", str(users), "--connect-port", str(echo_port),
-                 "--admin", f"{GOOD_ADDRESS}/32", "--allow", "127.0.0.0/8", "--timeout", str(PROXY_TIMEOUT)]
-    # From the directory twistd runs in: python -c puts its working directory first on sys.path.
-    help_text = subprocess.run(THIS.twistd("http", "--help"), cwd=work, capture_output=True, text=True, timeout=60,
-                               check=False).stdout
-    if "--allow-local" in help_text:
-        arguments.append("--allow-local")
-    return arguments
+    return ["--cache-dir", str(work / "cache"), "--auth-file", str(users), "--connect-port", str(echo_port),
+            "--admin", f"{GOOD_ADDRESS}/32", "--allow", "127.0.0.0/8", "--timeout", str(PROXY_TIMEOUT)]
 
 
 def interrupt(signum, frame):
@@ -774,7 +768,7 @@ def main():
             nginx = start_nginx(work, nginx_servers(root, origin_port))
             wait_listening(origin_port)
             arguments = proxy_arguments(work, echo_port)
-            print(f"twistd netproxy http {' '.join(arguments)}\n", flush=True)
+            print(f"twistd netproxy http {' '.join([*THIS.allow_local(), *arguments])}\n", flush=True)
             process = spawn(THIS.http(port, *arguments, logfile=str(log)), work)
             wait_listening(port)
             context = Context(port, f"{HOST}:{origin_port}", echo_port)
