@@ -74,25 +74,27 @@ class Netproxy:
         self.tree = tree
         self._local_flags = None
 
-    def twistd(self, *args):
+    def twistd(self, *args, logfile="/dev/null"):
         """
+        :param logfile: where twistd writes its log (default: nowhere).
         :returns: the command line of C{twistd netproxy ARGS...} in the
-            foreground, with its log discarded.
+            foreground.
         """
         # Inserted before Twisted looks for plugins, so twisted/plugins/ of
         # the tree is searched too and its netproxy.tap is the one imported.
         first = f"sys.path.insert(0, {str(self.tree)!r}); " if self.tree else ""
         code = f"import sys; {first}from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
-        return [self.python, "-c", code, "--nodaemon", "--pidfile=", "--logfile=/dev/null", "netproxy", *args]
+        return [self.python, "-c", code, "--nodaemon", "--pidfile=", f"--logfile={logfile}", "netproxy", *args]
 
-    def http(self, port, *args):
+    def http(self, port, *args, logfile="/dev/null"):
         """
+        :param logfile: where twistd writes its log (default: nowhere).
         :returns: the command line of C{twistd netproxy http} listening on
             127.0.0.1:C{port} with room for a thousand connections and more,
             allowed to reach the benchmarks' local origins.
         """
         return self.twistd("http", "--listen", f"tcp:{port}:interface={HOST}:backlog=4096", "--max-connections",
-                           "4096", *self.allow_local(), *args)
+                           "4096", *self.allow_local(), *args, logfile=logfile)
 
     def allow_local(self):
         """
@@ -382,6 +384,13 @@ def children(pid):
 def rss_mib(pid):
     match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
     return int(match.group(1)) / 1024
+
+
+def open_fds(pid):
+    """
+    :returns: how many file descriptors C{pid} has open.
+    """
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def run_wrk(target_port, origin, name, connections, seconds, work, through_proxy):
