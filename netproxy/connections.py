@@ -83,16 +83,16 @@ class TrackedProtocol(Protocol, TimeoutMixin):
             return super().callLater(period, func)
         return clock.callLater(period, func)
 
-    def resetTimeout(self) -> None:
+    def postpone_timeout(self) -> None:
         """
-        Start the idle period afresh: traffic moved, or (called from
-        C{timeoutConnection}) the peer is busy rather than idle.
+        Called from C{timeoutConnection} when the peer is busy rather than
+        idle: start a new idle period.
         """
-        # TimeoutMixin.resetTimeout only moves a pending timer.  Inside
-        # timeoutConnection the timer has just fired, so it would do nothing
-        # and leave the connection without an idle timeout for ever (a
-        # kept-alive client after one slow response); setTimeout arms a new
-        # one then, and moves the pending one otherwise.
+        # TimeoutMixin.resetTimeout only moves a pending timer, and inside
+        # timeoutConnection the timer has just fired: it would leave the
+        # connection without an idle timeout for ever (a kept-alive client
+        # after one slow response).  resetTimeout itself stays Twisted's, the
+        # cheap move of a pending timer that traffic makes on every read.
         self.setTimeout(self.timeOut)
 
     def timeoutConnection(self) -> None:

@@ -246,7 +246,7 @@ class _Busy(TrackedProtocol):
 
     def timeoutConnection(self):
         if self.busy:
-            self.resetTimeout()
+            self.postpone_timeout()
             return
         super().timeoutConnection()
 
@@ -269,7 +269,7 @@ class IdleTimeoutTests(SynchronousTestCase):
         self.assertFalse(transport.connected)
 
     def test_reset_when_timed_out(self):
-        """Resetting the timeout from timeoutConnection starts the idle period afresh, rather than ending it."""
+        """Postponing the timeout from timeoutConnection starts the idle period afresh, rather than ending it."""
         protocol, transport = connect(self.factory)
         self.clock.advance(30)
         self.assertTrue(transport.connected)

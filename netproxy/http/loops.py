@@ -79,6 +79,9 @@ class Listening:
         self._every_address: set[int] = set()
         self._local: set[str] = set()
         self._rules = RuleSet()
+        # Every rule names one of these ports: any other port is no loop,
+        # known without matching the rules (a test made on every request).
+        self._ports: frozenset[int] = frozenset()
 
     def add(self, port: IListeningPort) -> None:
         """
@@ -118,6 +121,7 @@ class Listening:
                 hosts += ["0.0.0.0/8", "::"]
             rules += [parse_rule(f"[{host}]:{number}" if ":" in host else f"{host}:{number}") for host in hosts]
         self._rules = RuleSet(rules)
+        self._ports = frozenset(ports)
 
     def match(self, host: str, port: int) -> OwnAddress | None:
         """
@@ -125,6 +129,8 @@ class Listening:
             matches: its address is matched once resolved).
         :returns: the L{OwnAddress} C{host:port} is, or L{None}.
         """
+        if port not in self._ports:
+            return None
         rule = self._rules.match(host, port)
         return None if rule is None else OwnAddress(rule)
 

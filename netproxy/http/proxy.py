@@ -216,7 +216,7 @@ class ProxyProtocol(TrackedProtocol):
         if self.exchange is not None or self.tunnel is not None:
             # Waiting on the origin is not the client's idleness: the
             # exchange has its own timeout, and tunnels may idle.
-            self.resetTimeout()
+            self.postpone_timeout()
             return
         if self._head_timer is not None:
             self._head_timed_out()

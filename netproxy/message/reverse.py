@@ -154,7 +154,7 @@ class ReverseProtocol(MessageStreamProtocol):
         if self.busy is not None:
             # A client waiting for its answer is not idle; the forward has
             # its own connect and answer timeouts.
-            self.resetTimeout()
+            self.postpone_timeout()
             return
         self.closed = True
         super().timeoutConnection()
