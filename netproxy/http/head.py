@@ -376,8 +376,7 @@ class HeadReader(Generic[_Head]):
             self._at_start = False
         match = _END_OF_HEAD.search(data, self._searched)
         if match is None:
-            # A complete head is judged by its parser; only one still
-            # arriving needs its first bytes checked, not to wait for more.
+            # Only a head still arriving needs its first bytes checked.
             if self._start_checked >= 0 and self._check_start is not None:
                 self._start_checked = self._check_start(data, self._start_checked)
             if len(data) >= self._limit:
