@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 from netproxy import coerce
 from netproxy.errors import ClientError
 from netproxy.escaping import Logger
-from netproxy.http.fetch import IFetchReactor, fetch_through_proxy
+from netproxy.http.interfaces import IFetchReactor
 from netproxy.message.relay_client import random_word, send_relay_request
 from netproxy.message.send_client import load_packets, send_packets
 from netproxy.message.upper_client import upper_tcp, upper_udp
@@ -208,6 +208,11 @@ async def run(reactor: IClientReactor, options: ClientOptions, out: TextIO) -> i
             ok = await send_packets(reactor, sub["revproc"], sub["id"], sub["packets"], sub["timeout"], out)
             return EXIT_OK if ok else EXIT_FAILED
         if options.subCommand == "fetch":
+            # Here rather than at the top: every daemon imports this module
+            # (through tap.py), and treq with twisted.web costs each of them
+            # megabytes that only a fetch uses.
+            from netproxy.http.fetch import fetch_through_proxy
+
             fetched = await fetch_through_proxy(reactor, sub["url"], sub["proxy"], sub["timeout"])
             out.write(fetched.report())
             return EXIT_OK

@@ -5,7 +5,7 @@ L{main}'s usage errors.
 
 The network is replaced by stubs of L{netproxy.cli.upper_tcp},
 L{netproxy.cli.upper_udp}, L{netproxy.cli.send_relay_request} and
-L{netproxy.cli.fetch_through_proxy}; the real exchanges are tested in
+L{netproxy.http.fetch.fetch_through_proxy}; the real exchanges are tested in
 tests.message.test_upper_client, tests.message.test_relay_client and
 tests.http.test_fetch.
 """
@@ -21,6 +21,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy import cli
+from netproxy.http import fetch as fetch_module
 from netproxy.cli import ClientOptions, ClientRunService, main, run
 from netproxy.errors import ClientError
 from netproxy.http.fetch import Fetched
@@ -276,12 +277,13 @@ class RunTests(SynchronousTestCase):
         d = Deferred.fromCoroutine(run(self.reactor, parse(*argv), self.out))
         return self.successResultOf(d)
 
-    def stub(self, name, outcome):
+    def stub(self, name, outcome, module=cli):
         """
-        Replace C{netproxy.cli.NAME} by a L{_Stub} with C{outcome}.
+        Replace C{NAME} in C{module} (L{netproxy.cli} by default) by a
+        L{_Stub} with C{outcome}.
         """
         stub = _Stub(outcome)
-        self.patch(cli, name, stub)
+        self.patch(module, name, stub)
         return stub
 
     def test_upper_tcp(self):
@@ -356,7 +358,7 @@ class RunTests(SynchronousTestCase):
     def test_fetch(self):
         """The fetch client prints its report and returns 0, whatever the status."""
         fetched = Fetched(503, "Service Unavailable", "netproxy; fwd=uri-miss; fwd-status=503", None, 0.5, 10)
-        fetch = self.stub("fetch_through_proxy", fetched)
+        fetch = self.stub("fetch_through_proxy", fetched, fetch_module)
         self.assertEqual(self.run_client("fetch", "http://example.com/", "--proxy", "127.0.0.1:3128", "-t", "3"), 0)
         self.assertEqual(self.out.getvalue(), fetched.report())
         self.assertEqual(fetch.calls, [(self.reactor, "http://example.com/", ("127.0.0.1", 3128), 3.0)])
@@ -364,7 +366,7 @@ class RunTests(SynchronousTestCase):
     def test_fetch_error(self):
         """A fetch that gets no answer prints 'error: ...' and returns 1."""
         refused = "could not connect to the proxy 127.0.0.1:8080: connection refused"
-        self.stub("fetch_through_proxy", ClientError(refused))
+        self.stub("fetch_through_proxy", ClientError(refused), fetch_module)
         self.assertEqual(self.run_client("fetch", "http://example.com/"), 1)
         self.assertEqual(self.out.getvalue(), f"error: {refused}\n")
 

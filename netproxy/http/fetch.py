@@ -29,7 +29,7 @@ from typing import NoReturn
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectError, DNSLookupError
-from twisted.internet.interfaces import IPushProducer, IReactorTCP, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IPushProducer, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import ProxyAgent, ResponseDone, ResponseFailed, ResponseNeverReceived
@@ -38,13 +38,7 @@ from twisted.web.iweb import IAgent, IResponse
 
 from netproxy.dialing import connect_failure_reason, endpoint_for
 from netproxy.errors import ClientError
-
-
-class IFetchReactor(IReactorTCP, IReactorTime):
-    """
-    What a fetch needs of its reactor, for type checking (as treq's own
-    C{_ITreqReactor}): to connect, and a clock.
-    """
+from netproxy.http.interfaces import IFetchReactor
 
 
 @dataclass(frozen=True)

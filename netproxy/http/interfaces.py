@@ -14,6 +14,7 @@ other:
 
 from typing import Any, Literal
 
+from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from zope.interface import Attribute, Interface
 
 from netproxy.errors import HTTPError
@@ -193,3 +194,12 @@ class IExchange(Interface):
         """
         The client has gone, or failed: stop everything.
         """
+
+
+class IFetchReactor(IReactorTCP, IReactorTime):
+    """
+    What L{netproxy.http.fetch} needs of its reactor, for type checking (as
+    treq's own C{_ITreqReactor}): to connect, and a clock.  It stands here,
+    not beside the fetch, so that C{netproxy-client}'s reactor type can name
+    it without loading treq and C{twisted.web}, which only a fetch needs.
+    """
