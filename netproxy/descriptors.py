@@ -76,7 +76,9 @@ class DescriptorLimit:
 
         :param connections: the configured C{--max-connections}.
         :param per_connection: the descriptors each connection takes.
-        :param fixed: the descriptors the role holds besides.
+        :param fixed: the descriptors the role holds besides, at most one
+            per connection (the role bounds them by the connections it is
+            given: the HTTP proxy's pool of idle upstream connections).
         :returns: the connections the limit now holds: C{connections}, or
             fewer (at least 1) when the hard limit is too low, with a warning.
         """
@@ -100,12 +102,25 @@ class DescriptorLimit:
                           fixed=fixed + RESERVED)
         if target >= needed:
             return connections
-        possible = max(1, (target - fixed - RESERVED) // per_connection)
+        possible = max(1, _fitting(target - RESERVED, per_connection, fixed))
         self.log.warn("the open file limit {limit} (hard limit {hard}) holds {possible} connections, not "
                       "--max-connections {connections}: serving at most {possible} at once; raise the hard limit "
                       "to {needed} (LimitNOFILE= in the systemd unit, ulimit -Hn in a shell)",
                       limit=target, hard=_text(hard), possible=possible, connections=connections, needed=needed)
         return possible
+
+
+def _fitting(available: int, per_connection: int, fixed: int) -> int:
+    """
+    :returns: the most connections C{available} descriptors hold, each
+        taking C{per_connection} plus one of the C{fixed} while they last:
+        a short limit shrinks the fixed part with the connections rather
+        than leaving them nothing.
+    """
+    alongside = available // (per_connection + 1)
+    if alongside <= fixed:
+        return alongside
+    return (available - fixed) // per_connection
 
 
 def _holds(limit: int, needed: int) -> bool:

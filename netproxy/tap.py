@@ -367,6 +367,7 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
                            options["connect-timeout"], cache, options["admin"])
     factory.idle_timeout = options["idle-timeout"]
     factory.max_connections = options["max-connections"]
+    factory.pool.max_idle = min(factory.pool.max_idle, factory.max_connections)  # as the file limit was fitted
     factory.max_connections_per_client = options["max-connections-per-client"]
     if options["access-log"]:
         from netproxy.http.access_log import open_access_log
@@ -381,8 +382,7 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
     if options["auth"] is not None:
         from netproxy.http.auth import ProxyAuth
 
-        # ProxyFactory declares auth as None, its default: it takes a ProxyAuth.
-        factory.auth = ProxyAuth(options["auth"], reactor)  # type: ignore[assignment]
+        factory.auth = ProxyAuth(options["auth"], reactor)
         reloaders.append(options["auth"].reload)
     if reloaders:
         ReloadOnHangup(reloaders, reactor).setServiceParent(service)

@@ -106,6 +106,12 @@ class DescriptorLimitTests(SynchronousTestCase):
                          "5000: serving at most 286 at once; raise the hard limit to 15164 (LimitNOFILE= in the "
                          "systemd unit, ulimit -Hn in a shell)")
 
+    def test_fixed_shrinks_with_connections(self):
+        """A short limit shares itself out: the HTTP proxy's pool of 1024 takes one per connection, not all."""
+        self.assertEqual(self.fit(FakeLimits(1024, 1024), 1024, 3, 1024), (1024 - RESERVED) // 4)
+        self.assertEqual(self.fit(FakeLimits(1024, 2048), 1024, 3, 1024), (2048 - RESERVED) // 4)
+        self.assertEqual(self.fit(FakeLimits(1024, 8192), 4096, 3, 1024), (8192 - 1024 - RESERVED) // 3)
+
     def test_at_least_one(self):
         """However low the hard limit, at least one connection is served."""
         self.assertEqual(self.fit(FakeLimits(16, 16), 100), 1)

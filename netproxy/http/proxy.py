@@ -8,7 +8,7 @@ Clients are admitted by source address (loopback only by default, so a
 fresh install is never an open proxy).
 """
 
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
@@ -32,6 +32,9 @@ from netproxy.http.proxy_metrics import HttpMetrics
 from netproxy.http.tunnel import Tunnel
 from netproxy.http.upstream import UpstreamConnection
 from netproxy.this_host import LocalDestinations
+
+if TYPE_CHECKING:
+    from netproxy.http.auth import ProxyAuth
 
 
 @implementer(IExchangeClient)
@@ -268,7 +271,7 @@ class ProxyFactory(TrackingFactory):
     protocol = ProxyProtocol
     reactor: Any
     #: The L{netproxy.http.auth.ProxyAuth} clients must pass, or L{None}.
-    auth = None
+    auth: "ProxyAuth | None" = None
     #: The L{netproxy.this_host.LocalDestinations} refused (the http role's
     #: default), or L{None} to allow them (C{--allow-local}).
     local: LocalDestinations | None = None
