@@ -17,6 +17,7 @@ mode, and its peers have no address to tell them apart.
 """
 
 import os
+from ipaddress import IPv6Address, ip_address
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -145,7 +146,7 @@ class TrackingFactory(ServerFactory[TrackedProtocol]):
         self.reactor = reactor
         self.idle_timeout = idle_timeout
         self.connections: set[TrackedProtocol] = set()
-        # Open connections by client (see _client_key); clients with none
+        # Open connections by client (see client_group); clients with none
         # are removed, so it holds no more entries than there are connections.
         self._per_client: dict[str, int] = {}
         self._drained: list[Deferred[None]] = []
@@ -168,7 +169,7 @@ class TrackingFactory(ServerFactory[TrackedProtocol]):
             return None
         # The address given here is the transport's peer, which the protocol
         # is counted under once connected (TrackedProtocol.connectionMade).
-        client = _client_key(client_host(addr))
+        client = client_group(client_host(addr))
         limit = self.per_client_limit
         if self._per_client.get(client, 0) >= limit:
             self.log.warn(
@@ -187,7 +188,7 @@ class TrackingFactory(ServerFactory[TrackedProtocol]):
         """
         if protocol not in self.connections:
             self.connections.add(protocol)
-            client = _client_key(protocol.client_host)
+            client = client_group(protocol.client_host)
             self._per_client[client] = self._per_client.get(client, 0) + 1
 
     def client_connections(self, host: str | None) -> int:
@@ -195,7 +196,7 @@ class TrackingFactory(ServerFactory[TrackedProtocol]):
         :param host: a client, as L{client_host} names it.
         :returns: how many connections it holds.
         """
-        return self._per_client.get(_client_key(host), 0)
+        return self._per_client.get(client_group(host), 0)
 
     def drain(self, clock: IReactorTime, timeout: float) -> Deferred[None]:
         """
@@ -231,7 +232,7 @@ class TrackingFactory(ServerFactory[TrackedProtocol]):
         """
         if protocol in self.connections:
             self.connections.remove(protocol)
-            client = _client_key(protocol.client_host)
+            client = client_group(protocol.client_host)
             left = self._per_client.get(client, 0) - 1
             if left > 0:
                 self._per_client[client] = left
@@ -335,9 +336,27 @@ def client_host(address: IAddress | None) -> str | None:
     return host if isinstance(host, str) else None
 
 
-def _client_key(host: str | None) -> str:
-    # Peers with no known address count as one client, as unix peers do.
-    return "-" if host is None else host
+def client_group(host: str | None) -> str:
+    """
+    What one client is, for limits per client: its IPv4 address (an
+    IPv4-mapped IPv6 one too), the /64 of an IPv6 address (one host or site
+    holds a whole /64, and could rotate through it), L{UNIX_CLIENT}, or
+    C{"-"} for peers with no known address.
+
+    :param host: a client as L{client_host} names it.
+    """
+    if host is None:
+        return "-"
+    if ":" not in host:
+        return host
+    try:
+        parsed = ip_address(host.partition("%")[0])
+    except ValueError:
+        return host
+    if isinstance(parsed, IPv6Address) and parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return f"{IPv6Address(int(parsed) >> 64 << 64)}/64"
+
 
 
 def format_address(address: IAddress | None) -> str:

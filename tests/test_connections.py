@@ -19,6 +19,7 @@ from netproxy.connections import (
     TrackedProtocol,
     UNIX_CLIENT,
     TrackingFactory,
+    client_group,
     client_host,
     default_per_client,
     format_address,
@@ -181,12 +182,26 @@ class PerClientLimitTests(SynchronousTestCase):
         self.assertIsNotNone(connect(factory)[0])
 
     def test_ipv6_clients(self):
-        """IPv6 clients are counted by address."""
+        """IPv6 clients are counted by /64, so rotating through one's own /64 gains nothing; another /64 gets in."""
         factory = _Factory()
         factory.max_connections_per_client = 1
-        connect(factory, IPv6Address("TCP", "::1", 1))
-        self.assertIsNone(factory.buildProtocol(IPv6Address("TCP", "::1", 2)))
-        self.assertIsNotNone(connect(factory, IPv6Address("TCP", "::2", 1))[0])
+        connect(factory, IPv6Address("TCP", "2001:db8:1::1", 1))
+        self.assertIsNone(factory.buildProtocol(IPv6Address("TCP", "2001:db8:1::1", 2)))
+        self.assertIsNone(factory.buildProtocol(IPv6Address("TCP", "2001:db8:1:0:ffff::9", 1)))
+        self.assertIsNotNone(connect(factory, IPv6Address("TCP", "2001:db8:2::1", 1))[0])
+        self.assertEqual(factory.client_connections("2001:db8:1::5"), 1)
+
+    def test_ipv4_mapped_clients(self):
+        """An IPv4-mapped IPv6 peer is the same client as its IPv4 address."""
+        factory = _Factory()
+        factory.max_connections_per_client = 1
+        connect(factory, IPv4Address("TCP", "192.0.2.7", 1))
+        self.assertIsNone(factory.buildProtocol(IPv6Address("TCP", "::ffff:192.0.2.7", 1)))
+
+    def test_client_group(self):
+        """client_group names IPv4 addresses, IPv6 /64s (zone ids dropped), unix and unknown peers."""
+        self.assertEqual([client_group(host) for host in ("10.0.0.1", "fe80::1%eth0", "2001:db8::1", "unix", None)],
+                         ["10.0.0.1", "fe80::/64", "2001:db8::/64", "unix", "-"])
 
     def test_refusal_logged_with_client(self):
         """A per-client refusal is a warning naming the peer, the limit and the client."""

@@ -31,7 +31,6 @@ L{LoginThrottle} runs the checks of L{netproxy.http.auth.ProxyAuth}:
 
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from ipaddress import IPv6Address, ip_address
 from typing import Any, TypeVar
 
 from twisted.internet.address import IPv4Address, UNIXAddress
@@ -40,6 +39,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.python.failure import Failure
 
+from netproxy.connections import client_group
 from netproxy.escaping import Logger
 
 #: Failed logins an address may have before its checks are refused.
@@ -68,16 +68,7 @@ def client_key(address: IAddress | None) -> str:
         Unix socket peer.
     """
     if isinstance(address, (IPv4Address, TwistedIPv6Address)):
-        host = address.host.partition("%")[0]
-        try:
-            parsed = ip_address(host)
-        except ValueError:
-            return host
-        if isinstance(parsed, IPv6Address):
-            if parsed.ipv4_mapped is not None:
-                return str(parsed.ipv4_mapped)
-            return str(IPv6Address(int(parsed) >> 64 << 64)) + "/64"
-        return str(parsed)
+        return client_group(address.host)
     return "unix" if isinstance(address, UNIXAddress) else str(address)
 
 
