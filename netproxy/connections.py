@@ -149,6 +149,10 @@ class TrackingFactory(ServerFactory[TrackedProtocol]):
         # Open connections by client (see client_group); clients with none
         # are removed, so it holds no more entries than there are connections.
         self._per_client: dict[str, int] = {}
+        # Refusals already logged: each limit is logged once until a
+        # connection closes under it, so a peer looping connections past its
+        # limit cannot fill the log.  Holds clients with connections only.
+        self._refusing: set[str | None] = set()
         self._drained: list[Deferred[None]] = []
 
     @property
@@ -161,23 +165,27 @@ class TrackingFactory(ServerFactory[TrackedProtocol]):
 
     def buildProtocol(self, addr: IAddress | None) -> TrackedProtocol | None:
         if len(self.connections) >= self.max_connections:
-            self.log.warn(
-                "refusing connection from {peer}: {limit} connections already open",
-                peer=format_address(addr),
-                limit=self.max_connections,
-            )
+            if None not in self._refusing:
+                self._refusing.add(None)
+                self.log.warn(
+                    "refusing connection from {peer}: {limit} connections already open",
+                    peer=format_address(addr),
+                    limit=self.max_connections,
+                )
             return None
         # The address given here is the transport's peer, which the protocol
         # is counted under once connected (TrackedProtocol.connectionMade).
         client = client_group(client_host(addr))
         limit = self.per_client_limit
         if self._per_client.get(client, 0) >= limit:
-            self.log.warn(
-                "refusing connection from {peer}: {limit} connections already open from {client}",
-                peer=format_address(addr),
-                limit=limit,
-                client=client,
-            )
+            if client not in self._refusing:
+                self._refusing.add(client)
+                self.log.warn(
+                    "refusing connection from {peer}: {limit} connections already open from {client}",
+                    peer=format_address(addr),
+                    limit=limit,
+                    client=client,
+                )
             return None
         return super().buildProtocol(addr)
 
@@ -238,6 +246,8 @@ class TrackingFactory(ServerFactory[TrackedProtocol]):
                 self._per_client[client] = left
             else:
                 self._per_client.pop(client, None)
+            self._refusing.discard(client)
+            self._refusing.discard(None)
         if not self.connections:
             drained, self._drained = self._drained, []
             for waiting in drained:

@@ -215,6 +215,35 @@ class PerClientLimitTests(SynchronousTestCase):
         self.assertEqual(formatEvent(event),
                          "refusing connection from 127.0.0.1:40000: 1 connections already open from 127.0.0.1")
 
+    def test_refusals_logged_once(self):
+        """A peer looping connections past its limit is logged once, and again only after one of its connections closed."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        factory = _Factory()
+        factory.max_connections_per_client = 1
+        _, transport = connect(factory)
+        for port in range(40000, 40100):
+            self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", port)))
+        self.assertEqual(len(events), 1)
+        transport.loseConnection()
+        connect(factory)
+        factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 41000))
+        self.assertEqual([formatEvent(event)[-30:] for event in events],
+                         ["onnections already open from 127.0.0.1"[-30:]] * 2)
+
+    def test_global_refusals_logged_once(self):
+        """Past max_connections, a flood of refusals is logged once until a connection closes."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        factory = _Factory()
+        factory.max_connections = 1
+        _, transport = connect(factory)
+        for port in range(100):
+            factory.buildProtocol(IPv4Address("TCP", "127.0.0.2", 40000 + port))
+        self.assertEqual(len(events), 1)
+        transport.loseConnection()
+        connect(factory)
+        self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "127.0.0.2", 41001)))
+        self.assertEqual(len(events), 2)
+
     def test_global_limit_still_first(self):
         """Past max_connections everyone is refused, whatever their own count."""
         factory = _Factory()
