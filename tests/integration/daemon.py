@@ -810,7 +810,17 @@ async def connect_client(testcase, port, first=b"", timeout=WAIT_TIMEOUT):
 
     :returns: the connected L{StreamClient}.
     """
-    client = await connectProtocol(TCP4ClientEndpoint(reactor, LOCALHOST, port, timeout=timeout), StreamClient(first))
+    return await connect_endpoint(testcase, TCP4ClientEndpoint(reactor, LOCALHOST, port, timeout=timeout), first)
+
+
+async def connect_endpoint(testcase, endpoint, first=b""):
+    """
+    Connect a L{StreamClient} through C{endpoint} (another source address,
+    a Unix socket); it is disconnected at the test's cleanup.
+
+    :returns: the connected L{StreamClient}.
+    """
+    client = await connectProtocol(endpoint, StreamClient(first))
 
     async def disconnect():
         if not client.lost.called:

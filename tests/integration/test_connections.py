@@ -8,15 +8,15 @@ import os
 import re
 
 from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, UNIXClientEndpoint, connectProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, UNIXClientEndpoint
 from twisted.trial.unittest import TestCase
 
 from tests.integration.daemon import (
     LISTEN,
     LOCALHOST,
     WAIT_TIMEOUT,
-    StreamClient,
     bounded,
+    connect_endpoint,
     fresh_directory,
     relay_request,
     start_daemon,
@@ -27,18 +27,6 @@ from tests.integration.http_origin import body_of, start_origin
 from tests.integration.test_systemd import notify_socket
 
 
-async def _connected(testcase, endpoint, first):
-    client = await connectProtocol(endpoint, StreamClient(first))
-
-    async def disconnect():
-        if not client.lost.called:
-            client.transport.abortConnection()
-        await client.lost
-
-    testcase.addCleanup(disconnect)
-    return client
-
-
 def connect_from(testcase, source, port, first=b""):
     """
     Connect a L{StreamClient} from loopback address C{source} to
@@ -47,7 +35,7 @@ def connect_from(testcase, source, port, first=b""):
     :returns: a coroutine returning the connected client.
     """
     endpoint = TCP4ClientEndpoint(reactor, LOCALHOST, port, timeout=WAIT_TIMEOUT, bindAddress=(source, 0))
-    return _connected(testcase, endpoint, first)
+    return connect_endpoint(testcase, endpoint, first)
 
 
 def connect_unix(testcase, path, first=b""):
@@ -56,7 +44,7 @@ def connect_unix(testcase, path, first=b""):
 
     :returns: a coroutine returning the connected client.
     """
-    return _connected(testcase, UNIXClientEndpoint(reactor, path, timeout=WAIT_TIMEOUT), first)
+    return connect_endpoint(testcase, UNIXClientEndpoint(reactor, path, timeout=WAIT_TIMEOUT), first)
 
 
 async def start_on_unix(testcase, role, *args):
