@@ -357,10 +357,10 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
     cache = None
     service = MultiService()
     if not options["no-cache"]:
-        from netproxy.http.cache.file_store import FileStore
         from netproxy.http.cache.responses import Cache, LoadOnStart
+        from netproxy.http.cache.sqlite_store import SQLiteStore
 
-        store = FileStore(FilePath(options["cache-dir"]), options["cache-size"], reactor)
+        store = SQLiteStore(FilePath(options["cache-dir"]), options["cache-size"], reactor)
         LoadOnStart(store).setServiceParent(service)
         cache = Cache(store)
     factory = ProxyFactory(reactor, options["allow"], rules, options["connect-port"], options["timeout"],

@@ -169,7 +169,7 @@ class MemoryStore:
     A cache store held in memory, for tests of the cache layer and of the
     store contract itself: entries and bodies in a dictionary, least
     recently used first.  It behaves as
-    L{netproxy.http.cache.file_store.FileStore} does, less the disk.
+    L{netproxy.http.cache.sqlite_store.SQLiteStore} does, less the disk.
 
     Metadata goes through the same JSON record as on disk, so a test meets
     the same errors (metadata that is not JSON) and the same sizes.

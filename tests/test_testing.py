@@ -14,7 +14,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport, String
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from netproxy.http.cache.file_store import FileStore
+from netproxy.http.cache.sqlite_store import SQLiteStore
 from netproxy.http.cache.producers import next_turn
 from netproxy.testing import (
     ClosingTransport,
@@ -178,7 +178,7 @@ class MemoryStoreTests(SynchronousTestCase):
     def test_sizes_as_on_disk(self):
         """A memory store accounts its entries as the store on disk does, so tests meet the same bounds."""
         clock = Clock()
-        stores = [MemoryStore(MiB, next_turn(clock)), FileStore(FilePath(self.mktemp()), MiB, clock)]
+        stores = [MemoryStore(MiB, next_turn(clock)), SQLiteStore(FilePath(self.mktemp()), MiB, clock)]
         for store in stores:
             for number in range(3):
                 writer = store.writer(KEY + b"%d" % (number,), META)

@@ -6,8 +6,7 @@ collapsed forwarding, and the access log's cache status, with an in-memory
 store on a L{MemoryReactorClock}.
 """
 
-import errno
-import os
+import sqlite3
 
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import EventLoggingObserver
@@ -15,7 +14,8 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.filepath import FilePath
 
 from netproxy.acl import RuleSet, parse_rule
-from netproxy.http.cache.file_store import FileStore
+from netproxy.http.cache.sqlite_index import Index
+from netproxy.http.cache.sqlite_store import SQLiteStore
 from netproxy.http.cache.producers import next_turn
 from netproxy.http.cache.responses import Cache, cache_key
 from netproxy.http.message import parse_target
@@ -530,31 +530,27 @@ class CollapsedForwardingTests(CacheTestCase):
 
 class ReadOnlyCacheTests(CacheTestCase):
     """
-    A cache on disk whose files cannot be deleted: PURGE says 200 only when
+    A cache on disk whose index cannot be changed: PURGE says 200 only when
     the entry is gone for good, and an entry that could not be removed
-    (by PURGE or an unsafe method) is never served again.  Deleting fails
-    by an injected error, since chmod does not stop root.
+    (by PURGE or an unsafe method) is never served again.  Changing the
+    index fails by an injected error, since chmod does not stop root.
     """
 
     def setUp(self):
         super().setUp()
         self.directory = FilePath(self.mktemp())
-        self.store = FileStore(self.directory, 10 * 1024 * 1024, self.reactor, scheduler=next_turn(self.reactor))
+        self.store = SQLiteStore(self.directory, 10 * 1024 * 1024, self.reactor, scheduler=next_turn(self.reactor))
+        self.addCleanup(self.store.close)
         self.factory.cache = Cache(self.store)
         self.fetch(answer=FRESH)
         self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
-    def refuse(self, emptying=True):
-        """Deleting files fails, as in a read-only directory; emptying them too, unless C{emptying} is false."""
-        def no_delete(path):
-            raise PermissionError(errno.EACCES, "Permission denied")
+    def refuse(self):
+        """Removing from the index fails, as in a read-only directory."""
+        def no_remove(index, name, id=None):
+            raise sqlite3.OperationalError("attempt to write a readonly database")
 
-        def no_truncate(path, length):
-            raise OSError(errno.EROFS, "Read-only file system")
-
-        self.patch(FilePath, "remove", no_delete)
-        if emptying:
-            self.patch(os, "truncate", no_truncate)
+        self.patch(Index, "remove", no_remove)
 
     def errors(self):
         return [event for event in self.logged if event["log_level"] >= LogLevel.error]
@@ -563,18 +559,18 @@ class ReadOnlyCacheTests(CacheTestCase):
         """PURGE of an entry that cannot be removed is 500 naming why, logged as an error; it is not served again."""
         self.refuse()
         answer = self.fetch(get(method=b"PURGE"))
-        self.assertError(500, "http://127.0.0.1:8000/ could not be removed from the cache: its record ", answer)
-        self.assertIn(b"Permission denied", answer.value())
+        self.assertError(500, "http://127.0.0.1:8000/ could not be removed from the cache: the cache index ", answer)
+        self.assertIn(b"readonly database", answer.value())
         self.assertEqual([event.get("status") for event in self.errors()], [500])
         self.fetch(answer=FRESH)
         self.assertEqual(self.cache_results(), ["MISS", "BYPASS", "MISS"])
 
-    def test_purge_emptied(self):
-        """PURGE of an entry whose record can be emptied, not deleted, is 200: it is gone after a restart too."""
-        self.refuse(emptying=False)
+    def test_purge_committed(self):
+        """PURGE is 200 once the removal is committed: a store opened afresh on the directory finds nothing."""
         answer = self.fetch(get(method=b"PURGE"))
         self.assertTrue(answer.value().startswith(b"HTTP/1.1 200 OK\r\n"), answer.value())
-        restarted = FileStore(self.directory, 10 * 1024 * 1024, self.reactor)
+        restarted = SQLiteStore(self.directory, 10 * 1024 * 1024, self.reactor)
+        self.addCleanup(restarted.close)
         self.assertIsNone(restarted.get(cache_key(parse_target(b"GET", URL + b"/"))))
 
     def test_invalidation_not_removed(self):

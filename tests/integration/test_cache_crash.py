@@ -24,7 +24,9 @@ put in place).  Every wait is bounded.
 import hashlib
 import os
 import re
+import sqlite3
 from collections import defaultdict
+from contextlib import closing
 from dataclasses import dataclass, field
 from random import Random
 
@@ -386,15 +388,16 @@ class CrashTests(CacheTestCase):
 
     def assert_no_leftovers(self, directory):
         """
-        Once loaded, the cache directory holds no temporary file, and every
-        record has its body and every body its record.
+        Once loaded, the cache directory holds no temporary file, every body
+        file is named by a row of the index and every row's file exists.
         """
         names = files_in(directory)
         self.assertEqual([name for name in names if name.endswith(".tmp")], [],
                          "temporary files outlived the restart")
-        stems = {name.rsplit(".", 1)[0] for name in names}
-        self.assertEqual(sorted(names), sorted(f"{stem}.{suffix}" for stem in stems for suffix in ("body", "meta")),
-                         "a record without its body or a body without its record outlived the restart")
+        with closing(sqlite3.connect(os.path.join(directory, "index.sqlite"))) as index:
+            named = {file for (file,) in index.execute("SELECT file FROM entries WHERE file IS NOT NULL")}
+        bodies = {name for name in names if name.startswith("bodies" + os.sep)}
+        self.assertEqual(bodies, named, "a body file without its row or a row without its file outlived the restart")
 
     async def check_all(self, proxy, site, urls, known, state, version):
         """

@@ -22,8 +22,9 @@ The HTTP proxy's shared cache (RFC 9111), in three layers:
     L{following<netproxy.http.cache.following>} for a body still being
     written), the writer
     every store's builds on (L{writer<netproxy.http.cache.writer>}), and the
-    store on disk (L{file_store<netproxy.http.cache.file_store>}, its files
-    laid out by L{file_layout<netproxy.http.cache.file_layout>}).  Tests use
+    store on disk (L{sqlite_store<netproxy.http.cache.sqlite_store>}, its
+    index in L{sqlite_index<netproxy.http.cache.sqlite_index>} and its large
+    bodies in L{body_files<netproxy.http.cache.body_files>}).  Tests use
     L{netproxy.testing.MemoryStore} instead.
 
 Arrows point down: the store knows nothing of HTTP, and nothing here

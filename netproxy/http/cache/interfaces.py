@@ -4,7 +4,7 @@ The seams of a cache store: L{IStore}, what the cache layer asks of a store,
 and L{IWriter}, what it asks of the writer of one body.
 
 L{netproxy.testing.MemoryStore} (for tests) and
-L{netproxy.http.cache.file_store.FileStore} (on disk) implement L{IStore};
+L{netproxy.http.cache.sqlite_store.SQLiteStore} (on disk) implement L{IStore};
 both send bodies through L{netproxy.http.cache.producers}, so flow control,
 damage checks and the bound of one chunk
 (L{netproxy.http.cache.entry.CHUNK_SIZE}) per reactor turn are the same

@@ -357,23 +357,28 @@ class Cache:
 
 class Loadable(Protocol):
     """
-    A store with an index to load at start-up, as
-    L{netproxy.http.cache.file_store.FileStore} has.
+    A store with work to do at start-up and writes to save at shutdown, as
+    L{netproxy.http.cache.sqlite_store.SQLiteStore} has.
     """
 
     def load(self) -> "Deferred[None]":
         """
-        Load the index, over as many reactor turns as it takes.
+        Do the start-up work, over as many reactor turns as it takes.
 
-        :returns: a L{Deferred} that fires once it is loaded.
+        :returns: a L{Deferred} that fires once it is done.
+        """
+
+    def flush(self) -> None:
+        """
+        Save what is pending now; the store stays usable.
         """
 
 
 class LoadOnStart(Service):
     """
-    Load a store's index when the daemon starts.  The proxy serves
-    meanwhile: the store finds entries not yet scanned by name, so a large
-    cache does not delay start-up.
+    Start a store's start-up work when the daemon starts, and save what is
+    pending when it stops (requests still draining may store more, saved
+    as they are).  The proxy serves meanwhile.
 
     :param store: the L{Loadable} store.
     """
@@ -386,3 +391,7 @@ class LoadOnStart(Service):
     def startService(self) -> None:
         super().startService()
         self.store.load().addErrback(lambda failure: self.log.failure("loading the cache failed", failure))
+
+    def stopService(self) -> "Deferred[None] | None":
+        self.store.flush()
+        return super().stopService()

@@ -1,9 +1,9 @@
 """
 Tests for L{netproxy.http.cache.interfaces}: the contract of L{IStore} and
 L{IWriter}, as one suite every store passes, run against
-L{netproxy.http.cache.file_store.FileStore} and
+L{netproxy.http.cache.sqlite_store.SQLiteStore} and
 L{netproxy.testing.MemoryStore}.  What only one store does is tested beside
-it (C{test_file_store}, C{tests.test_testing}).
+it (C{test_sqlite_store}, C{tests.test_testing}).
 """
 
 import zlib
@@ -22,9 +22,9 @@ from netproxy.http.cache.entry import (
     StreamStopped,
     encode_record,
 )
-from netproxy.http.cache.file_store import FileStore
 from netproxy.http.cache.interfaces import IStore, IWriter
 from netproxy.http.cache.producers import next_turn
+from netproxy.http.cache.sqlite_store import SQLiteStore
 from netproxy.testing import MemoryStore
 from tests.cache_helpers import (
     KEY,
@@ -776,11 +776,22 @@ class MemoryStoreTests(StoreTestsMixin, SynchronousTestCase):
         return MemoryStore(max_size, scheduler=self.schedule)
 
 
-class FileStoreTests(StoreTestsMixin, SynchronousTestCase):
-    """The shared store tests, run against L{FileStore}."""
+class SQLiteStoreTests(StoreTestsMixin, SynchronousTestCase):
+    """The shared store tests, run against L{SQLiteStore}."""
 
     def make_store(self, max_size):
-        return FileStore(FilePath(self.mktemp()), max_size, self.clock, scheduler=self.schedule)
+        store = SQLiteStore(FilePath(self.mktemp()), max_size, self.clock, scheduler=self.schedule)
+        self.addCleanup(store.close)
+        return store
+
+
+class SharedSQLiteStoreTests(StoreTestsMixin, SynchronousTestCase):
+    """The shared store tests, run against L{SQLiteStore} made to share its directory."""
+
+    def make_store(self, max_size):
+        store = SQLiteStore(FilePath(self.mktemp()), max_size, self.clock, scheduler=self.schedule, shared=True)
+        self.addCleanup(store.close)
+        return store
 
 
 class VerifyTests(SynchronousTestCase):
@@ -789,15 +800,15 @@ class VerifyTests(SynchronousTestCase):
     def stores(self):
         """:returns: a store of each kind."""
         clock = Clock()
-        return [FileStore(FilePath(self.mktemp()), MiB, clock), MemoryStore(MiB, next_turn(clock))]
+        return [SQLiteStore(FilePath(self.mktemp()), MiB, clock), MemoryStore(MiB, next_turn(clock))]
 
     def test_stores(self):
-        """FileStore and MemoryStore provide IStore."""
+        """SQLiteStore and MemoryStore provide IStore."""
         for store in self.stores():
             self.assertTrue(verifyObject(IStore, store), store)
 
     def test_writers(self):
-        """The writers of FileStore and MemoryStore provide IWriter, before and after finish."""
+        """The writers of SQLiteStore and MemoryStore provide IWriter, before and after finish."""
         for store in self.stores():
             writer = store.writer(KEY, META)
             self.assertTrue(verifyObject(IWriter, writer), writer)

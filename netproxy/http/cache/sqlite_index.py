@@ -1,0 +1,325 @@
+# -*- test-case-name: tests.http.cache.test_sqlite_index -*-
+"""
+The index of L{netproxy.http.cache.sqlite_store.SQLiteStore}: one SQLite
+database in the cache directory, in WAL mode, that every process serving
+from the directory reads and writes.  Each entry is one row: its name
+(C{sha256} of its key), its last use, its size as accounted, its record
+(L{netproxy.http.cache.entry.encode_record}), and its body when it is
+small or else the name of the file that holds it.  The totals (bytes and
+entries) are kept by triggers in the same transactions as the rows, so that
+no process ever needs to sum a million rows to know them.
+
+Why SQLite, measured on this design's candidates (docs/cache.rst): storing
+a small response costs one row in an open transaction (about 20 us, against
+the 240 us of the two files per entry it replaces), a lookup one indexed
+read, memory stays the page cache's (2 MiB) whatever the number of entries,
+a restart has nothing to scan, and several processes share one index with
+readers never blocked.
+
+Writes are grouped: the first write of a reactor turn opens a transaction,
+committed when the turn ends (L{commit} is scheduled with C{callLater(0)}),
+so that a burst of stored misses costs one commit.  This connection sees its
+own writes at once; other processes see them once committed.  L{commit}
+may also be called at once, where a change must be visible to others before
+returning (a removal).
+
+Nothing is fsynced (C{synchronous=OFF}), as the files of the store it
+replaced were not: a process killed at any moment loses at most the
+transaction of its last turn, and SQLite's journal keeps the database
+whole; a power cut may damage the database, which is then detected when it
+is opened and the cache started afresh (L{open_index}).
+"""
+
+import os
+import sqlite3
+from collections.abc import Callable
+from typing import NamedTuple
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from netproxy.escaping import Logger
+
+#: The schema's version, in the database's C{user_version}: a database of
+#: another version is set aside and a new one started.
+SCHEMA_VERSION = 1
+#: Large pages pack rows of a few KiB with little slack (1.16 times their
+#: bytes on disk measured with 16 KiB pages, 1.44 times with 4 KiB ones).
+PAGE_SIZE = 16384
+#: How long a process waits for another's write transaction, at most one
+#: reactor turn of it, before giving up on a write.
+BUSY_MILLISECONDS = 200
+#: Pages the WAL grows to before it is copied back into the database: small
+#: enough that the copy, in the committing turn, stays a few milliseconds.
+CHECKPOINT_PAGES = 256
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY,
+    name BLOB NOT NULL UNIQUE,
+    used REAL NOT NULL,
+    size INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    body BLOB,
+    file TEXT
+);
+CREATE INDEX IF NOT EXISTS entries_by_use ON entries (used);
+CREATE TABLE IF NOT EXISTS totals (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    bytes INTEGER NOT NULL,
+    entries INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO totals VALUES (1, 0, 0);
+CREATE TRIGGER IF NOT EXISTS entry_added AFTER INSERT ON entries BEGIN
+    UPDATE totals SET bytes = bytes + new.size, entries = entries + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS entry_removed AFTER DELETE ON entries BEGIN
+    UPDATE totals SET bytes = bytes - old.size, entries = entries - 1;
+END;
+CREATE TRIGGER IF NOT EXISTS entry_resized AFTER UPDATE OF size ON entries BEGIN
+    UPDATE totals SET bytes = bytes - old.size + new.size;
+END;
+"""
+
+
+class Row(NamedTuple):
+    """
+    An entry's row.
+
+    :ivar id: the row's id, new for every version of the entry.
+    :ivar used: when it was last used (POSIX time, as the store's clock).
+    :ivar record: its record.
+    :ivar body: its body, when it is kept in the row, else L{None}.
+    :ivar file: else the name of its body's file, relative to the cache directory.
+    """
+
+    id: int
+    used: float
+    record: bytes
+    body: bytes | None
+    file: str | None
+
+
+class Evicted(NamedTuple):
+    """
+    An entry removed to make room: its name, and its body's file if it has one.
+    """
+
+    name: bytes
+    file: str | None
+
+
+class Index:
+    """
+    The rows of one cache directory's entries, through one connection.
+
+    :param connection: a connection opened by L{open_index}.
+    :param reactor: schedules the commit at the end of each turn that wrote.
+    :param failed: called with the error when a commit fails: what the turn
+        wrote is then rolled back, and whatever the caller holds of it in
+        memory must go too.
+    """
+
+    def __init__(
+        self, connection: sqlite3.Connection, reactor: IReactorTime, failed: Callable[[sqlite3.Error], object]
+    ) -> None:
+        self._db = connection
+        self._reactor = reactor
+        self._failed = failed
+        self._pending: IDelayedCall | None = None
+        self._after: list[Callable[[], object]] = []
+
+    def find(self, name: bytes) -> Row | None:
+        """
+        :returns: the row of the entry named C{name}, or L{None}.
+        """
+        found = self._db.execute("SELECT id, used, record, body, file FROM entries WHERE name = ?", (name,)).fetchone()
+        return None if found is None else Row(*found)
+
+    def current(self, name: bytes) -> int | None:
+        """
+        :returns: the id of the row of C{name}'s current version, or L{None}.
+        """
+        found = self._db.execute("SELECT id FROM entries WHERE name = ?", (name,)).fetchone()
+        return None if found is None else int(found[0])
+
+    def put(self, name: bytes, used: float, size: int, record: bytes, body: bytes | None, file: str | None) -> tuple[int, str | None]:
+        """
+        Store a new version of an entry, replacing any other.
+
+        :returns: the new row's id, and the file of the version it replaced
+            (for the caller to delete once committed), if any.
+        """
+        self._write()
+        old = self._db.execute("SELECT file FROM entries WHERE name = ?", (name,)).fetchone()
+        if old is not None:
+            self._db.execute("DELETE FROM entries WHERE name = ?", (name,))
+        cursor = self._db.execute(
+            "INSERT INTO entries (name, used, size, record, body, file) VALUES (?, ?, ?, ?, ?, ?)",
+            (name, used, size, record, body, file),
+        )
+        assert cursor.lastrowid is not None, "an INSERT sets it"
+        return cursor.lastrowid, None if old is None else old[0]
+
+    def replace_record(self, id: int, used: float, size: int, record: bytes) -> bool:
+        """
+        Replace the record of the row C{id}, keeping its body.
+
+        :returns: whether the row was still there.
+        """
+        self._write()
+        cursor = self._db.execute("UPDATE entries SET used = ?, size = ?, record = ? WHERE id = ?", (used, size, record, id))
+        return cursor.rowcount > 0
+
+    def touch(self, id: int, used: float) -> None:
+        """
+        Record a use of the row C{id}.
+        """
+        self._write()
+        self._db.execute("UPDATE entries SET used = ? WHERE id = ?", (used, id))
+
+    def remove(self, name: bytes, id: int | None = None) -> Evicted | None:
+        """
+        Delete the row of C{name} (only if its id is C{id}, when given).
+
+        :returns: what was removed, or L{None} if there was no such row.
+        """
+        self._write()
+        if id is None:
+            found = self._db.execute("SELECT file FROM entries WHERE name = ?", (name,)).fetchone()
+            self._db.execute("DELETE FROM entries WHERE name = ?", (name,))
+        else:
+            found = self._db.execute("SELECT file FROM entries WHERE id = ?", (id,)).fetchone()
+            self._db.execute("DELETE FROM entries WHERE id = ?", (id,))
+        return None if found is None else Evicted(name, found[0])
+
+    def evict(self, excess: int) -> list[Evicted]:
+        """
+        Delete the least recently used rows until at least C{excess} bytes are freed.
+
+        :returns: what was removed.
+        """
+        self._write()
+        evicted: list[Evicted] = []
+        ids: list[int] = []
+        freed = 0
+        for id, name, size, file in self._db.execute("SELECT id, name, size, file FROM entries ORDER BY used, id"):
+            ids.append(id)
+            evicted.append(Evicted(name, file))
+            freed += size
+            if freed >= excess:
+                break
+        self._db.executemany("DELETE FROM entries WHERE id = ?", ((id,) for id in ids))
+        return evicted
+
+    def referenced(self, name: bytes, file: str) -> bool:
+        """
+        :returns: whether the current version of C{name} keeps its body in C{file}.
+        """
+        found = self._db.execute("SELECT 1 FROM entries WHERE name = ? AND file = ?", (name, file)).fetchone()
+        return found is not None
+
+    def totals(self) -> tuple[int, int]:
+        """
+        :returns: the bytes and the number of the entries, as committed and
+            as this connection has changed them since.
+        """
+        bytes_, entries = self._db.execute("SELECT bytes, entries FROM totals").fetchone()
+        return int(bytes_), int(entries)
+
+    def commit(self) -> None:
+        """
+        Commit what this turn wrote, if anything: other processes see it
+        from now on, and the calls registered with L{after_commit} are made.
+
+        :raises sqlite3.Error: when it could not be committed: it is rolled
+            back, the calls dropped, and C{failed} called first.
+        """
+        if self._pending is not None:
+            if self._pending.active():
+                self._pending.cancel()
+            self._pending = None
+        after, self._after = self._after, []
+        try:
+            if self._db.in_transaction:
+                self._db.commit()
+        except sqlite3.Error as e:
+            try:
+                self._db.rollback()
+            except sqlite3.Error:
+                pass  # rolled back already, or the connection is gone
+            self._failed(e)
+            raise
+        for call in after:
+            call()
+
+    def _commit_at_end_of_turn(self) -> None:
+        self._pending = None
+        try:
+            self.commit()
+        except sqlite3.Error:
+            pass  # reported to failed
+
+    def after_commit(self, call: Callable[[], object]) -> None:
+        """
+        Call C{call} once what this turn wrote is committed: a body file is
+        deleted only once no committed row names it.
+        """
+        self._write()
+        self._after.append(call)
+
+    def close(self) -> None:
+        """
+        Commit, then close the connection.
+        """
+        self.commit()
+        self._db.close()
+
+    def _write(self) -> None:
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
+        if self._pending is None:
+            self._pending = self._reactor.callLater(0, self._commit_at_end_of_turn)
+
+
+def open_index(path: str, log: Logger) -> sqlite3.Connection:
+    """
+    Open the index at C{path}, creating it if missing.  One that cannot be
+    read as an index of this version (damaged by a power cut, or of another
+    version) is renamed to C{path + ".old"}, with a warning, and a new one
+    started: a cache may always be dropped.
+
+    :raises sqlite3.Error: when no index can be opened or created at C{path}
+        (a read-only directory, say).
+    """
+    try:
+        return _open(path)
+    except sqlite3.DatabaseError as e:
+        log.warn("setting aside the cache index {path}: {error}", path=path, error=str(e))
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.replace(path + suffix, path + ".old" + suffix)
+        except FileNotFoundError:
+            pass
+    return _open(path)
+
+
+def _open(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_MILLISECONDS / 1000)
+    try:
+        db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = OFF")
+        db.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise sqlite3.DatabaseError(f"it is of version {version}, not {SCHEMA_VERSION}")
+        if version == 0:
+            db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        # Reads the schema and a table: a file that is no database fails
+        # here.  No integrity check: it would read the whole file, for
+        # seconds on a large cache; damage found later costs entries only.
+        db.execute("SELECT bytes FROM totals").fetchone()
+    except BaseException:
+        db.close()
+        raise
+    return db
