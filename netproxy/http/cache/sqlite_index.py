@@ -42,15 +42,16 @@ from netproxy.escaping import Logger
 #: The schema's version, in the database's C{user_version}: a database of
 #: another version is set aside and a new one started.
 SCHEMA_VERSION = 1
-#: Large pages pack rows of a few KiB with little slack (1.16 times their
-#: bytes on disk measured with 16 KiB pages, 1.44 times with 4 KiB ones).
-PAGE_SIZE = 16384
+#: Pages of 8 KiB pack rows of a few KiB with little slack, where 4 KiB
+#: pages hold two rows of 1.5 KiB and waste a quarter; larger pages make
+#: each commit write more (each page it changes is written whole to the WAL).
+PAGE_SIZE = 8192
 #: How long a process waits for another's write transaction, at most one
 #: reactor turn of it, before giving up on a write.
 BUSY_MILLISECONDS = 200
 #: Pages the WAL grows to before it is copied back into the database: small
 #: enough that the copy, in the committing turn, stays a few milliseconds.
-CHECKPOINT_PAGES = 256
+CHECKPOINT_PAGES = 512
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -127,6 +128,9 @@ class Index:
         self._failed = failed
         self._pending: IDelayedCall | None = None
         self._after: list[Callable[[], object]] = []
+        # The totals as of this transaction, kept up to date by each change
+        # it makes, so that they are read once per turn, not per change.
+        self._totals: list[int] | None = None
 
     def find(self, name: bytes) -> Row | None:
         """
@@ -149,16 +153,14 @@ class Index:
         :returns: the new row's id, and the file of the version it replaced
             (for the caller to delete once committed), if any.
         """
-        self._write()
-        old = self._db.execute("SELECT file FROM entries WHERE name = ?", (name,)).fetchone()
-        if old is not None:
-            self._db.execute("DELETE FROM entries WHERE name = ?", (name,))
+        old = self._delete("DELETE FROM entries WHERE name = ? RETURNING size, file", name)
         cursor = self._db.execute(
             "INSERT INTO entries (name, used, size, record, body, file) VALUES (?, ?, ?, ?, ?, ?)",
             (name, used, size, record, body, file),
         )
+        self._count(size, 1)
         assert cursor.lastrowid is not None, "an INSERT sets it"
-        return cursor.lastrowid, None if old is None else old[0]
+        return cursor.lastrowid, old
 
     def replace_record(self, id: int, used: float, size: int, record: bytes) -> bool:
         """
@@ -167,7 +169,10 @@ class Index:
         :returns: whether the row was still there.
         """
         self._write()
-        cursor = self._db.execute("UPDATE entries SET used = ?, size = ?, record = ? WHERE id = ?", (used, size, record, id))
+        self._totals = None
+        cursor = self._db.execute(
+            "UPDATE entries SET used = ?, size = ?, record = ? WHERE id = ?", (used, size, record, id)
+        )
         return cursor.rowcount > 0
 
     def touch(self, id: int, used: float) -> None:
@@ -183,14 +188,33 @@ class Index:
 
         :returns: what was removed, or L{None} if there was no such row.
         """
-        self._write()
         if id is None:
-            found = self._db.execute("SELECT file FROM entries WHERE name = ?", (name,)).fetchone()
-            self._db.execute("DELETE FROM entries WHERE name = ?", (name,))
+            found = self._deleted("DELETE FROM entries WHERE name = ? RETURNING size, file", name)
         else:
-            found = self._db.execute("SELECT file FROM entries WHERE id = ?", (id,)).fetchone()
-            self._db.execute("DELETE FROM entries WHERE id = ?", (id,))
+            found = self._deleted("DELETE FROM entries WHERE id = ? RETURNING size, file", id)
         return None if found is None else Evicted(name, found[0])
+
+    def _delete(self, statement: str, value: object) -> str | None:
+        found = self._deleted(statement, value)
+        return None if found is None else found[0]
+
+    def _deleted(self, statement: str, value: object) -> tuple[str | None] | None:
+        """
+        Run C{statement}, a C{DELETE} of at most one row C{RETURNING size, file}.
+
+        :returns: the deleted row's C{(file,)}, or L{None}.
+        """
+        self._write()
+        found = self._db.execute(statement, (value,)).fetchone()
+        if found is None:
+            return None
+        self._count(-found[0], -1)
+        return (found[1],)
+
+    def _count(self, size: int, entries: int) -> None:
+        if self._totals is not None:
+            self._totals[0] += size
+            self._totals[1] += entries
 
     def evict(self, excess: int) -> list[Evicted]:
         """
@@ -209,6 +233,7 @@ class Index:
             if freed >= excess:
                 break
         self._db.executemany("DELETE FROM entries WHERE id = ?", ((id,) for id in ids))
+        self._count(-freed, -len(ids))
         return evicted
 
     def referenced(self, name: bytes, file: str) -> bool:
@@ -223,8 +248,12 @@ class Index:
         :returns: the bytes and the number of the entries, as committed and
             as this connection has changed them since.
         """
-        bytes_, entries = self._db.execute("SELECT bytes, entries FROM totals").fetchone()
-        return int(bytes_), int(entries)
+        if self._totals is None:
+            bytes_, entries = self._db.execute("SELECT bytes, entries FROM totals").fetchone()
+            if not self._db.in_transaction:
+                return int(bytes_), int(entries)
+            self._totals = [int(bytes_), int(entries)]
+        return self._totals[0], self._totals[1]
 
     def commit(self) -> None:
         """
@@ -239,6 +268,7 @@ class Index:
                 self._pending.cancel()
             self._pending = None
         after, self._after = self._after, []
+        self._totals = None
         try:
             if self._db.in_transaction:
                 self._db.commit()
@@ -291,6 +321,9 @@ def open_index(path: str, log: Logger) -> sqlite3.Connection:
     :raises sqlite3.Error: when no index can be opened or created at C{path}
         (a read-only directory, say).
     """
+    if sqlite3.sqlite_version_info < (3, 35):
+        # For DELETE ... RETURNING; Python 3.11's own builds have 3.39 or later.
+        raise sqlite3.NotSupportedError(f"SQLite {sqlite3.sqlite_version} is too old: 3.35 or later is needed")
     try:
         return _open(path)
     except sqlite3.DatabaseError as e:

@@ -320,7 +320,8 @@ class SQLiteStore:
             self.log.error("could not store cache entry {name}: {error}", name=name.hex(), error=str(e))
             self._delete_file(file)
             return None
-        self._index.after_commit(partial(self._dead.discard, name))
+        if name in self._dead:
+            self._index.after_commit(partial(self._dead.discard, name))
         self._delete_file(replaced)
         self._hot.hold(name, Held(entry, record, body, id, used))
         self._evict()
