@@ -236,6 +236,13 @@ class Index:
         self._count(-freed, -len(ids))
         return evicted
 
+    def oldest(self) -> float:
+        """
+        :returns: the oldest recorded use, or 0 when there is no entry.
+        """
+        found = self._db.execute("SELECT used FROM entries ORDER BY used LIMIT 1").fetchone()
+        return 0.0 if found is None else float(found[0])
+
     def referenced(self, name: bytes, file: str) -> bool:
         """
         :returns: whether the current version of C{name} keeps its body in C{file}.

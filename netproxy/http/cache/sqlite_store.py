@@ -46,7 +46,8 @@ from netproxy.http.cache.sqlite_index import Index, Row, open_index
 #: The index's file in the cache directory.
 INDEX = "index.sqlite"
 #: Seconds between two uses of an entry recorded in the index: the order of
-#: eviction is exact to this, and a hit costs no write more often.
+#: eviction is exact to this (among entries near eviction: see _midpoint),
+#: and a hit costs no write more often.
 TOUCH_INTERVAL = 1.0
 @implementer(IStore)
 class SQLiteStore:
@@ -95,6 +96,9 @@ class SQLiteStore:
         # Uses are recorded in an order strictly increasing, even within
         # one tick of the clock, so that the least recently used is one.
         self._clock = 0.0
+        # The oldest recorded use, and when it was read (see _midpoint).
+        self._oldest = 0.0
+        self._oldest_read = float("-inf")
         self._hot = HeldEntries(memory_size)
         # Temporary files being written, which the sweep must leave alone.
         self.writing: set[str] = set()
@@ -289,13 +293,31 @@ class SQLiteStore:
             self._hot.hold(name, held)
 
     def _use(self, held: Held) -> None:
-        if self._reactor.seconds() - held.used < TOUCH_INTERVAL:
+        now = self._reactor.seconds()
+        if now - held.used < TOUCH_INTERVAL or held.used > self._midpoint(now):
             return
         held.used = self._tick()
         try:
             self._index.touch(held.id, held.used)
         except sqlite3.Error as e:
             self.log.error("could not record a use in the cache index: {error}", error=str(e))
+
+    def _midpoint(self, now: float) -> float:
+        """
+        :returns: the time halfway between the oldest recorded use and
+            C{now}.  A use is recorded only for entries last used before it
+            (second chance, as a CLOCK cache gives): those in the newer half
+            are far from eviction, and a hit on them costs no write.  The
+            oldest use is read at most once per L{TOUCH_INTERVAL}; an older
+            reading only records fewer uses.
+        """
+        if now - self._oldest_read >= TOUCH_INTERVAL:
+            self._oldest_read = now
+            try:
+                self._oldest = self._index.oldest()
+            except sqlite3.Error:
+                self._oldest = now
+        return self._oldest + (now - self._oldest) / 2
 
     def _put(self, entry: Entry, body: bytes | None, file: str | None) -> Entry | None:
         """
