@@ -251,6 +251,8 @@ class CrashTests(CacheTestCase):
     """
 
     timeout = 120
+    #: The proxy's --cache-size, or None for its default (room for all).
+    cache_size = None
 
     async def test_sigkill_while_storing(self):
         """
@@ -266,8 +268,11 @@ class CrashTests(CacheTestCase):
         known = {}
         previous = None
         for cycle in range(CRASHES + 1):
-            proxy = await self.cached_proxy(cache_dir=directory)
-            await proxy.wait_for(LOADED)
+            size = () if self.cache_size is None else ("--cache-size", str(self.cache_size))
+            proxy = await self.cached_proxy(*size, cache_dir=directory)
+            loaded = await proxy.wait_for(LOADED)
+            if self.cache_size is not None:
+                self.assertLessEqual(int(loaded.group(2)), self.cache_size, "the bound was exceeded across the kill")
             if previous is not None:
                 self.assert_no_leftovers(directory)
                 known = await self.check_all(proxy, site, urls, known, previous, f"check{cycle}")
@@ -445,21 +450,39 @@ class CrashTests(CacheTestCase):
             elif path in state.completed:
                 # Stored before its last byte left the proxy.
                 expected = {(True, state.version)}
+                if self.cache_size is not None:
+                    expected.add((False, version))
             elif path in state.issued:
                 expected = {(True, state.version), (False, version)}
                 if path in known:
                     expected.add((True, known[path]))
             elif path in known:
                 expected = {(True, known[path])}
+                if self.cache_size is not None:
+                    expected.add((False, version))
             else:
                 expected = {(False, version)}
             self.assertIn((answer.hit, answer.version), expected, f"{context}: {path}\n{proxy.output.transcript()}")
             if not answer.hit:
                 self.assertTrue(answer.stored, f"{context}: {path} not stored")
-                if path in known and path not in cut:
+                if path in known and path not in cut and self.cache_size is None:
                     await proxy.wait_for(damage_warning(urls[path]), marks[path])
         hits = sum(answer.hit for answer in answers.values())
         self.assertGreater(hits, 0, f"{context}: no entry survived")
+        if self.cache_size is not None:
+            evicted = [path for path, answer in answers.items() if not answer.hit and path in state.completed]
+            self.assertTrue(evicted, f"{context}: nothing was evicted: the bound is too loose for this test")
         # Every miss, and nothing else, reached the origin.
         self.assertEqual(site.renders - renders, len(answers) - hits, context)
         return {path: answer.version for path, answer in answers.items()}
+
+
+class EvictingCrashTests(CrashTests):
+    """
+    The same kills, with a --cache-size of about a quarter of what the
+    origin serves, so that entries are evicted while others are stored and
+    when the proxy is killed: an evicted entry is a miss, never wrong
+    bytes, and the bound holds across every restart.
+    """
+
+    cache_size = sum(size_of(path) for path in crash_paths()) // 4
