@@ -386,15 +386,14 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
         reloaders.append(options["auth"].reload)
     if reloaders:
         ReloadOnHangup(reloaders, reactor).setServiceParent(service)
+    factory.metrics.stalls.setServiceParent(service)
     listening(factory, options["listen"], reactor, options["shutdown-timeout"],
               factory.listening.add).setServiceParent(service)
     return service
 
 
 def client_service(options: ClientOptions, reactor: Any) -> IService:
-    """
-    One client exchange, then the reactor stops.
-    """
+    """One client exchange, then the reactor stops."""
     from netproxy.cli import ClientRunService
 
     return ClientRunService(reactor, options)

@@ -141,6 +141,17 @@ class HttpCacheOptionsTests(SynchronousTestCase):
         self.assertIsNotNone(factory.listening.match("127.0.0.1", 3128))
         self.assertIsNone(factory.listening.match("127.0.0.1", 3129))
 
+    def test_stall_monitor(self):
+        """The proxy's service starts and stops the monitor of the reactor's stalls its /metrics shows."""
+        reactor, service = start(tap.http_service, parse("http", "--no-cache"))
+        stalls = reactor.tcpServers[0][1].metrics.stalls
+        self.assertTrue(stalls.running)
+        reactor.advance(1.5)
+        self.assertGreater(stalls.longest, 1)
+        service.stopService()
+        self.assertFalse(stalls.running)
+        self.assertEqual(reactor.getDelayedCalls(), [])
+
     def test_bad_cache_size(self):
         """A bad --cache-size is refused naming the option."""
         error = self.assertRaises(UsageError, parse, "http", "--cache-size", "lots")

@@ -5,14 +5,18 @@ The HTTP proxy's metrics, as its C{/metrics} page shows them.
 Requests, bytes and cache results are counted when a request is finished
 (where its access line is written); latencies where they are measured;
 connections, the cache's size and its evictions are read from the objects
-that keep them when the page is rendered.
+that keep them when the page is rendered, as are the reactor's stalls, which
+the metrics' own L{StallMonitor} measures once the role's services start it.
 """
 
 import time
 from collections.abc import Sized
 from typing import Protocol
 
+from twisted.internet.interfaces import IReactorTime
+
 from netproxy.instruments import Counter, Gauge, Histogram, Registry
+from netproxy.stalls import StallMonitor, stall_metrics
 
 # Seconds: from a loopback origin's sub-millisecond answers to timeouts.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -54,6 +58,10 @@ class MeteredFactory(Protocol):
     What the metrics read of the proxy (a
     L{netproxy.http.proxy.ProxyFactory}) when the page is rendered.
     """
+
+    @property
+    def reactor(self) -> IReactorTime:
+        """The reactor it runs on, whose stalls are measured."""
 
     @property
     def connections(self) -> Sized:
@@ -125,6 +133,10 @@ class HttpMetrics:
                   read=lambda: 0 if factory.cache is None else len(factory.cache.store)))
         add(Counter("netproxy_cache_evictions_total", "Entries evicted to keep within --cache-size.",
                     read=lambda: 0 if factory.cache is None else factory.cache.store.evictions))
+        # Not running until a service parent starts it (netproxy.tap does).
+        self.stalls = StallMonitor(factory.reactor)
+        for metric in stall_metrics(self.stalls):
+            add(metric)
 
     def finished(self, method: bytes, status: int | None, size: int, cache: str) -> None:
         """

@@ -2,7 +2,8 @@
 """
 The reverse proxy's metrics, in the Prometheus text format, on an endpoint
 of their own (C{--metrics}): its listener speaks the message protocol, not
-HTTP, so the page cannot share it.
+HTTP, so the page cannot share it.  The reactor's stalls are there too, as
+the HTTP proxy shows them.
 """
 
 from twisted.web.resource import Resource
@@ -11,6 +12,7 @@ from twisted.web.server import Request
 from netproxy.instruments import CONTENT_TYPE, Counter, Gauge, Registry
 from netproxy.message.forwarder import Forwarder
 from netproxy.message.registry import ServerRegistry
+from netproxy.stalls import StallMonitor, stall_metrics
 
 
 class ReverseMetrics:
@@ -21,6 +23,8 @@ class ReverseMetrics:
     :param registry: the servers registered.
     :param forwarder: what sends their messages.
     :ivar registry: the metrics, for a L{MetricsPage}.
+    :ivar stalls: the monitor of the forwarder's reactor, for the role's
+        services to start.
     """
 
     def __init__(self, registry: ServerRegistry, forwarder: Forwarder) -> None:
@@ -38,6 +42,9 @@ class ReverseMetrics:
         metrics.add(Counter("netproxy_reverse_unanswered_total",
                             "Messages no server answered: none registered for the policy, or all down.",
                             read=lambda: forwarder.unanswered))
+        self.stalls = StallMonitor(forwarder.reactor)
+        for metric in stall_metrics(self.stalls):
+            metrics.add(metric)
 
     def _by_state(self) -> dict[tuple[str, str], int]:
         counts: dict[tuple[str, str], int] = {}

@@ -103,7 +103,10 @@ def reverse_service(options: RoleOptions, reactor: Any) -> IService:
     factory.max_connections_per_client = options["max-connections-per-client"]
     service = listening(factory, [options["listen"]], reactor, options["shutdown-timeout"])
     if options["metrics"] is not None:
-        site = Site(MetricsPage(ReverseMetrics(registry, forwarder).registry))
+        metrics = ReverseMetrics(registry, forwarder)
+        stalls: IService = metrics.stalls
+        stalls.setServiceParent(service)
+        site = Site(MetricsPage(metrics.registry))
         site.noisy = False
         strports.service(options["metrics"], site, reactor=reactor).setServiceParent(service)
     return service

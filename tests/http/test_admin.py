@@ -40,6 +40,8 @@ FAMILIES = {
     "netproxy_cache_stored_bytes": "gauge",
     "netproxy_cache_entries": "gauge",
     "netproxy_cache_evictions": "counter",
+    "netproxy_reactor_longest_stall_seconds": "gauge",
+    "netproxy_reactor_stalls": "counter",
 }
 
 

@@ -4,6 +4,8 @@ what is read from the proxy only when the page is rendered.  (The page as
 C{/metrics} serves it is tested in L{tests.http.test_admin}.)
 """
 
+from twisted.application.service import MultiService
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.http.proxy_metrics import CACHE_RESULTS, HttpMetrics
@@ -38,6 +40,7 @@ class FakeFactory:
     """
 
     def __init__(self):
+        self.reactor = Clock()
         self.connections = set()
         self.pool = []
         self.cache = None
@@ -124,3 +127,21 @@ class ReadWhenRenderedTests(SynchronousTestCase):
         self.assertEqual(samples(metrics, "netproxy_cache_stored_bytes"), ["netproxy_cache_stored_bytes 4096"])
         self.assertEqual(samples(metrics, "netproxy_cache_entries"), ["netproxy_cache_entries 3"])
         self.assertEqual(samples(metrics, "netproxy_cache_evictions_total"), ["netproxy_cache_evictions_total 7"])
+
+    def test_stalls(self):
+        """The reactor's stalls read 0 until the monitor, once started, sees a late timer on the factory's clock."""
+        factory = FakeFactory()
+        metrics = HttpMetrics(factory)
+        self.assertEqual(samples(metrics, "netproxy_reactor_longest_stall_seconds"),
+                         ["netproxy_reactor_longest_stall_seconds 0"])
+        factory.reactor.advance(1)
+        self.assertEqual(metrics.stalls.longest, 0)
+        parent = MultiService()
+        metrics.stalls.setServiceParent(parent)
+        parent.startService()
+        factory.reactor.advance(0.51)
+        self.assertEqual(samples(metrics, "netproxy_reactor_longest_stall_seconds"),
+                         ["netproxy_reactor_longest_stall_seconds 0.5"])
+        self.assertIn('netproxy_reactor_stalls_total{over="0.2"} 1', samples(metrics, "netproxy_reactor_stalls_total"))
+        self.assertIn('netproxy_reactor_stalls_total{over="1"} 0', samples(metrics, "netproxy_reactor_stalls_total"))
+        parent.stopService()

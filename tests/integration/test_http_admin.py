@@ -96,6 +96,10 @@ class PageTests(CacheTestCase):
                           after[("netproxy_http_upstream_idle_connections", ())]), (1, 1))
         # At least the scraping connection.
         self.assertGreaterEqual(after[("netproxy_http_client_connections", ())], 1)
+        # The reactor's stalls (the page may come before the monitor's first
+        # check: no value is certain but its range).
+        self.assertGreaterEqual(after[("netproxy_reactor_longest_stall_seconds", ())], 0)
+        self.assertIn(("netproxy_reactor_stalls_total", (("over", "0.05"),)), after)
         await proxy.wait_for(r'"GET /metrics HTTP/1\.1" 200 \d+ .* BYPASS ')
 
     async def test_status(self):

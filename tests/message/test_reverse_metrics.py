@@ -66,6 +66,17 @@ class ReverseMetricsTests(_MetricsTestCase):
         self.successResultOf(d)
         self.assertIn("netproxy_reverse_unanswered_total 2", self.samples())
 
+    def test_stalls(self):
+        """The reactor's stalls are shown, measured on the forwarder's reactor once the monitor is started."""
+        metrics = ReverseMetrics(self.registry, self.forwarder)
+        self.assertIn("netproxy_reactor_longest_stall_seconds 0", self.samples())
+        metrics.stalls.startService()
+        self.addCleanup(metrics.stalls.stopService)
+        self.reactor.advance(0.26)
+        samples = [line for line in metrics.registry.render().decode("utf-8").splitlines()]
+        self.assertIn("netproxy_reactor_longest_stall_seconds 0.25", samples)
+        self.assertIn('netproxy_reactor_stalls_total{over="0.2"} 1', samples)
+
 
 class MetricsPageTests(_MetricsTestCase):
     """

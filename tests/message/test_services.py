@@ -10,6 +10,7 @@ from netproxy.message import services
 from netproxy.message.ack import AckFactory
 from netproxy.message.relay import RelayFactory
 from netproxy.message.reverse_metrics import MetricsPage
+from netproxy.stalls import StallMonitor
 from netproxy.message.upper import UpperDatagramProtocol, UpperFactory
 from netproxy.reload import ReloadOnHangup
 from netproxy.tap import Options
@@ -159,11 +160,17 @@ class ReverseServiceTests(SynchronousTestCase):
         ports = [(port, factory) for port, factory, _, interface in reactor.tcpServers]
         self.assertEqual([port for port, _ in ports], [5000, 9105])
         self.assertIsInstance(ports[1][1].resource, MetricsPage)
+        # The reactor's stalls are measured while the role runs.
+        [stalls] = [child for child in service if isinstance(child, StallMonitor)]
+        self.assertTrue(stalls.running)
+        reactor.advance(0.5)
+        self.assertGreater(stalls.longest, 0.4)
 
     def test_off_by_default(self):
-        """Without --metrics, only the message listener."""
+        """Without --metrics, only the message listener, and no stall monitor."""
         reactor, service = start(services.reverse_service, parse("reverse", "--port", "5000"))
         self.assertEqual(len(reactor.tcpServers), 1)
+        self.assertEqual([child for child in service if isinstance(child, StallMonitor)], [])
 
     def test_registration_limits(self):
         """--allow-servers, --max-servers, --max-servers-per-host and --max-tries reach the reverse proxy."""
