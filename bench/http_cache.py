@@ -70,7 +70,9 @@ from support import (
     RESULT_COLUMNS,
     SIZES,
     add_baseline_option,
+    cache_status,
     describe_netproxies,
+    exchanges,
     free_port,
     in_turn,
     install,
@@ -78,6 +80,7 @@ from support import (
     netproxies,
     peak_rss_mib,
     pin_this_process,
+    poll,
     print_before_after,
     print_peer_ratios,
     proxypy,
@@ -102,14 +105,8 @@ SQUID_MEMORY_CACHE = ["cache_mem 256 MB", "maximum_object_size_in_memory 2 MB", 
                       "client_db off"]
 #: Connections the restart row's client fills and checks the cache with.
 FILL_CONNECTIONS = 50
-#: Seconds any one client exchange, or a whole fill or check, may take.
-EXCHANGE_SECONDS = 30
+#: Seconds a whole fill or check may take.
 FILL_SECONDS = 600
-#: Seconds the restarted proxy has to serve its first hit, and the pause between two tries.
-RESTART_SECONDS = 30
-POLL_PAUSE = 0.002
-MAX_POLLS = int(RESTART_SECONDS / POLL_PAUSE)
-MAX_CHUNKS = 100_000
 
 
 def start_origin(work, cached_port, plain_port):
@@ -144,15 +141,6 @@ def origin_requests(log):
         return 0
 
 
-def cache_status(headers):
-    """
-    :returns: the parameters of an RFC 9211 C{Cache-Status} value, such as
-        C{{"hit", "ttl=3600"}}.
-    """
-    value = headers.get("cache-status", "")
-    return {part.strip() for part in value.split(";")[1:]}
-
-
 def hit_evidence(proxy, headers):
     """
     :param proxy: the name of the proxy's rows: C{squid}, or a netproxy's.
@@ -163,107 +151,6 @@ def hit_evidence(proxy, headers):
     if proxy == "squid" and headers.get("x-cache", "").startswith("HIT"):
         return f"X-Cache: {headers['x-cache']}"
     return None
-
-
-def request_bytes(origin, path, host, only_if_cached=False):
-    extra = "Cache-Control: only-if-cached\r\n" if only_if_cached else ""
-    return f"GET http://{origin}{path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode()
-
-
-async def read_response(reader):
-    """
-    Read one HTTP/1.1 response.
-
-    :returns: C{(status, headers, body)}, header names in lower case.
-    """
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        if line:
-            name, _, value = line.partition(":")
-            name = name.strip().lower()
-            headers[name] = f"{headers[name]}, {value.strip()}" if name in headers else value.strip()
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        body = b""
-        for _ in range(MAX_CHUNKS):
-            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            chunk = await reader.readexactly(size + 2)
-            if size == 0:
-                break
-            body += chunk[:-2]
-    elif "content-length" in headers:
-        body = await reader.readexactly(int(headers["content-length"]))
-    else:
-        body = await reader.read()
-    return status, headers, body
-
-
-async def exchanges(port, origin, paths, connections=1, host=None, only_if_cached=False, seconds=EXCHANGE_SECONDS):
-    """
-    GET C{http://ORIGIN/PATH} through the proxy on C{port} for each of
-    C{paths}, from C{connections} keep-alive connections.
-
-    :param host: the C{Host} header (default: the origin's).
-    :returns: C{{path: (status, headers, body)}}.
-    :raises TimeoutError: after C{seconds}.
-    """
-    todo = iter(paths)
-    answers = {}
-
-    async def one_connection():
-        reader = writer = None
-        try:
-            for path in todo:
-                if writer is None:
-                    reader, writer = await asyncio.open_connection(HOST, port)
-                writer.write(request_bytes(origin, path, host or origin, only_if_cached))
-                answers[path] = answer = await read_response(reader)
-                if answer[1].get("connection", "").lower() == "close":
-                    writer.close()
-                    writer = None
-        finally:
-            if writer is not None:
-                writer.close()
-
-    await asyncio.wait_for(asyncio.gather(*(one_connection() for _ in range(connections))), seconds)
-    return answers
-
-
-async def poll(port, origin, path, started, until_hit):
-    """
-    Ask the proxy on C{port} for C{path} with C{only-if-cached}, on a new
-    connection each time, until it answers (C{until_hit} false) or answers
-    with a hit, pausing L{POLL_PAUSE} between tries, for at most
-    L{RESTART_SECONDS} after C{started}.
-
-    :returns: C{(first, hit)}: the seconds after C{started} of its first
-        answer and of the answer awaited, C{None} when there was none.
-    """
-    first = None
-    for _ in range(MAX_POLLS):
-        if time.monotonic() - started > RESTART_SECONDS:
-            break
-        try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), 1)
-        except (OSError, TimeoutError):
-            await asyncio.sleep(POLL_PAUSE)
-            continue
-        try:
-            writer.write(request_bytes(origin, path, origin, only_if_cached=True))
-            _, headers, _ = await asyncio.wait_for(read_response(reader), EXCHANGE_SECONDS)
-        except (OSError, asyncio.IncompleteReadError, TimeoutError):
-            await asyncio.sleep(POLL_PAUSE)
-            continue
-        finally:
-            writer.close()
-        now = time.monotonic() - started
-        first = now if first is None else first
-        if not until_hit or "hit" in cache_status(headers):
-            return first, now
-        await asyncio.sleep(POLL_PAUSE)
-    return first, None
 
 
 def cached_proxy(netproxy, work):

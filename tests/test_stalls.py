@@ -142,6 +142,7 @@ class StallMetricsTests(SynchronousTestCase):
         families = parse(self.registry.render().decode("utf-8"))
         longest, = families["netproxy_reactor_longest_stall_seconds"].samples
         self.assertAlmostEqual(longest.value, 0.25)
-        self.assertEqual({sample.labels["over"]: sample.value for sample in families["netproxy_reactor_stalls"].samples},
+        counter = families["netproxy_reactor_stalls"]
+        self.assertEqual({sample.labels["over"]: sample.value for sample in counter.samples},
                          {"0.01": 1, "0.05": 1, "0.2": 1, "1": 0})
         self.monitor.stopService()
