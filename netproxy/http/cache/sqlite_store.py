@@ -42,17 +42,16 @@ from netproxy.http.cache.interfaces import IStore, IWriter
 from netproxy.http.cache.producers import Scheduler, next_turn, one_step, stream_body
 from netproxy.http.cache.spill_writer import SpillWriter, entry_name
 from netproxy.http.cache.sqlite_index import Index, Row, open_index
+from netproxy.http.cache.use_order import UseOrder
 
 #: The index's file in the cache directory.
 INDEX = "index.sqlite"
-#: Seconds between two uses of an entry recorded in the index: the order of
-#: eviction is exact to this (among entries near eviction: see _midpoint),
-#: and a hit costs no write more often.
-TOUCH_INTERVAL = 1.0
 #: Eviction frees this fraction of max_size beyond what it must, so that a
 #: cache kept full by a stream of misses evicts a batch every few hundred
 #: entries stored rather than one row at every store.
 EVICTION_SLACK = 256
+
+
 @implementer(IStore)
 class SQLiteStore:
     """
@@ -97,12 +96,7 @@ class SQLiteStore:
         self._reactor = reactor
         self._scheduler = next_turn(reactor) if scheduler is None else scheduler
         self._index = Index(open_index(os.path.join(self._root, INDEX), self.log), reactor, self._not_saved)
-        # Uses are recorded in an order strictly increasing, even within
-        # one tick of the clock, so that the least recently used is one.
-        self._clock = 0.0
-        # The oldest recorded use, and when it was read (see _midpoint).
-        self._oldest = 0.0
-        self._oldest_read = float("-inf")
+        self._uses = UseOrder(reactor, self._index.oldest)
         self._hot = HeldEntries(memory_size)
         # Temporary files being written, which the sweep must leave alone.
         self.writing: set[str] = set()
@@ -154,7 +148,7 @@ class SQLiteStore:
         if held is None:
             return None
         entry, record = _stored(Entry(key, meta, held.entry.length, held.entry.checksum))
-        used = self._tick()
+        used = self._uses.stamp()
         try:
             found = self._index.replace_record(held.id, used, entry.length + len(record), record)
         except sqlite3.Error as e:
@@ -230,10 +224,6 @@ class SQLiteStore:
     def _named(self, name: bytes, file: str) -> bool:
         return self._index.referenced(name, file)
 
-    def _tick(self) -> float:
-        self._clock = max(self._reactor.seconds(), self._clock + 1e-6)
-        return self._clock
-
     def _lookup(self, key: bytes) -> Held | None:
         """
         :returns: what is known of C{key}'s current entry, held in memory
@@ -297,31 +287,13 @@ class SQLiteStore:
             self._hot.hold(name, held)
 
     def _use(self, held: Held) -> None:
-        now = self._reactor.seconds()
-        if now - held.used < TOUCH_INTERVAL or held.used > self._midpoint(now):
+        if not self._uses.worth_recording(held.used):
             return
-        held.used = self._tick()
+        held.used = self._uses.stamp()
         try:
             self._index.touch(held.id, held.used)
         except sqlite3.Error as e:
             self.log.error("could not record a use in the cache index: {error}", error=str(e))
-
-    def _midpoint(self, now: float) -> float:
-        """
-        :returns: the time halfway between the oldest recorded use and
-            C{now}.  A use is recorded only for entries last used before it
-            (second chance, as a CLOCK cache gives): those in the newer half
-            are far from eviction, and a hit on them costs no write.  The
-            oldest use is read at most once per L{TOUCH_INTERVAL}; an older
-            reading only records fewer uses.
-        """
-        if now - self._oldest_read >= TOUCH_INTERVAL:
-            self._oldest_read = now
-            try:
-                self._oldest = self._index.oldest()
-            except sqlite3.Error:
-                self._oldest = now
-        return self._oldest + (now - self._oldest) / 2
 
     def _put(self, entry: Entry, body: bytes | None, file: str | None) -> Entry | None:
         """
@@ -339,7 +311,7 @@ class SQLiteStore:
         if size > self.max_size:
             self._delete_file(file)
             return None
-        used = self._tick()
+        used = self._uses.stamp()
         try:
             id, replaced = self._index.put(name, used, size, record, body, file)
         except sqlite3.Error as e:
