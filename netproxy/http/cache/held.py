@@ -34,7 +34,9 @@ class Held:
 
     def keep(self, body: bytes) -> None:
         """
-        Hold C{body} too, checked against the entry by the caller.
+        Hold C{body} too, checked against the entry by the caller.  Not while
+        in L{HeldEntries}, which counts the cost it had when held: forget it,
+        keep, and hold it again.
         """
         self.body = body
         self.cost += len(body)

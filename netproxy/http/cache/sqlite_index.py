@@ -40,8 +40,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from netproxy.escaping import Logger
 
 #: The schema's version, in the database's C{user_version}: a database of
-#: another version is set aside and a new one started.
-SCHEMA_VERSION = 1
+#: another version is set aside and a new one started.  Version 1 reused
+#: the id of the last row deleted.
+SCHEMA_VERSION = 2
 #: Pages of 8 KiB pack rows of a few KiB with little slack, where 4 KiB
 #: pages hold two rows of 1.5 KiB and waste a quarter; larger pages make
 #: each commit write more (each page it changes is written whole to the WAL).
@@ -55,7 +56,7 @@ CHECKPOINT_PAGES = 512
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     name BLOB NOT NULL UNIQUE,
     used REAL NOT NULL,
     size INTEGER NOT NULL,
@@ -86,7 +87,9 @@ class Row(NamedTuple):
     """
     An entry's row.
 
-    :ivar id: the row's id, new for every version of the entry.
+    :ivar id: the row's id, new for every version of the entry: never
+        reused (C{AUTOINCREMENT}), so that another process holding an old
+        version's id never takes a new version for it.
     :ivar used: when it was last used (POSIX time, as the store's clock).
     :ivar record: its record.
     :ivar body: its body, when it is kept in the row, else L{None}.
@@ -162,18 +165,25 @@ class Index:
         assert cursor.lastrowid is not None, "an INSERT sets it"
         return cursor.lastrowid, old
 
-    def replace_record(self, id: int, used: float, size: int, record: bytes) -> bool:
+    def replace_record(self, id: int, used: float, size: int, record: bytes) -> int | None:
         """
-        Replace the record of the row C{id}, keeping its body.
+        Replace the row C{id} by one with a new record and the same body:
+        a new id, so that other processes see the entry changed.
 
-        :returns: whether the row was still there.
+        :returns: the new row's id, or L{None} if the row was gone.
         """
         self._write()
-        self._totals = None
+        old = self._db.execute("DELETE FROM entries WHERE id = ? RETURNING name, size, body, file", (id,)).fetchone()
+        if old is None:
+            return None
+        self._count(-old[1], -1)
         cursor = self._db.execute(
-            "UPDATE entries SET used = ?, size = ?, record = ? WHERE id = ?", (used, size, record, id)
+            "INSERT INTO entries (name, used, size, record, body, file) VALUES (?, ?, ?, ?, ?, ?)",
+            (old[0], used, size, record, old[2], old[3]),
         )
-        return cursor.rowcount > 0
+        self._count(size, 1)
+        assert cursor.lastrowid is not None, "an INSERT sets it"
+        return cursor.lastrowid
 
     def touch(self, id: int, used: float) -> None:
         """
@@ -339,6 +349,11 @@ def open_index(path: str, log: Logger) -> sqlite3.Connection:
     try:
         return _open(path)
     except sqlite3.DatabaseError as e:
+        # Busy, locked, read-only, I/O, disk full: the index may well be
+        # sound, and other processes using it.  Of these operational errors
+        # only SQLITE_ERROR means a schema not ours (no such table, column).
+        if isinstance(e, sqlite3.OperationalError) and getattr(e, "sqlite_errorcode", None) != sqlite3.SQLITE_ERROR:
+            raise
         log.warn("setting aside the cache index {path}: {error}", path=path, error=str(e))
     for suffix in ("", "-wal", "-shm"):
         try:

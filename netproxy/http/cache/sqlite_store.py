@@ -150,13 +150,13 @@ class SQLiteStore:
         entry, record = _stored(Entry(key, meta, held.entry.length, held.entry.checksum))
         used = self._uses.stamp()
         try:
-            found = self._index.replace_record(held.id, used, entry.length + len(record), record)
+            id = self._index.replace_record(held.id, used, entry.length + len(record), record)
         except sqlite3.Error as e:
             self.log.error("could not update cache entry {name}: {error}", name=entry_name(key).hex(), error=str(e))
             return None
-        if not found:
+        if id is None:
             return None
-        self._hot.hold(entry_name(key), Held(entry, record, held.body, held.id, used))
+        self._hot.hold(entry_name(key), Held(entry, record, held.body, id, used))
         self._evict()
         return entry
 
@@ -179,7 +179,7 @@ class SQLiteStore:
             raise EntryNotRemoved(f"the cache index could not be changed: {e}") from None
         self._dead.discard(name)
         if gone is not None:
-            self._delete_file(gone.file)
+            self._delete_unnamed(gone.file)
         return gone is not None
 
     def load(self) -> "Deferred[None]":
@@ -272,9 +272,12 @@ class SQLiteStore:
         return Held(entry, row.record, row.body, row.id, row.used)
 
     def _open_body(self, name: bytes, entry: Entry) -> IO[bytes]:
-        row = self._index.find(name)
-        if row is None or not same_body(decode_record(row.record), entry):
-            raise FileNotFoundError(f"no entry for {name.hex()} with this body")
+        try:
+            row = None if name in self._dead else self._index.find(name)
+            if row is None or not same_body(decode_record(row.record), entry):
+                raise FileNotFoundError(f"no entry for {name.hex()} with this body")
+        except (sqlite3.Error, ValueError) as e:
+            raise OSError(f"the cache index cannot be read ({e})") from None
         if row.body is not None:
             return io.BytesIO(row.body)
         assert row.file is not None, "a row without a body has a file"
@@ -283,6 +286,8 @@ class SQLiteStore:
     def _keep(self, name: bytes, entry: Entry, body: bytes) -> None:
         held = self._hot.get(name)
         if held is not None and held.body is None and same_body(held.entry, entry):
+            # Out while its cost changes: the tier subtracts what it costs now.
+            self._hot.forget(name)
             held.keep(body)
             self._hot.hold(name, held)
 
@@ -305,18 +310,18 @@ class SQLiteStore:
         try:
             entry, record = _stored(entry)
         except (TypeError, ValueError):
-            self._delete_file(file)
+            self._delete_unnamed(file)
             raise
         size = entry.length + len(record)
         if size > self.max_size:
-            self._delete_file(file)
+            self._delete_unnamed(file)
             return None
         used = self._uses.stamp()
         try:
             id, replaced = self._index.put(name, used, size, record, body, file)
         except sqlite3.Error as e:
             self.log.error("could not store cache entry {name}: {error}", name=name.hex(), error=str(e))
-            self._delete_file(file)
+            self._delete_unnamed(file)
             return None
         if name in self._dead:
             self._index.after_commit(partial(self._dead.discard, name))
@@ -352,6 +357,12 @@ class SQLiteStore:
         # leaves the old row with its file.  Readers hold their file open.
         if file is not None:
             self._index.after_commit(partial(body_files.delete, self._root, file, self.log))
+
+    def _delete_unnamed(self, file: str | None) -> None:
+        # A file no committed row names (any more): deleted at once, without
+        # a write to the index, which may be what failed.
+        if file is not None:
+            body_files.delete(self._root, file, self.log)
 
     def _discard(self, entry: Entry, error: DamagedEntry) -> None:
         name = entry_name(entry.key)
