@@ -136,3 +136,42 @@ class TurnsMixin:
         self.assertIsNone(self.successResultOf(d))
         self.assertIsNone(transport.producer)
         return transport.value()
+
+
+class FaultyConnection:
+    """
+    A SQLite connection, for an index to use, whose commits and statements
+    fail on demand as a full disk or a read-only file would make them:
+    C{fail_commit} is raised by C{commit}, and C{fail_statements} by each
+    statement starting with one of its words (C{"DELETE"}, C{"BEGIN"}...).
+    """
+
+    def __init__(self, db):
+        self.db = db
+        self.fail_commit = None
+        self.fail_statements = None
+        self.words = ()
+
+    def __getattr__(self, name):
+        return getattr(self.db, name)
+
+    def fail(self, error, *words):
+        """Make the statements starting with C{words} raise C{error}."""
+        self.fail_statements, self.words = error, words
+
+    def _check(self, sql):
+        if self.fail_statements is not None and sql.lstrip().upper().startswith(self.words):
+            raise self.fail_statements
+
+    def execute(self, sql, *args):
+        self._check(sql)
+        return self.db.execute(sql, *args)
+
+    def executemany(self, sql, *args):
+        self._check(sql)
+        return self.db.executemany(sql, *args)
+
+    def commit(self):
+        if self.fail_commit is not None and self.db.in_transaction:
+            raise self.fail_commit
+        self.db.commit()
