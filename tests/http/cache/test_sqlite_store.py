@@ -26,7 +26,8 @@ from netproxy.http.cache.body_files import BODIES, SWEEP_AGE, new_body_file, tem
 from netproxy.http.cache.entry import CHUNK_SIZE, DamagedEntry, Entry, decode_record, encode_record
 from netproxy.http.cache.spill_writer import SMALL_BODY, entry_name
 from netproxy.http.cache.sqlite_index import SCHEMA_VERSION
-from netproxy.http.cache.sqlite_store import INDEX, TOUCH_INTERVAL, SQLiteStore
+from netproxy.http.cache.sqlite_store import INDEX, SQLiteStore
+from netproxy.http.cache.use_order import TOUCH_INTERVAL
 from tests.cache_helpers import KEY, META, T0, FaultyConnection, MiB, TurnsMixin, body_of
 
 LARGE = 3 * CHUNK_SIZE
@@ -389,7 +390,7 @@ class SharedTests(StoreTestCase):
 
     def test_eviction_seen(self):
         """Entries evicted by one store are not served by the other, and both count the same size."""
-        self.reopen(shared=True, max_size=2 * LARGE + 1000)
+        self.reopen(shared=True, max_size=2 * LARGE + 8000)
         self.put(b"a", body_of(LARGE))
         self.commit()
         self.assertIsNotNone(self.other.get(b"a"))
@@ -405,7 +406,7 @@ class SharedTests(StoreTestCase):
 
     def test_use_by_other(self):
         """A use recorded by the other store keeps an entry from eviction by this one."""
-        self.reopen(shared=True, max_size=2 * LARGE + 1000)
+        self.reopen(shared=True, max_size=2 * LARGE + 8000)
         self.put(b"a", body_of(LARGE))
         self.clock.advance(1)
         self.put(b"b", body_of(LARGE, seed=1))
@@ -418,7 +419,7 @@ class SharedTests(StoreTestCase):
 
     def test_eviction_by_other(self):
         """An entry stored by one store and evicted by the other's put is gone for both."""
-        other = self.open(shared=True, max_size=2 * LARGE + 1000)
+        other = self.open(shared=True, max_size=2 * LARGE + 8000)
         self.put(b"a", body_of(LARGE))
         self.commit()
         self.assertIsNotNone(self.store.get(b"a"))
