@@ -34,6 +34,7 @@ SWEEP_AGE = 60.0
 
 _SHARD = re.compile("[0-9a-f]{2}")
 _STORED = re.compile("([0-9a-f]{64})-[0-9a-f]{8}")
+_BODY_FILE = re.compile(f"{BODIES}/[0-9a-f]{{2}}/[0-9a-f]{{64}}-[0-9a-f]{{8}}")
 _WRITING = re.compile("[0-9a-f]{64}-[0-9a-f]{8}\\.([0-9]+)\\.tmp")
 _OLD_LAYOUT = re.compile(".*\\.(body|meta|tmp)")
 
@@ -45,6 +46,16 @@ def new_body_file(name: bytes) -> str:
     """
     hexname = name.hex()
     return f"{BODIES}/{hexname[:2]}/{hexname}-{os.urandom(4).hex()}"
+
+
+def is_body_file(path: str, name: bytes) -> bool:
+    """
+    :returns: whether C{path} is one of the names L{new_body_file} gives
+        the entry named C{name}: a row naming anything else (written by
+        hand, or garbled) must not make the store open or delete it.
+    """
+    hexname = name.hex()
+    return _BODY_FILE.fullmatch(path) is not None and path[len(BODIES) + 1 :].startswith(f"{hexname[:2]}/{hexname}-")
 
 
 def temporary(path: str) -> str:

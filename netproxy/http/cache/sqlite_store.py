@@ -265,6 +265,8 @@ class SQLiteStore:
                 check_body(entry, row.body)
             elif row.file is None:
                 raise ValueError("it has no body")
+            elif not body_files.is_body_file(row.file, name):
+                raise ValueError("it names a file that is not its body's")
         except (ValueError, DamagedEntry) as e:
             self.log.warn("discarding cache entry {name}: {error}", name=name.hex(), error=str(e))
             self._drop(name, row.id)
@@ -280,7 +282,8 @@ class SQLiteStore:
             raise OSError(f"the cache index cannot be read ({e})") from None
         if row.body is not None:
             return io.BytesIO(row.body)
-        assert row.file is not None, "a row without a body has a file"
+        if row.file is None or not body_files.is_body_file(row.file, name):
+            raise FileNotFoundError(f"the entry {name.hex()} names no body file of its own")
         return open(os.path.join(self._root, row.file), "rb")  # noqa: SIM115 - closed by the producer
 
     def _keep(self, name: bytes, entry: Entry, body: bytes) -> None:
@@ -349,7 +352,7 @@ class SQLiteStore:
         except sqlite3.Error as e:
             self.log.error("could not discard cache entry {name}: {error}", name=name.hex(), error=str(e))
             return
-        if gone is not None:
+        if gone is not None and gone.file is not None and body_files.is_body_file(gone.file, name):
             self._delete_file(gone.file)
 
     def _delete_file(self, file: str | None) -> None:

@@ -648,16 +648,31 @@ class DamageTests(StoreTestCase):
         self.discarded()
 
     def test_other_entrys_file(self):
-        """A row naming another entry's file of the same length fails its read at the end, and is discarded."""
-        self.put(b"third", body_of(LARGE, seed=3))
+        """A row naming another entry's file is discarded when looked up, and the other entry's file is left alone."""
+        third = self.put(b"third", body_of(LARGE, seed=3))
         self.put(KEY, body_of(LARGE))
         self.commit()
         self.set_row(KEY, file=self.row(b"third", "file")[0])
         self.reopen()
-        d = self.store.read(self.store.get(KEY), StringTransport())
-        self.run_turns()
-        self.failureResultOf(d, DamagedEntry)
         self.assertIsNone(self.store.get(KEY))
+        self.commit()
+        self.assertEqual(self.fetch(self.store.get(b"third")), body_of(LARGE, seed=3))
+        self.assertEqual(self.store.get(b"third"), third)
+
+    def test_file_outside_bodies(self):
+        """A row naming a path outside bodies/ is discarded without opening or deleting that path."""
+        self.put(KEY, body_of(LARGE))
+        self.commit()
+        outside = self.store.path.sibling("precious")
+        outside.setContent(body_of(LARGE))
+        for path in ("../precious", outside.path, "bodies/../../precious"):
+            self.set_row(KEY, file=path)
+            self.reopen()
+            self.assertIsNone(self.store.get(KEY))
+            self.commit()
+            self.put(KEY, body_of(LARGE))
+            self.commit()
+        self.assertEqual(outside.getContent(), body_of(LARGE))
 
     def test_record_damaged_after_get(self):
         """A record damaged between get and read fails the read with DamagedEntry, and the entry is discarded."""
