@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred, succeed
@@ -294,7 +295,7 @@ class _Announcing:
         return self._endpoint.listen(factory).addCallback(announce)
 
 
-def listening(factory: TrackingFactory, endpoints: Iterable[str], reactor: Any, timeout: float,
+def listening(factory: TrackingFactory, endpoints: Iterable[str | IStreamServerEndpoint], reactor: Any, timeout: float,
               on_listening: Callable[[IListeningPort], object] | None = None) -> MultiService:
     """
     The service of a factory listening on endpoints, draining its
@@ -304,7 +305,8 @@ def listening(factory: TrackingFactory, endpoints: Iterable[str], reactor: Any, 
     children last first), so no new connection comes in while it drains; a
     port already in use stops start-up, as L{strports.service} does.
 
-    :param endpoints: the endpoint descriptions to listen on.
+    :param endpoints: the endpoint descriptions to listen on, or endpoints
+        (a worker's inherited sockets).
     :param reactor: the reactor, to listen with and as the drain's clock.
     :param timeout: seconds to wait before aborting busy connections.
     :param on_listening: called with each L{IListeningPort} once it
@@ -315,7 +317,11 @@ def listening(factory: TrackingFactory, endpoints: Iterable[str], reactor: Any, 
     service = MultiService()
     DrainOnStop(factory, reactor, timeout).setServiceParent(service)
     for endpoint in endpoints:
-        listener = strports.service(endpoint, factory, reactor=reactor)
+        if isinstance(endpoint, str):
+            listener = strports.service(endpoint, factory, reactor=reactor)
+        else:
+            listener = StreamServerEndpointService(endpoint, factory)
+            listener._raiseSynchronously = True  # as strports.service does
         if on_listening is not None:
             listener.endpoint = _Announcing(listener.endpoint, on_listening)
         listener.setServiceParent(service)

@@ -12,6 +12,11 @@ C{$NOTIFY_SOCKET} every call here does nothing.
 
 Socket activation needs nothing from this module: Twisted's
 C{systemd:domain=INET:index=0} endpoints adopt the sockets systemd passes.
+
+The same messages also travel from each worker process to the main one
+(L{netproxy.worker_control}), which alone talks to systemd and announces the
+service ready, and its watchdog alive, only while every worker is
+(L{Readiness}).
 """
 
 import errno
@@ -19,9 +24,10 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from twisted.application.service import IService, IServiceCollection, MultiService, Service
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 
@@ -175,6 +181,45 @@ class NotifySocket:
             self._socket = None
 
 
+class Channel(Protocol):
+    """
+    Where a L{SystemdNotifier} sends its messages: a L{NotifySocket}, or a
+    worker's link to its main process.
+
+    :ivar address: what the log calls it.
+    """
+
+    address: str
+
+    def send(self, message: str) -> None:
+        """
+        Send C{message} (C{NAME=value} lines) now or as soon as possible.
+        """
+
+    def close_when_sent(self) -> None:
+        """
+        Close once every message waiting has gone.
+        """
+
+
+class Readiness(Protocol):
+    """
+    What a notifier asks before it tells systemd that the service is ready
+    and alive: the main process of several workers
+    (L{netproxy.workers.Supervisor}) is ready once every worker is.
+    """
+
+    def when_ready(self) -> Deferred[None]:
+        """
+        :returns: a L{Deferred} that fires once the service is ready.
+        """
+
+    def healthy(self) -> bool:
+        """
+        :returns: whether a watchdog ping may go out now.
+        """
+
+
 def _printable(address: str) -> str:
     return "@" + address[1:] if address.startswith("\0") else address
 
@@ -198,16 +243,23 @@ class SystemdNotifier(Service):
         L{None}.
     :param monotonic: returns C{CLOCK_MONOTONIC} in microseconds.
     :param make_socket: makes the non-blocking unix datagram socket.
+    :param channel: where to send instead of C{$NOTIFY_SOCKET}, or L{None}.
+    :param readiness: what C{READY=1} waits for, and what each watchdog
+        ping asks first; L{None} when the started services are all there is.
     """
 
     log = Logger()
 
     def __init__(self, reactor: Any, environ: Mapping[str, str] | None = None, pid: int | None = None,
                  monotonic: Callable[[], int] = monotonic_usec,
-                 make_socket: Callable[[], socket.socket] = _datagram_socket) -> None:
+                 make_socket: Callable[[], socket.socket] = _datagram_socket,
+                 channel: Channel | None = None, readiness: Readiness | None = None) -> None:
         environ = os.environ if environ is None else environ
         address = notify_address(environ.get("NOTIFY_SOCKET"))
-        self.socket = None if address is None else NotifySocket(address, reactor, make_socket)
+        self.socket: Channel | None = channel
+        if channel is None and address is not None:
+            self.socket = NotifySocket(address, reactor, make_socket)
+        self.readiness = readiness
         self.watchdog_interval = watchdog_interval(environ, os.getpid() if pid is None else pid)
         self._reactor = reactor
         self._monotonic = monotonic
@@ -248,14 +300,29 @@ class SystemdNotifier(Service):
             self._reactor.callWhenRunning(self._ready)
 
     def _ready(self) -> None:
+        if self.running and self.socket is not None and self.readiness is not None:
+            self.readiness.when_ready().addCallback(lambda ignored: self._announce())
+        else:
+            self._announce()
+
+    def _announce(self) -> None:
         if not self.running or self.socket is None:
             return
-        self.log.info("notifying systemd at {address}: ready", address=_printable(self.socket.address))
+        peer = self.socket.address
+        if isinstance(self.socket, NotifySocket):
+            peer = "systemd at " + _printable(peer)
+        self.log.info("notifying {peer}: ready", peer=peer)
         self.notify("READY=1")
         if self.watchdog_interval is not None:
-            self._watchdog = LoopingCall(self.notify, "WATCHDOG=1")
+            self._watchdog = LoopingCall(self._ping)
             self._watchdog.clock = self._reactor
             self._watchdog.start(self.watchdog_interval, now=True)
+
+    def _ping(self) -> None:
+        # A ping skipped while a worker is down is harmless; many in a row
+        # (a worker that cannot start again) let systemd restart the service.
+        if self.readiness is None or self.readiness.healthy():
+            self.notify("WATCHDOG=1")
 
     def stopService(self) -> None:
         super().stopService()

@@ -12,6 +12,7 @@ role needs is imported inside the functions that build it.
 """
 
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -19,14 +20,15 @@ from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
 from netproxy import coerce
-from netproxy.cli import ClientOptions
+from netproxy.cli import ClientOptions, ClientRunService
 from netproxy.acl import RuleSet
 from netproxy.message.codec import DEFAULT_MAX_SIZE
 # Every listening role's options (idle and connection limits) build on these.
 from netproxy.role_options import ListeningOptions as _ServerOptions
+from netproxy.worker_options import WorkerOptions
 
 
-class RelayOptions(_ServerOptions):
+class RelayOptions(WorkerOptions, _ServerOptions):
     """
     C{twistd netproxy relay}.
     """
@@ -55,7 +57,7 @@ class RelayOptions(_ServerOptions):
 
     def postOptions(self) -> None:
         super().postOptions()
-        self["listen"] = coerce.listen_endpoint("listen", self["listen"])
+        self["listen"] = self.listen_endpoints([self["listen"]])[0]
         self["connect-timeout"] = coerce.seconds("connect-timeout", self["connect-timeout"])
         self["max-size"] = coerce.size("max-size", self["max-size"])
         self["rules"] = coerce.rules_file("blocklist", self["block"], self["blocklist"])
@@ -185,7 +187,7 @@ class ServerOptions(_ServerOptions):
         self["max-size"] = coerce.size("max-size", self["max-size"])
 
 
-class HttpOptions(_ServerOptions):
+class HttpOptions(WorkerOptions, _ServerOptions):
     """
     C{twistd netproxy http}.
     """
@@ -225,7 +227,7 @@ class HttpOptions(_ServerOptions):
         """
         endpoint to listen on (default tcp:8080:interface=127.0.0.1); may be repeated
         """
-        self["listen"].append(coerce.listen_endpoint("listen", endpoint))
+        self["listen"].append(endpoint)
 
     def opt_allow(self, rule: str) -> None:
         """
@@ -253,7 +255,7 @@ class HttpOptions(_ServerOptions):
 
     def postOptions(self) -> None:
         super().postOptions()
-        self["listen"] = self["listen"] or ["tcp:8080:interface=127.0.0.1"]
+        self["listen"] = self.listen_endpoints(self["listen"] or ["tcp:8080:interface=127.0.0.1"])
         # This host's clients: loopback, and every client of a unix socket
         # (local, and guarded by the socket file's mode).
         local = [coerce.rule("allow", "127.0.0.0/8"), coerce.rule("allow", "::1"), coerce.rule("allow", "unix")]
@@ -298,6 +300,10 @@ class Options(usage.Options):
         ("client", None, ClientOptions, "run one client exchange (as netproxy-client does)"),
     ]
 
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        self.argv = list(sys.argv[1:] if options is None else options)  # a main process's workers get them too
+        super().parseOptions(options)
+
     def postOptions(self) -> None:
         if self.subCommand is None:
             raise usage.UsageError("name a role: " + ", ".join(name for name, *_ in self.subCommands))
@@ -315,14 +321,14 @@ def makeService(options: Options) -> MultiService:
 
     from netproxy.message import services
     from netproxy.shutdown import ExitCleanlyOnTerm
-    from netproxy.systemd import SystemdNotifier
+    from netproxy.workers import role_process
 
     # Every role uses several of the reactor's interfaces, which no one type names.
     reactor: Any = installed
     builders: dict[str, Callable[[Any, Any], IService]] = {
         "http": http_service, "reverse": services.reverse_service, "server": services.server_service,
         "relay": services.relay_service, "ack": services.ack_service, "upper": services.upper_service,
-        "client": client_service,
+        "client": lambda options, reactor: ClientRunService(reactor, options),  # one exchange, then it stops
     }
     if isinstance(options.subOptions, _ServerOptions):
         from netproxy.descriptors import DescriptorLimit
@@ -331,11 +337,12 @@ def makeService(options: Options) -> MultiService:
     service = MultiService()
     # First, so its handler is in place before any listener starts.
     ExitCleanlyOnTerm(reactor).setServiceParent(service)
-    builders[str(options.subCommand)](options.subOptions, reactor).setServiceParent(service)
+    # The role itself, or (--workers) the main process of its workers.
+    notifier = role_process(options, reactor, service, builders[str(options.subCommand)])
     if options.subCommand != "client":
         # Last, so READY=1 goes out once every listener is up; stopped first,
         # so STOPPING=1 goes out before the listeners close and drain.
-        SystemdNotifier(reactor).attach(service)
+        notifier.attach(service)
     return service
 
 
@@ -373,6 +380,7 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
         from netproxy.http.access_log import open_access_log
 
         factory.access_log.add_observer(open_access_log(options["access-log"]))
+        factory.access_log.worker = options["worker"]
     reloaders = [rules.reload] if options["blocklist"] else []
     if not options["allow-local"]:
         from netproxy.this_host import LocalDestinations
@@ -390,10 +398,3 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
     listening(factory, options["listen"], reactor, options["shutdown-timeout"],
               factory.listening.add).setServiceParent(service)
     return service
-
-
-def client_service(options: ClientOptions, reactor: Any) -> IService:
-    """One client exchange, then the reactor stops."""
-    from netproxy.cli import ClientRunService
-
-    return ClientRunService(reactor, options)

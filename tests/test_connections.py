@@ -11,6 +11,7 @@ from twisted.internet.testing import (
     StringTransportWithDisconnection,
 )
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.connections import (
@@ -431,6 +432,18 @@ class ListeningTests(SynchronousTestCase):
         service.startService()
         self.assertEqual([(port, f, interface) for port, f, _, interface in reactor.tcpServers],
                          [(6000, factory, "127.0.0.1"), (6001, factory, "")])
+
+    def test_endpoint_objects(self):
+        """An endpoint object (a worker's inherited socket) is listened on as a description is, and announced."""
+        reactor = MemoryReactorClock()
+        factory = _Factory(reactor)
+        ports = []
+        endpoint = TCP4ServerEndpoint(reactor, 6002)
+        service = listening(factory, ["tcp:6000", endpoint], reactor, 5, ports.append)
+        service.privilegedStartService()
+        service.startService()
+        self.assertEqual([port for port, *rest in reactor.tcpServers], [6000, 6002])
+        self.assertEqual([port.getHost().port for port in ports], [6000, 6002])
 
     def test_announces_ports(self):
         """Each port is announced once it listens, with the address actually bound."""

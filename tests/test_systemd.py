@@ -298,6 +298,79 @@ class NotifierTests(SynchronousTestCase):
         self.assertEqual(len([event for event in events if event["log_level"].name == "warn"]), 1)
 
 
+class GateTests(SynchronousTestCase):
+    """
+    A notifier with a channel instead of $NOTIFY_SOCKET, and one whose READY=1 and pings wait for a readiness.
+    """
+
+    def setUp(self):
+        self.clock = RunningClock()
+        self.sent = []
+        self.healthy = True
+        self.ready = Deferred()
+        test = self
+
+        class Channel:
+            address = "the test"
+
+            def send(self, message):
+                test.sent.append(message.splitlines()[0])
+
+            def close_when_sent(self):
+                test.sent.append("closed")
+
+        class Readiness:
+            def when_ready(self):
+                return test.ready
+
+            def healthy(self):
+                return test.healthy
+
+        self.channel, self.readiness = Channel(), Readiness()
+
+    def test_channel(self):
+        """
+        Messages go to the channel given, even without $NOTIFY_SOCKET; STOPPING=1 closes it.
+        """
+        notifier = SystemdNotifier(self.clock, {}, pid=PID, channel=self.channel)
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        notifier.startService()
+        notifier.reloading()
+        notifier.reloaded()
+        notifier.stopService()
+        self.assertEqual(self.sent, ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1", "closed"])
+        self.assertIn("notifying the test: ready", [event["log_format"].format(**event) for event in logged])
+
+    def test_ready_waits(self):
+        """
+        READY=1 and the first ping wait for the readiness; a ping is skipped while it is not healthy.
+        """
+        notifier = SystemdNotifier(self.clock, {"WATCHDOG_USEC": "2000000"}, pid=PID, channel=self.channel,
+                                   readiness=self.readiness)
+        notifier.startService()
+        self.clock.advance(5)
+        self.assertEqual(self.sent, [])
+        self.ready.callback(None)
+        self.assertEqual(self.sent, ["READY=1", "WATCHDOG=1"])
+        self.healthy = False
+        self.clock.advance(1)
+        self.assertEqual(self.sent, ["READY=1", "WATCHDOG=1"])
+        self.healthy = True
+        self.clock.advance(1)
+        self.assertEqual(self.sent, ["READY=1", "WATCHDOG=1", "WATCHDOG=1"])
+        notifier.stopService()
+
+    def test_stopped_before_ready(self):
+        """
+        A service stopped before its readiness came sends no READY=1 when it comes.
+        """
+        notifier = SystemdNotifier(self.clock, {}, pid=PID, channel=self.channel, readiness=self.readiness)
+        notifier.startService()
+        notifier.stopService()
+        self.ready.callback(None)
+        self.assertEqual(self.sent, ["STOPPING=1", "closed"])
+
+
 class RealSocketTests(SynchronousTestCase):
     """
     The notifier's own socket against real unix datagram sockets.
@@ -536,3 +609,20 @@ class UnitFileTests(SynchronousTestCase):
         self.assertTrue(socket_unit["Socket"]["ListenStream"].startswith("127.0.0.1:"))
         self.assertIn("--listen systemd:domain=INET:index=0", service_unit["Service"]["ExecStart"])
         self.assertIn("netproxy-http.socket", service_unit["Unit"]["Requires"])
+
+    def test_workers(self):
+        """The HTTP service serves with --workers (auto unless http.env says), and SIGTERM goes to the main process alone, which forwards it."""
+        service = read_unit(UNITS / "netproxy-http.service")["Service"]
+        self.assertIn("--workers ${NETPROXY_WORKERS}", service["ExecStart"])
+        self.assertEqual(service["Environment"], "NETPROXY_WORKERS=auto")
+        for name in self.SERVICES:
+            self.assertEqual(read_unit(UNITS / name)["Service"]["KillMode"], "mixed", name)
+
+    def test_workers_option_parses(self):
+        """The unit's --workers value and the relay example's options are ones the roles take."""
+        options = tap.Options()
+        options.parseOptions(["http", "--workers", "auto"])
+        self.assertGreaterEqual(options.subOptions["workers"], 1)
+        relay_env = (UNITS / "relay.env").read_text().split("NETPROXY_OPTIONS=", 1)[1].split()
+        options.parseOptions(["relay", *relay_env])
+        self.assertEqual(options.subOptions["workers"], 2)

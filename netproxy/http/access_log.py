@@ -14,16 +14,23 @@ ASCII as C{\\xhh}, a backslash doubled, a double quote as C{\\"}, so one
 request is always one line, and nothing in it acts on a terminal.
 
     127.0.0.1 - - [21/Nov/2026:17:08:40 +0000] "GET http://example.com/ HTTP/1.1" 200 6 "-" "curl/8.0" BYPASS 0.026
+
+With C{--workers} above 1, each line ends with the worker that served it,
+C{worker=1}, and every worker appends to the same file: each line is one
+C{write} to a descriptor opened with C{O_APPEND}, which the kernel appends
+whole, so lines from different workers never mix within a line.
 """
 
+import os
 import sys
 import time
-from typing import TextIO
+from typing import TextIO, cast
 
 from twisted.logger import FileLogObserver, ILogObserver, LogEvent, Logger, LogPublisher
 
 from netproxy.escaping import escape
 from netproxy.http.head import RequestHead, header_values
+from netproxy.worker_options import Worker
 
 ACCESS_EVENT = "{client} {method} {url} -> {status}"
 
@@ -44,15 +51,56 @@ def format_access_line(event: LogEvent) -> str:
     request = f"{_quoted(event['method'])} {_quoted(event['url'])} HTTP/{event['version'][0]}.{event['version'][1]}"
     return (f'{escape(event["client"])} - {_quoted(event.get("user"))} [{stamp}] "{request}" {event["status"] or "-"} '
             f'{event["size"]} "{_quoted(event.get("referer"))}" "{_quoted(event.get("user_agent"))}" '
-            f'{event["cache"]} {event["seconds"]:.3f}\n')
+            f'{event["cache"]} {event["seconds"]:.3f}{_worker(event)}\n')
 
 
-def access_log_observer(stream: TextIO) -> FileLogObserver:
+def _worker(event: LogEvent) -> str:
+    worker = event.get("worker")
+    return "" if worker is None else f" worker={worker}"
+
+
+class AppendingFile:
+    """
+    A file written one whole line at a time, with one C{write} call each on
+    a descriptor opened for appending, so processes appending to the same
+    file never tear each other's lines.
+
+    :param path: the file, created (mode 0666 less the umask, as L{open}
+        does) when missing.
+    :raises OSError: when it cannot be opened.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+
+    def write(self, text: str) -> None:
+        """
+        Append C{text}; a write cut short (a full disk) is finished by
+        further writes.
+        """
+        data = memoryview(text.encode("utf-8"))
+        while data:
+            data = data[os.write(self._descriptor, data):]
+
+    def flush(self) -> None:
+        """
+        Nothing is buffered.
+        """
+
+    def close(self) -> None:
+        """
+        Close the descriptor.
+        """
+        os.close(self._descriptor)
+
+
+def access_log_observer(stream: "TextIO | AppendingFile") -> FileLogObserver:
     """
     :param stream: a text stream to write the lines to.
     :returns: a log observer writing access lines to C{stream}.
     """
-    return FileLogObserver(stream, format_access_line)
+    # An AppendingFile is written as a text stream is (write, then flush).
+    return FileLogObserver(cast(TextIO, stream), format_access_line)
 
 
 def open_access_log(path: str) -> FileLogObserver:
@@ -61,7 +109,7 @@ def open_access_log(path: str) -> FileLogObserver:
     :returns: a log observer writing access lines there.
     :raises OSError: when the file cannot be opened.
     """
-    stream = sys.stdout if path == "-" else open(path, "a", encoding="utf-8", buffering=1)
+    stream = sys.stdout if path == "-" else AppendingFile(path)
     return access_log_observer(stream)
 
 
@@ -74,6 +122,8 @@ class AccessLog:
         self._publisher = LogPublisher()
         self._log = Logger(namespace="netproxy.access", observer=self._publisher)
         self.enabled = False
+        # With --workers above 1: the worker this process is, named on each line.
+        self.worker: Worker | None = None
 
     def add_observer(self, observer: ILogObserver) -> None:
         """
@@ -101,5 +151,5 @@ class AccessLog:
                 ACCESS_EVENT, client=client, method=head.method, url=head.target, version=head.version,
                 status=status, size=size, referer=next(iter(header_values(headers, b"referer")), None),
                 user_agent=next(iter(header_values(headers, b"user-agent")), None), cache=cache, seconds=seconds,
-                user=user,
+                user=user, worker=None if self.worker is None or self.worker.count == 1 else self.worker.index,
             )

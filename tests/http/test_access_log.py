@@ -4,11 +4,16 @@ cache status and time taken, on a publisher of their own.
 """
 
 import io
+import os
+import shutil
+import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netproxy.http.access_log import AccessLog, access_log_observer, format_access_line
+from netproxy.http import access_log as access_log_module
+from netproxy.http.access_log import AccessLog, AppendingFile, access_log_observer, format_access_line, open_access_log
 from netproxy.http.head import RequestHead
+from netproxy.worker_options import Worker
 
 EVENT = {
     "log_time": 1795280920.0, "client": "127.0.0.1", "method": b"GET", "url": b"http://example.com/a?b=1",
@@ -72,3 +77,91 @@ class AccessLogTests(SynchronousTestCase):
         report(access_log)
         self.assertRegex(stream.getvalue(), r'^127\.0\.0\.1 - - \[[^]]+\] "GET http://example\.com/a\?b=1 HTTP/1\.1" '
                                             r'200 1234 "http://example\.com/" "curl/8\.0 \\"quoted\\"" MISS 0\.026\n$')
+
+
+class WorkerFieldTests(SynchronousTestCase):
+    """
+    With several workers each line names the one that served.
+    """
+
+    def lines(self, worker):
+        stream = io.StringIO()
+        access_log = AccessLog()
+        access_log.worker = worker
+        access_log.add_observer(access_log_observer(stream))
+        report(access_log)
+        return stream.getvalue()
+
+    def test_worker_named(self):
+        """
+        Worker 1 of 2 ends its lines with worker=1.
+        """
+        self.assertTrue(self.lines(Worker(1, 2, ((4, "INET"),), (0, 3))).endswith(" MISS 0.026 worker=1\n"))
+
+    def test_one_process_unchanged(self):
+        """
+        No worker (or a worker alone) writes the line as one process always did.
+        """
+        self.assertTrue(self.lines(None).endswith(" MISS 0.026\n"))
+        self.assertTrue(self.lines(Worker(0, 1, ((4, "INET"),), (0, 3))).endswith(" MISS 0.026\n"))
+
+
+class AppendingFileTests(SynchronousTestCase):
+    """
+    The access log file is appended one whole line per write.
+    """
+
+    def setUp(self):
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        self.path = os.path.join(directory, "access.log")
+
+    def test_two_writers_append(self):
+        """
+        Two processes' files on one path (two descriptors) both append: no line overwrites another.
+        """
+        first, second = AppendingFile(self.path), AppendingFile(self.path)
+        self.addCleanup(first.close)
+        self.addCleanup(second.close)
+        first.write("one\n")
+        second.write("two\n")
+        first.write("three\n")
+        with open(self.path, encoding="utf-8") as log:
+            self.assertEqual(log.read(), "one\ntwo\nthree\n")
+
+    def test_one_write_per_line(self):
+        """
+        A line is one os.write call; one cut short is finished by another.
+        """
+        calls = []
+        real_write = os.write
+
+        def short_write(descriptor, data):
+            calls.append(bytes(data))
+            return real_write(descriptor, data[:max(1, len(data) // 2)] if len(calls) == 2 else data)
+
+        appending = AppendingFile(self.path)
+        self.addCleanup(appending.close)
+        self.patch(access_log_module.os, "write", short_write)
+        appending.write("first line\n")
+        appending.write("second\n")
+        self.assertEqual(calls, [b"first line\n", b"second\n", b"ond\n"])
+        with open(self.path, encoding="utf-8") as log:
+            self.assertEqual(log.read(), "first line\nsecond\n")
+
+    def test_open_access_log(self):
+        """
+        open_access_log on a path writes lines there through an AppendingFile.
+        """
+        observer = open_access_log(self.path)
+        access_log = AccessLog()
+        access_log.add_observer(observer)
+        report(access_log)
+        with open(self.path, encoding="utf-8") as log:
+            self.assertIn('"GET http://example.com/a?b=1 HTTP/1.1" 200', log.read())
+
+    def test_unopenable(self):
+        """
+        A path that cannot be opened raises OSError, as before.
+        """
+        self.assertRaises(OSError, AppendingFile, os.path.join(self.path, "no", "such"))

@@ -1,0 +1,118 @@
+"""
+Tests for L{netproxy.worker_control}: a worker listens on what it inherited
+and reports to its main process.
+"""
+
+import socket
+
+from twisted.internet.endpoints import AdoptedStreamServerEndpoint
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from netproxy.systemd import SystemdNotifier
+from netproxy.worker_control import MainProcessLink, adopted_endpoints, serve_as_worker
+from netproxy.worker_options import Worker
+
+WORKER = Worker(1, 2, ((4, "INET"), (5, "INET6")), (0, 3))
+
+
+class StoppableReactor(MemoryReactorClock):
+    def __init__(self):
+        super().__init__()
+        self.stops = 0
+
+    def stop(self):
+        self.stops += 1
+
+
+class EndpointTests(SynchronousTestCase):
+    """
+    A worker adopts each inherited socket, in --listen order.
+    """
+
+    def test_adopted(self):
+        """
+        One adopting endpoint per socket, with its descriptor and family.
+        """
+        reactor = MemoryReactorClock()
+        endpoints = adopted_endpoints(WORKER, reactor)
+        self.assertEqual([(type(endpoint), endpoint.fileno, endpoint.addressFamily) for endpoint in endpoints],
+                         [(AdoptedStreamServerEndpoint, 4, socket.AF_INET),
+                          (AdoptedStreamServerEndpoint, 5, socket.AF_INET6)])
+
+    def test_serve_as_worker(self):
+        """
+        The options' --listen becomes the inherited sockets (a list for http, one for the relay), the link is on the control descriptors, and the notifier reports to it.
+        """
+        reactor = MemoryReactorClock()
+        linked = []
+
+        def link_pipes(protocol, stdin, stdout, reactor):
+            linked.append((protocol, stdin, stdout))
+
+        http = {"worker": WORKER, "listen": ["systemd:domain=INET:index=0", "tcp:1"]}
+        notifier = serve_as_worker(http, reactor, link_pipes)
+        self.assertEqual([endpoint.fileno for endpoint in http["listen"]], [4, 5])
+        [(link, stdin, stdout)] = linked
+        self.assertEqual((stdin, stdout), (0, 3))
+        self.assertIsInstance(notifier, SystemdNotifier)
+        self.assertIs(notifier.socket, link)
+        self.assertIsNone(notifier.watchdog_interval)
+        relay = {"worker": Worker(0, 2, ((7, "INET"),), (0, 3)), "listen": "tcp:6000"}
+        serve_as_worker(relay, reactor, link_pipes)
+        self.assertEqual(relay["listen"].fileno, 7)
+
+
+class LinkTests(SynchronousTestCase):
+    """
+    The worker's link to its main process.
+    """
+
+    def setUp(self):
+        self.reactor = StoppableReactor()
+        self.link = MainProcessLink(self.reactor)
+
+    def test_reports_end_with_nul(self):
+        """
+        Each message goes down the pipe as UTF-8 ended by a NUL byte.
+        """
+        transport = StringTransport()
+        self.link.makeConnection(transport)
+        self.link.send("READY=1")
+        self.link.send("RELOADING=1\nMONOTONIC_USEC=5")
+        self.assertEqual(transport.value(), b"READY=1\0RELOADING=1\nMONOTONIC_USEC=5\0")
+
+    def test_not_connected(self):
+        """
+        Sending before the link is connected does nothing.
+        """
+        self.link.send("READY=1")
+
+    def test_main_process_gone(self):
+        """
+        End of file from the main process stops the worker's reactor, once.
+        """
+        self.link.makeConnection(StringTransport())
+        self.link.dataReceived(b"ignored")
+        self.link.connectionLost()
+        self.link.connectionLost()
+        self.assertEqual(self.reactor.stops, 1)
+
+    def test_closed_while_stopping(self):
+        """
+        Once the worker stops (STOPPING=1 sent), the pipes closing is no news.
+        """
+        self.link.makeConnection(StringTransport())
+        self.link.close_when_sent()
+        self.link.connectionLost()
+        self.assertEqual(self.reactor.stops, 0)
+
+    def test_reactor_already_stopped(self):
+        """
+        A reactor that has stopped already is left alone.
+        """
+        reactor = MemoryReactorClock()
+        link = MainProcessLink(reactor)
+        link.makeConnection(StringTransport())
+        link.connectionLost()
+        self.assertFalse(reactor.running)
