@@ -55,6 +55,7 @@ restart_delay = backoffPolicy(initialDelay=0.1, maxDelay=10.0, factor=2.0, jitte
 # Seconds past --shutdown-timeout before a worker still running is killed.
 STOP_GRACE = 5.0
 
+
 class SharedByWorkers(Factory):
     """
     The factory of the main process's copy of a listening socket, which
@@ -123,7 +124,8 @@ class Supervisor(Service):
         self._ready_waiters: list[Deferred[None]] = []
 
     def privilegedStartService(self) -> None:
-        Service.privilegedStartService(self)  # named, so mypy sees Twisted's (untyped) method
+        # Service named rather than super(), so mypy sees Twisted's untyped method.
+        Service.privilegedStartService(self)
         # Here, as listeners do: a privileged port is bound before twistd
         # gives up its privileges, and one in use stops start-up.
         for description in self._listen:

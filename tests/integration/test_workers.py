@@ -283,6 +283,42 @@ class HttpWorkersTests(TestCase):
         names = [name for name in receiver.names() if name != "WATCHDOG=1"]
         self.assertEqual(names, ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"])
 
+    async def test_socket_activation(self):
+        """
+        Given a socket as systemd passes it (descriptor 3, LISTEN_FDS), the main process shares it with both workers, which serve on it; they get none of LISTEN_*.
+        """
+        listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(listening.close)
+        listening.bind((LOCALHOST, 0))
+        listening.listen(16)
+        port = listening.getsockname()[1]
+        receiver = notify_socket(self)
+        self.origin = start_origin(self)
+        proxy = await start_daemon(
+            self, "http", "--workers", "2", "--allow-local", "--listen", "systemd:domain=INET:index=0", "--no-cache",
+            "--access-log", "-",
+            env={"NOTIFY_SOCKET": receiver.address, "LISTEN_FDS": "1", "LISTEN_FDNAMES": "netproxy-http.socket"},
+            fds={3: listening.fileno()}, wrapper=("/bin/sh", "-c", 'LISTEN_PID=$$ exec "$@"', "sh"), ready=())
+        listening.close()
+        await receiver.wait_for("READY")
+        await proxy.wait_for(rf"holding systemd:domain=INET:index=0 \(port {port}\) for 2 workers")
+        proxy.ports["held"] = port
+        for pid in worker_pids(proxy).values():
+            self.assertFalse({"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"} & set(environment_of(pid)))
+        await self.serve_until_both(proxy, http_get(self.origin.url("/fixed?size=100")))
+
+    async def test_main_process_killed(self):
+        """
+        kill -9 of the main process: each worker sees its pipe close and stops instead of serving on unsupervised.
+        """
+        proxy = await self.start()
+        proxy.kill()
+        # The workers write to the same output pipe: it closes once they have exited too.
+        self.assertEqual(await proxy.wait_exit(), "killed by signal 9")
+        stopped = [line for line in proxy.output.lines if "the main process has gone away: this worker stops" in line]
+        self.assertEqual(len(stopped), 2, proxy.output.transcript())
+        self.assertEqual(len([line for line in proxy.output.lines if "Server Shut Down." in line]), 2)
+
     async def test_worker_that_cannot_start(self):
         """
         A worker failing at start-up (an access log it cannot open) makes the main process exit 1 instead of looping.
