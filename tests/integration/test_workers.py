@@ -359,7 +359,7 @@ class RelayWorkersTests(TestCase):
             # Whose connection it is, asked while it is open.
             accepted = destination.next_connection().addCallback(
                 lambda connection: socket_owner(connection.transport.getPeer().port, relay.pids.values()))
-            reply = await raw_exchange(relay.ports["held"], relay_request(destination.port), until_closed=True)
+            reply = await raw_exchange(relay.ports["held"], relay_request(destination.port), expect=len(b"DONE"))
             self.assertEqual(reply.data, b"DONE")
             seen.add(await accepted)
             if seen == set(relay.pids.values()):
