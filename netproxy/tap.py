@@ -7,8 +7,7 @@ stops start-up with a message naming the option); L{makeService} hands the
 checked options to the role's builder (L{netproxy.message.services} for the
 message roles) and puts the shared SIGTERM and systemd services around it.
 
-twistd imports this module to list its commands, so what only a running
-role needs is imported inside the functions that build it.
+twistd imports this module to list its commands: each builder imports late.
 """
 
 import os
@@ -367,7 +366,8 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
         from netproxy.http.cache.responses import Cache, LoadOnStart
         from netproxy.http.cache.sqlite_store import SQLiteStore
 
-        store = SQLiteStore(FilePath(options["cache-dir"]), options["cache-size"], reactor)
+        shared = options["worker"] is not None  # the other workers use the directory too
+        store = SQLiteStore(FilePath(options["cache-dir"]), options["cache-size"], reactor, shared=shared)
         LoadOnStart(store).setServiceParent(service)
         cache = Cache(store)
     factory = ProxyFactory(reactor, options["allow"], rules, options["connect-port"], options["timeout"],
