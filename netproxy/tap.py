@@ -359,9 +359,7 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
     from netproxy.http.proxy import ProxyFactory
     from netproxy.reload import ReloadOnHangup
 
-    rules = options["rules"]
-    cache = None
-    service = MultiService()
+    service, cache = MultiService(), None
     if not options["no-cache"]:
         from netproxy.http.cache.responses import Cache, LoadOnStart
         from netproxy.http.cache.sqlite_store import SQLiteStore
@@ -370,7 +368,7 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
         store = SQLiteStore(FilePath(options["cache-dir"]), options["cache-size"], reactor, shared=shared)
         LoadOnStart(store).setServiceParent(service)
         cache = Cache(store)
-    factory = ProxyFactory(reactor, options["allow"], rules, options["connect-port"], options["timeout"],
+    factory = ProxyFactory(reactor, options["allow"], options["rules"], options["connect-port"], options["timeout"],
                            options["connect-timeout"], cache, options["admin"])
     factory.idle_timeout = options["idle-timeout"]
     factory.max_connections = options["max-connections"]
@@ -381,7 +379,7 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
 
         factory.access_log.add_observer(open_access_log(options["access-log"]))
         factory.access_log.worker = options["worker"]
-    reloaders = [rules.reload] if options["blocklist"] else []
+    reloaders = [options["rules"].reload] if options["blocklist"] else []
     if not options["allow-local"]:
         from netproxy.this_host import LocalDestinations
 
@@ -395,6 +393,8 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
     if reloaders:
         ReloadOnHangup(reloaders, reactor).setServiceParent(service)
     factory.metrics.stalls.setServiceParent(service)
+    if options["worker"] is not None:
+        factory.metrics.share(options["worker"], reactor).setServiceParent(service)
     listening(factory, options["listen"], reactor, options["shutdown-timeout"],
               factory.listening.add).setServiceParent(service)
     return service

@@ -105,19 +105,23 @@ class Worker:
         socket, in C{--listen} order; family is C{INET} or C{INET6}.
     :ivar control: the descriptor the worker reads (end of file: the main
         process is gone) and the one it writes its reports to.
+    :ivar state: the directory the main process made for what its workers
+        share (their metrics, L{netproxy.worker_metrics}).
     """
 
     index: int
     count: int
     listening: tuple[tuple[int, str], ...]
     control: tuple[int, int]
+    state: str
 
     def to_environ(self) -> str:
         """
         :returns: the value of L{WORKER_VARIABLE} that describes this worker.
         """
         return json.dumps({"index": self.index, "count": self.count,
-                           "listening": [list(pair) for pair in self.listening], "control": list(self.control)})
+                           "listening": [list(pair) for pair in self.listening], "control": list(self.control),
+                           "state": self.state})
 
 
 def _descriptor(value: object) -> int:
@@ -146,7 +150,10 @@ def worker_from_environ(environ: Mapping[str, str]) -> Worker | None:
         if not listening or any(family not in FAMILIES for fd, family in listening):
             raise ValueError(f"bad listening sockets {fields['listening']!r}")
         reads, writes = fields["control"]
-        return Worker(index, count, listening, (_descriptor(reads), _descriptor(writes)))
+        state = fields["state"]
+        if type(state) is not str or not os.path.isabs(state):
+            raise ValueError(f"bad state directory {state!r}")
+        return Worker(index, count, listening, (_descriptor(reads), _descriptor(writes)), state)
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise usage.UsageError(f"${WORKER_VARIABLE} is set only by netproxy's main process for its workers, "
                                f"and this value is not one it writes ({error}): unset it")

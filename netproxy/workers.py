@@ -27,7 +27,9 @@ cannot start does.
 """
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -44,6 +46,7 @@ from twisted.python.failure import Failure
 from netproxy.escaping import Logger
 from netproxy.reload import ReloadOnHangup
 from netproxy.systemd import SystemdNotifier
+from netproxy.worker_metrics import retire, write_restarts
 from netproxy.worker_control import serve_as_worker
 from netproxy.worker_options import Worker
 from netproxy.worker_process import CONTROL, FIRST_LISTENING, WorkerProcess, worker_command, worker_environment
@@ -122,6 +125,9 @@ class Supervisor(Service):
         self._ports: list[Any] = []
         self._all_ready = False
         self._ready_waiters: list[Deferred[None]] = []
+        # What the workers share (their metrics), made when they start.
+        self.state = ""
+        self.restarts = [0] * count
 
     def privilegedStartService(self) -> None:
         # Service named rather than super(), so mypy sees Twisted's untyped method.
@@ -136,12 +142,14 @@ class Supervisor(Service):
 
     def startService(self) -> None:
         Service.startService(self)
+        # Private to this process and its workers (mode 0700).
+        self.state = tempfile.mkdtemp(prefix="netproxy-workers-")
         for index in range(self.count):
             self._start(index)
 
     def _handoff(self, index: int) -> Worker:
         families = tuple("INET6" if isinstance(port.getHost(), IPv6Address) else "INET" for port in self._ports)
-        return Worker(index, self.count, tuple(enumerate(families, FIRST_LISTENING)), CONTROL)
+        return Worker(index, self.count, tuple(enumerate(families, FIRST_LISTENING)), CONTROL, self.state)
 
     def _start(self, index: int) -> None:
         self._restarts.pop(index, None)
@@ -194,9 +202,18 @@ class Supervisor(Service):
             self._attempts[index] = 0
         delay = restart_delay(self._attempts[index])
         self._attempts[index] += 1
+        self.restarts[index] += 1
+        self._keep_counts(index)
         self.log.warn("worker {index} (pid {pid}) exited ({status}); starting it again in {delay:.1f} s",
                       index=index, pid=worker.pid, status=status, delay=delay)
         self._restarts[index] = self._reactor.callLater(delay, self._start, index)
+
+    def _keep_counts(self, index: int) -> None:
+        try:
+            retire(self.state, index)
+            write_restarts(self.state, dict(enumerate(self.restarts)))
+        except OSError as error:
+            self.log.error("could not keep worker {index}'s metrics: {error}", index=index, error=str(error))
 
     def _give_up(self) -> None:
         if self._set_exit_status is None:
@@ -260,6 +277,8 @@ class Supervisor(Service):
             # socket open, and the main process's copy must not shut it
             # down under them.
             ports, self._ports = self._ports, []
+            if self.state:
+                shutil.rmtree(self.state, ignore_errors=True)
             return gatherResults([maybeDeferred(port.stopListening) for port in ports]).addCallback(lambda _: None)
 
         return gatherResults([worker.ended for worker in live]).addCallback(release)

@@ -13,7 +13,7 @@ from netproxy.systemd import SystemdNotifier
 from netproxy.worker_control import MainProcessLink, adopted_endpoints, serve_as_worker
 from netproxy.worker_options import Worker
 
-WORKER = Worker(1, 2, ((4, "INET"), (5, "INET6")), (0, 3))
+WORKER = Worker(1, 2, ((4, "INET"), (5, "INET6")), (0, 3), "/run/netproxy-workers-test")
 
 
 class StoppableReactor(MemoryReactorClock):
@@ -58,7 +58,7 @@ class EndpointTests(SynchronousTestCase):
         self.assertIsInstance(notifier, SystemdNotifier)
         self.assertIs(notifier.socket, link)
         self.assertIsNone(notifier.watchdog_interval)
-        relay = {"worker": Worker(0, 2, ((7, "INET"),), (0, 3)), "listen": "tcp:6000"}
+        relay = {"worker": Worker(0, 2, ((7, "INET"),), (0, 3), "/run/netproxy-workers-test"), "listen": "tcp:6000"}
         serve_as_worker(relay, reactor, link_pipes)
         self.assertEqual(relay["listen"].fileno, 7)
 

@@ -35,7 +35,7 @@ def parse(options_class, *args, environ=None):
     return options
 
 
-WORKER = Worker(1, 2, ((4, "INET"), (5, "INET6")), (0, 3))
+WORKER = Worker(1, 2, ((4, "INET"), (5, "INET6")), (0, 3), "/run/netproxy-workers-test")
 
 
 class WorkerCountTests(SynchronousTestCase):
@@ -117,7 +117,9 @@ class EnvironmentTests(SynchronousTestCase):
                json.dumps({**good, "listening": []}), json.dumps({**good, "listening": [[4, "UNIX"]]}),
                json.dumps({**good, "listening": [[-1, "INET"]]}), json.dumps({**good, "listening": [["4", "INET"]]}),
                json.dumps({**good, "control": [0]}), json.dumps({**good, "control": [0, 1 << 40]}),
-               json.dumps({key: value for key, value in good.items() if key != "control"})]
+               json.dumps({key: value for key, value in good.items() if key != "control"}),
+               json.dumps({**good, "state": "relative/dir"}), json.dumps({**good, "state": 7}),
+               json.dumps({key: value for key, value in good.items() if key != "state"})]
         for text in bad:
             error = self.assertRaises(usage.UsageError, worker_from_environ, {WORKER_VARIABLE: text})
             self.assertIn(f"${WORKER_VARIABLE} is set only by netproxy's main process", str(error))

@@ -51,7 +51,7 @@ class EnvironmentTests(SynchronousTestCase):
         """
         NOTIFY_SOCKET and the other systemd variables are left out; the place round-trips.
         """
-        worker = Worker(0, 2, ((4, "INET"),), (0, 3))
+        worker = Worker(0, 2, ((4, "INET"),), (0, 3), "/run/netproxy-workers-test")
         environ = worker_environment({"NOTIFY_SOCKET": "@x", "LISTEN_FDS": "1", "HOME": "/root"}, worker)
         self.assertEqual(sorted(environ), ["HOME", WORKER_VARIABLE])
         self.assertEqual(worker_from_environ(environ), worker)

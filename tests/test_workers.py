@@ -4,6 +4,8 @@ several workers, driven with fake processes and a L{Clock}.
 """
 
 import json
+import os
+import shutil
 
 from twisted.application.service import MultiService
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -118,6 +120,7 @@ class SupervisorTestCase(SynchronousTestCase):
                                      set_exit_status=self.exit_statuses.append, listen_with=fake_hold)
         self.supervisor.privilegedStartService()
         self.supervisor.startService()
+        self.addCleanup(shutil.rmtree, self.supervisor.state, True)
 
     def process(self, index):
         """
@@ -145,7 +148,8 @@ class StartTests(SupervisorTestCase):
             self.assertEqual(process.child_fds, {0: "w", 1: 1, 2: 2, 3: "r", 4: 10, 5: 11})
             place = json.loads(process.env[WORKER_VARIABLE])
             self.assertEqual(place, {"index": index, "count": 2, "listening": [[4, "INET"], [5, "INET6"]],
-                                     "control": [0, 3]})
+                                     "control": [0, 3], "state": self.supervisor.state})
+        self.assertEqual(os.stat(self.supervisor.state).st_mode & 0o777, 0o700)
 
     def test_environment(self):
         """
@@ -217,6 +221,7 @@ class StartTests(SupervisorTestCase):
                                 set_exit_status=statuses.append, listen_with=fake_hold)
         supervisor.privilegedStartService()
         supervisor.startService()
+        self.addCleanup(shutil.rmtree, supervisor.state, True)
         self.assertEqual((statuses, reactor.stopped), ([1], 1))
 
 

@@ -57,7 +57,7 @@ def page(exchange: IExchange, rest: bytes) -> None:
     _check_admin(exchange, f"the page {path.decode('ascii')}")
     factory = exchange.factory
     if path == b"/metrics":
-        content_type, body = CONTENT_TYPE, factory.metrics.registry.render()
+        content_type, body = CONTENT_TYPE, factory.metrics.page()
     else:
         content_type, body = b"text/html; charset=utf-8", status_page(factory)
     response = _page_response(exchange, content_type, body, with_body=head.method == b"GET")

@@ -7,16 +7,20 @@ Requests, bytes and cache results are counted when a request is finished
 connections, the cache's size and its evictions are read from the objects
 that keep them when the page is rendered, as are the reactor's stalls, which
 the metrics' own L{StallMonitor} measures once the role's services start it.
+A worker's page shows the whole service (L{HttpMetrics.share}).
 """
 
 import time
-from collections.abc import Sized
+from collections.abc import Callable, Sized
 from typing import Protocol
 
+from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
 
 from netproxy.instruments import Counter, Gauge, Histogram, Registry
 from netproxy.stalls import StallMonitor, stall_metrics
+from netproxy.worker_metrics import WorkerPages
+from netproxy.worker_options import Worker
 
 # Seconds: from a loopback origin's sub-millisecond answers to timeouts.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -133,10 +137,23 @@ class HttpMetrics:
                   read=lambda: 0 if factory.cache is None else len(factory.cache.store)))
         add(Counter("netproxy_cache_evictions_total", "Entries evicted to keep within --cache-size.",
                     read=lambda: 0 if factory.cache is None else factory.cache.store.evictions))
+        #: Renders the page: the registry's, or the whole service's (share).
+        self.page: Callable[[], bytes] = registry.render
         # Not running until a service parent starts it (netproxy.tap does).
         self.stalls = StallMonitor(factory.reactor)
         for metric in stall_metrics(self.stalls):
             add(metric)
+
+    def share(self, worker: Worker, reactor: IReactorTime) -> IService:
+        """
+        Make the page the whole service's, for a worker of several: what
+        the others counted is added to this one's (L{WorkerPages}).
+
+        :returns: the service that writes this worker's page for the others.
+        """
+        pages = WorkerPages(worker.state, worker.index, worker.count, self.registry.render, reactor)
+        self.page = pages.render
+        return pages
 
     def finished(self, method: bytes, status: int | None, size: int, cache: str) -> None:
         """

@@ -96,14 +96,16 @@ class WorkerFieldTests(SynchronousTestCase):
         """
         Worker 1 of 2 ends its lines with worker=1.
         """
-        self.assertTrue(self.lines(Worker(1, 2, ((4, "INET"),), (0, 3))).endswith(" MISS 0.026 worker=1\n"))
+        worker = Worker(1, 2, ((4, "INET"),), (0, 3), "/run/netproxy-workers-test")
+        self.assertTrue(self.lines(worker).endswith(" MISS 0.026 worker=1\n"))
 
     def test_one_process_unchanged(self):
         """
         No worker (or a worker alone) writes the line as one process always did.
         """
         self.assertTrue(self.lines(None).endswith(" MISS 0.026\n"))
-        self.assertTrue(self.lines(Worker(0, 1, ((4, "INET"),), (0, 3))).endswith(" MISS 0.026\n"))
+        worker = Worker(0, 1, ((4, "INET"),), (0, 3), "/run/netproxy-workers-test")
+        self.assertTrue(self.lines(worker).endswith(" MISS 0.026\n"))
 
 
 class AppendingFileTests(SynchronousTestCase):
