@@ -18,10 +18,10 @@ from netproxy.errors import HTTPError
 from netproxy.escaping import Logger
 from netproxy.http.cache import policy
 from netproxy.http.cache.entry import BodyAbandoned, DamagedEntry, StreamStopped
-from netproxy.http.cache.fields import MAX_DELTA, directives
+from netproxy.http.cache.fields import MAX_DELTA, Fields
 from netproxy.http.cache.invalidation import SAFE_METHODS, invalidated_urls
 from netproxy.http.cache.responses import Cache, Fetch, Found, cache_key
-from netproxy.http.cache.status import cache_status, hit_status
+from netproxy.http.cache.status import cache_status, forwarded_status, hit_status, stale_status
 from netproxy.http.cache.validation import not_modified, validators
 from netproxy.http.interfaces import IExchange
 from netproxy.http.message import response_head_bytes
@@ -33,6 +33,7 @@ class Caching:
 
     :param exchange: the L{IExchange} it works for.
     :param cache: the proxy's L{Cache}.
+    :ivar request: the request's fields, as the policy reads them (each once).
     :ivar key: the cache key of the request, or C{b""} when the cache does
         not handle it (RFC 9211's "bypass").
     :ivar leading: whether the exchange fetches a miss that others may wait
@@ -64,6 +65,7 @@ class Caching:
     def __init__(self, exchange: IExchange, cache: Cache) -> None:
         self.exchange = exchange
         self.cache = cache
+        self.request = Fields(exchange.head.headers)
 
     def consult(self) -> list[tuple[bytes, bytes]] | None:
         """
@@ -78,26 +80,25 @@ class Caching:
             nothing usable is stored.
         """
         exchange = self.exchange
-        headers = exchange.head.headers
+        request = self.request
         cache = self.cache
         key = self.key = cache_key(exchange.target)
-        found = cache.find(key, headers)
+        found = cache.find(key, request.headers)
         exchange.cache_result = "MISS"
         checks = []
         if found is None:
             self._fwd = "uri-miss"
-            only_if_cached = "only-if-cached" in directives(headers)
+            only_if_cached = "only-if-cached" in request.directives
             if not only_if_cached and self._collapse():
                 return None
         else:
             now = exchange.factory.reactor.seconds()
-            assessment = policy.assess(headers, found.stored, now)
+            assessment = policy.assess(request, found.stored, now)
             if assessment.usable:
                 self._serve(found, "HIT", hit_status(floor(assessment.ttl)))
                 return None
             if assessment.stale_while_revalidate and not exchange.background:
-                self._serve(found, "STALE", cache_status(
-                    hit=True, ttl=assessment.ttl, detail="stale-while-revalidate"))
+                self._serve(found, "STALE", stale_status(assessment.ttl, "stale-while-revalidate"))
                 if key not in cache.revalidating:
                     exchange.factory.revalidate(exchange.head, key)
                 return None
@@ -120,7 +121,7 @@ class Caching:
             going upstream itself.
         """
         exchange = self.exchange
-        if exchange.background or exchange.head.method != b"GET" or not policy.collapsible(exchange.head.headers):
+        if exchange.background or exchange.head.method != b"GET" or not policy.collapsible(self.request):
             return False
         fetch = self.cache.fetching(self.key)
         if fetch is not None:
@@ -156,7 +157,7 @@ class Caching:
         self.leading = False
         if head is not None and self._fill is not None and framing.kind == "length":
             stored = policy.Stored(head.status, head.headers, request_time, response_time)
-            self._fetch = Fetch(self._fill, head, framing.length, stored, self.exchange.head.headers)
+            self._fetch = Fetch(self._fill, head, framing.length, stored, self.request.headers)
         # else a body of unknown length cannot be framed for the waiters
         # before it ends: waiting that long would not be collapsing.
         for waiter in self.cache.settle(self.key, self._fetch):
@@ -169,10 +170,9 @@ class Caching:
         """
         # A body the store cannot keep will be abandoned: the waiters would
         # be cut short.
-        headers = self.exchange.head.headers
         return bool(not fetch.writer.abandoned and fetch.length <= self.cache.store.max_size
-                    and policy.shareable(fetch.head.headers, fetch.request_headers, headers)
-                    and policy.assess(headers, fetch.stored, self.exchange.factory.reactor.seconds()).usable)
+                    and policy.shareable(fetch.stored.fields, fetch.request_headers, self.request)
+                    and policy.assess(self.request, fetch.stored, self.exchange.factory.reactor.seconds()).usable)
 
     def _follow(self, fetch: Fetch) -> bool:
         """
@@ -226,7 +226,7 @@ class Caching:
         stored, entry = found.stored, found.entry
         age = policy.current_age(stored, exchange.factory.reactor.seconds())
         with_body = exchange.head.method != b"HEAD" and entry.length and not exchange.background
-        if stored.status == 200 and not_modified(exchange.head.headers, stored.headers):
+        if stored.status == 200 and not_modified(self.request, stored.headers):
             exchange.status, with_body = 304, False
             first, length = response_head_bytes(304, b"Not Modified", found.fields)[:-2], None
         else:
@@ -306,11 +306,8 @@ class Caching:
         """
         if self._found is None or not self._assessment.stale_if_error:
             return False
-        self._serve(self._found, "STALE", self._stale_status())
+        self._serve(self._found, "STALE", stale_status(self._assessment.ttl, "stale-if-error"))
         return True
-
-    def _stale_status(self) -> bytes:
-        return cache_status(hit=True, ttl=self._assessment.ttl, detail="stale-if-error")
 
     def serve_replacement(self) -> None:
         """
@@ -333,7 +330,7 @@ class Caching:
         to be relayed with C{headers}: store it if policy and store allow
         (and only then say C{stored}); invalidate what unsafe methods change.
 
-        :returns: C{headers} with the response's Cache-Status; or L{None}
+        :returns: C{headers}, the response's Cache-Status added; or L{None}
             when the stored response answers instead, refreshed by a 304
             or stale after a 5xx: the origin's response is then read to its
             end and dropped, and L{serve_replacement} follows.
@@ -344,10 +341,10 @@ class Caching:
                 # Not modified: the stored response, refreshed, is the answer.
                 self._replacement = ("REVALIDATED",
                                      self.cache.refresh(found, head.headers, request_time, response_time),
-                                     cache_status(hit=False, fwd=self._fwd, fwd_status=304))
+                                     forwarded_status(self._fwd, 304))
                 return None
             if head.status >= 500 and self._assessment.stale_if_error:
-                self._replacement = ("STALE", found, self._stale_status())
+                self._replacement = ("STALE", found, stale_status(self._assessment.ttl, "stale-if-error"))
                 return None
         exchange = self.exchange
         method = exchange.head.method
@@ -355,12 +352,14 @@ class Caching:
             self.cache.invalidate(invalidated_urls(method, head.status, exchange.head.target, head.headers))
         if not self.key:
             # Not a request the cache handles (RFC 9211's "bypass").
-            return headers + [(b"Cache-Status", cache_status(hit=False, fwd="bypass", fwd_status=head.status))]
-        if method == b"GET" and policy.storable(method, exchange.head.headers, head.status, head.headers):
-            self._fill = self.cache.fill(self.key, exchange.head.headers, head, request_time, response_time,
-                                         framing.length)
-        return headers + [(b"Cache-Status", cache_status(
-            hit=False, fwd=self._fwd, fwd_status=head.status, stored=self._fill is not None))]
+            self._fwd = "bypass"
+        elif method == b"GET":
+            fields = Fields(head.headers)
+            if policy.storable(method, self.request, head.status, fields):
+                self._fill = self.cache.fill(self.key, self.request.headers, head, request_time, response_time,
+                                             framing.length, fields)
+        headers.append((b"Cache-Status", forwarded_status(self._fwd, head.status, self._fill is not None)))
+        return headers
 
     def response_body(self, piece: bytes) -> None:
         """A piece of the origin's response body, relayed: store it too."""

@@ -18,6 +18,7 @@ Cache-Control, C{Pragma: no-cache} counts as C{no-cache}.
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from netproxy.http.head import header_values
 
@@ -69,10 +70,26 @@ def parse_cache_control(values: list[bytes]) -> dict[str, str | None]:
     :returns: a L{dict} from directive name to its value, or to C{None} when it
         has none; of a directive given twice, the first occurrence wins.
     """
-    found: dict[str, str | None] = {}
     if not values:
-        return found
+        return {}
     data = b",".join(values)
+    if len(data) > _REMEMBERED_SIZE:
+        return _parse_directives(data)
+    # A copy, so that no caller can change what later ones are given.
+    return dict(_remembered_directives(data))
+
+
+# Responses from one origin mostly repeat a few Cache-Control values: the
+# directives of short ones are remembered, in a bounded memory.
+_REMEMBERED_SIZE = 256
+
+
+def _parse_directives(data: bytes) -> dict[str, str | None]:
+    """
+    :returns: the directives of C{data}, the joined values of
+        L{parse_cache_control}.
+    """
+    found: dict[str, str | None] = {}
     position = 0
     while position <= len(data):
         # _ELEMENT matches the empty string too, so it always matches.
@@ -98,6 +115,9 @@ def parse_cache_control(values: list[bytes]) -> dict[str, str | None]:
         else:
             found[key] = None
     return found
+
+
+_remembered_directives = lru_cache(maxsize=512)(_parse_directives)
 
 
 def parse_http_date(value: bytes) -> float | None:
@@ -168,3 +188,51 @@ def directives(headers: list[tuple[bytes, bytes]]) -> dict[str, str | None]:
     if "no-cache" in parse_cache_control(header_values(headers, b"pragma")):
         return {"no-cache": None}
     return {}
+
+
+class Fields:
+    """
+    A message's header fields, with what the cache's rules read of them
+    worked out once, when first asked: one response is asked whether it
+    may be stored, then shared, one request whether it may wait for
+    another's, and all of it on every miss.  The fields must not change
+    once wrapped.
+
+    :ivar headers: the fields, C{(name, value)} byte pairs.
+    """
+
+    __slots__ = ("headers", "_names", "_directives")
+
+    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self.headers = headers
+        self._names: set[bytes] | None = None
+        self._directives: dict[str, str | None] | None = None
+
+    @property
+    def names(self) -> set[bytes]:
+        """
+        The names of the fields, lower-cased (not to be changed).
+        """
+        names = self._names
+        if names is None:
+            names = self._names = {name.lower() for name, _ in self.headers}
+        return names
+
+    @property
+    def directives(self) -> dict[str, str | None]:
+        """
+        The directives L{directives} reads in the fields (not to be changed).
+        """
+        found = self._directives
+        if found is None:
+            names = self.names
+            found = directives(self.headers) if b"cache-control" in names or b"pragma" in names else {}
+            self._directives = found
+        return found
+
+
+def as_fields(headers: "list[tuple[bytes, bytes]] | Fields") -> Fields:
+    """
+    :returns: C{headers} as L{Fields}: itself, when it already is.
+    """
+    return headers if isinstance(headers, Fields) else Fields(headers)

@@ -31,11 +31,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 
-from netproxy.http.cache.fields import delta_seconds, directives
+from netproxy.http.cache.fields import Fields, as_fields, delta_seconds
 from netproxy.http.cache.freshness import HEURISTICALLY_CACHEABLE, freshness_lifetime, initial_age
 from netproxy.http.cache.validation import PRECONDITIONS
 from netproxy.http.cache.vary import vary_matches, vary_names
-from netproxy.http.head import header_values
+
+# Header fields, as received or with what the rules read of them.
+Headers = list[tuple[bytes, bytes]] | Fields
 
 # Response directives that forbid serving it stale (RFC 9111 section 4.2.4).
 _NEVER_STALE = frozenset({"must-revalidate", "proxy-revalidate", "s-maxage"})
@@ -64,11 +66,19 @@ class Stored:
     response_time: float
 
     @cached_property
+    def fields(self) -> Fields:
+        """
+        Its header fields, as the rules read them.
+        """
+        return Fields(self.headers)
+
+    @cached_property
     def directives(self) -> dict[str, str | None]:
         """
-        Its Cache-Control directives, as L{directives} gives them.
+        Its Cache-Control directives, as
+        L{netproxy.http.cache.fields.directives} gives them.
         """
-        return directives(self.headers)
+        return self.fields.directives
 
     @cached_property
     def initial_age(self) -> float:
@@ -133,16 +143,7 @@ class Assessment(NamedTuple):
         return self.lifetime - self.age
 
 
-def _has_validator(headers: list[tuple[bytes, bytes]]) -> bool:
-    """
-    :returns: whether C{headers} carry an ETag or a Last-Modified field.
-    """
-    return bool(header_values(headers, b"etag") or header_values(headers, b"last-modified"))
-
-
-def storable(
-    method: bytes, request_headers: list[tuple[bytes, bytes]], status: int, response_headers: list[tuple[bytes, bytes]]
-) -> bool:
+def storable(method: bytes, request_headers: Headers, status: int, response_headers: Headers) -> bool:
     """
     May a shared cache store this response (RFC 9111 sections 3 and 3.5)?
 
@@ -167,7 +168,8 @@ def storable(
     """
     if method != b"GET" or status < 200 or status in (206, 304):
         return False
-    response = directives(response_headers)
+    request, fields = as_fields(request_headers), as_fields(response_headers)
+    response = fields.directives
     understood = status in HEURISTICALLY_CACHEABLE
     if "must-understand" in response:
         # RFC 9111 section 5.2.2.3: must-understand overrides no-store for
@@ -176,25 +178,22 @@ def storable(
             return False
     elif "no-store" in response:
         return False
-    if "no-store" in directives(request_headers) or "private" in response:
+    if "no-store" in request.directives or "private" in response:
         return False
     shared = "public" in response or "s-maxage" in response
-    if header_values(request_headers, b"authorization") and not (
-        shared or "must-revalidate" in response
-    ):
+    if b"authorization" in request.names and not (shared or "must-revalidate" in response):
         return False
-    if header_values(response_headers, b"set-cookie") and not shared:
+    names = fields.names
+    if b"set-cookie" in names and not shared:
         return False
-    if b"*" in vary_names(response_headers):
+    if b"vary" in names and b"*" in vary_names(fields.headers):
         return False
-    explicit = (
-        "max-age" in response
-        or "s-maxage" in response
-        or bool(header_values(response_headers, b"expires"))
-    )
+    explicit = "max-age" in response or "s-maxage" in response or b"expires" in names
     if not (explicit or "public" in response or understood):
         return False
-    return explicit or _has_validator(response_headers)
+    # Else it could never be revalidated: stored without a validator, it
+    # would be stale at once.
+    return explicit or b"etag" in names or b"last-modified" in names
 
 
 def current_age(stored: Stored, now: float) -> float:
@@ -211,7 +210,7 @@ def current_age(stored: Stored, now: float) -> float:
     return stored.initial_age + max(0.0, now - stored.response_time)
 
 
-def assess(request_headers: list[tuple[bytes, bytes]], stored: Stored, now: float) -> Assessment:
+def assess(request_headers: Headers, stored: Stored, now: float) -> Assessment:
     """
     Decide how a stored response may answer a request (RFC 9111 sections 4,
     4.2.4 and 5.2; RFC 5861).
@@ -240,7 +239,7 @@ def assess(request_headers: list[tuple[bytes, bytes]], stored: Stored, now: floa
     :param now: the current time.
     :returns: an L{Assessment}.
     """
-    request = directives(request_headers)
+    request = as_fields(request_headers).directives
     response = stored.directives
     age = current_age(stored, now)
     lifetime = stored.lifetime
@@ -308,7 +307,7 @@ def assess(request_headers: list[tuple[bytes, bytes]], stored: Stored, now: floa
     )
 
 
-def collapsible(request_headers: list[tuple[bytes, bytes]]) -> bool:
+def collapsible(request_headers: Headers) -> bool:
     """
     May a request that misses wait for the response another request is
     fetching for the same URL, rather than go upstream itself?
@@ -320,17 +319,14 @@ def collapsible(request_headers: list[tuple[bytes, bytes]]) -> bool:
 
     :param request_headers: the request's header fields.
     """
-    if any(name.lower() in PRECONDITIONS for name, _ in request_headers):
+    fields = as_fields(request_headers)
+    if not fields.names.isdisjoint(PRECONDITIONS):
         return False
-    request = directives(request_headers)
+    request = fields.directives
     return "no-cache" not in request and delta_seconds(request.get("max-age")) != 0
 
 
-def shareable(
-    response_headers: list[tuple[bytes, bytes]],
-    request_headers: list[tuple[bytes, bytes]],
-    waiting_headers: list[tuple[bytes, bytes]],
-) -> bool:
+def shareable(response_headers: Headers, request_headers: Headers, waiting_headers: Headers) -> bool:
     """
     May a response being stored for one request be handed to another that
     waited for it (collapsed forwarding)?
@@ -344,7 +340,11 @@ def shareable(
     :param request_headers: the fields of the request it answers.
     :param waiting_headers: the fields of the request waiting for it.
     """
-    response = directives(response_headers)
-    if "private" in response or "no-cache" in response or header_values(response_headers, b"set-cookie"):
+    fields = as_fields(response_headers)
+    response = fields.directives
+    if "private" in response or "no-cache" in response or b"set-cookie" in fields.names:
         return False
-    return vary_matches(vary_names(response_headers), request_headers, waiting_headers)
+    if b"vary" not in fields.names:
+        return True
+    return vary_matches(vary_names(fields.headers), as_fields(request_headers).headers,
+                        as_fields(waiting_headers).headers)

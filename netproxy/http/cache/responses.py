@@ -29,7 +29,8 @@ from twisted.internet.defer import Deferred
 
 from netproxy.escaping import Logger
 from netproxy.http.cache import policy
-from netproxy.http.cache.entry import Entry
+from netproxy.http.cache.entry import Entry, decode_fields, encode_fields
+from netproxy.http.cache.fields import Fields
 from netproxy.http.cache.interfaces import IStore, IWriter
 from netproxy.http.cache.validation import updated_headers
 from netproxy.http.cache.vary import secondary_key, vary_names
@@ -46,6 +47,9 @@ from netproxy.http.message import (
 # the field names, and the generation of its variants.
 VARY = "vary"
 GENERATION = "generation"
+# Metadata of a response: its header fields, as encode_fields writes them
+# (named apart from the lists other versions stored, which are then misses).
+FIELDS = "fields"
 
 # Stored fields never served as stored: the framing is the proxy's, the age
 # is worked out for each response.
@@ -62,14 +66,6 @@ def cache_key(target: Target) -> bytes:
         spellings of one URL share an entry.
     """
     return b"http://%s:%d%s" % (target.host, target.port, target.path)
-
-
-def _encode_fields(fields: list[tuple[bytes, bytes]]) -> list[list[str]]:
-    return [[name.decode("latin-1"), value.decode("latin-1")] for name, value in fields]
-
-
-def _decode_fields(fields: list[list[str]]) -> list[tuple[bytes, bytes]]:
-    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in fields]
 
 
 @dataclass(frozen=True)
@@ -155,9 +151,10 @@ def _variant_key(key: bytes, marker: dict[str, Any], request_headers: list[tuple
 def _found(entry: Entry) -> Found | None:
     meta = entry.meta
     try:
-        stored = policy.Stored(meta["status"], _decode_fields(meta["headers"]), meta["request_time"],
+        stored = policy.Stored(meta["status"], decode_fields(meta[FIELDS]), meta["request_time"],
                                meta["response_time"])
-        return Found(entry, stored, meta["reason"].encode("latin-1"), tuple(meta["version"]))
+        major, _, minor = meta["version"].partition(".")
+        return Found(entry, stored, meta["reason"].encode("latin-1"), (int(major), int(minor)))
     except (KeyError, TypeError, ValueError, AttributeError):
         # Metadata from another version of netproxy, or damaged: a miss.
         return None
@@ -269,12 +266,14 @@ class Cache:
         request_time: float,
         response_time: float,
         length: int | None = None,
+        fields: Fields | None = None,
     ) -> IWriter | None:
         """
         Start storing a response.
 
         :param head: the origin's L{netproxy.http.head.ResponseHead}.
         :param length: its body's length, when its head says it.
+        :param fields: its fields as the policy read them, if it did.
         :returns: an L{netproxy.http.cache.interfaces.IWriter} for its body,
             or L{None} when the store refuses the entry: a body longer than
             the store's C{max_size}, or one it cannot begin to write, or a
@@ -284,7 +283,7 @@ class Cache:
         """
         if length is not None and length > self.store.max_size:
             return None
-        names = vary_names(head.headers)
+        names = vary_names(head.headers) if fields is None or b"vary" in fields.names else ()
         if names:
             vary = [name.decode("latin-1") for name in names]
             marker = self.store.get(key)
@@ -297,8 +296,10 @@ class Cache:
         meta = {
             "status": head.status,
             "reason": head.reason.decode("latin-1"),
-            "version": list(head.version),
-            "headers": _encode_fields(head.headers),
+            # Text, as the fields: metadata without a list in it is not
+            # tracked by the garbage collector, however many are kept.
+            "version": "%d.%d" % head.version,
+            FIELDS: encode_fields(head.headers),
             "request_time": request_time,
             "response_time": response_time,
         }
@@ -319,7 +320,7 @@ class Cache:
         :returns: the refreshed L{Found}, or L{None} when the store lost it.
         """
         meta = dict(found.entry.meta)
-        meta["headers"] = _encode_fields(updated_headers(found.stored.headers, headers))
+        meta[FIELDS] = encode_fields(updated_headers(found.stored.headers, headers))
         meta["request_time"] = request_time
         meta["response_time"] = response_time
         entry = self.store.update(found.entry.key, meta)

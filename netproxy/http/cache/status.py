@@ -85,3 +85,26 @@ def hit_status(ttl: int) -> bytes:
         hit on a busy entry asks for the same few.
     """
     return cache_status(hit=True, ttl=ttl)
+
+
+@lru_cache(maxsize=1024)
+def forwarded_status(fwd: str | None, fwd_status: int, stored: bool = False) -> bytes:
+    """
+    :param fwd: why the request went upstream, as L{cache_status} takes it.
+    :param fwd_status: what the upstream answered.
+    :param stored: whether its response was stored.
+    :returns: the Cache-Status of a response from upstream, remembered, as
+        every miss asks for one of the same few.
+    :raises ValueError: for an unknown C{fwd}.
+    """
+    return cache_status(hit=False, fwd=fwd, fwd_status=fwd_status, stored=stored)
+
+
+def stale_status(ttl: float, why: str) -> bytes:
+    """
+    :param ttl: a stale response's freshness left (negative).
+    :param why: the directive that lets it be served stale (RFC 5861):
+        C{"stale-while-revalidate"} or C{"stale-if-error"}.
+    :returns: its Cache-Status: a hit, C{why} as its detail.
+    """
+    return cache_status(hit=True, ttl=ttl, detail=why)

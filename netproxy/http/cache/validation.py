@@ -15,7 +15,7 @@ depends on.
 
 import re
 
-from netproxy.http.cache.fields import first_date, parse_http_date
+from netproxy.http.cache.fields import Fields, as_fields, first_date, parse_http_date
 from netproxy.http.head import header_values
 
 # A request with any of these is conditional (RFC 9110 section 13.1).
@@ -75,7 +75,7 @@ def _entity_tags(value: bytes) -> list[bytes] | None:
     return tags or None
 
 
-def not_modified(request_headers: list[tuple[bytes, bytes]], stored_headers: list[tuple[bytes, bytes]]) -> bool:
+def not_modified(request_headers: list[tuple[bytes, bytes]] | Fields, stored_headers: list[tuple[bytes, bytes]]) -> bool:
     """
     Does a client's conditional GET find the stored response unchanged, so
     that the proxy may answer 304 (RFC 9110 sections 13.1.2, 13.1.3 and
@@ -91,6 +91,11 @@ def not_modified(request_headers: list[tuple[bytes, bytes]], stored_headers: lis
     :param stored_headers: the stored response's header fields.
     :returns: L{True} when the answer is 304.
     """
+    request = as_fields(request_headers)
+    if b"if-none-match" not in request.names and b"if-modified-since" not in request.names:
+        # Most requests: not conditional.
+        return False
+    request_headers = request.headers
     none_match = header_values(request_headers, b"if-none-match")
     if none_match:
         wanted = _entity_tags(b",".join(none_match))

@@ -5,7 +5,7 @@ HTTP-dates, including the invalid and edge values origins really send.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netproxy.http.cache.fields import delta_seconds, parse_cache_control, parse_http_date
+from netproxy.http.cache.fields import Fields, as_fields, delta_seconds, directives, parse_cache_control, parse_http_date
 from tests.cache_helpers import T0, format_http_date
 
 RFC_EXAMPLE = 784111777.0  # Sun, 06 Nov 1994 08:49:37 GMT
@@ -118,3 +118,70 @@ class HttpDateTests(SynchronousTestCase):
         """The tests' date writer gives IMF-fixdate, dropping the fraction, and what it writes parses back."""
         self.assertEqual(format_http_date(RFC_EXAMPLE + 0.9), b"Sun, 06 Nov 1994 08:49:37 GMT")
         self.assertEqual(parse_http_date(format_http_date(T0)), T0)
+
+
+class RememberedDirectivesTests(SynchronousTestCase):
+    """
+    L{parse_cache_control} remembers the directives of short values, and
+    hands each caller its own copy.
+    """
+
+    def test_copies(self):
+        """Changing the directives one caller got changes nothing for the next."""
+        first = parse_cache_control([b"max-age=60, public"])
+        first["max-age"] = "0"
+        del first["public"]
+        self.assertEqual(parse_cache_control([b"max-age=60, public"]), {"max-age": "60", "public": None})
+
+    def test_long_value(self):
+        """A value too long to be remembered is read like any other."""
+        value = b"max-age=5, " + b", ".join(b"x-%d=%d" % (i, i) for i in range(100))
+        directives = parse_cache_control([value])
+        self.assertEqual((directives["max-age"], directives["x-99"], len(directives)), ("5", "99", 101))
+
+    def test_same_joined_value(self):
+        """Values that join to the same text give the same directives, however split."""
+        self.assertEqual(parse_cache_control([b"public", b"max-age=5"]), parse_cache_control([b"public,max-age=5"]))
+
+
+class FieldsTests(SynchronousTestCase):
+    """
+    L{Fields} reads what the cache's rules ask of a message once.
+    """
+
+    def test_names(self):
+        """The names are lower-cased, each once."""
+        fields = Fields([(b"ETag", b'"a"'), (b"Vary", b"Accept"), (b"VARY", b"Cookie")])
+        self.assertEqual(fields.names, {b"etag", b"vary"})
+
+    def test_directives(self):
+        """The directives are those L{directives} reads, worked out once."""
+        headers = [(b"Date", b"x"), (b"cache-CONTROL", b"Max-Age=5"), (b"Cache-Control", b"max-age=9, private")]
+        fields = Fields(headers)
+        self.assertEqual(fields.directives, directives(headers))
+        self.assertEqual(fields.directives, {"max-age": "5", "private": None})
+        self.assertIs(fields.directives, fields.directives)
+
+    def test_pragma(self):
+        """Without Cache-Control, Pragma: no-cache counts as no-cache; other Pragmas count for nothing."""
+        self.assertEqual(Fields([(b"Pragma", b"no-cache")]).directives, {"no-cache": None})
+        self.assertEqual(Fields([(b"Pragma", b"x-other")]).directives, {})
+        self.assertEqual(Fields([(b"Pragma", b"no-cache"), (b"Cache-Control", b"max-age=1")]).directives,
+                         {"max-age": "1"})
+
+    def test_none(self):
+        """A message without fields has no names and no directives."""
+        fields = Fields([])
+        self.assertEqual((fields.names, fields.directives), (set(), {}))
+
+    def test_malformed(self):
+        """A malformed Cache-Control reads as parse_cache_control reads it, never raising."""
+        headers = [(b"Cache-Control", b'=5, ,"x", max-age = 7, no-store="unterminated')]
+        self.assertEqual(Fields(headers).directives, parse_cache_control([headers[0][1]]))
+        self.assertEqual(sorted(Fields(headers).directives), ["max-age", "no-store"])
+
+    def test_as_fields(self):
+        """as_fields wraps a list of fields, and gives back what already is L{Fields}."""
+        fields = as_fields([(b"A", b"1")])
+        self.assertEqual(fields.headers, [(b"A", b"1")])
+        self.assertIs(as_fields(fields), fields)

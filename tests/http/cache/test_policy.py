@@ -6,7 +6,7 @@ invalid and edge values origins really send.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netproxy.http.cache.fields import MAX_DELTA, directives
+from netproxy.http.cache.fields import MAX_DELTA, Fields, directives
 from netproxy.http.cache.freshness import freshness_lifetime
 from netproxy.http.cache.policy import (
     Assessment,
@@ -417,3 +417,69 @@ class AssessShortcutTests(SynchronousTestCase):
                 response = stored([date(T0), (b"Cache-Control", value)])
                 self.assertEqual(assess([], response, T0 + seconds),
                                  assess(cc(b"x-unknown-directive"), response, T0 + seconds), (value, seconds))
+
+
+class FieldsArgumentTests(SynchronousTestCase):
+    """
+    The rules take a message's L{Fields} where they take its header list,
+    with the same answers, so that each message is read once.
+    """
+
+    REQUESTS = [
+        [],
+        [(b"Host", b"h"), (b"Authorization", b"Basic x")],
+        cc(b"no-store"),
+        cc(b"no-cache"),
+        [(b"Pragma", b"no-cache")],
+        cc(b"max-age=0"),
+        [(b"If-None-Match", b'"v1"')],
+        cc(b"max-stale, only-if-cached"),
+    ]
+    RESPONSES = [
+        fresh_for(60),
+        fresh_for(60, b"public") + [(b"Set-Cookie", b"a=1")],
+        fresh_for(60, b"private"),
+        fresh_for(60, b"must-understand, no-store"),
+        fresh_for(60) + [(b"Vary", b"Accept, *")],
+        [date(T0), (b"ETag", b'"v1"')],
+        [date(T0), (b"Expires", format_http_date(T0 + 60))],
+        [date(T0), (b"Last-Modified", format_http_date(T0 - DAY))],
+        [(b"Cache-Control", b"no-store")],
+        [],
+    ]
+
+    def test_storable(self):
+        """storable gives the same answer for fields as for their lists, for every status."""
+        for request in self.REQUESTS:
+            for response in self.RESPONSES:
+                request_fields, response_fields = Fields(request), Fields(response)
+                for status in (200, 203, 206, 302, 304, 404, 500):
+                    expected = storable(b"GET", request, status, response)
+                    self.assertEqual(storable(b"GET", request_fields, status, response_fields), expected,
+                                     (request, status, response))
+
+    def test_collapsible(self):
+        """collapsible gives the same answer for fields as for their lists."""
+        for request in self.REQUESTS:
+            self.assertEqual(collapsible(Fields(request)), collapsible(request), request)
+
+    def test_assess(self):
+        """assess gives the same assessment for fields as for their lists."""
+        for request in self.REQUESTS:
+            for response in self.RESPONSES:
+                kept = stored(response)
+                self.assertEqual(assess(Fields(request), kept, T0 + 30), assess(request, kept, T0 + 30))
+
+    def test_shareable(self):
+        """shareable gives the same answer for fields as for their lists."""
+        for request in self.REQUESTS:
+            for response in self.RESPONSES:
+                self.assertEqual(shareable(Fields(response), Fields(request), Fields([])),
+                                 shareable(response, request, []), (request, response))
+
+    def test_stored_fields(self):
+        """A stored response's fields are read once, and its directives are theirs."""
+        kept = stored(fresh_for(60, b"public"))
+        self.assertIs(kept.fields, kept.fields)
+        self.assertEqual(kept.fields.headers, kept.headers)
+        self.assertIs(kept.directives, kept.fields.directives)

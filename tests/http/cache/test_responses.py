@@ -93,6 +93,54 @@ class FindTests(SynchronousTestCase):
         self.assertLessEqual(len(self.cache._decoded), 3)
 
 
+class MetadataTests(SynchronousTestCase):
+    """
+    What L{Cache.fill} stores with a response, and what L{Cache.find} makes
+    of metadata it cannot read.
+    """
+
+    def setUp(self):
+        self.store = MemoryStore(1 << 20)
+        self.cache = Cache(self.store)
+
+    def store_meta(self, meta):
+        """Store a body under L{KEY} with C{meta}, as the store takes any metadata."""
+        writer = self.store.writer(KEY, meta)
+        writer.write(b"body")
+        writer.finish()
+
+    def test_round_trip(self):
+        """Status, reason, version, fields and times come back as stored."""
+        store_response(self.cache, version=(1, 0))
+        found = self.cache.find(KEY, [])
+        self.assertEqual((found.stored.status, found.reason, found.version), (200, b"OK", (1, 0)))
+        self.assertEqual(found.stored.headers, FIELDS)
+        self.assertEqual((found.stored.request_time, found.stored.response_time), (100.0, 101.0))
+
+    def test_flat(self):
+        """The metadata holds no list or dict: the fields and the version are text."""
+        store_response(self.cache)
+        meta = self.store.get(KEY).meta
+        self.assertEqual(meta["version"], "1.1")
+        self.assertTrue(all(isinstance(value, (str, int, float)) for value in meta.values()), meta)
+
+    def test_other_version(self):
+        """Metadata with the fields as lists, as earlier versions stored it, is a miss."""
+        self.store_meta({"status": 200, "reason": "OK", "version": [1, 1], "headers": [["ETag", '"v1"']],
+                         "request_time": 100.0, "response_time": 101.0})
+        self.assertIsNone(self.cache.find(KEY, []))
+
+    def test_damaged(self):
+        """Fields without a colon, or a version that is not one, make a miss."""
+        good = {"status": 200, "reason": "OK", "version": "1.1", "fields": "ETag:\"v1\"",
+                "request_time": 100.0, "response_time": 101.0}
+        self.store_meta(good)
+        self.assertEqual(self.cache.find(KEY, []).stored.headers, [(b"ETag", b'"v1"')])
+        for damage in ({"fields": "ETag"}, {"version": "1"}, {"version": "x.1"}, {"version": 11}, {"fields": 5}):
+            self.store_meta({**good, **damage})
+            self.assertIsNone(self.cache.find(KEY, []), damage)
+
+
 class ServedHeadTests(SynchronousTestCase):
     """
     L{Found.fields} and L{Found.head}: the stored response as it is served.

@@ -4,7 +4,7 @@ Tests for L{netproxy.http.cache.status}: the Cache-Status field of RFC 9211.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netproxy.http.cache.status import cache_status, hit_status
+from netproxy.http.cache.status import cache_status, forwarded_status, hit_status, stale_status
 
 
 class CacheStatusTests(SynchronousTestCase):
@@ -59,3 +59,31 @@ class CacheStatusTests(SynchronousTestCase):
         """hit_status gives the same value as cache_status for a hit, negative ttls included."""
         for ttl in (0, 57, -3, 2**31):
             self.assertEqual(hit_status(ttl), cache_status(hit=True, ttl=ttl))
+
+
+class RememberedStatusTests(SynchronousTestCase):
+    """
+    The Cache-Status of responses from upstream and of stale ones, as
+    L{cache_status} writes them.
+    """
+
+    def test_forwarded(self):
+        """forwarded_status writes what cache_status writes, asked again or not."""
+        for fwd in ("uri-miss", "stale", "request", "bypass", "miss"):
+            for status in (200, 304, 404, 503):
+                for stored in (False, True):
+                    expected = cache_status(hit=False, fwd=fwd, fwd_status=status, stored=stored)
+                    self.assertEqual(forwarded_status(fwd, status, stored), expected)
+                    self.assertEqual(forwarded_status(fwd, status, stored), expected)
+        self.assertEqual(forwarded_status("uri-miss", 200), b"netproxy; fwd=uri-miss; fwd-status=200")
+
+    def test_forwarded_invalid(self):
+        """An unknown forward reason is a ValueError, each time."""
+        self.assertRaises(ValueError, forwarded_status, "nope", 200)
+        self.assertRaises(ValueError, forwarded_status, "nope", 200)
+
+    def test_stale(self):
+        """stale_status writes a hit with its freshness left and why it may be served stale."""
+        self.assertEqual(stale_status(-1.5, "stale-if-error"), b'netproxy; hit; ttl=-2; detail="stale-if-error"')
+        self.assertEqual(stale_status(-30, "stale-while-revalidate"),
+                         cache_status(hit=True, ttl=-30, detail="stale-while-revalidate"))

@@ -5,6 +5,7 @@ answering a client's conditional GET from it, and refreshing it from a 304.
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from netproxy.http.cache.fields import Fields
 from netproxy.http.cache.validation import not_modified, updated_headers, validators
 from tests.cache_helpers import T0, date, format_http_date
 
@@ -151,3 +152,24 @@ class UpdatedHeadersTests(SynchronousTestCase):
         self.assertEqual(
             updated_headers(stored_headers, [(b"Age", b"3")]), [date(T0), (b"Age", b"3")]
         )
+
+
+class NotModifiedFieldsTests(SynchronousTestCase):
+    """
+    L{not_modified} takes the request's L{Fields} too, with the same answers.
+    """
+
+    def test_same_answers(self):
+        """Conditional or not, fields and their list give the same answer."""
+        requests = [
+            [],
+            [(b"Host", b"h")],
+            [(b"If-None-Match", b'"v1"')],
+            [(b"if-none-match", b'"v2"')],
+            [(b"If-None-Match", b"*")],
+            [(b"If-Modified-Since", format_http_date(T0 + 10))],
+            [(b"IF-MODIFIED-SINCE", format_http_date(T0 - 10))],
+            [(b"If-Match", b'"v1"')],
+        ]
+        for request in requests:
+            self.assertEqual(not_modified(Fields(request), VALIDATED), not_modified(request, VALIDATED), request)
