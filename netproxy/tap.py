@@ -361,13 +361,12 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
 
     service, cache = MultiService(), None
     if not options["no-cache"]:
-        from netproxy.http.cache.responses import Cache, LoadOnStart
-        from netproxy.http.cache.sqlite_store import SQLiteStore
+        from netproxy.http.cache import responses, sqlite_store, store_service
 
         shared = options["worker"] is not None  # the other workers use the directory too
-        store = SQLiteStore(FilePath(options["cache-dir"]), options["cache-size"], reactor, shared=shared)
-        LoadOnStart(store).setServiceParent(service)
-        cache = Cache(store)
+        store = sqlite_store.SQLiteStore(FilePath(options["cache-dir"]), options["cache-size"], reactor, shared=shared)
+        store_service.LoadOnStart(store).setServiceParent(service)
+        cache = responses.Cache(store, reactor)
     factory = ProxyFactory(reactor, options["allow"], options["rules"], options["connect-port"], options["timeout"],
                            options["connect-timeout"], cache, options["admin"])
     factory.idle_timeout = options["idle-timeout"]

@@ -133,6 +133,7 @@ def render(families: Mapping[str, Family]) -> bytes:
 
 
 def _number(value: float) -> str:
+    value = float(value)
     return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
 
 

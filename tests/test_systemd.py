@@ -552,7 +552,7 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_http_cache_loads_first(self):
         """The HTTP proxy's cache is loading (LoadOnStart started) before READY=1 is sent."""
-        from netproxy.http.cache.responses import LoadOnStart
+        from netproxy.http.cache.store_service import LoadOnStart
 
         cache = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, cache)

@@ -143,6 +143,11 @@ class Caching:
         if not (fetch is not None and self._may_share(fetch) and self._follow(fetch)):
             self.exchange.forward_afresh()
 
+    def reconsult(self) -> None:
+        """Another process's fetch of this miss is over: look again; go upstream if still needed."""
+        if self.consult() is not None:
+            self.exchange.forward_afresh()
+
     def stop_waiting(self) -> None:
         """The exchange no longer waits for the miss another is fetching."""
         self.cache.leave(self.key, self)
@@ -259,10 +264,9 @@ class Caching:
 
     def _stored_head(self, first: bytes, age: float, status_field: bytes, length: int | None) -> bytes:
         """
-        :param first: a stored response's status line and fields, as
-            L{Found.head} has them; C{age}, its current age; C{status_field}
-            its Cache-Status; C{length} its Content-Length (L{None}: none).
-        :returns: the head it is served with.
+        :returns: the head a stored response is served with: C{first}, its
+            status line and fields (L{Found.head}); its C{age}; its
+            Cache-Status; its Content-Length (L{None}: none).
         """
         exchange = self.exchange
         exchange.keep = exchange.client_keep
@@ -299,10 +303,8 @@ class Caching:
 
     def serve_stale_on_error(self) -> bool:
         """
-        Serve the stored response the origin could not replace, when its
-        stale-if-error allows (RFC 5861 section 4).
-
-        :returns: whether it was served.
+        :returns: whether the stored response the origin could not replace
+            was served, as its stale-if-error allows (RFC 5861 section 4).
         """
         if self._found is None or not self._assessment.stale_if_error:
             return False
@@ -310,10 +312,7 @@ class Caching:
         return True
 
     def serve_replacement(self) -> None:
-        """
-        The origin's response that L{response_fields} chose to drop has
-        ended: serve the stored response instead.
-        """
+        """The origin's response L{response_fields} chose to drop has ended: serve the stored one instead."""
         assert self._replacement is not None
         (result, found, status_field), self._replacement = self._replacement, None
         if found is None:

@@ -22,16 +22,16 @@ once, though the store cannot list them.
 import os
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 
 from netproxy.escaping import Logger
 from netproxy.http.cache import policy
 from netproxy.http.cache.entry import Entry, decode_fields, encode_fields
 from netproxy.http.cache.fields import Fields
 from netproxy.http.cache.interfaces import IStore, IWriter
+from netproxy.http.cache.remote_fetches import RemoteFetches
 from netproxy.http.cache.validation import updated_headers
 from netproxy.http.cache.vary import secondary_key, vary_names
 from netproxy.errors import EntryNotRemoved, HTTPError
@@ -169,15 +169,20 @@ class Cache:
     and stores), those arriving meanwhile wait for it, and the leader
     settles them once its response head says whether they may share it.
 
-    :param store: an L{netproxy.http.cache.interfaces.IStore}.
+    :param store: an L{netproxy.http.cache.interfaces.IStore}; one shared
+        by several processes has C{leases}, and then misses are collapsed
+        across them too (L{RemoteFetches}, which needs the C{reactor}).
     :ivar revalidating: the keys of stored responses being revalidated in
         the background (RFC 5861 section 3), one revalidation at a time each.
     """
 
     log = Logger()
 
-    def __init__(self, store: IStore) -> None:
+    def __init__(self, store: IStore, reactor: IReactorTime | None = None) -> None:
         self.store = store
+        leases = getattr(store, "leases", None)
+        self._remote = None if leases is None or reactor is None else RemoteFetches(
+            leases, reactor, lambda key: self._waiting.pop(key, []))
         self.revalidating: set[bytes] = set()
         self._decoded: dict[bytes, Found] = {}
         # key -> the requests waiting for the miss being fetched for it.
@@ -193,7 +198,8 @@ class Cache:
         if key in self._waiting:
             return False
         self._waiting[key] = []
-        return True
+        # Another process may be fetching it: then those here wait for it.
+        return self._remote is None or self._remote.lead(key)
 
     def wait(self, key: bytes, waiter: Any) -> None:
         """
@@ -221,6 +227,8 @@ class Cache:
         """
         if fetch is not None:
             self._fetching[key] = fetch
+        elif self._remote is not None:
+            self._remote.release(key)
         return self._waiting.pop(key, [])
 
     def fetching(self, key: bytes) -> Fetch | None:
@@ -235,6 +243,8 @@ class Cache:
         """
         if self._fetching.get(key) is fetch:
             del self._fetching[key]
+            if self._remote is not None:
+                self._remote.release(key)
 
     def find(self, key: bytes, request_headers: list[tuple[bytes, bytes]]) -> Found | None:
         """
@@ -354,45 +364,3 @@ class Cache:
             except EntryNotRemoved as e:
                 self.log.error("could not invalidate {url} in the cache: {error}", url=url.decode("latin-1"),
                                error=str(e))
-
-
-class Loadable(Protocol):
-    """
-    A store with work to do at start-up and writes to save at shutdown, as
-    L{netproxy.http.cache.sqlite_store.SQLiteStore} has.
-    """
-
-    def load(self) -> "Deferred[None]":
-        """
-        Do the start-up work, over as many reactor turns as it takes.
-
-        :returns: a L{Deferred} that fires once it is done.
-        """
-
-    def flush(self) -> None:
-        """
-        Save what is pending now; the store stays usable.
-        """
-
-
-class LoadOnStart(Service):
-    """
-    Start a store's start-up work when the daemon starts, and save what is
-    pending when it stops (requests still draining may store more, saved
-    as they are).  The proxy serves meanwhile.
-
-    :param store: the L{Loadable} store.
-    """
-
-    log = Logger()
-
-    def __init__(self, store: Loadable) -> None:
-        self.store = store
-
-    def startService(self) -> None:
-        super().startService()
-        self.store.load().addErrback(lambda failure: self.log.failure("loading the cache failed", failure))
-
-    def stopService(self) -> "Deferred[None] | None":
-        self.store.flush()
-        return super().stopService()

@@ -30,10 +30,11 @@ whole; a power cut may damage the database, which is then detected when it
 is opened and the cache started afresh (L{open_index}).
 """
 
+import fcntl
 import os
 import sqlite3
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
@@ -41,8 +42,8 @@ from netproxy.escaping import Logger
 
 #: The schema's version, in the database's C{user_version}: a database of
 #: another version is set aside and a new one started.  Version 1 reused
-#: the id of the last row deleted.
-SCHEMA_VERSION = 2
+#: the id of the last row deleted; version 2 had no fetches.
+SCHEMA_VERSION = 3
 #: Pages of 8 KiB pack rows of a few KiB with little slack, where 4 KiB
 #: pages hold two rows of 1.5 KiB and waste a quarter; larger pages make
 #: each commit write more (each page it changes is written whole to the WAL).
@@ -50,6 +51,10 @@ PAGE_SIZE = 8192
 #: How long a process waits for another's write transaction, at most one
 #: reactor turn of it, before giving up on a write.
 BUSY_MILLISECONDS = 200
+#: How long opening the index waits for another process's lock, and the
+#: suffix of the lock file that orders the processes opening it.
+OPEN_SECONDS = 10.0
+LOCK = ".lock"
 #: Pages the WAL grows to before it is copied back into the database: small
 #: enough that the copy, in the committing turn, stays a few milliseconds.
 CHECKPOINT_PAGES = 512
@@ -71,6 +76,11 @@ CREATE TABLE IF NOT EXISTS totals (
     entries INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO totals VALUES (1, 0, 0);
+CREATE TABLE IF NOT EXISTS fetches (
+    name BLOB PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    started REAL NOT NULL
+);
 CREATE TRIGGER IF NOT EXISTS entry_added AFTER INSERT ON entries BEGIN
     UPDATE totals SET bytes = bytes + new.size, entries = entries + 1;
 END;
@@ -319,6 +329,20 @@ class Index:
         self._write()
         self._after.append(call)
 
+    def query(self, statement: str, parameters: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        """
+        :returns: the rows C{statement} reads, for the tables other modules
+            keep in the index (L{netproxy.http.cache.fetch_leases}).
+        """
+        return self._db.execute(statement, parameters).fetchall()
+
+    def change(self, statement: str, parameters: tuple[object, ...]) -> None:
+        """
+        Run C{statement}, a change, in this turn's transaction.
+        """
+        self._write()
+        self._db.execute(statement, parameters)
+
     def close(self) -> None:
         """
         Commit, then close the connection.
@@ -364,7 +388,21 @@ def open_index(path: str, log: Logger) -> sqlite3.Connection:
 
 
 def _open(path: str) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_MILLISECONDS / 1000)
+    # Workers starting together take turns at creating the schema and
+    # switching to WAL, which SQLite refuses at once (no busy wait) while
+    # another connection does it: a lock file orders them, held for the
+    # milliseconds an open takes, at start-up, before the reactor runs.
+    try:
+        lock = open(path + LOCK, "ab")  # noqa: SIM115 - closed below
+    except OSError as e:
+        raise sqlite3.OperationalError(f"unable to open database file: {e}") from None
+    with lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        return _open_locked(path)
+
+
+def _open_locked(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, timeout=OPEN_SECONDS)
     try:
         db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         db.execute("PRAGMA journal_mode = WAL")
@@ -379,6 +417,7 @@ def _open(path: str) -> sqlite3.Connection:
         # here.  No integrity check: it would read the whole file, for
         # seconds on a large cache; damage found later costs entries only.
         db.execute("SELECT bytes FROM totals").fetchone()
+        db.execute(f"PRAGMA busy_timeout = {BUSY_MILLISECONDS}")
     except BaseException:
         db.close()
         raise

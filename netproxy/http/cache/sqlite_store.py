@@ -37,6 +37,7 @@ from netproxy.http.cache.entry import (
     encode_record,
     same_body,
 )
+from netproxy.http.cache.fetch_leases import FetchLeases
 from netproxy.http.cache.held import Held, HeldEntries
 from netproxy.http.cache.interfaces import IStore, IWriter
 from netproxy.http.cache.producers import Scheduler, next_turn, one_step, stream_body
@@ -59,8 +60,7 @@ class SQLiteStore:
     held in memory.
 
     Call L{load} at start-up, to tidy what a crash left behind, and
-    L{flush} at shutdown.  Every entry is servable from the start: there is
-    nothing to scan.
+    L{flush} at shutdown.  Every entry is servable from the start.
 
     :param path: the cache directory; created if missing.
     :param max_size: the most bytes kept (bodies plus records).
@@ -73,6 +73,7 @@ class SQLiteStore:
         with; by default L{next_turn}C{(reactor)}.
     :param shared: whether other processes use the directory at the same
         time (see the module's docstring).
+    :ivar leases: when shared, who fetches which miss (L{FetchLeases}).
     :raises sqlite3.Error: when the index can be neither opened nor created.
     """
 
@@ -97,6 +98,7 @@ class SQLiteStore:
         self._scheduler = next_turn(reactor) if scheduler is None else scheduler
         self._index = Index(open_index(os.path.join(self._root, INDEX), self.log), reactor, self._not_saved)
         self._uses = UseOrder(reactor, self._index.oldest)
+        self.leases = FetchLeases(self._index) if shared else None
         self._hot = HeldEntries(memory_size)
         # Temporary files being written, which the sweep must leave alone.
         self.writing: set[str] = set()
@@ -106,9 +108,7 @@ class SQLiteStore:
 
     @property
     def size(self) -> int:
-        """
-        The bytes the entries take, as accounted: bodies plus records.
-        """
+        """The bytes the entries take, as accounted: bodies plus records."""
         return self._index.totals()[0]
 
     def __len__(self) -> int:

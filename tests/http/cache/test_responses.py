@@ -3,11 +3,10 @@ Tests for L{netproxy.http.cache.responses}: the responses a request finds, as th
 proxy serves them, with an in-memory store.
 """
 
-from twisted.internet.defer import Deferred, fail, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.http.cache import responses as cache_module
-from netproxy.http.cache.responses import Cache, LoadOnStart
+from netproxy.http.cache.responses import Cache
 from netproxy.http.head import ResponseHead
 from netproxy.testing import MemoryStore
 
@@ -177,49 +176,3 @@ class ServedHeadTests(SynchronousTestCase):
             b"HTTP/1.1 200 OK\r\nDate: Sat, 21 Nov 2026 19:00:00 GMT\r\nCache-Control: max-age=60\r\n"
             b'ETag: "v1"\r\nVia: 1.1 netproxy\r\n',
         )
-
-
-class Loading:
-    """A store whose load returns C{result}, counting the calls."""
-
-    def __init__(self, result):
-        self.result = result
-        self.loads = 0
-
-    def load(self):
-        self.loads += 1
-        return self.result
-
-
-class LoadOnStartTests(SynchronousTestCase):
-    """
-    L{LoadOnStart} loads a store's index when the service starts.
-    """
-
-    def test_loads_on_start(self):
-        """
-        Nothing is loaded until the service starts, then the store is
-        loaded once, and the service runs without waiting for it.
-        """
-        store = Loading(Deferred())
-        service = LoadOnStart(store)
-        self.assertEqual(store.loads, 0)
-        service.startService()
-        self.assertEqual(store.loads, 1)
-        self.assertTrue(service.running)
-
-    def test_failure_logged(self):
-        """
-        A load that fails is logged, not left unhandled.
-        """
-        service = LoadOnStart(Loading(fail(OSError("unreadable"))))
-        service.startService()
-        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
-
-    def test_success_silent(self):
-        """
-        A load that succeeds logs no error.
-        """
-        LoadOnStart(Loading(succeed(None))).startService()
-        self.assertEqual(self.flushLoggedErrors(), [])
-
