@@ -364,7 +364,8 @@ def print_spread(runs, chosen, scenarios):
         for name, connections in scenarios:
             spreads = [" + ".join(map(str, measured[0]["midway"] or [])) or "none"
                        for measured in runs.get((proxy, name, connections), [])]
-            print(f"- {proxy}, {name} x {connections}: {'; '.join(spreads)}")
+            if spreads:
+                print(f"- {proxy}, {name} x {connections}: {'; '.join(spreads)}")
 
 
 def install(packages):
