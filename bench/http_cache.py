@@ -42,7 +42,18 @@ script share CPU 1. For each row it prints requests/s, MiB/s, p50 and p99
 latency, errors and the proxy's peak RSS, as a Markdown table.
 
     python bench/http_cache.py [--seconds 10] [--rows 1k:100,1m:10 | all] [--only netproxy,squid,proxy.py,restart]
-                               [--entries 10000] [--baseline DIR] [--repeat N] [--install]
+                               [--entries 10000] [--workers-rows] [--baseline DIR] [--repeat N] [--install]
+
+C{--workers-rows} runs the hit rows with several processes instead, nothing
+pinned (the proxy, nginx, wrk and this script may each use every CPU):
+netproxy with C{--workers 1} and C{--workers 2}, Squid with C{workers 2}
+and its memory cache shared by them (C{memory_cache_shared on}), and
+proxy.py's pass-through at its defaults (an acceptor and a worker per CPU);
+no restart row. The workers of a netproxy share one cache index, so after
+the one request that stores the row's file, every worker must answer it
+with a hit (which worker accepted a connection is read from /proc) before
+wrk. It prints how each proxy's processes shared wrk's connections, the
+peak RSS of all of a proxy's processes, and the target, met or MISSED.
 
 C{--rows all} runs every size at 1, 10 and 100 connections. C{--baseline
 DIR} adds, wherever netproxy runs (hit rows, restart), the netproxy of
@@ -70,8 +81,11 @@ from support import (
     RESULT_COLUMNS,
     SIZES,
     add_baseline_option,
+    add_workers_option,
     cache_status,
     describe_netproxies,
+    describe_placement,
+    every_worker_answers,
     exchanges,
     free_port,
     in_turn,
@@ -80,14 +94,20 @@ from support import (
     netproxies,
     peak_rss_mib,
     pin_this_process,
+    placement,
     poll,
     print_before_after,
     print_peer_ratios,
+    print_spread,
+    print_targets,
     proxypy,
+    ratio_line,
     result_cells,
     run_wrk,
     running,
+    several_process_rows,
     spawn,
+    spread_sampler,
     squid,
     start_nginx,
     stop,
@@ -109,7 +129,7 @@ FILL_CONNECTIONS = 50
 FILL_SECONDS = 600
 
 
-def start_origin(work, cached_port, plain_port):
+def start_origin(work, cached_port, plain_port, cpu):
     """
     Start nginx with two servers of the same files: on C{cached_port},
     cacheable for an hour, with C{/n/ANYTHING} answered with a small body
@@ -126,7 +146,7 @@ def start_origin(work, cached_port, plain_port):
     add_header Cache-Control "max-age=3600" always;
     location /n/ {{ return 200 "entry $uri\\n"; }} }}
   server {{ listen {HOST}:{plain_port}; root {root}; }}"""
-    return start_nginx(work, servers), log
+    return start_nginx(work, servers, cpu), log
 
 
 def origin_requests(log):
@@ -141,48 +161,75 @@ def origin_requests(log):
         return 0
 
 
-def hit_evidence(proxy, headers):
+def hit_evidence(squid_, headers):
     """
-    :param proxy: the name of the proxy's rows: C{squid}, or a netproxy's.
+    :param squid_: whether the proxy is Squid, else a netproxy.
     :returns: the header saying the answer was a hit, or C{None}.
     """
-    if proxy != "squid" and "hit" in cache_status(headers):
+    if not squid_ and "hit" in cache_status(headers):
         return f"Cache-Status: {headers['cache-status']}"
-    if proxy == "squid" and headers.get("x-cache", "").startswith("HIT"):
+    if squid_ and headers.get("x-cache", "").startswith("HIT"):
         return f"X-Cache: {headers['x-cache']}"
     return None
 
 
-def cached_proxy(netproxy, work):
+class Cached:
     """
-    :param netproxy: a L{support.Netproxy}, or C{None} for Squid.
-    :returns: a function of a port giving the command line of that proxy
-        with its cache on; a netproxy's in a new directory of its own.
+    A caching proxy of the hit rows.
+
+    :ivar netproxy: a L{support.Netproxy}, or C{None} for Squid.
+    :ivar workers: its workers: C{None} for one process as it runs without
+        the setting (netproxy's C{--workers}, Squid's C{workers}).
     """
-    if netproxy is not None:
+
+    def __init__(self, netproxy, workers=None):
+        self.netproxy = netproxy
+        self.workers = workers
+
+    def command(self, work):
+        """
+        :returns: a function of a port giving the command line of this
+            proxy with its cache on; a netproxy's in a new directory of its
+            own, Squid's in memory, shared by its workers when it has several.
+        """
+        if self.netproxy is None:
+            if self.workers is None:
+                return lambda port: squid(work, port, *SQUID_MEMORY_CACHE)
+            return lambda port: squid(work, port, *SQUID_MEMORY_CACHE, "memory_cache_shared on", workers=self.workers)
         cache = tempfile.mkdtemp(dir=work, prefix="cache-")
-        return lambda port: netproxy.http(port, "--cache-dir", cache)
-    return lambda port: squid(work, port, *SQUID_MEMORY_CACHE)
+        workers = [] if self.workers is None else ["--workers", str(self.workers)]
+        return lambda port: self.netproxy.http(port, "--cache-dir", cache, *workers)
 
 
-def hit_row(proxy, command, work, origin, log, name, connections, seconds):
+def hit_row(proxy, cached, work, origin, log, name, connections, seconds, cpus):
     """
-    Start C{proxy}, store C{/NAME} in it, check the next answer is a hit,
-    and run wrk at C{connections} connections.
+    Start C{proxy}, store C{/NAME} in it, check the next answer is a hit
+    (from each of a netproxy's workers, when it has them), and run wrk at
+    C{connections} connections.
 
+    :param cached: its L{Cached}.
+    :param cpus: the CPUs of the proxy and of wrk (L{support.placement}).
     :returns: C{(wrk result, peak RSS, origin requests during wrk, evidence)}.
-    :raises RuntimeError: when the second answer is not a hit.
+    :raises RuntimeError: when the second answer, or a worker's, is not a hit.
     """
-    with running(command, work) as (port, pid):
+    proxy_cpu, wrk_cpu = cpus
+    squid_ = cached.netproxy is None
+    with running(cached.command(work), work, proxy_cpu) as (port, pid):
         # As wrk asks: with the proxy's address in Host.
         host = f"{HOST}:{port}"
         asyncio.run(exchanges(port, origin, [f"/{name}"], host=host))
         (status, headers, body), = asyncio.run(exchanges(port, origin, [f"/{name}"], host=host)).values()
-        evidence = hit_evidence(proxy, headers)
+        evidence = hit_evidence(squid_, headers)
         if status != 200 or len(body) != SIZES[name] or evidence is None:
             raise RuntimeError(f"{proxy}: /{name} was not a hit after one request: {status} {headers}")
+        if cached.workers is not None and not squid_:
+            # The one store above is in the index they share: each must find it.
+            answers = every_worker_answers(port, origin, f"/{name}", pid, lambda answer: (
+                answer[0] == 200 and len(answer[2]) == SIZES[name] and hit_evidence(False, answer[1])), host)
+            evidence += f", and a hit from each of its {len(answers)} serving processes"
         before = origin_requests(log)
-        result = run_wrk(port, origin, name, connections, seconds, work, through_proxy=True)
+        result = run_wrk(port, origin, name, connections, seconds, work, through_proxy=True, cpu=wrk_cpu,
+                         midway=None if cached.workers is None else spread_sampler(port, pid))
         return result, peak_rss_mib(pid), origin_requests(log) - before, evidence
 
 
@@ -293,19 +340,7 @@ def print_restart_before_after(figures):
     print()
 
 
-def ratio_line(what, numerator, denominator, target):
-    """
-    :returns: C{numerator / denominator} against its C{target}, as a line of
-        text, or C{None} when a figure is missing.
-    """
-    if numerator is None or not denominator:
-        return None
-    ratio = numerator / denominator
-    verdict = "met" if ratio >= target else "NOT met"
-    return f"- {what}: {numerator:.1f} / {denominator:.1f} = {ratio:.2f}x (target >= {target:.2f}x: {verdict})"
-
-
-def print_targets(results, name):
+def print_one_core_targets(results, name):
     """
     Print the ratios the targets are stated in, for the netproxy C{name}
     and the rows that ran.
@@ -314,17 +349,25 @@ def print_targets(results, name):
         result = results.get((proxy, *row))
         return None if result is None else result[key]
 
-    lines = [line for line in [
+    print_targets(f"Targets of {name} (one core, this run)", [
         ratio_line("1k x 100, netproxy hits / proxy.py pass-through, req/s", figure(name, ("1k", 100), "rps"),
                    figure("proxy.py", ("1k", 100), "rps"), 2.0),
         ratio_line("1k x 100, netproxy hits / Squid hits, req/s", figure(name, ("1k", 100), "rps"),
                    figure("squid", ("1k", 100), "rps"), 0.4),
         ratio_line("1m x 10, netproxy hits / Squid hits, MiB/s", figure(name, ("1m", 10), "mib"),
-                   figure("squid", ("1m", 10), "mib"), 1.0),
-    ] if line]
-    if lines:
-        print(f"\nTargets of {name} (one core, this run):\n")
-        print("\n".join(lines))
+                   figure("squid", ("1m", 10), "mib"), 1.0)])
+
+
+def print_workers_targets(results, netproxy, squid_name):
+    """
+    Print the target of the rows of several processes for C{netproxy}, a
+    L{support.Netproxy}: its hits with two workers against those of Squid's
+    (named C{squid_name}).
+    """
+    result, theirs = results.get((f"{netproxy.name} --workers 2", "1k", 100)), results.get((squid_name, "1k", 100))
+    print_targets(f"Targets of {netproxy.name}, several processes (this run)", [
+        ratio_line(f"1k x 100, {netproxy.name} --workers 2 hits / {squid_name} hits, req/s",
+                   result and result["rps"], theirs and theirs["rps"], 0.6)])
 
 
 def main():
@@ -336,6 +379,7 @@ def main():
                         help="what to run, of netproxy, squid, proxy.py and restart (default: all of them)")
     parser.add_argument("--entries", type=int, default=10_000, help="entries stored before the restart")
     parser.add_argument("--install", action="store_true", help="install nginx-light, wrk, squid and proxy.py")
+    add_workers_option(parser)
     add_baseline_option(parser)
     args = parser.parse_args()
     if args.install:
@@ -348,15 +392,22 @@ def main():
         scenarios = ALL_ROWS
     elif args.rows:
         scenarios = [(name, int(count)) for name, count in (row.split(":") for row in args.rows.split(","))]
-    # name -> the netproxy, or None for Squid; the baselines right after netproxy.
-    caches = {**({n.name: n for n in chosen_netproxies} if "netproxy" in chosen else {}),
-              **({"squid": None} if "squid" in chosen else {})}
-    pin_this_process(1)
+    # name -> its Cached; the baselines right after netproxy.
+    caches = {**({n.name: Cached(n) for n in chosen_netproxies} if "netproxy" in chosen else {}),
+              **({"squid": Cached(None)} if "squid" in chosen else {})}
+    pass_through = "proxy.py"
+    several = several_process_rows(chosen, chosen_netproxies) if args.workers_rows else []
+    if args.workers_rows:
+        caches = {name: Cached(netproxy, workers) for name, kind, netproxy, workers in several if kind != "proxy.py"}
+        pass_through = "proxy.py defaults"
+    cpus = placement(args.workers_rows)
+    if not args.workers_rows:
+        pin_this_process(1)
     runs, evidence, figures = {}, {}, []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         cached_port, plain_port = free_port(), free_port()
-        nginx, log = start_origin(work, cached_port, plain_port)
+        nginx, log = start_origin(work, cached_port, plain_port, cpus[1])
         try:
             wait_listening(cached_port)
             wait_listening(plain_port)
@@ -364,28 +415,32 @@ def main():
             for round_ in range(args.repeat):
                 for name, connections in scenarios:
                     for proxy in in_turn(list(caches), round_):
-                        netproxy = caches[proxy]
                         result, rss, reached, evidence[proxy] = hit_row(
-                            proxy, cached_proxy(netproxy, work), work, origin, log, name, connections, args.seconds)
+                            proxy, caches[proxy], work, origin, log, name, connections, args.seconds, cpus)
                         runs.setdefault((proxy, name, connections), []).append((result, rss, reached))
                     if "proxy.py" in chosen and (name, connections) in PASS_THROUGH_ROWS:
-                        with running(proxypy, work) as (port, pid):
+                        command = lambda port: proxypy(port, one_worker=not args.workers_rows)  # noqa: E731
+                        with running(command, work, cpus[0]) as (port, pid):
+                            if args.workers_rows:
+                                # It listens before its processes serve: one answer first.
+                                asyncio.run(exchanges(port, f"{HOST}:{plain_port}", [f"/{name}"]))
                             result = run_wrk(port, f"{HOST}:{plain_port}", name, connections, args.seconds, work,
-                                             through_proxy=True)
-                            runs.setdefault(("proxy.py", name, connections), []).append(
+                                             through_proxy=True, cpu=cpus[1],
+                                             midway=spread_sampler(port, pid) if args.workers_rows else None)
+                            runs.setdefault((pass_through, name, connections), []).append(
                                 (result, peak_rss_mib(pid), None))
-            if "restart" in chosen:
+            if "restart" in chosen and not args.workers_rows:
                 figures = [(n.name, restart(n, work, origin, args.entries)) for n in chosen_netproxies]
         finally:
             stop_nginx(nginx)
     print(f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, {args.seconds} s per row"
-          f"{f', median of {args.repeat} rounds' if args.repeat > 1 else ''}, proxy on CPU 0\n")
+          f"{f', median of {args.repeat} rounds' if args.repeat > 1 else ''}, {describe_placement(args.workers_rows)}\n")
     print(description + "\n")
     results = {key: median_result([result for result, _, _ in measured]) for key, measured in runs.items()}
     if runs:
         print(f"| proxy | size | conns | {RESULT_COLUMNS} | peak RSS MiB | origin reqs |")
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        kinds = [*((proxy, "hits") for proxy in caches), ("proxy.py", "pass-through")]
+        kinds = [*((proxy, "hits") for proxy in caches), (pass_through, "pass-through")]
         for proxy, kind in kinds:
             for name, connections in scenarios:
                 measured = runs.get((proxy, name, connections))
@@ -398,8 +453,13 @@ def main():
         print()
         for proxy, header in evidence.items():
             print(f"{proxy}: the answer after the warm-up request said {header!r}.")
+        if args.workers_rows:
+            print_spread(runs, [*caches, pass_through], scenarios)
+            for netproxy in chosen_netproxies if "netproxy" in chosen else []:
+                print_workers_targets(results, netproxy, next(iter(n for n, k, _, _ in several if k == "squid"), None))
+            return
         for netproxy in chosen_netproxies:
-            print_targets(results, netproxy.name)
+            print_one_core_targets(results, netproxy.name)
         print_peer_ratios(results, chosen_netproxies, scenarios,
                           [("squid", "Squid hits"), ("proxy.py", "proxy.py pass-through")])
         print_before_after(results, chosen_netproxies, scenarios)

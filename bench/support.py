@@ -49,9 +49,10 @@ def free_port():
 
 def pinned(cpu, argv):
     """
+    :param cpu: a CPU number, or C{None} for every CPU.
     :returns: C{argv} run on CPU C{cpu} only, when taskset and a second CPU exist.
     """
-    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+    if cpu is not None and shutil.which("taskset") and (os.cpu_count() or 1) > 1:
         return ["taskset", "-c", str(cpu), *argv]
     return argv
 
@@ -82,7 +83,7 @@ class Netproxy:
         self.name = name
         self.python = python
         self.tree = tree
-        self._local_flags = None
+        self._help = None
 
     def twistd(self, *args, logfile="/dev/null"):
         """
@@ -111,14 +112,21 @@ class Netproxy:
         :returns: C{["--allow-local"]} when this tree's http role refuses
             local destinations unless told (it has the option), else C{[]}:
             older trees, such as a C{--baseline} from before it, allow them
-            and do not know the option.  Asked once, from its C{--help}.
+            and do not know the option.
         """
-        if self._local_flags is None:
+        return ["--allow-local"] if self.knows("--allow-local") else []
+
+    def knows(self, option):
+        """
+        :returns: whether this tree's http role has C{option}, such as
+            C{--workers}, which a C{--baseline} from before it lacks.  Its
+            C{--help} is asked once.
+        """
+        if self._help is None:
             with tempfile.TemporaryDirectory() as empty:
-                result = subprocess.run(self.twistd("http", "--help"), cwd=empty, capture_output=True, text=True,
-                                        timeout=60)
-            self._local_flags = ["--allow-local"] if "--allow-local" in result.stdout else []
-        return self._local_flags
+                self._help = subprocess.run(self.twistd("http", "--help"), cwd=empty, capture_output=True, text=True,
+                                            timeout=60).stdout
+        return option in self._help
 
     def origin(self):
         """
@@ -221,30 +229,143 @@ def describe_netproxies(chosen):
     return "\n".join(lines)
 
 
-def squid(work, port, *directives):
+def squid(work, port, *directives, workers=1):
     """
-    Write a Squid configuration for one worker on 127.0.0.1:C{port}, with no
-    access log, that stops at once on SIGTERM.
+    Write a Squid configuration for C{workers} workers on 127.0.0.1:C{port},
+    with no access log, that stops at once on SIGTERM.
 
     :param directives: further lines of C{squid.conf}, such as C{"cache deny all"}.
+    :param workers: 1 for one process (C{squid -N}); more for Squid's SMP
+        mode, a master process in the foreground with a coordinator and the
+        workers as its children, under a service name of this process's
+        own, so that its shared memory segments and IPC sockets are apart
+        from any other Squid's on the machine.
     :returns: the command line running Squid in the foreground with it.
     """
     conf = work / "squid.conf"
     conf.write_text("".join(line + "\n" for line in [
         f"http_port {HOST}:{port}", *directives, "access_log none", "cache_log /dev/null",
-        f"pid_filename {work}/squid.pid", "http_access allow all", "workers 1", "max_filedescriptors 8192",
+        f"pid_filename {work}/squid.pid", "http_access allow all", f"workers {workers}", "max_filedescriptors 8192",
         f"coredump_dir {work}", "shutdown_lifetime 0 seconds",
         # No ICMP helper, which would outlive Squid for half a minute.
         "pinger_enable off"]))
-    return ["squid", "-N", "-f", str(conf)]
+    if workers == 1:
+        return ["squid", "-N", "-f", str(conf)]
+    return ["squid", "--foreground", "-n", f"netproxybench{os.getpid()}", "-f", str(conf)]
 
 
-def proxypy(port):
+def proxypy(port, one_worker=True):
     """
-    :returns: the command line of proxy.py on 127.0.0.1:C{port}, one worker.
+    :param one_worker: one acceptor and one worker, else proxy.py's
+        defaults: as many of each as there are CPUs.
+    :returns: the command line of proxy.py on 127.0.0.1:C{port}.
     """
+    workers = ["--num-workers", "1", "--num-acceptors", "1"] if one_worker else []
     return [str(PROXYPY_VENV / "bin" / "proxy"), "--hostname", HOST, "--port", str(port), "--threadless",
-            "--num-workers", "1", "--num-acceptors", "1", "--log-level", "WARNING", "--backlog", "4096"]
+            *workers, "--log-level", "WARNING", "--backlog", "4096"]
+
+
+#: The worker counts each netproxy runs with in the rows of several processes.
+WORKER_COUNTS = (1, 2)
+#: Squid's C{workers} in those rows.
+SQUID_WORKERS = 2
+#: The resident memory each worker, and the main process with it, may take.
+MIB_PER_WORKER = 64
+
+
+def add_workers_option(parser):
+    """
+    Add C{--workers-rows} to C{parser}: the rows of several processes.
+    """
+    parser.add_argument("--workers-rows", action="store_true",
+                        help=f"run the rows of several processes instead, nothing pinned (every process, wrk and "
+                             f"nginx too, may use every CPU): netproxy with --workers "
+                             f"{' and '.join(map(str, WORKER_COUNTS))}, Squid with workers {SQUID_WORKERS} and "
+                             f"proxy.py at its defaults (a worker per CPU), as --only picks them; and their targets")
+
+
+def several_process_rows(only, chosen_netproxies):
+    """
+    :param only: the names C{--only} gives: C{netproxy}, C{squid},
+        C{proxy.py} (others are left out).
+    :param chosen_netproxies: the L{Netproxy}s; the baselines' rows come
+        right after netproxy's.
+    :returns: C{[(row name, kind, netproxy or None, workers)]}, C{kind}
+        being C{netproxy}, C{squid} or C{proxy.py}.
+    :raises SystemExit: when a netproxy has no C{--workers}.
+    """
+    rows = []
+    for kind in only:
+        if kind == "netproxy":
+            for netproxy in chosen_netproxies:
+                if not netproxy.knows("--workers"):
+                    raise SystemExit(f"--workers-rows: {netproxy.name} has no --workers option")
+                rows += [(f"{netproxy.name} --workers {count}", kind, netproxy, count) for count in WORKER_COUNTS]
+        elif kind == "squid":
+            rows.append((f"squid workers {SQUID_WORKERS}", kind, None, SQUID_WORKERS))
+        elif kind == "proxy.py":
+            rows.append(("proxy.py defaults", kind, None, os.cpu_count() or 1))
+    return rows
+
+
+def placement(workers_rows):
+    """
+    :returns: C{(CPU of the proxy, CPU of nginx, wrk and the script)}:
+        C{(0, 1)}, or C{(None, None)} (every CPU) for the rows of several
+        processes.
+    """
+    return (None, None) if workers_rows else (0, 1)
+
+
+def describe_placement(workers_rows):
+    return "nothing pinned" if workers_rows else "proxy on CPU 0"
+
+
+def every_worker_answers(port, origin, path, pid, accept, host=None):
+    """
+    Ask the proxy C{pid} (a main process and its workers, or one process)
+    on C{port} for C{http://ORIGIN/PATH} until every worker has answered.
+
+    :param accept: called with C{(status, headers, body)}, returns whether
+        the answer is the one wanted.
+    :returns: C{{worker pid: (status, headers, body)}}.
+    :raises RuntimeError: when a worker gives an answer not accepted, or
+        some worker gives none.
+    """
+    workers = children(pid) or [pid]
+    answers = asyncio.run(answers_by_process(port, origin, path, workers, host))
+    for worker, (status, headers, body) in answers.items():
+        if not accept((status, headers, body)):
+            raise RuntimeError(f"worker {worker} of {pid}: {path} was not as expected: {status} {headers}")
+    if set(answers) != set(workers):
+        raise RuntimeError(f"{pid}: no answer from workers {sorted(set(workers) - set(answers))} of {workers}")
+    return answers
+
+
+def spread_sampler(port, pid):
+    """
+    :returns: a function giving how many client connections each of the
+        proxy C{pid}'s processes holds, most first, for L{run_wrk}'s
+        C{midway}.
+    """
+    return lambda: sorted(client_connections(port, descendants(pid) or [pid]).values(), reverse=True)
+
+
+def print_spread(runs, chosen, scenarios):
+    """
+    Print how each proxy's processes shared wrk's connections, halfway
+    through each row's runs.
+
+    :param runs: C{{(name, size, connections): [(wrk result, ...)]}}.
+    """
+    print("\nClient connections held by each process under the one started (or by that one alone), halfway "
+          "through wrk, most first:\n")
+    for proxy in chosen:
+        for name, connections in scenarios:
+            spreads = [" + ".join(map(str, measured[0]["midway"] or [])) or "none"
+                       for measured in runs.get((proxy, name, connections), [])]
+            if spreads:
+                print(f"- {proxy}, {name} x {connections}: {'; '.join(spreads)}")
 
 
 def install(packages):
@@ -278,13 +399,14 @@ def write_files(root):
         (root / name).chmod(0o644)
 
 
-def start_nginx(work, servers):
+def start_nginx(work, servers, cpu=1):
     """
-    Start nginx, one worker on CPU 1, with keep-alive connections that last
-    and no access log unless a server asks for one.
+    Start nginx, one worker on CPU C{cpu}, with keep-alive connections that
+    last and no access log unless a server asks for one.
 
     :param work: a directory for its configuration and pid file.
     :param servers: the C{server} blocks of its configuration.
+    :param cpu: a CPU number, or C{None} for every CPU.
     :returns: the L{subprocess.Popen}; stop it with SIGQUIT.
     """
     # nginx's worker runs as an unprivileged user: let it read the files.
@@ -296,7 +418,7 @@ events {{ worker_connections 4096; }}
 http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 60;
   {servers} }}
 """)
-    return subprocess.Popen(pinned(1, ["nginx", "-c", str(conf), "-p", str(work)]), preexec_fn=raise_file_limit)
+    return subprocess.Popen(pinned(cpu, ["nginx", "-c", str(conf), "-p", str(work)]), preexec_fn=raise_file_limit)
 
 
 def stop_nginx(nginx):
@@ -340,28 +462,30 @@ def stop(process, seconds=15):
     return time.monotonic() - started
 
 
-def spawn(argv, work):
+def spawn(argv, work, cpu=0):
     """
-    Start the process under test, C{argv}, pinned to CPU 0, its output discarded.
+    Start the process under test, C{argv}, pinned to CPU C{cpu}, its output discarded.
 
     :param work: its working directory.
+    :param cpu: a CPU number, or C{None} for every CPU.
     :returns: the L{subprocess.Popen}.
     """
-    return subprocess.Popen(pinned(0, argv), cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    return subprocess.Popen(pinned(cpu, argv), cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             preexec_fn=raise_file_limit)
 
 
 @contextmanager
-def running(command, work):
+def running(command, work, cpu=0):
     """
-    Start a proxy pinned to CPU 0 on a free port, and stop it afterwards.
+    Start a proxy pinned to CPU C{cpu} on a free port, and stop it afterwards.
 
     :param command: called with the port, returns the proxy's command line.
     :param work: its working directory.
+    :param cpu: a CPU number, or C{None} for every CPU.
     :returns: a context manager giving C{(port, pid)}.
     """
     port = free_port()
-    process = spawn(command(port), work)
+    process = spawn(command(port), work, cpu)
     try:
         wait_listening(port)
         yield port, process.pid
@@ -371,10 +495,13 @@ def running(command, work):
 
 def peak_rss_mib(pid):
     """
-    :returns: the peak resident memory of C{pid} and its children, in MiB.
+    :returns: the peak resident memory of C{pid} and its descendants, in
+        MiB: the sum of each one's own peak, so at least the peak of them
+        all together (a main process and its workers, Squid's master and
+        kids, proxy.py's acceptors and workers).
     """
     total = 0
-    for candidate in [pid, *children(pid)]:
+    for candidate in [pid, *descendants(pid)]:
         try:
             status = Path(f"/proc/{candidate}/status").read_text()
         except OSError:
@@ -384,11 +511,100 @@ def peak_rss_mib(pid):
     return total / 1024
 
 
+def pss_mib(pid):
+    """
+    :returns: the proportional set size of C{pid} and its descendants now,
+        in MiB: the memory they take together, each page shared by several
+        of them (the interpreter's, the libraries') counted once.
+    """
+    total = 0
+    for candidate in [pid, *descendants(pid)]:
+        try:
+            match = re.search(r"^Pss:\s+(\d+) kB", Path(f"/proc/{candidate}/smaps_rollup").read_text(), re.MULTILINE)
+        except OSError:
+            continue
+        total += int(match.group(1)) if match else 0
+    return total / 1024
+
+
 def children(pid):
+    """
+    :returns: the processes C{pid}'s main thread started, such as a main
+        process's workers.
+    """
     try:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+
+
+def descendants(pid, depth=4):
+    """
+    :returns: C{pid}'s children, theirs, and so on, C{depth} generations down.
+    """
+    found = []
+    for child in children(pid):
+        found += [child, *(descendants(child, depth - 1) if depth > 1 else [])]
+    return found
+
+
+def hex_address(address):
+    """
+    :returns: C{(host, port)} as C{/proc/net/tcp} writes it.
+    """
+    host, port = address
+    return f"{int.from_bytes(socket.inet_aton(host), 'little'):08X}:{port:04X}"
+
+
+def tcp_inodes(keep):
+    """
+    :param keep: called with the local and remote addresses and the state
+        of each IPv4 TCP socket, as C{/proc/net/tcp} writes them.
+    :returns: the inodes of the sockets it keeps.
+    """
+    rows = (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+    return {fields[9] for fields in rows if keep(fields[1], fields[2], fields[3])}
+
+
+def sockets_held(pid, inodes):
+    """
+    :returns: how many of the sockets C{inodes} C{pid} has open.
+    """
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    try:
+        descriptors = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    held = 0
+    for descriptor in descriptors:
+        try:
+            held += os.readlink(f"/proc/{pid}/fd/{descriptor}") in wanted
+        except OSError:
+            pass  # closed since it was listed
+    return held
+
+
+def socket_owner(local, remote, pids):
+    """
+    :param local: the C{(host, port)} of the proxy's end of a TCP connection.
+    :param remote: the C{(host, port)} of the client's end.
+    :param pids: the processes that may hold it.
+    :returns: which of C{pids} holds that connection's socket (the worker
+        that accepted it), or C{None}.
+    """
+    wanted = (hex_address(local), hex_address(remote))
+    inodes = tcp_inodes(lambda here, there, _: (here, there) == wanted)
+    return next((pid for pid in pids if sockets_held(pid, inodes)), None)
+
+
+def client_connections(port, pids):
+    """
+    :returns: C{{pid: how many established connections to 127.0.0.1:PORT it
+        holds}}: how the kernel and the workers' accepts shared the clients.
+    """
+    # 01 is TCP_ESTABLISHED.
+    inodes = tcp_inodes(lambda here, _, state: here == hex_address((HOST, port)) and state == "01")
+    return {pid: sockets_held(pid, inodes) for pid in pids}
 
 
 def rss_mib(pid):
@@ -403,12 +619,15 @@ def open_fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def run_wrk(target_port, origin, name, connections, seconds, work, through_proxy):
+def run_wrk(target_port, origin, name, connections, seconds, work, through_proxy, cpu=1, midway=None):
     """
-    Run wrk (one thread, on CPU 1) for C{seconds} at C{connections}
-    connections, requesting C{http://ORIGIN/NAME} from the proxy on
-    C{target_port}, or C{/NAME} from the origin itself.
+    Run wrk (one thread, on CPU C{cpu}, or on every CPU for C{None}) for
+    C{seconds} at C{connections} connections, requesting
+    C{http://ORIGIN/NAME} from the proxy on C{target_port}, or C{/NAME} from
+    the origin itself.
 
+    :param midway: called once halfway through, when given; what it returns
+        is the figures' C{"midway"}.
     :returns: L{parse_wrk}'s figures.
     """
     script = work / f"{name}.lua"
@@ -417,9 +636,17 @@ def run_wrk(target_port, origin, name, connections, seconds, work, through_proxy
     if through_proxy:
         argv += ["-s", str(script)]
     url = f"http://{HOST}:{target_port}/" + ("" if through_proxy else name)
-    output = subprocess.run(pinned(1, argv + [url]), check=False, capture_output=True, text=True,
-                            preexec_fn=raise_file_limit, timeout=seconds + 60).stdout
-    return parse_wrk(output)
+    with subprocess.Popen(pinned(cpu, argv + [url]), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                          preexec_fn=raise_file_limit) as wrk:
+        try:
+            seen = None
+            if midway is not None:
+                time.sleep(seconds / 2)
+                seen = midway()
+            output, _ = wrk.communicate(timeout=seconds + 60)
+        finally:
+            wrk.kill()
+    return {**parse_wrk(output), "midway": seen}
 
 
 def parse_wrk(output):
@@ -468,6 +695,38 @@ def median_result(results):
         requests/s (the higher middle one of an even count).
     """
     return sorted(results, key=lambda result: result["rps"])[len(results) // 2]
+
+
+def ratio_line(what, numerator, denominator, target):
+    """
+    :returns: C{numerator / denominator} against its C{target} (at least),
+        as a line of text, or C{None} when a figure is missing.
+    """
+    if numerator is None or not denominator:
+        return None
+    ratio = numerator / denominator
+    verdict = "met" if ratio >= target else "MISSED"
+    return f"- {what}: {numerator:.1f} / {denominator:.1f} = {ratio:.2f}x (target >= {target:.2f}x: {verdict})"
+
+
+def limit_line(what, value, limit):
+    """
+    :returns: C{value} against its C{limit} (at most), as a line of text,
+        or C{None} when the value is missing.
+    """
+    if value is None:
+        return None
+    return f"- {what}: {value:.1f} (target <= {limit:.1f}: {'met' if value <= limit else 'MISSED'})"
+
+
+def print_targets(title, lines):
+    """
+    Print the target C{lines} that could be worked out, under C{title}.
+    """
+    lines = [line for line in lines if line]
+    if lines:
+        print(f"\n{title}:\n")
+        print("\n".join(lines))
 
 
 def ratio_cell(numerator, denominator):
@@ -649,3 +908,31 @@ async def poll(port, origin, path, started, until_hit):
             return first, now
         await asyncio.sleep(POLL_PAUSE)
     return first, None
+
+
+async def answers_by_process(port, origin, path, pids, host=None, tries=100):
+    """
+    GET C{http://ORIGIN/PATH} through the proxy on C{port}, a new connection
+    each time, until each of C{pids} (a main process's workers) has answered
+    at least once, or C{tries} times.  Which worker accepted each connection
+    the kernel decides; it is read from C{/proc} while the connection is
+    still open.
+
+    :param host: the C{Host} header (default: the origin's).
+    :returns: C{{pid: (status, headers, body)}}, each worker's last answer.
+    :raises TimeoutError: when an exchange takes over L{EXCHANGE_SECONDS}.
+    """
+    answers = {}
+    for _ in range(tries):
+        if set(pids) <= set(answers):
+            break
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), EXCHANGE_SECONDS)
+        try:
+            writer.write(request_bytes(origin, path, host or origin))
+            answer = await asyncio.wait_for(read_response(reader), EXCHANGE_SECONDS)
+            owner = socket_owner(writer.get_extra_info("peername")[:2], writer.get_extra_info("sockname")[:2], pids)
+        finally:
+            writer.close()
+        if owner is not None:
+            answers[owner] = answer
+    return answers
