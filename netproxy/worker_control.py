@@ -82,12 +82,43 @@ class MainProcessLink(Protocol):
             pass
 
 
+class SharedSocketEndpoint(AdoptedStreamServerEndpoint):
+    """
+    An inherited listening socket that the other workers accept on too.
+
+    Every worker's reactor wakes for a burst of connections on the shared
+    socket, and the first to run accepts as many as Twisted's port allows
+    (100 at first, growing by 20): one worker would take a whole burst
+    while the others idle.  A port listening here accepts at most
+    L{ACCEPTS_PER_WAKE} at a time, leaving the rest of the burst to the
+    others, and to itself on its next turn.
+    """
+
+    def listen(self, factory: Any) -> Any:
+        return super().listen(factory).addCallback(_share_accepts)  # type: ignore[no-untyped-call]
+
+
+#: Connections a worker accepts per wake-up of its reactor.
+ACCEPTS_PER_WAKE = 4
+
+
+def _share_accepts(port: Any) -> Any:
+    accept = port.doRead
+
+    def doRead() -> Any:
+        port.numberAccepts = min(port.numberAccepts, ACCEPTS_PER_WAKE)
+        return accept()
+
+    port.doRead = doRead
+    return port
+
+
 def adopted_endpoints(worker: Worker, reactor: Any) -> list[AdoptedStreamServerEndpoint]:
     """
     :returns: an endpoint for each listening socket the worker inherited, in
         C{--listen} order.
     """
-    return [AdoptedStreamServerEndpoint(reactor, descriptor, getattr(socket, "AF_" + family))
+    return [SharedSocketEndpoint(reactor, descriptor, getattr(socket, "AF_" + family))  # type: ignore[no-untyped-call]
             for descriptor, family in worker.listening]
 
 

@@ -6,11 +6,18 @@ and reports to its main process.
 import socket
 
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.systemd import SystemdNotifier
-from netproxy.worker_control import MainProcessLink, adopted_endpoints, serve_as_worker
+from netproxy.worker_control import (
+    ACCEPTS_PER_WAKE,
+    MainProcessLink,
+    SharedSocketEndpoint,
+    adopted_endpoints,
+    serve_as_worker,
+)
 from netproxy.worker_options import Worker
 
 WORKER = Worker(1, 2, ((4, "INET"), (5, "INET6")), (0, 3), "/run/netproxy-workers-test")
@@ -37,8 +44,41 @@ class EndpointTests(SynchronousTestCase):
         reactor = MemoryReactorClock()
         endpoints = adopted_endpoints(WORKER, reactor)
         self.assertEqual([(type(endpoint), endpoint.fileno, endpoint.addressFamily) for endpoint in endpoints],
-                         [(AdoptedStreamServerEndpoint, 4, socket.AF_INET),
-                          (AdoptedStreamServerEndpoint, 5, socket.AF_INET6)])
+                         [(SharedSocketEndpoint, 4, socket.AF_INET),
+                          (SharedSocketEndpoint, 5, socket.AF_INET6)])
+        self.assertTrue(all(isinstance(endpoint, AdoptedStreamServerEndpoint) for endpoint in endpoints))
+
+    def test_accepts_shared(self):
+        """
+        A port on an inherited socket accepts at most ACCEPTS_PER_WAKE connections per wake-up, where Twisted's
+        would take up to 100 and more: a burst is left to the other workers too.
+        """
+        listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(listening.close)
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(50)
+        listening.setblocking(False)
+        clients = []
+        for _ in range(10):
+            client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.addCleanup(client.close)
+            client.connect(listening.getsockname())
+            clients.append(client)
+        from twisted.internet import reactor
+        endpoint = SharedSocketEndpoint(reactor, listening.fileno(), socket.AF_INET)
+        accepted = []
+
+        class Counting(Factory):
+            def buildProtocol(self, addr):
+                accepted.append(addr)
+                return Protocol()
+
+        port = self.successResultOf(endpoint.listen(Counting()))
+        self.addCleanup(port.stopListening)
+        port.doRead()
+        self.assertEqual(len(accepted), ACCEPTS_PER_WAKE)
+        port.doRead()
+        self.assertEqual(len(accepted), 2 * ACCEPTS_PER_WAKE)
 
     def test_serve_as_worker(self):
         """

@@ -42,7 +42,8 @@ from netproxy.http.cache.held import Held, HeldEntries
 from netproxy.http.cache.interfaces import IStore, IWriter
 from netproxy.http.cache.producers import Scheduler, next_turn, one_step, stream_body
 from netproxy.http.cache.spill_writer import SpillWriter, entry_name
-from netproxy.http.cache.sqlite_index import Index, Row, open_index
+from netproxy.http.cache.sqlite_index import Index, Row
+from netproxy.http.cache.sqlite_schema import open_index
 from netproxy.http.cache.use_order import UseOrder
 
 #: The index's file in the cache directory.
@@ -197,9 +198,7 @@ class SQLiteStore:
         return cooperator.coiterate(steps).addCallback(self._loaded)
 
     def flush(self) -> None:
-        """
-        Commit what the current turn changed, without waiting for its end.
-        """
+        """Commit what the current turn changed, without waiting for its end."""
         try:
             self._index.commit()
         except sqlite3.Error as e:

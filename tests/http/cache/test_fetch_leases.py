@@ -12,7 +12,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.escaping import Logger
 from netproxy.http.cache.fetch_leases import LEASE_SECONDS, FetchLeases, running
-from netproxy.http.cache.sqlite_index import Index, open_index
+from netproxy.http.cache.sqlite_index import Index
+from netproxy.http.cache.sqlite_schema import open_index
 
 NAME = b"n" * 32
 

@@ -25,7 +25,7 @@ from netproxy.errors import EntryNotRemoved
 from netproxy.http.cache.body_files import BODIES, SWEEP_AGE, new_body_file, temporary
 from netproxy.http.cache.entry import CHUNK_SIZE, DamagedEntry, Entry, decode_record, encode_record
 from netproxy.http.cache.spill_writer import SMALL_BODY, entry_name
-from netproxy.http.cache.sqlite_index import SCHEMA_VERSION
+from netproxy.http.cache.sqlite_schema import SCHEMA_VERSION
 from netproxy.http.cache.sqlite_store import INDEX, SQLiteStore
 from netproxy.http.cache.use_order import TOUCH_INTERVAL
 from tests.cache_helpers import KEY, META, T0, FaultyConnection, MiB, TurnsMixin, body_of
