@@ -24,6 +24,7 @@ put in place).  Every wait is bounded.
 import hashlib
 import os
 import re
+import signal
 import sqlite3
 from collections import defaultdict
 from contextlib import closing
@@ -40,6 +41,7 @@ from twisted.web.server import NOT_DONE_YET
 from tests.integration.daemon import WAIT_TIMEOUT, bounded
 from tests.integration.http_client import Body, CacheTestCase, cache_status, proxy_agent
 from tests.integration.http_origin import add_page, start_origin
+from tests.integration.test_workers import start_workers, worker_pids
 
 # The store's netproxy.http.cache.entry.CHUNK_SIZE: bodies up to it are checked
 # whole and held in memory, larger ones streamed from disk and checked at
@@ -280,6 +282,10 @@ class CrashTests(CacheTestCase):
                 previous = await self.crash(proxy, site, urls, cycle, f"crash{cycle}", directory)
         self.assertEqual(len(known), len(paths))
 
+    def kill(self, proxy):
+        """Kill the proxy with C{SIGKILL}."""
+        proxy.kill()
+
     def agent(self, proxy):
         """
         :returns: a L{ProxyAgent} through C{proxy} keeping up to L{WORKERS}
@@ -290,7 +296,11 @@ class CrashTests(CacheTestCase):
         # A request cut by the kill must fail, not be sent again.
         pool.retryAutomatically = False
         self.addCleanup(pool.closeCachedConnections)
-        return proxy_agent(proxy.port, pool)
+        return proxy_agent(self.port_of(proxy), pool)
+
+    def port_of(self, proxy):
+        """:returns: the port the proxy listens on."""
+        return proxy.port
 
     async def run_workers(self, paths, fetch_one):
         """
@@ -352,7 +362,7 @@ class CrashTests(CacheTestCase):
             # The head of a held body came through: the proxy is storing it.
             if not state.killed and len(state.completed) >= state.kill_after:
                 state.killed = True
-                proxy.kill()
+                self.kill(proxy)
             else:
                 site.release(path)
 
@@ -486,3 +496,24 @@ class EvictingCrashTests(CrashTests):
     """
 
     cache_size = sum(size_of(path) for path in crash_paths()) // 4
+
+
+class WorkersCrashTests(CrashTests):
+    """
+    The same kills through C{--workers 2} sharing the cache directory: each
+    worker and the main process get C{SIGKILL} at once, a worker being in
+    the middle of storing a body, and a new main process and its workers
+    start on the directory.
+    """
+
+    async def cached_proxy(self, *args, cache_dir=None):
+        return await start_workers(self, "http", "--listen", "tcp:0:interface=127.0.0.1", "--access-log", "-",
+                                   "--allow-local", "--cache-dir", cache_dir or self.cache_dir(), *args)
+
+    def port_of(self, proxy):
+        return proxy.ports["held"]
+
+    def kill(self, proxy):
+        for pid in worker_pids(proxy).values():
+            os.kill(pid, signal.SIGKILL)
+        proxy.kill()

@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Container, Iterator
 
 from netproxy.escaping import Logger
+from netproxy.processes import running
 
 BODIES = "bodies"
 TEMP = ".tmp"
@@ -153,7 +154,7 @@ def _orphan(
         pid = int(writer.group(1))
         if pid == os.getpid():
             return os.path.join(root, relative) not in writing
-        return not _running(pid)
+        return not running(pid)
     stored = _STORED.fullmatch(filename)
     if stored is None:
         return False  # not ours
@@ -163,16 +164,6 @@ def _orphan(
     except OSError:
         return False
     return not named(bytes.fromhex(stored.group(1)), relative)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # another user's: running
-    return True
 
 
 def _listdir(path: str, log: Logger) -> list[str]:

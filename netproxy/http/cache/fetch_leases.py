@@ -16,22 +16,10 @@ on a fetch that will not end.
 import os
 
 from netproxy.http.cache.sqlite_index import Index
+from netproxy.processes import running
 
 #: The longest a process waits for another's fetch before fetching itself.
 LEASE_SECONDS = 30.0
-
-
-def running(pid: int) -> bool:
-    """
-    :returns: whether a process C{pid} is running.
-    """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # another user's: running
-    return True
 
 
 class FetchLeases:

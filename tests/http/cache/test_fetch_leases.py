@@ -11,7 +11,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.escaping import Logger
-from netproxy.http.cache.fetch_leases import LEASE_SECONDS, FetchLeases, running
+from netproxy.http.cache.fetch_leases import LEASE_SECONDS, FetchLeases
 from netproxy.http.cache.sqlite_index import Index
 from netproxy.http.cache.sqlite_schema import open_index
 
@@ -95,8 +95,3 @@ class LeaseTests(SynchronousTestCase):
         """Leases of different names do not touch each other."""
         self.assertTrue(self.here.claim(NAME, 1000))
         self.assertTrue(self.there.claim(b"m" * 32, 1000))
-
-    def test_running(self):
-        """running tells a live process from one that exited."""
-        self.assertTrue(running(os.getpid()))
-        self.assertFalse(running(dead_pid()))
