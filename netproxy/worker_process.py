@@ -33,7 +33,12 @@ CONTROL = (0, 3)
 FIRST_LISTENING = 4
 # What systemd gives the main process alone.
 SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
-TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+# A worker starts without pyOpenSSL: Twisted's TCP module loads it (and
+# cryptography with it, 14 MiB of each worker's memory) only to offer TLS
+# transports, and no role that runs in workers speaks TLS itself (HTTPS goes
+# through CONNECT tunnels untouched; --listen must be plain TCP).
+TWISTD = ("import sys; sys.modules['OpenSSL'] = None; "
+          "from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()")
 
 
 def worker_command(role_argv: list[str], twistd_options: Mapping[str, Any], index: int) -> list[str]:

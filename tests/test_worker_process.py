@@ -3,6 +3,7 @@ Tests for L{netproxy.worker_process}: how a worker is started, and its
 reports as the main process reads them.
 """
 
+import subprocess
 import sys
 
 from twisted.internet.error import ProcessExitedAlready, ProcessTerminated
@@ -128,3 +129,15 @@ class WorkerProcessTests(SynchronousTestCase):
         """
         self.worker.childDataReceived(3, b"\xff\xfe=1\0")
         self.assertEqual(self.supervisor.ready, [])
+
+
+class LightWorkerTests(SynchronousTestCase):
+    """A worker's interpreter leaves pyOpenSSL out."""
+
+    def test_no_tls_library(self):
+        """The command a worker runs imports Twisted's reactor without loading pyOpenSSL or cryptography."""
+        probe = TWISTD.split("from twisted.scripts.twistd")[0] + (
+            "import twisted.internet.reactor; "
+            "print(sorted(m for m, v in sys.modules.items() if v and m.split('.')[0] in ('OpenSSL', 'cryptography')))")
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+        self.assertEqual(result.stdout.strip(), "[]")
