@@ -260,7 +260,7 @@ def restart(netproxy, work, origin, entries):
         figures["fill RSS"] = peak_rss_mib(process.pid)
     finally:
         figures["stop seconds"] = stop(process)
-    figures["records"] = sum(1 for _ in cache.glob("*/*.meta"))
+    figures["records"] = stored_entries(cache)
 
     # The baseline: the same start-up on an empty cache directory.
     port = free_port()
