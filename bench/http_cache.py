@@ -72,8 +72,10 @@ bounded in count and time.
 import argparse
 import asyncio
 import os
+import sqlite3
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 from support import (
@@ -233,6 +235,18 @@ def hit_row(proxy, cached, work, origin, log, name, connections, seconds, cpus):
         return result, peak_rss_mib(pid), origin_requests(log) - before, evidence
 
 
+def stored_entries(cache):
+    """
+    :returns: the entries a netproxy cache directory holds: the rows of its
+        index (the SQLite store), or its record files (the store before it).
+    """
+    index = cache / "index.sqlite"
+    if index.exists():
+        with closing(sqlite3.connect(f"file:{index}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT count(*) FROM entries").fetchone()[0]
+    return sum(1 for _ in cache.glob("*/*.meta"))
+
+
 def restart(netproxy, work, origin, entries):
     """
     Fill a cache directory with C{entries} entries through C{netproxy} (a
@@ -296,7 +310,7 @@ def print_restart(name, figures):
     entries = figures["entries"]
     print(f"{name}: restart with {entries:,} entries stored. Filled through it from {FILL_CONNECTIONS} connections "
           f"in {figures['fill seconds']:.1f} s ({figures['stored']:,} answers said \"stored\"); SIGTERM stopped it in "
-          f"{figures['stop seconds']:.2f} s, leaving {figures['records']:,} record files. Then started again on that "
+          f"{figures['stop seconds']:.2f} s, leaving {figures['records']:,} entries. Then started again on that "
           f"directory, polled with only-if-cached requests from the moment twistd was spawned:\n")
     print("| restart | seconds after spawning twistd |")
     print("|---|---:|")
