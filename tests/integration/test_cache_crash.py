@@ -395,10 +395,10 @@ class CrashTests(CacheTestCase):
         self.assertTrue(state.killed, f"cycle {cycle}: no large body was in flight after {state.kill_after} "
                                       f"answers, so the proxy was never killed")
         self.assertEqual(await proxy.wait_exit(), "killed by signal 9", proxy.output.transcript())
-        # The held body was being written: the kill left its temporary file
-        # behind, for the next start to deal with.
-        self.assertTrue([name for name in files_in(directory) if name.endswith(".tmp")],
-                        f"cycle {cycle}: no temporary file after the kill: {files_in(directory)}")
+        # The held body was being stored when the kill came: in memory while
+        # the proxy had read up to 64 KiB of it, in a temporary file past
+        # that (left behind for the next start to delete), whichever the
+        # origin's first half had reached; neither may show after a restart.
         return state
 
     def assert_no_leftovers(self, directory):
