@@ -255,6 +255,10 @@ class CrashTests(CacheTestCase):
     timeout = 120
     #: The proxy's --cache-size, or None for its default (room for all).
     cache_size = None
+    #: Whether a body file the kill left without its row may outlive the
+    #: restart: workers sharing the directory keep those younger than a
+    #: minute, which another worker may be about to name.
+    young_orphans_kept = False
 
     async def test_sigkill_while_storing(self):
         """
@@ -412,7 +416,9 @@ class CrashTests(CacheTestCase):
         with closing(sqlite3.connect(os.path.join(directory, "index.sqlite"))) as index:
             named = {file for (file,) in index.execute("SELECT file FROM entries WHERE file IS NOT NULL")}
         bodies = {name for name in names if name.startswith("bodies" + os.sep)}
-        self.assertEqual(bodies, named, "a body file without its row or a row without its file outlived the restart")
+        self.assertLessEqual(named, bodies, "a row without its file outlived the restart")
+        if not self.young_orphans_kept:
+            self.assertEqual(bodies, named, "a body file without its row outlived the restart")
 
     async def check_all(self, proxy, site, urls, known, state, version):
         """
@@ -505,6 +511,8 @@ class WorkersCrashTests(CrashTests):
     the middle of storing a body, and a new main process and its workers
     start on the directory.
     """
+
+    young_orphans_kept = True
 
     async def cached_proxy(self, *args, cache_dir=None):
         return await start_workers(self, "http", "--listen", "tcp:0:interface=127.0.0.1", "--access-log", "-",
