@@ -64,6 +64,18 @@ class FetchLeases:
         """
         return self._held_elsewhere(name, now)
 
+    def forget_dead(self) -> int:
+        """
+        Delete the leases of processes no longer running (killed while they
+        fetched), which nobody else may need again: at start-up.
+
+        :returns: how many were deleted.
+        """
+        dead = [pid for (pid,) in self._index.query("SELECT DISTINCT pid FROM fetches", ()) if not running(pid)]
+        for pid in dead:
+            self._index.change("DELETE FROM fetches WHERE pid = ?", (pid,))
+        return len(dead)
+
     def release(self, name: bytes) -> None:
         """
         Give back the lease of C{name}, with what this turn stores.

@@ -53,6 +53,11 @@ class RemoteFetches:
         self._waiters = waiters
         self._keys: set[bytes] = set()
         self._call: IDelayedCall | None = None
+        try:
+            # Left by processes killed while they fetched.
+            leases.forget_dead()
+        except sqlite3.Error as e:
+            self.log.error("could not delete the leases of dead processes: {error}", error=str(e))
 
     def lead(self, key: bytes) -> bool:
         """

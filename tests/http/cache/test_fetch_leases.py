@@ -91,6 +91,15 @@ class LeaseTests(SynchronousTestCase):
         self.assertTrue(self.here.claim(NAME, 1000 + LEASE_SECONDS))
         self.assertTrue(self.there.held_elsewhere(NAME, 1000 + LEASE_SECONDS))
 
+    def test_forget_dead(self):
+        """The leases of processes no longer running are deleted; those of running ones are kept."""
+        FetchLeases(self.indexes[1], pid=dead_pid()).claim(NAME, 1000)
+        self.there.claim(b"m" * 32, 1000)
+        self.assertEqual(self.here.forget_dead(), 1)
+        self.clock.advance(0)
+        rows = self.indexes[1].query("SELECT pid FROM fetches", ())
+        self.assertEqual(rows, [(os.getppid(),)])
+
     def test_names_apart(self):
         """Leases of different names do not touch each other."""
         self.assertTrue(self.here.claim(NAME, 1000))

@@ -23,6 +23,11 @@ class Leases:
         self.elsewhere = set()
         self.mine = set()
         self.error = None
+        self.forgotten = 0
+
+    def forget_dead(self):
+        self.forgotten += 1
+        return 0
 
     def claim(self, name, now):
         if self.error is not None:
@@ -59,6 +64,10 @@ class RemoteFetchesTests(SynchronousTestCase):
         self.leases = Leases()
         self.waiting = {}
         self.remote = RemoteFetches(self.leases, self.clock, lambda key: self.waiting.pop(key, []))
+
+    def test_dead_forgotten(self):
+        """Starting to share a store deletes the leases of processes no longer running, once."""
+        self.assertEqual(self.leases.forgotten, 1)
 
     def test_lead(self):
         """A miss no other process fetches is led here, holding its lease, and nothing is polled."""
