@@ -91,6 +91,8 @@ def open_index(path: str, log: Logger) -> sqlite3.Connection:
             os.replace(path + suffix, path + ".old" + suffix)
         except FileNotFoundError:
             pass
+        except OSError as e:
+            raise sqlite3.OperationalError(f"could not set aside {path}{suffix}: {e.strerror or e}") from None
     return _open(path)
 
 

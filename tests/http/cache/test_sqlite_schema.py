@@ -47,6 +47,18 @@ class OpenTests(IndexTestCase):
         self.assertEqual(warning["path"], self.path)
         self.assertIn("not a database", warning["error"])
 
+    def test_cannot_set_aside(self):
+        """A damaged index that cannot be renamed (a read-only directory) raises sqlite3.Error, the store's error."""
+        FilePath(self.path).setContent(b"garbage " * 1000)
+
+        def refuse(source, destination):
+            raise PermissionError(13, "Permission denied")
+
+        self.patch(os, "replace", refuse)
+        error = self.assertRaises(sqlite3.OperationalError, open_index, self.path, self.log)
+        self.assertIn("could not set aside", str(error))
+        self.assertEqual(FilePath(self.path).getContent(), b"garbage " * 1000)
+
     def test_empty_file(self):
         """An empty file (a crash as the index was created) is taken for a new index."""
         FilePath(self.path).setContent(b"")
