@@ -28,7 +28,11 @@ def _escape_help(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
-def _number(value: float) -> str:
+def number_text(value: float) -> str:
+    """
+    :returns: C{value} as the exposition format writes a sample's value:
+        whole numbers without a fraction, C{NaN}, C{+Inf}, C{-Inf}.
+    """
     if isnan(value):
         return "NaN"
     if isinf(value):
@@ -92,7 +96,7 @@ class _Metric:
 
     def _samples(self) -> Iterator[str]:
         for key, value in sorted(self._current().items()):
-            yield f"{self.name}{_labels(self.labelnames, key)} {_number(value)}"
+            yield f"{self.name}{_labels(self.labelnames, key)} {number_text(value)}"
 
 
 class Counter(_Metric):
@@ -159,8 +163,8 @@ class Histogram(_Metric):
             cumulative = 0
             for bound, count in zip((*self.buckets, float("inf")), counts):
                 cumulative += count
-                yield f"{self.name}_bucket{_labels(self.labelnames, key, [('le', _number(bound))])} {cumulative}"
-            yield f"{self.name}_sum{_labels(self.labelnames, key)} {_number(total)}"
+                yield f"{self.name}_bucket{_labels(self.labelnames, key, [('le', number_text(bound))])} {cumulative}"
+            yield f"{self.name}_sum{_labels(self.labelnames, key)} {number_text(total)}"
             yield f"{self.name}_count{_labels(self.labelnames, key)} {cumulative}"
 
 

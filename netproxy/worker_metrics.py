@@ -28,6 +28,7 @@ from twisted.application.service import Service
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from netproxy.escaping import Logger
+from netproxy.instruments import number_text
 
 #: Seconds between two snapshots of a worker's page.
 SNAPSHOT_INTERVAL = 1.0
@@ -128,13 +129,8 @@ def render(families: Mapping[str, Family]) -> bytes:
     lines = []
     for name, family in families.items():
         lines += [f"# HELP {name} {family.help}", f"# TYPE {name} {family.type}"]
-        lines += [f"{sample}{labels} {_number(value)}" for (sample, labels), value in family.samples.items()]
+        lines += [f"{sample}{labels} {number_text(value)}" for (sample, labels), value in family.samples.items()]
     return ("\n".join(lines) + "\n").encode("utf-8")
-
-
-def _number(value: float) -> str:
-    value = float(value)
-    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
 
 
 def per_worker(pages: Mapping[int, Mapping[str, Family]]) -> dict[str, Family]:

@@ -5,7 +5,6 @@ the whole service's.
 
 import os
 
-from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, globalLogPublisher
@@ -25,6 +24,7 @@ from netproxy.worker_metrics import (
     snapshot_path,
     write_restarts,
 )
+from tests.metrics_helpers import samples
 
 
 def worker_registry(requests=0, connections=0, stored=0, stall=0.0, latencies=()):
@@ -42,18 +42,6 @@ def worker_registry(requests=0, connections=0, stored=0, stall=0.0, latencies=()
     for latency in latencies:
         histogram.observe(latency)
     return registry
-
-
-def samples(page):
-    """
-    :returns: C{{(name, labels as a sorted tuple): value}} of a page, read
-        by prometheus_client's own parser (so the page is valid too).
-    """
-    found = {}
-    for family in text_string_to_metric_families(page.decode("utf-8")):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
 
 
 class MergeTests(SynchronousTestCase):

@@ -12,7 +12,6 @@ new connections, a bounded number of times.
 
 import re
 
-from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 from twisted.internet.task import deferLater
@@ -25,6 +24,7 @@ from tests.integration.daemon import bounded
 from tests.integration.http_client import HttpTestCase, cache_status, fetch, proxy_agent
 from tests.integration.http_origin import BODY, MAX_AGE_60, Page, add_page, start_origin
 from tests.integration.test_workers import start_workers
+from tests.metrics_helpers import samples
 
 # Requests on new connections before each worker has served one.
 MAX_TRIES = 200
@@ -218,17 +218,17 @@ class WorkersCacheTests(HttpTestCase):
             for _ in range(MAX_TRIES):
                 answers, workers = await self.batch(proxy, page, agent=agent,
                                                     pattern=r'"GET /metrics HTTP/1\.1" 200 .* worker=(\d+)$')
-                pages = [_samples(received.body) for response, received in answers]
-                if worker in workers and all(samples[hits] >= total - 1 for samples in pages):
+                pages = [samples(received.body) for response, received in answers]
+                if worker in workers and all(figures[hits] >= total - 1 for figures in pages):
                     break
                 await deferLater(reactor, SNAPSHOT_INTERVAL / 20, lambda: None)
-            for samples in pages:
-                self.assertEqual(samples[hits], total - 1)
-                self.assertEqual(samples[("netproxy_cache_requests_total", (("result", "MISS"),))], 1)
+            for figures in pages:
+                self.assertEqual(figures[hits], total - 1)
+                self.assertEqual(figures[("netproxy_cache_requests_total", (("result", "MISS"),))], 1)
                 for index in (0, 1):
-                    share = samples[("netproxy_worker_requests_total", (("worker", str(index)),))]
+                    share = figures[("netproxy_worker_requests_total", (("worker", str(index)),))]
                     self.assertGreaterEqual(share, served.count(index))
-                    self.assertIn(("netproxy_worker_resident_memory_bytes", (("worker", str(index)),)), samples)
+                    self.assertIn(("netproxy_worker_resident_memory_bytes", (("worker", str(index)),)), figures)
 
 
 def _turn():
@@ -257,12 +257,3 @@ def _delivered(port):
                 elif remote_port == port and transmit == 0:
                     client_side[local_port] = True
     return len(proxy_side & set(client_side))
-
-
-def _samples(page):
-    """:returns: C{{(name, sorted labels): value}} of a metrics page."""
-    found = {}
-    for family in text_string_to_metric_families(page.decode("utf-8")):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
