@@ -15,6 +15,7 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy import tap
+from netproxy.http.service import http_service
 from netproxy.http.access_log import format_access_line
 from netproxy.errors import TOO_MANY_FAILURES
 from netproxy.http.auth import CACHE_SIZE, TARPIT, ProxyAuth, parse_basic
@@ -658,7 +659,7 @@ class TapTests(SynchronousTestCase):
         path.setContent(USERS.encode())
         options = self.parse("--auth-file", path.path)
         reactor = UDPMemoryReactor()
-        service = tap.http_service(options, reactor)
+        service = http_service(options, reactor)
         service.privilegedStartService()
         service.startService()
         self.addCleanup(service.stopService)
@@ -674,7 +675,7 @@ class TapTests(SynchronousTestCase):
         """Without --auth-file the proxy asks for no credentials."""
         reactor = UDPMemoryReactor()
         # --allow-local: otherwise SIGHUP re-reads this host's addresses.
-        service = tap.http_service(self.parse("--allow-local"), reactor)
+        service = http_service(self.parse("--allow-local"), reactor)
         service.startService()
         self.addCleanup(service.stopService)
         [(_, factory, _, _)] = reactor.tcpServers

@@ -1,0 +1,111 @@
+# -*- test-case-name: tests.http.test_options,tests.test_tap -*-
+"""
+The HTTP proxy's options: C{twistd netproxy http --help}.  Each value is
+checked and converted here, so a bad one stops start-up with a message
+naming the option; L{netproxy.http.service} builds the proxy from them.
+"""
+
+import os
+
+from twisted.python import usage
+
+from netproxy import coerce
+from netproxy.acl import RuleSet
+from netproxy.role_options import ListeningOptions
+from netproxy.worker_options import WorkerOptions
+
+
+class HttpOptions(WorkerOptions, ListeningOptions):
+    """
+    C{twistd netproxy http}.
+    """
+
+    # The client, the origin, a cache file; and the pool's idle connections.
+    descriptors_per_connection = 3
+    descriptors_fixed = 1024
+
+    synopsis = ("[--listen ENDPOINT]... [--allow CIDR]... [--block RULE]... [--blocklist FILE] [--connect-port 443]... "
+                "[--auth-file FILE]")
+    longdesc = "HTTP/1.1 forward proxy with CONNECT tunnels and access control."
+    optParameters = [
+        ["blocklist", None, None, "file of destination rules, one per line, # comments; re-read on SIGHUP"],
+        ["timeout", "t", "30", "seconds an origin may take to answer (504 after), and a client to send a request (408)"],
+        ["connect-timeout", None, "10", "seconds an origin may take to accept a connection"],
+        ["access-log", None, None, "write one line per request (Combined Log Format) to FILE, or - for stdout"],
+        ["cache-dir", None, None, "directory of the cache (default: $CACHE_DIRECTORY when set, else ./netproxy-cache)"],
+        ["cache-size", None, "1G", "most bytes the cache keeps on disk; least recently used entries go first"],
+        ["auth-file", None, None, "require proxy authentication by the users of FILE (user:hash lines, bcrypt or "
+                                  "SHA-crypt hashes, # comments); re-read on SIGHUP"],
+    ]
+    optFlags = [
+        ["no-cache", None, "forward every request; store nothing"],
+        ["allow-local", None, "allow destinations on this host or its link (loopback, 0.0.0.0/8, ::, link-local, "
+                              "this host's addresses), refused by default; for development, tests and benchmarks"],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+        self["allow"] = []
+        self["block"] = []
+        self["connect-port"] = []
+        self["admin"] = []
+
+    def opt_listen(self, endpoint: str) -> None:
+        """
+        endpoint to listen on (default tcp:8080:interface=127.0.0.1); may be repeated
+        """
+        self["listen"].append(endpoint)
+
+    def opt_allow(self, rule: str) -> None:
+        """
+        client network allowed to use the proxy, or unix (default: loopback and unix); may be repeated
+        """
+        self["allow"].append(coerce.rule("allow", rule))
+
+    def opt_admin(self, rule: str) -> None:
+        """
+        client network allowed to PURGE and see /metrics, or unix (default: loopback and unix); may be repeated
+        """
+        self["admin"].append(coerce.rule("admin", rule))
+
+    def opt_block(self, rule: str) -> None:
+        """
+        block destinations matching RULE (IP, CIDR, *:port, ip:port, host, *.domain); may be repeated
+        """
+        self["block"].append(coerce.rule("block", rule))
+
+    def opt_connect_port(self, port: str) -> None:
+        """
+        port CONNECT tunnels may reach (default 443); may be repeated
+        """
+        self["connect-port"].append(coerce.port_number("connect-port", port))
+
+    def postOptions(self) -> None:
+        super().postOptions()
+        self["listen"] = self.listen_endpoints(self["listen"] or ["tcp:8080:interface=127.0.0.1"])
+        # This host's clients: loopback, and every client of a unix socket
+        # (local, and guarded by the socket file's mode).
+        local = [coerce.rule("allow", "127.0.0.0/8"), coerce.rule("allow", "::1"), coerce.rule("allow", "unix")]
+        self["allow"] = RuleSet(self["allow"] or local)
+        self["admin"] = RuleSet(self["admin"] or local)
+        self["connect-port"] = frozenset(self["connect-port"] or [443])
+        self["timeout"] = coerce.seconds("timeout", self["timeout"])
+        self["connect-timeout"] = coerce.seconds("connect-timeout", self["connect-timeout"])
+        self["rules"] = coerce.rules_file("blocklist", self["block"], self["blocklist"])
+        self["auth"] = _auth_file(self["auth-file"])
+        self["cache-size"] = coerce.size("cache-size", self["cache-size"])
+        # systemd's CacheDirectory= sets CACHE_DIRECTORY (a list when several).
+        self["cache-dir"] = self["cache-dir"] or os.environ.get("CACHE_DIRECTORY", "").split(":")[0] or "netproxy-cache"
+
+
+def _auth_file(path):
+    if path is None:
+        return None
+    from netproxy.errors import AuthFileError
+    from netproxy.http.passwords import AuthFile
+
+    try:
+        return AuthFile(path)
+    except AuthFileError as error:
+        raise usage.UsageError(f"--auth-file: {error}")

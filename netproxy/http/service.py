@@ -1,0 +1,66 @@
+# -*- test-case-name: tests.http.test_service,tests.test_tap -*-
+"""
+The HTTP proxy's service, built from its checked options
+(L{netproxy.http.options.HttpOptions}): the listeners, the cache and its
+store, access log, reloads on SIGHUP and metrics.
+"""
+
+from typing import Any
+
+from twisted.application.service import IService, MultiService
+
+from netproxy.http.options import HttpOptions
+
+
+def http_service(options: HttpOptions, reactor: Any) -> IService:
+    """
+    The HTTP proxy on every C{--listen}, reloading C{--blocklist},
+    C{--auth-file} and this host's addresses (unless C{--allow-local}) on
+    SIGHUP.
+
+    :param reactor: the reactor, to listen and connect with and as the clock.
+    """
+    from twisted.python.filepath import FilePath
+
+    from netproxy.connections import listening
+    from netproxy.http.proxy import ProxyFactory
+    from netproxy.reload import ReloadOnHangup
+
+    service, cache = MultiService(), None
+    if not options["no-cache"]:
+        from netproxy.http.cache import responses, sqlite_store, store_service
+
+        shared = options["worker"] is not None  # the other workers use the directory too
+        store = sqlite_store.SQLiteStore(FilePath(options["cache-dir"]), options["cache-size"], reactor, shared=shared)
+        store_service.LoadOnStart(store).setServiceParent(service)
+        cache = responses.Cache(store, reactor)
+    factory = ProxyFactory(reactor, options["allow"], options["rules"], options["connect-port"], options["timeout"],
+                           options["connect-timeout"], cache, options["admin"])
+    factory.idle_timeout = options["idle-timeout"]
+    factory.max_connections = options["max-connections"]
+    factory.pool.max_idle = min(factory.pool.max_idle, factory.max_connections)  # as the file limit was fitted
+    factory.max_connections_per_client = options["max-connections-per-client"]
+    if options["access-log"]:
+        from netproxy.http.access_log import open_access_log
+
+        factory.access_log.add_observer(open_access_log(options["access-log"]))
+        factory.access_log.worker = options["worker"]
+    reloaders = [options["rules"].reload] if options["blocklist"] else []
+    if not options["allow-local"]:
+        from netproxy.this_host import LocalDestinations
+
+        factory.local = LocalDestinations()
+        reloaders.append(factory.local.reload)
+    if options["auth"] is not None:
+        from netproxy.http.auth import ProxyAuth
+
+        factory.auth = ProxyAuth(options["auth"], reactor)
+        reloaders.append(options["auth"].reload)
+    if reloaders:
+        ReloadOnHangup(reloaders, reactor).setServiceParent(service)
+    factory.metrics.stalls.setServiceParent(service)
+    if options["worker"] is not None:
+        factory.metrics.share(options["worker"], reactor).setServiceParent(service)
+    listening(factory, options["listen"], reactor, options["shutdown-timeout"],
+              factory.listening.add).setServiceParent(service)
+    return service

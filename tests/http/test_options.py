@@ -1,0 +1,97 @@
+"""
+Tests for L{netproxy.http.options}: the HTTP proxy's options.
+"""
+
+from twisted.python.filepath import FilePath
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase
+
+from netproxy.http import options as http_options
+from netproxy.http.service import http_service
+from tests.test_tap import parse, start
+
+
+class HttpCacheOptionsTests(SynchronousTestCase):
+    """
+    The HTTP proxy's cache options.
+    """
+
+    def test_cache_dir(self):
+        """--cache-dir and --cache-size give the cache its directory and size bound."""
+        path = self.mktemp()
+        options = parse("http", "--cache-dir", path, "--cache-size", "2M")
+        reactor, service = start(http_service, options)
+        store = reactor.tcpServers[0][1].cache.store
+        self.assertEqual((store.path.path, store.max_size), (FilePath(path).path, 2 * 1024 * 1024))
+
+    def test_systemd_cache_directory(self):
+        """Without --cache-dir, the directory systemd names in $CACHE_DIRECTORY is used."""
+        self.patch(http_options.os, "environ", {"CACHE_DIRECTORY": "/var/cache/netproxy/http"})
+        self.assertEqual(parse("http").subOptions["cache-dir"], "/var/cache/netproxy/http")
+
+    def test_default_cache_dir(self):
+        """With neither, the cache is ./netproxy-cache."""
+        self.patch(http_options.os, "environ", {})
+        self.assertEqual(parse("http").subOptions["cache-dir"], "netproxy-cache")
+
+    def test_no_cache(self):
+        """--no-cache builds a proxy without a cache."""
+        reactor, service = start(http_service, parse("http", "--no-cache"))
+        self.assertIsNone(reactor.tcpServers[0][1].cache)
+
+    def test_admin(self):
+        """--admin names the networks allowed to PURGE; loopback by default."""
+        reactor, service = start(http_service, parse("http", "--no-cache", "--admin", "10.0.0.0/8"))
+        admin = reactor.tcpServers[0][1].admin
+        self.assertIsNotNone(admin.match("10.1.2.3"))
+        self.assertIsNone(admin.match("127.0.0.1"))
+        default = parse("http").subOptions["admin"]
+        self.assertIsNotNone(default.match("127.0.0.1"))
+        self.assertIsNotNone(default.match("::1"))
+
+    def test_unix_clients_by_default(self):
+        """Unix-socket clients (the client "unix") are allowed and admin by default, not once --allow is given."""
+        options = parse("http").subOptions
+        self.assertIsNotNone(options["allow"].match("unix"))
+        self.assertIsNotNone(options["admin"].match("unix"))
+        self.assertIsNone(parse("http", "--allow", "127.0.0.1").subOptions["allow"].match("unix"))
+        self.assertIsNotNone(parse("http", "--allow", "unix:").subOptions["allow"].match("unix"))
+
+    def test_bad_cache_size(self):
+        """A bad --cache-size is refused naming the option."""
+        error = self.assertRaises(UsageError, parse, "http", "--cache-size", "lots")
+        self.assertEqual(str(error), "--cache-size: expected a size like 512M, got 'lots'")
+
+
+class HttpLocalOptionsTests(SynchronousTestCase):
+    """
+    The HTTP proxy refuses destinations on this host unless --allow-local is given.
+    """
+
+    def test_local_refused_by_default(self):
+        """By default the proxy refuses local destinations, and re-reads this host's addresses on SIGHUP."""
+        from netproxy import this_host
+        from netproxy.reload import ReloadOnHangup
+
+        reads = []
+        self.patch(this_host.LocalDestinations, "reload", lambda local: reads.append(local))
+        reactor, service = start(http_service, parse("http", "--no-cache"))
+        self.addCleanup(service.stopService)
+        local = reactor.tcpServers[0][1].local
+        self.assertIsInstance(local, this_host.LocalDestinations)
+        [reloader] = [child for child in service if isinstance(child, ReloadOnHangup)]
+        reloader.reload()
+        self.assertEqual(reads, [local, local])
+
+    def test_allow_local(self):
+        """--allow-local lets local destinations through: the proxy checks none."""
+        from netproxy.reload import ReloadOnHangup
+
+        reactor, service = start(http_service, parse("http", "--no-cache", "--allow-local"))
+        self.addCleanup(service.stopService)
+        self.assertIsNone(reactor.tcpServers[0][1].local)
+        self.assertEqual([child for child in service if isinstance(child, ReloadOnHangup)], [])
+
+    def test_relay_has_no_allow_local(self):
+        """The relay allows local destinations (its peers live there): it has no --allow-local."""
+        self.assertRaises(UsageError, parse, "relay", "--allow-local")

@@ -1,0 +1,102 @@
+"""
+Tests for L{netproxy.message.options}: the options of the message roles.
+"""
+
+from twisted.python.filepath import FilePath
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.test_tap import parse
+
+
+class RelayOptionsTests(SynchronousTestCase):
+    """
+    The relay's options.
+    """
+
+    def test_bad_block_rule(self):
+        """A bad --block rule is a usage error naming the option."""
+        error = self.assertRaises(UsageError, parse, "relay", "--block", "*:70000")
+        self.assertTrue(str(error).startswith("--block:"), str(error))
+
+    def test_bad_blocklist_refused_at_start(self):
+        """A blocklist with a bad line stops start-up with the file and line named."""
+        path = FilePath(self.mktemp())
+        path.setContent(b"10.0.0.0/8\nnot a rule\n")
+        error = self.assertRaises(UsageError, parse, "relay", "--blocklist", path.path)
+        self.assertIn("--blocklist:", str(error))
+        self.assertIn("line 2", str(error))
+
+    def test_missing_blocklist_refused(self):
+        """A blocklist that does not exist stops start-up."""
+        self.assertRaises(UsageError, parse, "relay", "--blocklist", self.mktemp())
+
+    def test_bad_values_name_their_option(self):
+        """Bad timeouts, sizes and limits are refused naming the option."""
+        for argv, option in [
+            (["--idle-timeout", "soon"], "--idle-timeout"),
+            (["--connect-timeout", "-1"], "--connect-timeout"),
+            (["--max-size", "lots"], "--max-size"),
+            (["--max-connections", "0"], "--max-connections"),
+            (["--max-connections-per-client", "none"], "--max-connections-per-client"),
+            (["--listen", "nonsense:1"], "--listen"),
+        ]:
+            error = self.assertRaises(UsageError, parse, "relay", *argv)
+            self.assertTrue(str(error).startswith(option + ":"), str(error))
+
+
+class UpperOptionsTests(SynchronousTestCase):
+    """
+    The upper server's options.
+    """
+
+    def test_nothing_to_serve(self):
+        """--no-tcp with --no-udp is refused."""
+        self.assertRaises(UsageError, parse, "upper", "--no-tcp", "--no-udp")
+
+    def test_bad_port(self):
+        """A bad --udp port is refused naming the option."""
+        error = self.assertRaises(UsageError, parse, "upper", "--udp", "seventy")
+        self.assertTrue(str(error).startswith("--udp:"))
+
+
+class ReverseMetricsOptionTests(SynchronousTestCase):
+    """
+    The reverse proxy's --metrics endpoint.
+    """
+
+    def test_bad_endpoint(self):
+        """A bad --metrics endpoint is refused naming the option."""
+        error = self.assertRaises(UsageError, parse, "reverse", "--metrics", "nonsense:1")
+        self.assertTrue(str(error).startswith("--metrics: not an endpoint"), str(error))
+
+
+class ReverseRegistrationOptionTests(SynchronousTestCase):
+    """
+    The reverse proxy's --allow-servers, --max-servers, --max-servers-per-host and --max-tries.
+    """
+
+    def test_defaults(self):
+        """By default loopback may register, 1024 servers in all, 64 per host, 3 tries per message."""
+        sub = parse("reverse").subOptions
+        self.assertEqual([str(rule) for rule in sub["allow-servers"]], ["127.0.0.0/8", "::1"])
+        self.assertEqual((sub["max-servers"], sub["max-servers-per-host"], sub["max-tries"]), (1024, 64, 3))
+
+    def test_allow_servers_repeated(self):
+        """--allow-servers takes addresses and networks, repeated, replacing the loopback default."""
+        sub = parse("reverse", "--allow-servers", "10.0.0.0/8", "--allow-servers", "2001:db8::1").subOptions
+        self.assertEqual([str(rule) for rule in sub["allow-servers"]], ["10.0.0.0/8", "2001:db8::1"])
+        self.assertIsNone(sub["allow-servers"].match("127.0.0.1"))
+
+    def test_allow_servers_not_a_network(self):
+        """A host name, a port or a bad network given to --allow-servers stops start-up naming the option."""
+        for value in ("example.com", "10.0.0.1:80", "10.0.0.0/33"):
+            error = self.assertRaises(UsageError, parse, "reverse", "--allow-servers", value)
+            self.assertTrue(str(error).startswith("--allow-servers: "), str(error))
+
+    def test_bad_counts(self):
+        """A limit that is not a whole number of at least 1 stops start-up naming the option."""
+        for name in ("max-servers", "max-servers-per-host", "max-tries"):
+            for value in ("0", "many", "-1"):
+                error = self.assertRaises(UsageError, parse, "reverse", f"--{name}", value)
+                self.assertTrue(str(error).startswith(f"--{name}: "), str(error))
