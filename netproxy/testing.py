@@ -2,8 +2,9 @@
 """
 In-memory fakes for testing netproxy's protocols (and code built on them):
 connecting a protocol to a string transport, completing or failing the
-connection attempts a L{MemoryReactorClock} recorded, a memory reactor that
-also does UDP, and L{MemoryStore}, a cache store held in memory.
+connection attempts a L{MemoryReactorClock} recorded, a name resolver
+answering from a table, a memory reactor that also does UDP, and
+L{MemoryStore}, a cache store held in memory.
 """
 
 import errno
@@ -14,7 +15,8 @@ from typing import IO, Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IAddress, IConsumer, IProtocol, IProtocolFactory, IUDPTransport
+from twisted.internet.interfaces import (IAddress, IConsumer, IHostnameResolver, IHostResolution, IProtocol,
+                                         IProtocolFactory, IResolutionReceiver, IUDPTransport)
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisconnection
 from twisted.python.failure import Failure
@@ -138,10 +140,65 @@ class FakeUDPPort:
         self.protocol.doStop()
 
 
+Answer = str | list[str] | Deferred[str | list[str]]
+
+
+@implementer(IHostResolution)
+class _FakeResolution:
+    def __init__(self, name: str, answer: Any) -> None:
+        self.name = name
+        self._answer = answer
+
+    def cancel(self) -> None:
+        if isinstance(self._answer, Deferred):
+            self._answer.cancel()
+
+
+@implementer(IHostnameResolver)
+class FakeNameResolver:
+    """
+    A reactor's name resolver (L{IHostnameResolver}) answering from a
+    table, as C{getaddrinfo} would: every address of a name, IPv4 and IPv6.
+
+    :param names: what each name resolves to (an address, a list of them,
+        or a L{Deferred} firing with either, for a lookup the test completes,
+        fails or sees cancelled), as a mapping or a function of the name.
+        A name missing from the mapping, and a lookup that fails, resolve to
+        no address.
+    :ivar asked: the names looked up, in order.
+    """
+
+    def __init__(self, names: dict[str, Answer] | Callable[[str], Answer]) -> None:
+        self._names = names
+        self.asked: list[str] = []
+
+    def resolveHostName(self, resolutionReceiver: IResolutionReceiver, hostName: str, portNumber: int = 0,
+                        addressTypes: Any = None, transportSemantics: str = "TCP") -> IHostResolution:
+        self.asked.append(hostName)
+        names = self._names
+        answer = names(hostName) if callable(names) else names.get(hostName, [])
+        resolution = _FakeResolution(hostName, answer)
+        resolutionReceiver.resolutionBegan(resolution)
+
+        def deliver(found: str | list[str]) -> None:
+            for host in [found] if isinstance(found, str) else found:
+                kind = IPv6Address if ":" in host else IPv4Address
+                if addressTypes is None or kind in addressTypes:
+                    resolutionReceiver.addressResolved(kind("TCP", host, portNumber))
+            resolutionReceiver.resolutionComplete()
+
+        if isinstance(answer, Deferred):
+            answer.addCallbacks(deliver, lambda failure: deliver([]))
+        else:
+            deliver(answer)
+        return resolution
+
+
 class UDPMemoryReactor(MemoryReactorClock):
     """
     A L{MemoryReactorClock} that also listens on UDP (in memory) and resolves
-    names from a table.
+    names from a table (with C{resolve}, and with its C{nameResolver}, a
+    L{FakeNameResolver}).
 
     :ivar udpPorts: the L{FakeUDPPort}s, in the order they were opened.
     """
@@ -150,6 +207,7 @@ class UDPMemoryReactor(MemoryReactorClock):
         super().__init__()
         self.udpPorts: list[FakeUDPPort] = []
         self.names = names or {}
+        self.nameResolver = FakeNameResolver(dict(self.names))
 
     def listenUDP(
         self, port: int, protocol: DatagramProtocol, interface: str = "", maxPacketSize: int = 8192

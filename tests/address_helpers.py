@@ -4,14 +4,17 @@ way a client may name an address on this host, as a URL or CONNECT
 authority writes it, with the names an injected resolver answers.
 """
 
-from twisted.internet.defer import fail, succeed
-from twisted.internet.error import DNSLookupError
+from netproxy.testing import FakeNameResolver
 
 #: Names the tests' resolver answers, and where they lead.
 NAMES = {
     "localhost.test": "127.0.0.1",
     "zero.test": "0.0.0.0",
     "elsewhere.test": "192.0.2.80",
+    "loopback6.test": "::1",
+    "both.test": ["::1", "127.0.0.1"],
+    "mapped.test": "::ffff:127.0.0.1",
+    "link6.test": "fe80::1",
 }
 
 #: Hosts (brackets around IPv6) that all reach this host's loopback-only
@@ -47,6 +50,9 @@ THIS_HOST = [
     "localhost.test",
     "LOCALHOST.TEST.",
     "zero.test",
+    "loopback6.test",
+    "both.test",
+    "mapped.test",
 ]
 
 
@@ -57,12 +63,9 @@ def unbracketed(host):
     return host[1:-1] if host.startswith("[") else host
 
 
-def resolve(name, timeout=None):
+def name_resolver():
     """
-    A reactor's C{resolve} answering from L{NAMES} (any case, trailing dot
-    allowed), as a real resolver would.
+    :returns: a reactor's name resolver answering from L{NAMES} (any case,
+        trailing dot allowed), as a real resolver would.
     """
-    try:
-        return succeed(NAMES[name.rstrip(".").lower()])
-    except KeyError:
-        return fail(DNSLookupError(name))
+    return FakeNameResolver(lambda name: NAMES.get(name.rstrip(".").lower(), []))

@@ -104,10 +104,10 @@ class LocalDestinationTestCase(SynchronousTestCase):
     """
 
     def setUp(self):
-        from tests.address_helpers import resolve
+        from tests.address_helpers import name_resolver
 
         self.reactor = MemoryReactorClock()
-        self.reactor.resolve = resolve
+        self.reactor.installNameResolver(name_resolver())
 
     def refused(self, factory, request, status=403):
         """

@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.dialing import connect, connect_error, connect_failure_reason, resolve, within
 from netproxy.errors import Blocked, ClientError, LocalDestination
-from tests.address_helpers import THIS_HOST, resolve as resolve_name, unbracketed
+from tests.address_helpers import THIS_HOST, name_resolver, unbracketed
 
 
 class _Resolver:
@@ -268,7 +268,7 @@ class ThisHostTests(SynchronousTestCase):
         from netproxy.testing import UDPMemoryReactor
 
         self.reactor = UDPMemoryReactor()
-        self.reactor.resolve = resolve_name
+        self.reactor.installNameResolver(name_resolver())
         self.factory = Factory.forProtocol(Protocol)
 
     def connect(self, host, rules=(), local=None):

@@ -5,13 +5,12 @@ proxy, before its pages and PURGE are considered.
 """
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.defer import succeed
 from twisted.internet.testing import _FakePort
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.acl import RuleSet, parse_rule
 from netproxy.http.loops import MAX_LOCAL_ADDRESSES, Listening, LoopGuard
-from netproxy.testing import connect
+from netproxy.testing import FakeNameResolver, connect
 from tests.http.test_admin import METRICS, OUTSIDER, AdminTestCase, page_request
 
 PROXY_PORT = 3128
@@ -156,7 +155,7 @@ class LoopRefusalTests(AdminTestCase):
 
     def test_name_resolving_to_the_proxy(self):
         """A name that resolves to the proxy's address is refused once resolved, before any connection."""
-        self.reactor.resolve = lambda name, timeouts=(): succeed("127.0.0.1")
+        self.reactor.installNameResolver(FakeNameResolver({"proxy.example": "127.0.0.1"}))
         transport = self.ask(b"GET http://proxy.example:3128/metrics HTTP/1.1\r\n\r\n", peer=OUTSIDER)
         self.assertError(403, "destination proxy.example:3128 is blocked: it resolves to 127.0.0.1, blocked by rule "
                               "127.0.0.1:3128 (where this proxy listens: a forwarding loop)", transport)

@@ -23,8 +23,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from netproxy.acl import RuleSet, parse_rule
 from netproxy.message.relay import NOT_ALLOWED, RelayFactory, RelayProtocol
 from netproxy.rules_file import RulesFile
-from netproxy.testing import complete_connection, fail_connection
-from tests.address_helpers import THIS_HOST, resolve
+from netproxy.testing import FakeNameResolver, complete_connection, fail_connection
+from tests.address_helpers import THIS_HOST, name_resolver
 
 CLIENT = IPv4Address("TCP", "127.0.0.1", 5555)
 IDLE_TIMEOUT = 30.0
@@ -170,7 +170,7 @@ class BlockedTests(RelayTestCase):
         """
         A host-name rule blocks the name without resolving it.
         """
-        self.reactor.resolve = lambda name, timeout=None: self.fail("resolved a blocked name")
+        self.reactor.installNameResolver(FakeNameResolver(lambda name: self.fail("resolved a blocked name")))
         self.protocol.dataReceived(encode(server_ip="Example.COM", server_port=80))
         self.assertEqual(self.transport.value(), NOT_ALLOWED)
         self.assertEqual(self.reactor.tcpClients, [])
@@ -460,7 +460,7 @@ class ConnectFailureTests(RelayTestCase):
         """
         A name that does not resolve gets C{...: host not found}.
         """
-        self.reactor.resolve = lambda name, timeout=None: fail(error.DNSLookupError(name))
+        self.reactor.installNameResolver(FakeNameResolver(lambda name: fail(error.DNSLookupError(name))))
         self.protocol.dataReceived(encode(server_ip="nowhere.example", server_port=80))
         self.assertEqual(self.transport.value(), b"Error, could not connect to nowhere.example:80: host not found")
         self.assertClosed(self.transport)
@@ -724,7 +724,7 @@ class ClientDisconnectTests(RelayTestCase):
         A client that leaves while the destination's name is being resolved cancels the lookup.
         """
         lookup = Deferred()
-        self.reactor.resolve = lambda name, timeout=None: lookup
+        self.reactor.installNameResolver(FakeNameResolver({"example.org": lookup}))
         self.protocol.dataReceived(encode(server_ip="example.org"))
         self.transport.loseConnection()
         self.assertTrue(lookup.called)
@@ -748,18 +748,19 @@ class ClientDisconnectTests(RelayTestCase):
 
     def test_lookup_bounded_by_connect_timeout(self):
         """
-        A destination's name is looked up with the connect timeout as its deadline.
+        A destination's name is looked up with the connect timeout as its deadline: then the lookup is
+        cancelled and the client told.
         """
-        deadlines = []
-
-        def resolve(name, timeout=None):
-            deadlines.append(timeout)
-            return succeed("127.0.0.1")
-
-        self.reactor.resolve = resolve
+        lookup = Deferred()
+        self.reactor.installNameResolver(FakeNameResolver({"example.org": lookup}))
         self.protocol.dataReceived(encode(server_ip="example.org"))
-        self.assertEqual(deadlines, [(CONNECT_TIMEOUT,)])
-        self.assertEqual(self.reactor.tcpClients[0][:2], ("127.0.0.1", 8888))
+        self.reactor.advance(CONNECT_TIMEOUT - 0.5)
+        self.assertEqual(self.transport.value(), b"")
+        self.reactor.advance(0.5)
+        self.assertTrue(lookup.called)
+        self.assertEqual(self.transport.value(),
+                         b"Error, could not connect to example.org:8888: name lookup timed out")
+        self.assertEqual(self.reactor.tcpClients, [])
 
     def test_while_connected_closes_upstream(self):
         """
@@ -787,13 +788,9 @@ class ResolveTests(RelayTestCase):
 
     def setUp(self):
         super().setUp()
-        self.lookups = []
-
-        def resolve(name, timeout=None):
-            self.lookups.append(name)
-            return succeed("127.0.0.1")
-
-        self.reactor.resolve = resolve
+        resolver = FakeNameResolver(lambda name: "127.0.0.1")
+        self.lookups = resolver.asked
+        self.reactor.installNameResolver(resolver)
 
     def test_name_resolved_and_dialled(self):
         """
@@ -835,7 +832,7 @@ class ThisHostTests(RelayTestCase):
 
     def setUp(self):
         super().setUp()
-        self.reactor.resolve = resolve
+        self.reactor.installNameResolver(name_resolver())
 
     def test_every_spelling_blocked(self):
         """Every spelling of this host, names that resolve there included, gets C{Error, not allowed address}."""
