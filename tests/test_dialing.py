@@ -6,6 +6,7 @@ timeout, and the few words that say why a connection failed.
 from ipaddress import ip_address
 
 from twisted.internet import error as neterror
+from twisted.internet.address import IPv4Address as IPv4Endpoint, IPv6Address as IPv6Endpoint
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.protocol import Factory, Protocol
@@ -15,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.dialing import connect, connect_error, connect_failure_reason, resolve, within
 from netproxy.errors import Blocked, ClientError, LocalDestination
+from netproxy.testing import complete_connection, fail_connection
 from tests.address_helpers import THIS_HOST, name_resolver, unbracketed
 
 
@@ -382,3 +384,236 @@ class ConnectErrorTests(SynchronousTestCase):
         """A refused connection is 502, saying so."""
         error = connect_error(Failure(neterror.ConnectionRefusedError()), "h:80")
         self.assertEqual((error.status, str(error)), (502, "could not connect to h:80: connection refused"))
+
+
+def _addresses(*texts):
+    return [ip_address(text) for text in texts]
+
+
+class ResolveAddressesTests(SynchronousTestCase):
+    """
+    L{resolve_addresses} looks a name up in both families with the reactor's name resolver.
+    """
+
+    def setUp(self):
+        from twisted.internet.testing import MemoryReactorClock
+
+        self.reactor = MemoryReactorClock()
+
+    def resolve(self, names, host="host.test", timeout=5):
+        from netproxy.dialing import resolve_addresses
+        from netproxy.testing import FakeNameResolver
+
+        self.reactor.installNameResolver(FakeNameResolver(names))
+        return resolve_addresses(self.reactor, host, timeout)
+
+    def test_both_families(self):
+        """Every address comes back, IPv6 and IPv4, in the resolver's order."""
+        d = self.resolve({"host.test": ["2001:db8::1", "192.0.2.1", "::1"]})
+        self.assertEqual(self.successResultOf(d), _addresses("2001:db8::1", "192.0.2.1", "::1"))
+
+    def test_ipv6_only(self):
+        """A name with only an IPv6 address resolves (the IPv4-only lookup of old said host not found)."""
+        self.assertEqual(self.successResultOf(self.resolve({"host.test": "::1"})), _addresses("::1"))
+
+    def test_zone_kept(self):
+        """A link-local address keeps its zone, which the connection needs."""
+        [address] = self.successResultOf(self.resolve({"host.test": "fe80::1%eth0"}))
+        self.assertEqual(address.scope_id, "eth0")
+
+    def test_no_address(self):
+        """A name with no address fails with DNSLookupError, which reads as host not found."""
+        failure = self.failureResultOf(self.resolve({}), neterror.DNSLookupError)
+        self.assertEqual(connect_failure_reason(failure), "host not found")
+
+    def test_timeout(self):
+        """A lookup still running after the timeout is cancelled and fails saying the lookup timed out."""
+        from netproxy.dialing import LookupTimedOut
+
+        lookup = Deferred()
+        d = self.resolve({"host.test": lookup}, timeout=3)
+        self.reactor.advance(2.9)
+        self.assertNoResult(d)
+        self.reactor.advance(0.1)
+        failure = self.failureResultOf(d, LookupTimedOut)
+        self.assertEqual(connect_failure_reason(failure), "name lookup timed out")
+        self.assertTrue(lookup.called)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_cancel(self):
+        """Cancelling stops the lookup; an answer arriving later is dropped."""
+        from netproxy.dialing import _Addresses
+
+        receiver = _Addresses()
+        receiver.done.cancel()
+        receiver.addressResolved(IPv6Endpoint("TCP", "::1", 0))
+        receiver.resolutionComplete()
+        self.failureResultOf(receiver.done, CancelledError)
+
+    def test_non_addresses_dropped(self):
+        """Whatever a resolver hands over that is not an IP address is ignored."""
+        from netproxy.dialing import _Addresses
+
+        receiver = _Addresses()
+        receiver.addressResolved(IPv4Endpoint("TCP", "not-an-address", 0))
+        receiver.addressResolved(IPv4Endpoint("TCP", "192.0.2.1", 0))
+        receiver.resolutionComplete()
+        self.assertEqual(self.successResultOf(receiver.done), _addresses("192.0.2.1"))
+
+
+class InterleavedTests(SynchronousTestCase):
+    """
+    L{interleaved} orders addresses the Happy Eyeballs way: families alternate, the first one first.
+    """
+
+    def test_ipv6_first(self):
+        """IPv6 first when the resolver put it first, then alternating."""
+        from netproxy.dialing import interleaved
+
+        given = _addresses("2001:db8::1", "2001:db8::2", "2001:db8::3", "192.0.2.1", "192.0.2.2")
+        self.assertEqual(interleaved(given),
+                         _addresses("2001:db8::1", "192.0.2.1", "2001:db8::2", "192.0.2.2", "2001:db8::3"))
+
+    def test_ipv4_first(self):
+        """IPv4 first when the resolver put it first."""
+        from netproxy.dialing import interleaved
+
+        given = _addresses("192.0.2.1", "192.0.2.2", "2001:db8::1")
+        self.assertEqual(interleaved(given), _addresses("192.0.2.1", "2001:db8::1", "192.0.2.2"))
+
+    def test_one_family(self):
+        """One family keeps its order; nothing stays nothing."""
+        from netproxy.dialing import interleaved
+
+        given = _addresses("192.0.2.2", "192.0.2.1")
+        self.assertEqual(interleaved(given), given)
+        self.assertEqual(interleaved([]), [])
+
+
+class DualStackTests(SynchronousTestCase):
+    """
+    connect_checked with names resolving to IPv6, or to both families: each address is checked, refused ones are
+    never connected to, and the others are raced.
+    """
+
+    def setUp(self):
+        from twisted.internet.testing import MemoryReactorClock
+
+        from netproxy.testing import FakeNameResolver
+
+        self.reactor = MemoryReactorClock()
+        self.names = {
+            "six.test": "2001:db8::1",
+            "dual.test": ["2001:db8::1", "192.0.2.1"],
+            "loopback6.test": "::1",
+            "mixed.test": ["::1", "192.0.2.1"],
+            "blocked.test": ["10.0.0.1", "2001:db8::1"],
+            "refused.test": ["10.0.0.1", "::1"],
+            "link.test": "fe80::1%eth0",
+            "own.test": ["2001:db8::5"],
+            "mapped.test": "::ffff:127.0.0.1",
+        }
+        self.reactor.installNameResolver(FakeNameResolver(self.names))
+        self.factory = Factory.forProtocol(Protocol)
+
+    def connect(self, host, rules=(), local=True):
+        from netproxy.acl import RuleSet, parse_rule
+        from netproxy.dialing import connect_checked
+        from netproxy.this_host import LocalDestinations
+
+        refused = LocalDestinations(lambda: [ip_address("2001:db8::5")]) if local else None
+        rules = RuleSet([parse_rule(rule) for rule in rules])
+        return connect_checked(self.reactor, rules, host, 443, self.factory, 5, refused)
+
+    def dialled(self):
+        return [client[0] for client in self.reactor.tcpClients]
+
+    def test_ipv6_name(self):
+        """A name with only an IPv6 address is connected to by that address."""
+        self.connect("six.test")
+        self.assertEqual(self.reactor.tcpClients[0][:2], ("2001:db8::1", 443))
+
+    def test_ipv6_loopback_name_refused(self):
+        """A name resolving to ::1 only is refused as local, naming the address, and never connected to."""
+        failure = self.failureResultOf(self.connect("loopback6.test"), LocalDestination)
+        self.assertEqual(str(failure.value), "it resolves to ::1, a loopback address")
+        self.assertEqual(self.dialled(), [])
+
+    def test_ipv6_loopback_name_allowed_locally(self):
+        """With local destinations allowed, the same name is connected to ::1."""
+        self.connect("loopback6.test", local=False)
+        self.assertEqual(self.dialled(), ["::1"])
+
+    def test_mapped_answer(self):
+        """An IPv4-mapped answer is this host's loopback too."""
+        failure = self.failureResultOf(self.connect("mapped.test"), LocalDestination)
+        self.assertEqual(failure.value.kind, "loopback")
+        self.failureResultOf(self.connect("mapped.test", ["127.0.0.1"], local=False), Blocked)
+        self.assertEqual(self.dialled(), [])
+
+    def test_link_local_with_zone_refused(self):
+        """A link-local answer with a zone is link-local."""
+        failure = self.failureResultOf(self.connect("link.test"), LocalDestination)
+        self.assertEqual((failure.value.kind, failure.value.address), ("link-local", "fe80::1"))
+
+    def test_own_ipv6_address_refused(self):
+        """One of this host's own IPv6 addresses is refused behind a name."""
+        failure = self.failureResultOf(self.connect("own.test"), LocalDestination)
+        self.assertEqual(failure.value.kind, "own")
+        self.assertEqual(self.dialled(), [])
+
+    def test_local_address_left_out(self):
+        """Of a name's addresses, the local one is never tried; the other is connected to."""
+        self.connect("mixed.test")
+        self.reactor.advance(1)
+        self.assertEqual(self.dialled(), ["192.0.2.1"])
+
+    def test_blocked_address_left_out(self):
+        """Of a name's addresses, the blocked one is never tried; the other is connected to."""
+        self.connect("blocked.test", ["10.0.0.0/8"])
+        self.reactor.advance(1)
+        self.assertEqual(self.dialled(), ["2001:db8::1"])
+
+    def test_ipv6_rule_leaves_ipv4(self):
+        """An IPv6 rule blocks a name's IPv6 address, not its IPv4 one."""
+        self.connect("dual.test", ["2001:db8::/32"])
+        self.reactor.advance(1)
+        self.assertEqual(self.dialled(), ["192.0.2.1"])
+
+    def test_every_address_refused(self):
+        """When every address is refused, the first refusal is the answer."""
+        failure = self.failureResultOf(self.connect("refused.test", ["10.0.0.0/8"]), Blocked)
+        self.assertEqual(str(failure.value), "resolves to 10.0.0.1, blocked by rule 10.0.0.0/8")
+        self.assertEqual(self.dialled(), [])
+
+    def test_happy_eyeballs(self):
+        """The second family is tried 0.3 s after the first, without waiting for it; the winner cancels the other."""
+        d = self.connect("dual.test")
+        self.assertEqual(self.dialled(), ["2001:db8::1"])
+        self.reactor.advance(0.3)
+        self.assertEqual(self.dialled(), ["2001:db8::1", "192.0.2.1"])
+        wrapper, _ = complete_connection(self.reactor, index=1)
+        self.assertIs(self.successResultOf(d), wrapper._wrappedProtocol)
+        self.assertTrue(self.reactor.connectors[0].stoppedConnecting)
+        self.reactor.advance(10)
+        self.assertEqual(len(self.dialled()), 2)
+
+    def test_all_attempts_fail(self):
+        """When every address fails, the error is an attempt's, and reads as such."""
+        d = self.connect("dual.test")
+        self.reactor.advance(0.3)
+        fail_connection(self.reactor, neterror.ConnectionRefusedError(), index=0)
+        self.assertNoResult(d)
+        fail_connection(self.reactor, neterror.ConnectionRefusedError(), index=1)
+        # The endpoint waits for its next turn to see that no address is left.
+        self.reactor.advance(0.3)
+        self.assertEqual(connect_failure_reason(self.failureResultOf(d)), "connection refused")
+
+    def test_cancel_during_attempts(self):
+        """Cancelling while attempts run stops every one of them."""
+        d = self.connect("dual.test")
+        self.reactor.advance(0.3)
+        d.cancel()
+        self.failureResultOf(d)
+        self.assertTrue(all(connector.stoppedConnecting for connector in self.reactor.connectors))
+        self.assertEqual(self.reactor.getDelayedCalls(), [])

@@ -7,7 +7,9 @@ C{tests.http.cache.test_interfaces}.
 """
 
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.error import ConnectionRefusedError, DNSLookupError
+from twisted.internet.interfaces import IHostnameResolver, IHostResolution
 from twisted.internet.protocol import ClientFactory, DatagramProtocol, Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport, StringTransportWithDisconnection
@@ -18,6 +20,7 @@ from netproxy.http.cache.sqlite_store import SQLiteStore
 from netproxy.http.cache.producers import next_turn
 from netproxy.testing import (
     ClosingTransport,
+    FakeNameResolver,
     FakeUDPPort,
     MemoryStore,
     UDPMemoryReactor,
@@ -170,6 +173,77 @@ class UDPTests(SynchronousTestCase):
         """Names resolve from the reactor's table."""
         reactor = UDPMemoryReactor({"collector.example": "192.0.2.9"})
         self.assertEqual(self.successResultOf(reactor.resolve("collector.example")), "192.0.2.9")
+
+    def test_name_resolver(self):
+        """The reactor's name resolver answers from the same table."""
+        reactor = UDPMemoryReactor({"collector.example": "192.0.2.9"})
+        receiver = _Receiver()
+        reactor.nameResolver.resolveHostName(receiver, "collector.example", 514)
+        self.assertEqual(receiver.addresses, [IPv4Address("TCP", "192.0.2.9", 514)])
+
+
+class _Receiver:
+    def __init__(self):
+        self.addresses = []
+        self.complete = 0
+        self.resolution = None
+
+    def resolutionBegan(self, resolution):
+        self.resolution = resolution
+
+    def addressResolved(self, address):
+        self.addresses.append(address)
+
+    def resolutionComplete(self):
+        self.complete += 1
+
+
+class FakeNameResolverTests(SynchronousTestCase):
+    """L{FakeNameResolver} answers names as getaddrinfo would, from a table or a function."""
+
+    def resolve(self, resolver, name="host.test", types=None):
+        receiver = _Receiver()
+        resolution = resolver.resolveHostName(receiver, name, 80, types)
+        self.assertIs(receiver.resolution, resolution)
+        return receiver
+
+    def test_interfaces(self):
+        """It is an IHostnameResolver and hands out IHostResolutions."""
+        from zope.interface.verify import verifyObject
+
+        resolver = FakeNameResolver({})
+        verifyObject(IHostnameResolver, resolver)
+        verifyObject(IHostResolution, self.resolve(resolver).resolution)
+
+    def test_both_families(self):
+        """A list answers every address, IPv6 as IPv6Address; the names asked are recorded."""
+        resolver = FakeNameResolver({"host.test": ["::1", "127.0.0.1"]})
+        receiver = self.resolve(resolver)
+        self.assertEqual(receiver.addresses, [IPv6Address("TCP", "::1", 80), IPv4Address("TCP", "127.0.0.1", 80)])
+        self.assertEqual((receiver.complete, resolver.asked), (1, ["host.test"]))
+
+    def test_address_types(self):
+        """Asked for one family, it answers that family only."""
+        receiver = self.resolve(FakeNameResolver({"host.test": ["::1", "127.0.0.1"]}), types=[IPv6Address])
+        self.assertEqual(receiver.addresses, [IPv6Address("TCP", "::1", 80)])
+
+    def test_unknown(self):
+        """An unknown name, or a failed lookup, resolves to nothing."""
+        self.assertEqual(self.resolve(FakeNameResolver({})).addresses, [])
+        receiver = self.resolve(FakeNameResolver(lambda name: fail(DNSLookupError(name))))
+        self.assertEqual((receiver.addresses, receiver.complete), ([], 1))
+
+    def test_held(self):
+        """A Deferred answer arrives when it fires, and cancelling the resolution cancels it."""
+        lookup = Deferred()
+        receiver = self.resolve(FakeNameResolver({"host.test": lookup}))
+        self.assertEqual(receiver.complete, 0)
+        lookup.callback("192.0.2.1")
+        self.assertEqual((receiver.addresses, receiver.complete), ([IPv4Address("TCP", "192.0.2.1", 80)], 1))
+        held = Deferred()
+        receiver = self.resolve(FakeNameResolver(lambda name: held))
+        receiver.resolution.cancel()
+        self.assertTrue(held.called)
 
 
 class MemoryStoreTests(SynchronousTestCase):
