@@ -25,7 +25,8 @@ class RelayRequest:
     """
     A valid relay request.
 
-    :ivar host: the destination, an IP address or a host name.
+    :ivar host: the destination, an IP address (IPv6 without brackets or
+        zone) or a host name.
     :ivar port: the destination port, 1 to 65535.
     :ivar payload: the UTF-8 bytes of the message text, the only thing sent on.
     """
@@ -65,16 +66,26 @@ def parse_relay_request(message: dict[str, Any]) -> RelayRequest:
 
 
 def _host(value: object) -> str:
+    # An IPv4 or IPv6 address (IPv6 with or without brackets, as URLs write
+    # it), or a host name; never a zone, which names one of this host's
+    # interfaces rather than a destination, and which the HTTP proxy and the
+    # rules refuse too.
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"server_ip must be an address, got {value!r}")
     host = value.strip()
-    if host.startswith("[") and host.endswith("]"):
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
         host = host[1:-1]
+    if "%" in host:
+        raise BadRequest(f"server_ip must be an address without a zone (%eth0), got {value!r}")
     try:
-        return str(ipaddress.ip_address(host))
+        address = ipaddress.ip_address(host)
     except ValueError:
-        if _HOSTNAME.fullmatch(host):
+        if _HOSTNAME.fullmatch(host) and not bracketed:
             return host.rstrip(".").lower()
+    else:
+        if address.version == 6 or not bracketed:
+            return str(address)
     raise BadRequest(f"server_ip must be an address, got {value!r}")
 
 

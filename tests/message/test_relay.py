@@ -858,6 +858,55 @@ class ThisHostTests(RelayTestCase):
         self.assertEqual(self.reactor.tcpClients[0][:2], ("0.0.0.0", 8888))
 
 
+class IPv6Tests(RelayTestCase):
+    """
+    IPv6 destinations: literals and names resolving to IPv6, matched by rules in every spelling.
+    """
+
+    rules = ("[::1]:7777",)
+
+    def setUp(self):
+        super().setUp()
+        self.reactor.installNameResolver(name_resolver())
+
+    def test_literal_relayed(self):
+        """C{server_ip: "::1"} is connected to over IPv6 and gets the message text."""
+        self.protocol.dataReceived(encode(server_ip="::1"))
+        self.assertEqual(self.reactor.tcpClients[0][:2], ("::1", 8888))
+        _, upstream_transport = complete_connection(self.reactor)
+        self.assertEqual(upstream_transport.value(), b"tgmr")
+
+    def test_name_resolving_to_ipv6(self):
+        """A name with only an IPv6 address is relayed to by that address."""
+        self.protocol.dataReceived(encode(server_ip="loopback6.test"))
+        self.assertEqual(self.reactor.tcpClients[0][:2], ("::1", 8888))
+
+    def test_rule_sees_every_spelling(self):
+        """An IPv6 loopback rule with a port blocks every spelling of the address on that port, names included."""
+        for host in ("::1", "[::1]", "0:0:0:0:0:0:0:1", "[::ffff:127.0.0.1]", "127.0.0.1", "0.0.0.0", "::",
+                     "loopback6.test", "both.test", "mapped.test"):
+            protocol, transport = connect_client(self.factory)
+            protocol.dataReceived(encode(server_ip=host, server_port=7777))
+            self.assertEqual(transport.value(), NOT_ALLOWED, host)
+        self.assertEqual(self.reactor.tcpClients, [])
+        self.assertNoErrorsLogged()
+
+    def test_zone_refused(self):
+        """A zone is a bad request, not a crash nor a lookup."""
+        self.protocol.dataReceived(encode(server_ip="fe80::1%eth0"))
+        self.assertEqual(self.transport.value(),
+                         b"Error, bad request: server_ip must be an address without a zone (%eth0), got 'fe80::1%eth0'")
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_ipv6_client_logged(self):
+        """An IPv6 client is logged in brackets, as C{[::1]:5555}."""
+        from twisted.internet.address import IPv6Address
+
+        protocol, _ = connect_client(self.factory, IPv6Address("TCP", "::1", 5555))
+        protocol.dataReceived(encode(server_ip="::1"))
+        self.assertIn("[::1]:5555", [event.get("peer") for event in self.relay_events()])
+
+
 class MaxConnectionsTests(SynchronousTestCase):
     """
     The bound on open client connections.

@@ -342,6 +342,36 @@ class BadRequestTests(SynchronousTestCase):
             self.assertRefused(request(server_ip=host), f"server_ip must be an address, got {host!r}")
         self.assertLess(time.perf_counter() - start, 0.5)
 
+    def test_server_ip_ipv6_malformed(self):
+        """
+        Malformed IPv6 literals are refused, brackets or not.
+        """
+        for host in ("[::1", "::1]", "[zz::1]", "[::1]x", "[[::1]]", "[]", "::1::", "1:2:3:4:5:6:7:8:9", "[::1]:80"):
+            self.assertRefused(request(server_ip=host), f"server_ip must be an address, got {host!r}")
+
+    def test_server_ip_zone(self):
+        """
+        An IPv6 zone (C{%eth0}), bracketed or not, is refused, saying so.
+        """
+        for host in ("fe80::1%eth0", "[fe80::1%eth0]", "fe80::1%25eth0", "::1%lo"):
+            self.assertRefused(request(server_ip=host),
+                               f"server_ip must be an address without a zone (%eth0), got {host!r}")
+
+    def test_server_ip_brackets_only_ipv6(self):
+        """
+        Brackets hold an IPv6 address only, not a name or an IPv4 address.
+        """
+        for host in ("[example.com]", "[127.0.0.1]"):
+            self.assertRefused(request(server_ip=host), f"server_ip must be an address, got {host!r}")
+
+    def test_server_ip_ipv6_spellings(self):
+        """
+        Every spelling of an IPv6 address is read as that address: the rules then see it in every form.
+        """
+        for host, address in (("[0:0:0:0:0:0:0:1]", "::1"), ("[::]", "::"), ("::FFFF:127.0.0.1", "::ffff:7f00:1"),
+                              ("[2001:DB8::1]", "2001:db8::1")):
+            self.assertEqual(parse_relay_request(request(server_ip=host)).host, address, host)
+
     def test_message_number(self):
         """
         A message that is a number is refused, naming its type.
