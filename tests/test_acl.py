@@ -427,6 +427,46 @@ class HostAddressTests(SynchronousTestCase):
                 self.assertIsNotNone(address, host)
 
 
+class IPv6SpellingTests(RuleTestMixin, SynchronousTestCase):
+    """
+    Hostile spellings of IPv6 addresses, as destinations and as clients, meet the rules written for the address.
+    """
+
+    def test_loopback_spellings(self):
+        """Every spelling of ::1 (full, bracketed, upper case) is matched by a ::1 rule, with or without a port."""
+        for host in ("::1", "[::1]", "0:0:0:0:0:0:0:1", "[0:0:0:0:0:0:0:1]", "0000::0001", "[0::1]"):
+            self.assertMatches("::1", host)
+            self.assertMatches("[::1]:443", host, 443)
+
+    def test_mapped_spellings(self):
+        """IPv4-mapped spellings of 127.0.0.1 are matched by IPv4 rules, and by their own mapped spelling."""
+        for host in ("[::ffff:127.0.0.1]", "::ffff:7f00:1", "[::FFFF:7F00:0001]", "0:0:0:0:0:ffff:127.0.0.1"):
+            self.assertMatches("127.0.0.0/8", host)
+            self.assertMatches("::ffff:127.0.0.1", host)
+            self.assertNotMatches("::1", host)
+
+    def test_unspecified(self):
+        """``[::]`` is read as the address ``::``; that it is this host is for netproxy.this_host to add."""
+        self.assertMatches("::", "[::]")
+        self.assertMatches("::/128", "0:0:0:0:0:0:0:0")
+        self.assertNotMatches("::1", "[::]")
+
+    def test_default_client_rules(self):
+        """The default client allow-list admits IPv6 loopback clients and loopback over a dual-stack socket."""
+        rules = RuleSet([parse_rule("127.0.0.0/8"), parse_rule("::1"), parse_rule("unix")])
+        for client in ("::1", "::ffff:127.0.0.1", "127.0.0.1", "unix"):
+            self.assertIsNotNone(rules.match(client), client)
+        for client in ("::2", "fe80::1", "fd00::2", "::ffff:10.0.0.1", "2001:db8::1"):
+            self.assertIsNone(rules.match(client), client)
+
+    def test_client_networks(self):
+        """An IPv6 network rule admits its clients, zone or not, and no IPv4 client."""
+        self.assertMatches("fd00::/8", "fd00::2")
+        self.assertMatches("fe80::/10", "fe80::fc:ff:fe00:1%eth0")
+        self.assertNotMatches("fd00::/8", "10.0.0.1")
+        self.assertNotMatches("::/0", "127.0.0.1")
+
+
 class UnixClientRuleTests(RuleTestMixin, SynchronousTestCase):
     """
     The client rule ``unix`` (nginx's ``unix:``) names the clients of Unix

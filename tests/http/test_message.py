@@ -213,6 +213,31 @@ class ParseTargetTests(SynchronousTestCase):
         self.assertLess(len(str(error)), 200)
 
 
+class IPv6TargetTests(SynchronousTestCase):
+    """
+    IPv6 literals in absolute-form and CONNECT targets, hostile spellings and malformed ones.
+    """
+
+    def test_spellings_kept_apart_from_names(self):
+        """Full, mapped and unspecified spellings are read as addresses, lower-cased, and bracketed in the authority."""
+        for literal, host in ((b"[0:0:0:0:0:0:0:1]", b"0:0:0:0:0:0:0:1"), (b"[::FFFF:127.0.0.1]", b"::ffff:127.0.0.1"),
+                              (b"[::]", b"::")):
+            target = parse_target(b"GET", b"http://%s:8081/x" % (literal,))
+            self.assertEqual((target.host, target.port, target.authority), (host, 8081, b"[%s]:8081" % (host,)))
+            target = parse_target(b"CONNECT", b"%s:443" % (literal,))
+            self.assertEqual((target.host, target.authority), (host, b"[%s]:443" % (host,)))
+
+    def test_malformed(self):
+        """Unterminated, invalid, trailing junk, zones (raw or RFC 6874's %25) and empty brackets are 400s."""
+        for authority in (b"[::1", b"[zz::1]", b"[::1]x", b"[fe80::1%eth0]", b"[fe80::1%25eth0]", b"[]", b"[[::1]]",
+                          b"[::1]]", b"[::1]:", b"[::1]:x", b"[::1]:65536", b"[1:2:3:4:5:6:7:8:9]"):
+            for method, target in ((b"GET", b"http://" + authority + b"/"), (b"CONNECT", authority + b":443")):
+                if method == b"GET" and authority == b"[::1]:":
+                    continue  # "host:" is the default port (RFC 3986).
+                error = self.assertRaises(HTTPError, parse_target, method, target)
+                self.assertEqual(error.status, 400, target)
+
+
 class ConnectionOptionsTests(SynchronousTestCase):
     """
     Reading the options of the Connection fields, as L{keep_alive} (for
