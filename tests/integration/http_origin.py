@@ -1,8 +1,9 @@
 """
 An HTTP origin server for the HTTP proxy's end-to-end tests: a
-L{twisted.web.server.Site} in the test process on C{127.0.0.1}, port 0
-(plain, or TLS for CONNECT tunnels), whose resources let a test see what
-reached the origin and control what comes back:
+L{twisted.web.server.Site} in the test process on C{127.0.0.1} (or C{::1},
+for an IPv6-only origin), port 0 (plain, or TLS for CONNECT tunnels), whose
+resources let a test see what reached the origin and control what comes
+back:
 
     - C{/echo}: records the request (method, path, header lines, body, the
       connection it came on) and answers them as JSON;
@@ -340,6 +341,8 @@ class Origin:
         self.site.log = lambda request: None
         self.factory = _CountingFactory(self.site)
         self.listening = None
+        # The address it listens on, as a URL's authority writes it.
+        self.host = LOCALHOST
 
     @property
     def port(self):
@@ -356,7 +359,7 @@ class Origin:
         """
         :returns: the absolute URL of C{path} on this origin, as L{str}.
         """
-        return f"http://{LOCALHOST}:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def _arrived(self, event):
         waiters, self._waiters = self._waiters, []
@@ -387,20 +390,22 @@ class Origin:
         await self.factory.close_all()
 
 
-def start_origin(testcase, tls=None):
+def start_origin(testcase, tls=None, interface=LOCALHOST):
     """
-    Listen with a new L{Origin} on C{127.0.0.1}, port 0, until the test
-    ends.
+    Listen with a new L{Origin} on C{interface} (C{127.0.0.1}, or C{::1}
+    for an origin reachable over IPv6 only), port 0, until the test ends.
 
     :param tls: a context factory (such as L{SelfSignedTLS}) to serve
         HTTPS instead of HTTP.
     :returns: the L{Origin}.
     """
     origin = Origin()
+    if ":" in interface:
+        origin.host = f"[{interface}]"
     if tls is None:
-        origin.listening = reactor.listenTCP(0, origin.factory, interface=LOCALHOST)
+        origin.listening = reactor.listenTCP(0, origin.factory, interface=interface)
     else:
-        origin.listening = reactor.listenSSL(0, origin.factory, tls, interface=LOCALHOST)
+        origin.listening = reactor.listenSSL(0, origin.factory, tls, interface=interface)
     testcase.addCleanup(origin.stop)
     return origin
 
