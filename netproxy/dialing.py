@@ -7,38 +7,25 @@ why a connection failed.
 Destinations named by clients (the relay's, the HTTP proxy's) go through
 L{connect_checked}: a name is looked up in both families, every address is
 checked against the access rules and the local-destination refusal, and the
-connection races the addresses that passed, IPv6 and IPv4 alternating, the
-Happy Eyeballs way (RFC 8305) that L{HostnameEndpoint} implements.
+connection races the addresses that passed (L{netproxy.resolving}).
 """
 
 import ipaddress
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv6Address
-from itertools import zip_longest
 from typing import Any
 
 from twisted.internet import error as neterror
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
-from twisted.internet.address import IPv4Address as IPv4Endpoint, IPv6Address as IPv6Endpoint
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
-from twisted.internet.interfaces import (IAddress, IHostnameResolver, IHostResolution, IProtocolFactory,
-                                         IReactorPluggableNameResolver, IResolutionReceiver, IStreamClientEndpoint)
+from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from netproxy.acl import host_address
 from netproxy.errors import Blocked, ClientError, HTTPError, LocalDestination
+from netproxy.resolving import Address, LookupTimedOut, connect_addresses, resolve_addresses
 from netproxy.this_host import LocalDestinations, destination_aliases, is_this_host
-
-Address = IPv4Address | IPv6Address
-
-
-class LookupTimedOut(neterror.DNSLookupError):
-    """
-    A name's lookup took longer than its deadline.
-    """
-
 
 _FAILURE_REASONS = (
     ((neterror.ConnectionRefusedError,), "connection refused"),
@@ -59,9 +46,10 @@ async def resolve(reactor: Any, host: str) -> str:
     except ValueError:
         pass
     try:
-        return await reactor.resolve(host)
+        address: str = await reactor.resolve(host)
     except Exception as error:
         raise ClientError(f"could not resolve {host}: {error}")
+    return address
 
 
 async def within(deferred: "Deferred[Any]", timeout: float, clock: Any, message: str) -> Any:
@@ -134,165 +122,6 @@ def endpoint_for(reactor: Any, host: str, port: int, timeout: float) -> Any:
     return endpoint_type(reactor, host, port, timeout=timeout)
 
 
-@implementer(IResolutionReceiver)
-class _Addresses:
-    """
-    Collects what a name resolves to into a L{Deferred}; what arrives after
-    the lookup was cancelled or timed out is dropped.
-    """
-
-    def __init__(self) -> None:
-        self.found: list[Address] = []
-        self.resolution: IHostResolution | None = None
-        self.cancelled = False
-        self.done: "Deferred[list[Address]]" = Deferred(self._cancel)
-
-    def _cancel(self, done: "Deferred[list[Address]]") -> None:
-        # What the resolver says once cancelled is not an answer.
-        self.cancelled = True
-        if self.resolution is not None:
-            try:
-                self.resolution.cancel()
-            except NotImplementedError:
-                # Twisted's getaddrinfo resolver cannot stop a lookup
-                # running in its thread; its answer is dropped instead.
-                pass
-
-    def resolutionBegan(self, resolutionInProgress: IHostResolution) -> None:
-        self.resolution = resolutionInProgress
-
-    def addressResolved(self, address: IAddress) -> None:
-        host = getattr(address, "host", None)
-        try:
-            self.found.append(ipaddress.ip_address(host))  # type: ignore[arg-type]
-        except ValueError:
-            pass
-
-    def resolutionComplete(self) -> None:
-        if not (self.cancelled or self.done.called):
-            self.done.callback(self.found)
-
-
-def resolve_addresses(reactor: Any, host: str, timeout: float) -> "Deferred[list[Address]]":
-    """
-    Look up every IPv4 and IPv6 address of C{host} with the reactor's name
-    resolver (C{getaddrinfo} in a thread, by default), as
-    L{HostnameEndpoint} does.
-
-    :param timeout: seconds the lookup may take.
-    :returns: a L{Deferred} firing with the addresses in the resolver's
-        order (RFC 6724's, for C{getaddrinfo}), or failing with
-        L{neterror.DNSLookupError} when there are none, with
-        L{LookupTimedOut} after C{timeout} seconds.  Cancelling it
-        cancels the lookup.
-    """
-    receiver = _Addresses()
-    done = receiver.done
-    reactor.nameResolver.resolveHostName(receiver, host, 0)
-
-    def found(addresses: list[Address]) -> list[Address]:
-        if not addresses:
-            raise neterror.DNSLookupError(f"{host} has no address")
-        return addresses
-
-    def timed_out(failure: Failure) -> Failure:
-        failure.trap(DeferredTimeout)
-        raise LookupTimedOut(f"looking up {host} took more than {timeout:g} seconds")
-
-    return done.addTimeout(timeout, reactor).addCallbacks(found, timed_out)
-
-
-def interleaved(addresses: list[Address]) -> list[Address]:
-    """
-    Order addresses to be tried the Happy Eyeballs way (RFC 8305 section
-    4): the families alternate, starting with the family of the first
-    address, each family keeping its own order.  A host whose IPv6 is
-    broken then waits for one attempt, not for every IPv6 address it has.
-
-    :param addresses: the addresses in the resolver's order.
-    :returns: the same addresses, interleaved.
-    """
-    if not addresses:
-        return []
-    first = [address for address in addresses if address.version == addresses[0].version]
-    other = [address for address in addresses if address.version != addresses[0].version]
-    ordered: list[Address] = []
-    for pair in zip_longest(first, other):
-        ordered.extend(address for address in pair if address is not None)
-    return ordered
-
-
-@implementer(IHostResolution)
-class _Resolution:
-    """
-    A lookup answered at once: there is nothing left to cancel.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def cancel(self) -> None:
-        pass
-
-
-@implementer(IHostnameResolver)
-class _Known:
-    """
-    Answers any name with addresses already looked up and checked, at once:
-    L{HostnameEndpoint} then races its connections to them and to nothing
-    else.
-    """
-
-    def __init__(self, addresses: list[Address]) -> None:
-        self.addresses = addresses
-
-    def resolveHostName(self, resolutionReceiver: IResolutionReceiver, hostName: str, portNumber: int = 0,
-                        addressTypes: Any = None, transportSemantics: str = "TCP") -> IHostResolution:
-        resolution = _Resolution(hostName)
-        resolutionReceiver.resolutionBegan(resolution)
-        for address in self.addresses:
-            kind = IPv6Endpoint if address.version == 6 else IPv4Endpoint
-            resolutionReceiver.addressResolved(kind("TCP", str(address), portNumber))
-        resolutionReceiver.resolutionComplete()
-        return resolution
-
-
-@implementer(IReactorPluggableNameResolver)
-class _KnownNamesReactor:
-    """
-    The reactor, but for its name resolver: L{_Known}.
-    """
-
-    def __init__(self, reactor: Any, resolver: _Known) -> None:
-        self._reactor = reactor
-        self.nameResolver = resolver
-
-    def installNameResolver(self, resolver: IHostnameResolver) -> IHostnameResolver:
-        raise NotImplementedError("the addresses are fixed")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reactor, name)
-
-
-def connect_addresses(reactor: Any, addresses: list[Address], port: int, factory: IProtocolFactory,
-                      timeout: float) -> "Deferred[Any]":
-    """
-    Connect C{factory} to the first of C{addresses} that accepts, the Happy
-    Eyeballs way: L{HostnameEndpoint} starts an attempt every 0.3 seconds
-    until one succeeds, in the order of L{interleaved}.
-
-    :param addresses: the addresses to try, already checked.
-    :param timeout: seconds each attempt may take.
-    :returns: a L{Deferred} firing with the connected protocol, or failing
-        with the last attempt's error.
-    """
-    if len(addresses) == 1:
-        return endpoint_for(reactor, str(addresses[0]), port, timeout).connect(factory)
-    known = _KnownNamesReactor(reactor, _Known(interleaved(addresses)))
-    endpoint = HostnameEndpoint(known, "destination.invalid", port, timeout=timeout)
-    return endpoint.connect(factory)
-
-
 def connect_checked(reactor: Any, rules: Any, host: str, port: int, factory: IProtocolFactory,
                     timeout: float, local: LocalDestinations | None = None) -> "Deferred[Any]":
     """
@@ -302,13 +131,13 @@ def connect_checked(reactor: Any, rules: Any, host: str, port: int, factory: IPr
     The addresses are what the connection would really reach, however the
     client spelled them: an IP literal or a numeric IPv4 form is read as the
     resolver reads it (L{netproxy.acl.host_address}); a name is looked up in
-    both families (L{resolve_addresses}) and each of its addresses checked
+    both families (L{netproxy.resolving.resolve_addresses}) and each of its addresses checked
     on its own.  Rules see each address in every form
     (L{netproxy.this_host.destination_aliases}): a rule matching loopback
     matches 0.0.0.0 too.  The connection goes to the addresses that were
     checked, never to the name, which could resolve differently a second
     time; a name's refused addresses are left out, and the others raced
-    the Happy Eyeballs way (L{connect_addresses}).  (Callers check the name
+    the Happy Eyeballs way (L{netproxy.resolving.connect_addresses}).  (Callers check the name
     itself, for name rules.)
 
     :param rules: anything with C{match(host, port)}.
@@ -386,4 +215,5 @@ def _connect_resolved(addresses: list[Address], reactor: Any, rules: Any, local:
 def _connect_address(address: Address, reactor: Any, rules: Any, local: LocalDestinations | None, port: int,
                      factory: IProtocolFactory, timeout: float) -> "Deferred[Any]":
     check_destination(rules, local, address, port)
-    return endpoint_for(reactor, str(address), port, timeout).connect(factory)
+    connecting: "Deferred[Any]" = endpoint_for(reactor, str(address), port, timeout).connect(factory)
+    return connecting
