@@ -84,6 +84,9 @@ def _host(value: object) -> str:
         if _HOSTNAME.fullmatch(host) and not bracketed:
             return host.rstrip(".").lower()
     else:
+        if address.version == 6 and address.ipv4_mapped is not None:
+            # As Python 3.13 and later write it, whichever Python runs.
+            return f"::ffff:{address.ipv4_mapped}"
         if address.version == 6 or not bracketed:
             return str(address)
     raise BadRequest(f"server_ip must be an address, got {value!r}")

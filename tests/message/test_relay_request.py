@@ -368,7 +368,8 @@ class BadRequestTests(SynchronousTestCase):
         """
         Every spelling of an IPv6 address is read as that address: the rules then see it in every form.
         """
-        for host, address in (("[0:0:0:0:0:0:0:1]", "::1"), ("[::]", "::"), ("::FFFF:127.0.0.1", "::ffff:7f00:1"),
+        for host, address in (("[0:0:0:0:0:0:0:1]", "::1"), ("[::]", "::"), ("::FFFF:127.0.0.1", "::ffff:127.0.0.1"),
+                              ("[::ffff:7f00:1]", "::ffff:127.0.0.1"),
                               ("[2001:DB8::1]", "2001:db8::1")):
             self.assertEqual(parse_relay_request(request(server_ip=host)).host, address, host)
 
