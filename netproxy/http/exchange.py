@@ -115,7 +115,7 @@ class Exchange:
         # A loop is refused before anything else, the proxy's own pages and
         # PURGE included: a request the proxy sent itself comes from its
         # own address, an --admin one by default (netproxy.http.loops).
-        if is_loop(head.headers):
+        if is_loop(head.headers, self.factory.pseudonym):
             raise HTTPError(403, "forwarding loop: this request has already passed through netproxy")
         if head.target[:1] == b"/" and head.method != b"CONNECT":
             self._read_framing()
@@ -145,7 +145,7 @@ class Exchange:
                 checks = caching.consult()
                 if checks is None:
                     return
-        headers = forward_headers(head.headers, target, via_version=head.version)
+        headers = forward_headers(head.headers, target, via_version=head.version, pseudonym=self.factory.pseudonym)
         if framing.kind == "chunked":
             # The body is re-chunked on its way up: say so, or the origin
             # would read the chunks as the next request.
@@ -174,7 +174,8 @@ class Exchange:
         Send the request upstream as the client sent it (it has no body):
         the cache could not answer it after all.
         """
-        self.forward(forward_headers(self.head.headers, self.target, via_version=self.head.version))
+        self.forward(forward_headers(self.head.headers, self.target, via_version=self.head.version,
+                                     pseudonym=self.factory.pseudonym))
 
     def client_data(self, data: bytes) -> None:
         """

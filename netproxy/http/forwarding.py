@@ -13,22 +13,21 @@ next piece of the response (the connection is cut).  Progress moves a
 timestamp rather than the timer, so a piece costs no timer operation.
 """
 
-from functools import partial
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from netproxy.dialing import connect_checked, connect_error
+from netproxy.dialing import connect_error
 from netproxy.errors import HTTPError
 from netproxy.escaping import Logger
 from netproxy.http.body import LAST_CHUNK, encode_chunk, make_decoder
 from netproxy.http.caching import Caching
 from netproxy.http.interfaces import IExchange, IResponseReceiver
 from netproxy.http.message import forward_headers, response_head_bytes
+from netproxy.http.routes import Route, parent_failed
 from netproxy.http.upstream import UpstreamConnection
 
 # Methods a stale pooled connection may be retried with (RFC 9110 9.2.2),
@@ -83,20 +82,20 @@ class Forwarding:
         self._request = request
         exchange = self.exchange
         factory = self.factory
-        upstream = factory.pool.take(exchange.origin)
+        try:
+            route = Route(factory, exchange.target, exchange.origin)
+        except HTTPError as error:
+            exchange.client.fail(error)
+            return
+        upstream = factory.pool.take(route.key)
         if upstream is not None:
             self._send(upstream, reused=True)
             return
         exchange.state = "connecting"
         # Read nothing more from the client until the origin is connected.
         exchange.pause_client()
-        host, port = exchange.origin
-        protocols = Factory.forProtocol(partial(UpstreamConnection, exchange.origin,
-                                                factory.metrics.upstream_connections, factory.idle_upstream_lost))
-        protocols.noisy = False
         self._connect_started = factory.reactor.seconds()
-        connecting = self._connecting = connect_checked(
-            factory.reactor, factory.rules, host, port, protocols, factory.connect_timeout, factory.local)
+        connecting = self._connecting = route.connect()
         connecting.addCallbacks(self._connected, self._not_connected)
 
     def _connected(self, upstream: UpstreamConnection) -> None:
@@ -113,7 +112,8 @@ class Forwarding:
             return
         if self._stale_on_error():
             return
-        self.exchange.client.fail(connect_error(failure, self.exchange.target.authority.decode("ascii")))
+        error = failure.value if isinstance(failure.value, HTTPError) else None
+        self.exchange.client.fail(error or connect_error(failure, self.exchange.target.authority.decode("ascii")))
 
     def _stale_on_error(self) -> bool:
         """
@@ -130,7 +130,7 @@ class Forwarding:
         self._reused = reused
         exchange.state = "sent"
         upstream.start(self, exchange.head.method)
-        upstream.transport.write(self._request)
+        upstream.transport.write(upstream.request_bytes(self._request, exchange.target))
         clock = self._clock
         self._request_time = self._progress = clock.seconds()
         self._timer = clock.callLater(self.factory.timeout, self._timed_out)
@@ -205,7 +205,8 @@ class Forwarding:
         """
         if self.exchange.head.version == (1, 1) and head.status != 101:
             # No 1xx has a body, nor may say it has (RFC 9110 section 8.6).
-            headers = [field for field in forward_headers(head.headers, via_version=head.version)
+            headers = [field for field in forward_headers(head.headers, via_version=head.version,
+                                                          pseudonym=self.factory.pseudonym)
                        if field[0].lower() != b"content-length"]
             self._client.write(response_head_bytes(head.status, head.reason, headers))
         self._progress = self._clock.seconds()
@@ -218,7 +219,7 @@ class Forwarding:
         exchange = self.exchange
         now = self._progress = self._clock.seconds()
         self.factory.metrics.response_seconds.observe(now - self._request_time)
-        headers = forward_headers(head.headers, via_version=head.version)
+        headers = forward_headers(head.headers, via_version=head.version, pseudonym=self.factory.pseudonym)
         if framing.kind in ("chunked", "close") or head.status == 204:
             # A Content-Length beside Transfer-Encoding is overridden by it
             # and must not be forwarded (RFC 9112 section 6.3): the body
@@ -302,7 +303,10 @@ class Forwarding:
             upstream.transport.loseConnection()
         exchange = self.exchange
         if exchange.status is None:
-            if self._reused and not self._retried and exchange.head.method in IDEMPOTENT and exchange.bodyless:
+            stale = self._reused and not self._retried
+            if upstream is not None and upstream.parent is not None:
+                error = parent_failed(self.factory, upstream.parent, error, stale)
+            if stale and exchange.head.method in IDEMPOTENT and exchange.bodyless:
                 # The pooled connection was closed by the origin just as we
                 # reused it: try once more on a fresh one.
                 self._retried = True
@@ -373,7 +377,7 @@ class Forwarding:
             transport.unregisterProducer()
         upstream.detach()
         if reusable:
-            self.factory.pool.put(self.exchange.origin, upstream)
+            self.factory.pool.put(upstream.origin, upstream)
         else:
             transport.loseConnection()
 

@@ -217,7 +217,8 @@ def keep_alive(version: tuple[int, int], headers: list[tuple[bytes, bytes]]) -> 
 
 
 def forward_headers(
-    headers: list[tuple[bytes, bytes]], target: Target | None = None, via_version: tuple[int, int] = (1, 1)
+    headers: list[tuple[bytes, bytes]], target: Target | None = None, via_version: tuple[int, int] = (1, 1),
+    pseudonym: bytes = PSEUDONYM,
 ) -> list[tuple[bytes, bytes]]:
     """
     Rewrite a message's fields for the next hop (RFC 9110 section 7.6).
@@ -232,6 +233,7 @@ def forward_headers(
     :param headers: the fields as received.
     :param target: the request's L{Target}, or L{None} for a response.
     :param via_version: the HTTP version the message was received with.
+    :param pseudonym: the received-by of our Via element.
     :returns: a new list of fields.
     """
     if target is None:
@@ -258,17 +260,18 @@ def forward_headers(
         out = [field for field in out if field[0].lower() not in named]
         if target is not None and b"host" in named:
             out.insert(0, (b"Host", target.authority))
-    via = _VIA.get(via_version)
+    via = _VIA.get(via_version) if pseudonym is PSEUDONYM else None
     if via is None:
-        via = b"%d.%d %s" % (via_version[0], via_version[1], PSEUDONYM)
+        via = b"%d.%d %s" % (via_version[0], via_version[1], pseudonym)
     out.append((b"Via", via))
     return out
 
 
-def is_loop(headers: list[tuple[bytes, bytes]]) -> bool:
+def is_loop(headers: list[tuple[bytes, bytes]], pseudonym: bytes = PSEUDONYM) -> bool:
     """
     Tell whether a message already passed through this proxy: a Via element
-    whose received-by is our L{PSEUDONYM}, in any case.
+    whose received-by is our C{pseudonym} (L{PSEUDONYM} by default), in any
+    case.
 
     :param headers: the message's fields.
     :returns: C{True} for a loop.
@@ -277,14 +280,15 @@ def is_loop(headers: list[tuple[bytes, bytes]]) -> bool:
         if len(name) != 3 or name.lower() != b"via":
             continue
         value = value.lower()
-        if PSEUDONYM not in value:
+        pseudonym = pseudonym.lower()
+        if pseudonym not in value:
             continue
         if b"(" in value:
             value = _COMMENT.sub(b"", value)
         for element in value.split(b","):
             # received-protocol RWS received-by [ RWS comment ]
             words = element.split()
-            if len(words) >= 2 and words[1] == PSEUDONYM:
+            if len(words) >= 2 and words[1] == pseudonym:
                 return True
     return False
 

@@ -6,6 +6,7 @@ naming the option; L{netproxy.http.service} builds the proxy from them.
 """
 
 import os
+import re
 
 from twisted.python import usage
 
@@ -13,6 +14,9 @@ from netproxy import coerce
 from netproxy.acl import RuleSet
 from netproxy.role_options import ListeningOptions
 from netproxy.worker_options import WorkerOptions
+
+# An HTTP token (RFC 9110 section 5.6.2), as a Via pseudonym must be.
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
 
 
 class HttpOptions(WorkerOptions, ListeningOptions):
@@ -36,6 +40,10 @@ class HttpOptions(WorkerOptions, ListeningOptions):
         ["cache-size", None, "1G", "most bytes the cache keeps on disk; least recently used entries go first"],
         ["auth-file", None, None, "require proxy authentication by the users of FILE (user:hash lines, bcrypt or "
                                   "SHA-crypt hashes, # comments); re-read on SIGHUP"],
+        # Parent proxies.
+        ["via-name", None, None, "the name this proxy gives itself in Via, and by which it knows a forwarding loop "
+                                 "(default: netproxy, or with --parent netproxy- and a hash of the host name and "
+                                 "--listen, so that stacked instances differ)"],
     ]
     optFlags = [
         ["no-cache", None, "forward every request; store nothing"],
@@ -50,6 +58,8 @@ class HttpOptions(WorkerOptions, ListeningOptions):
         self["block"] = []
         self["connect-port"] = []
         self["admin"] = []
+        self["parent"] = []
+        self["direct"] = []
 
     def opt_listen(self, endpoint: str) -> None:
         """
@@ -81,6 +91,28 @@ class HttpOptions(WorkerOptions, ListeningOptions):
         """
         self["connect-port"].append(coerce.port_number("connect-port", port))
 
+    def opt_parent(self, url: str) -> None:
+        """
+        send requests through the parent proxy http://[user:password@]host:port (credentials percent-encoded); with
+        several, each URL goes to one chosen by consistent hashing, and a parent that fails is passed over; may be
+        repeated
+        """
+        from netproxy.http.parents import parse_parent
+
+        try:
+            parent = parse_parent(url)
+        except ValueError as error:
+            raise usage.UsageError(f"--parent: {error}")
+        if any(known.name == parent.name for known in self["parent"]):
+            raise usage.UsageError(f"--parent: {parent.name} is given twice")
+        self["parent"].append(parent)
+
+    def opt_direct(self, rule: str) -> None:
+        """
+        destinations matching RULE (the syntax of --block) bypass the parent proxies; may be repeated
+        """
+        self["direct"].append(coerce.rule("direct", rule))
+
     def postOptions(self) -> None:
         super().postOptions()
         self["listen"] = self.listen_endpoints(self["listen"] or ["tcp:8080:interface=127.0.0.1"])
@@ -97,6 +129,32 @@ class HttpOptions(WorkerOptions, ListeningOptions):
         self["cache-size"] = coerce.size("cache-size", self["cache-size"])
         # systemd's CacheDirectory= sets CACHE_DIRECTORY (a list when several).
         self["cache-dir"] = self["cache-dir"] or os.environ.get("CACHE_DIRECTORY", "").split(":")[0] or "netproxy-cache"
+        # Parent proxies.
+        self["direct"] = RuleSet(self["direct"])
+        self["via-name"] = _via_name(self["via-name"], bool(self["parent"]), self["listen"])
+
+
+def _via_name(name: str | None, parents: bool, listen: list[str]) -> bytes:
+    """
+    The Via pseudonym: as given, or C{netproxy} for a proxy without
+    parents, or one of its own for a proxy with parents, which may be the
+    child of another netproxy (a request carrying the child's name would
+    otherwise be a loop to the parent).  Derived from the host name and the
+    listening addresses, it is the same for every worker and across
+    restarts, and differs between instances on one host.
+    """
+    if name is None:
+        if not parents:
+            return b"netproxy"
+        import hashlib
+        import socket
+
+        seed = "\n".join([socket.gethostname(), *listen]).encode("utf-8", "replace")
+        return b"netproxy-" + hashlib.blake2b(seed, digest_size=4).hexdigest().encode("ascii")
+    if not _TOKEN.fullmatch(name):
+        raise usage.UsageError(f"--via-name: expected an HTTP token (letters, digits and !#$%&'*+-.^_`|~), "
+                               f"got {name!r}")
+    return name.encode("ascii")
 
 
 def _auth_file(path):

@@ -26,7 +26,7 @@ from netproxy.http.exchange import Exchange
 from netproxy.http.head import HeadReader, RequestHead, parse_request_head
 from netproxy.http.interfaces import IExchangeClient
 from netproxy.http.loops import Listening, LoopGuard
-from netproxy.http.message import Target, error_response, no_delay
+from netproxy.http.message import PSEUDONYM, Target, error_response, no_delay
 from netproxy.http.pool import ConnectionPool
 from netproxy.http.proxy_metrics import HttpMetrics
 from netproxy.http.tunnel import Tunnel
@@ -35,6 +35,7 @@ from netproxy.this_host import LocalDestinations
 
 if TYPE_CHECKING:
     from netproxy.http.auth import ProxyAuth
+    from netproxy.http.parents import Parents
 
 
 @implementer(IExchangeClient)
@@ -275,6 +276,10 @@ class ProxyFactory(TrackingFactory):
     #: The L{netproxy.this_host.LocalDestinations} refused (the http role's
     #: default), or L{None} to allow them (C{--allow-local}).
     local: LocalDestinations | None = None
+    #: The received-by of the Via it adds, and by which it knows a loop.
+    pseudonym: bytes = PSEUDONYM
+    #: The L{netproxy.http.parents.Parents} it forwards through, or L{None}.
+    parents: "Parents | None" = None
 
     def __init__(self, reactor: Any, allow: Any, rules: Any, connect_ports: Iterable[int] = frozenset({443}),
                  timeout: float = 30.0, connect_timeout: float = 10.0, cache: Cache | None = None,

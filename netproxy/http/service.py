@@ -16,7 +16,7 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
     """
     The HTTP proxy on every C{--listen}, reloading C{--blocklist},
     C{--auth-file} and this host's addresses (unless C{--allow-local}) on
-    SIGHUP.
+    SIGHUP, forwarding through the C{--parent} proxies, if any.
 
     :param reactor: the reactor, to listen and connect with and as the clock.
     """
@@ -56,6 +56,14 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
 
         factory.auth = ProxyAuth(options["auth"], reactor)
         reloaders.append(options["auth"].reload)
+    factory.pseudonym = options["via-name"]
+    if options["parent"]:
+        from netproxy.http.parents import Parents
+
+        factory.parents = Parents(options["parent"], options["direct"], reactor)
+        factory.parents.log.info("forwarding through parent proxies {parents} ({direct} --direct rules), "
+                                 "as {name} in Via", parents=", ".join(parent.name for parent in options["parent"]),
+                                 direct=len(options["direct"]), name=options["via-name"].decode("ascii"))
     if reloaders:
         ReloadOnHangup(reloaders, reactor).setServiceParent(service)
     factory.metrics.stalls.setServiceParent(service)

@@ -11,11 +11,12 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
-from netproxy.dialing import connect_checked, connect_error
+from netproxy.dialing import connect_error
 from netproxy.errors import HTTPError
 from netproxy.escaping import Logger
 from netproxy.http.head import RequestHead
 from netproxy.http.message import Target
+from netproxy.http.parent_tunnel import connect_tunnel
 
 ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
@@ -76,8 +77,7 @@ class Tunnel:
         self.client.transport.pauseProducing()
         connector = Factory.forProtocol(partial(_TunnelEnd, self))
         connector.noisy = False
-        self._connecting = connect_checked(factory.reactor, factory.rules, self.target.host.decode("ascii"),
-                                           self.target.port, connector, factory.connect_timeout, factory.local)
+        self._connecting = connect_tunnel(factory, self.target, connector)
         self._connecting.addCallbacks(self._connected, self._not_connected)
 
     def _connected(self, destination: _TunnelEnd) -> None:
@@ -101,7 +101,8 @@ class Tunnel:
         self._connecting = None
         if self._closed or failure.check(CancelledError):
             return
-        self.client.fail(connect_error(failure, self.target.authority.decode("ascii")))
+        error = failure.value if isinstance(failure.value, HTTPError) else None
+        self.client.fail(error or connect_error(failure, self.target.authority.decode("ascii")))
 
     def client_data(self, data: bytes) -> None:
         """

@@ -18,7 +18,8 @@ from netproxy.http.body import make_decoder
 from netproxy.http.framing import response_framing
 from netproxy.http.head import HeadReader, parse_response_head
 from netproxy.http.interfaces import IResponseReceiver
-from netproxy.http.message import keep_alive, no_delay
+from netproxy.http.message import Target, keep_alive, no_delay
+from netproxy.http.parents import Parent, absolute_form
 from netproxy.instruments import Gauge
 
 REUSABLE_FRAMINGS = ("none", "length", "chunked")
@@ -30,7 +31,8 @@ class UpstreamConnection(Protocol):
     L{IResponseReceiver} it tells of the response, in the order that
     interface says.
 
-    :ivar origin: C{(host, port)}.
+    :ivar origin: C{(host, port)}, its key in the pool (a parent's is
+        L{Parent.key}).
     :ivar receiver: the L{IResponseReceiver} of the exchange in progress, or
         L{None} while idle.
     :ivar idle_since: when it went back to the pool, by the pool's clock
@@ -39,6 +41,8 @@ class UpstreamConnection(Protocol):
         count it in, or L{None}.
     :param on_idle_lost: called with the connection when the origin closes
         it while no exchange uses it (while it is pooled), or L{None}.
+    :param parent: the L{Parent} it goes to, which takes requests in
+        absolute form, or L{None} for an origin.
     """
 
     # A TCP transport, and a push producer the exchange pauses and resumes.
@@ -51,10 +55,12 @@ class UpstreamConnection(Protocol):
     _keep = False
 
     def __init__(self, origin: tuple[str, int], gauge: Gauge | None = None,
-                 on_idle_lost: Callable[["UpstreamConnection"], object] | None = None) -> None:
+                 on_idle_lost: Callable[["UpstreamConnection"], object] | None = None,
+                 parent: Parent | None = None) -> None:
         self.origin = origin
         self._gauge = gauge
         self._on_idle_lost = on_idle_lost
+        self.parent = parent
 
     def connectionMade(self) -> None:
         no_delay(self.transport)
@@ -70,6 +76,17 @@ class UpstreamConnection(Protocol):
         self._method = method
         self._reader = HeadReader(parse_response_head)
         self._decoder = None
+
+    def request_bytes(self, head: bytes, target: Target) -> bytes:
+        """
+        :param head: a request head for the origin of C{target}, in
+            origin-form.
+        :returns: the head to send on this connection: C{head}, or for a
+            parent the same in absolute form with the parent's credentials.
+        """
+        if self.parent is None:
+            return head
+        return absolute_form(head, target, self.parent)
 
     def detach(self) -> None:
         """

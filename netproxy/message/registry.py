@@ -44,6 +44,7 @@ from ipaddress import ip_address
 
 from twisted.internet.interfaces import IReactorTime
 
+from netproxy.backoff import retry_wait
 from netproxy.errors import server_id_taken, too_many_servers
 from netproxy.escaping import Logger
 from netproxy.message.fields import ServerId, identity
@@ -250,9 +251,7 @@ class ServerRegistry:
         doubled for each failure in a row, up to C{max_retry}.
         """
         server.failures += 1
-        # The exponent is bounded: a server down for hours fails more than
-        # 1024 times in a row, and 2 ** 1024 does not fit in a float.
-        wait = min(self._max_retry, self._first_retry * 2 ** min(server.failures - 1, 64))
+        wait = retry_wait(server.failures, self._first_retry, self._max_retry)
         server.retry_at = self._clock.seconds() + wait
 
     def mark_up(self, server: Server) -> None:

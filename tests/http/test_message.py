@@ -497,6 +497,16 @@ class IsLoopTests(SynchronousTestCase):
         self.assertTrue(is_loop(forward_headers([(b"Accept", b"*/*")])))
         self.assertTrue(is_loop(forward_headers([], via_version=(1, 0))))
 
+    def test_own_pseudonym(self):
+        """With a pseudonym of its own, a proxy adds it to Via and sees a loop by it alone, in any case."""
+        headers = forward_headers([(b"Via", b"1.1 netproxy")], pseudonym=b"netproxy-1a2b")
+        self.assertEqual(headers, [(b"Via", b"1.1 netproxy"), (b"Via", b"1.1 netproxy-1a2b")])
+        self.assertEqual(forward_headers([], via_version=(1, 0), pseudonym=b"Child")[-1], (b"Via", b"1.0 Child"))
+        self.assertTrue(is_loop(headers, b"netproxy-1a2b"))
+        self.assertTrue(is_loop([(b"Via", b"1.1 CHILD")], b"Child"))
+        self.assertFalse(is_loop([(b"Via", b"1.1 netproxy")], b"netproxy-1a2b"))
+        self.assertFalse(is_loop([(b"Via", b"1.1 netproxy-1a2b")]))
+
 
 class HeadBytesTests(SynchronousTestCase):
     """

@@ -95,3 +95,56 @@ class HttpLocalOptionsTests(SynchronousTestCase):
     def test_relay_has_no_allow_local(self):
         """The relay allows local destinations (its peers live there): it has no --allow-local."""
         self.assertRaises(UsageError, parse, "relay", "--allow-local")
+
+
+class HttpParentOptionsTests(SynchronousTestCase):
+    """
+    --parent, --direct and --via-name.
+    """
+
+    def test_parents(self):
+        """--parent may be repeated; each is read with its credentials."""
+        options = parse("http", "--parent", "http://u:p@a.example:3128", "--parent", "http://[::1]:8080").subOptions
+        self.assertEqual([(parent.name, parent.authorization) for parent in options["parent"]],
+                         [("a.example:3128", b"Basic dTpw"), ("[::1]:8080", None)])
+
+    def test_bad_parent(self):
+        """A malformed --parent stops start-up with a message naming the option and what is wrong."""
+        for value, expected in [("a.example:3128", "expected http://"), ("http://a.example", "port"),
+                                ("socks5://a.example:1080", "only http://")]:
+            with self.assertRaises(UsageError) as raised:
+                parse("http", "--parent", value)
+            self.assertTrue(str(raised.exception).startswith("--parent: "), raised.exception)
+            self.assertIn(expected, str(raised.exception))
+
+    def test_parent_twice(self):
+        """One parent given twice is a mistake."""
+        with self.assertRaises(UsageError) as raised:
+            parse("http", "--parent", "http://a:1", "--parent", "http://u:p@A:1/")
+        self.assertEqual(str(raised.exception), "--parent: a:1 is given twice")
+
+    def test_direct(self):
+        """--direct takes rules in the syntax of --block; a bad one names the option."""
+        options = parse("http", "--parent", "http://a:1", "--direct", "*.internal", "--direct", "10.0.0.0/8")
+        self.assertEqual([str(rule) for rule in options.subOptions["direct"]], ["*.internal", "10.0.0.0/8"])
+        with self.assertRaises(UsageError) as raised:
+            parse("http", "--direct", "10.0.0.0/99")
+        self.assertTrue(str(raised.exception).startswith("--direct: "), raised.exception)
+
+    def test_via_name_default(self):
+        """Without parents the Via name is netproxy; with parents it is netproxy- and a hash of host and --listen."""
+        self.assertEqual(parse("http").subOptions["via-name"], b"netproxy")
+        first = parse("http", "--parent", "http://a:1", "--listen", "3128").subOptions["via-name"]
+        again = parse("http", "--parent", "http://b:1", "--listen", "3128").subOptions["via-name"]
+        other = parse("http", "--parent", "http://a:1", "--listen", "3129").subOptions["via-name"]
+        self.assertRegex(first.decode("ascii"), r"^netproxy-[0-9a-f]{8}$")
+        self.assertEqual(first, again)
+        self.assertNotEqual(first, other)
+
+    def test_via_name(self):
+        """--via-name sets the name; one that is not an HTTP token is refused."""
+        self.assertEqual(parse("http", "--via-name", "cache-1.example").subOptions["via-name"], b"cache-1.example")
+        for bad in ("two words", "a,b", "", "x" * 65, "caf\u00e9"):
+            with self.assertRaises(UsageError) as raised:
+                parse("http", "--via-name", bad)
+            self.assertTrue(str(raised.exception).startswith("--via-name: "), raised.exception)

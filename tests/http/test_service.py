@@ -38,3 +38,24 @@ class HttpServiceTests(SynchronousTestCase):
         service.stopService()
         self.assertFalse(stalls.running)
         self.assertEqual(reactor.getDelayedCalls(), [])
+
+
+class HttpParentServiceTests(SynchronousTestCase):
+    """
+    L{http_service} gives the proxy its parents and Via name.
+    """
+
+    def test_parents(self):
+        """With --parent the proxy forwards through the parents, --direct destinations bypassing them."""
+        options = parse("http", "--no-cache", "--parent", "http://a:1", "--direct", "*.internal", "--via-name", "x")
+        reactor, service = start(http_service, options)
+        factory = reactor.tcpServers[0][1]
+        self.assertEqual([parent.name for parent in factory.parents.parents], ["a:1"])
+        self.assertTrue(factory.parents.goes_direct("www.internal", 80))
+        self.assertEqual(factory.pseudonym, b"x")
+
+    def test_no_parents(self):
+        """Without --parent the proxy goes direct, and calls itself netproxy."""
+        reactor, service = start(http_service, parse("http", "--no-cache"))
+        factory = reactor.tcpServers[0][1]
+        self.assertEqual((factory.parents, factory.pseudonym), (None, b"netproxy"))

@@ -11,6 +11,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from netproxy.http.interfaces import IResponseReceiver
+from netproxy.http.message import parse_target
+from netproxy.http.parents import parse_parent
 from netproxy.http.upstream import UpstreamConnection
 from netproxy.instruments import Gauge
 
@@ -134,3 +136,26 @@ class UpstreamConnectionTests(SynchronousTestCase):
         self.assertEqual(self.gauge.value(), 1)
         self.transport.loseConnection()
         self.assertEqual(self.gauge.value(), 0)
+
+
+class RequestBytesTests(SynchronousTestCase):
+    """
+    L{UpstreamConnection.request_bytes}: what a request head becomes on
+    the connection.
+    """
+
+    HEAD = b"GET /a HTTP/1.1\r\nHost: example.com\r\n\r\n"
+
+    def test_origin(self):
+        """To an origin, the head goes as it is."""
+        target = parse_target(b"GET", b"http://example.com/a")
+        self.assertEqual(UpstreamConnection(("example.com", 80)).request_bytes(self.HEAD, target), self.HEAD)
+
+    def test_parent(self):
+        """To a parent, it goes in absolute form with the parent's credentials."""
+        parent = parse_parent("http://u:p@10.0.0.1:3128")
+        connection = UpstreamConnection(parent.key, parent=parent)
+        target = parse_target(b"GET", b"http://example.com/a")
+        self.assertEqual(connection.request_bytes(self.HEAD, target),
+                         b"GET http://example.com/a HTTP/1.1\r\nProxy-Authorization: Basic dTpw\r\n"
+                         b"Host: example.com\r\n\r\n")

@@ -1,0 +1,337 @@
+# -*- test-case-name: tests.http.test_parents -*-
+"""
+Parent proxies (C{--parent}): the HTTP proxy's requests may go to another
+proxy rather than to the origin, as in a cache hierarchy.
+
+Which parent a request goes to is decided by rendezvous hashing (highest
+random weight, as Squid's CARP does): each parent's score for a URL is a
+hash of the parent's name and the URL, and the highest score wins.  So
+every instance that shares the parents sends a URL to the same parent,
+each parent caches its own share of the URLs, and losing a parent moves
+only its share: the other URLs keep their parent.  A CONNECT is placed by
+its C{host:port} the same way.
+
+A parent that fails (its connection refused, reset or timed out, or an
+unreadable answer) is passed over, with the reverse proxy's back-off
+(L{netproxy.backoff}), for the parents that are up: the URLs it had go to
+their second choice meanwhile.  Down parents stay as the last resort,
+soonest due first, so a request is never refused for a down mark alone.
+A parent is up again as soon as it accepts a connection.
+
+Destinations named by C{--direct} rules bypass the parents.  Through a
+parent, the proxy does not resolve the origin's name: C{--block} rules
+match the name as written (and every spelling of an address), and the
+refusal of local destinations applies to addresses written in the URL and
+to the names C{localhost} and C{*.localhost}; a name that leads to a
+local address is the parent's to refuse.  The parent itself is allowed
+wherever it is, loopback included, since the operator named it.
+"""
+
+import re
+from base64 import b64encode
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from hashlib import blake2b
+from ipaddress import IPv6Address
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IProtocolFactory, IReactorTime
+from twisted.python.failure import Failure
+
+from netproxy.acl import host_address
+from netproxy.backoff import FIRST_RETRY, MAX_RETRY, BackOff
+from netproxy.dialing import check_destination, connect_error, connect_failure_reason, endpoint_for
+from netproxy.errors import Blocked, HTTPError
+from netproxy.escaping import Logger
+from netproxy.http.message import Target
+
+_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+USAGE = "http://[user:password@]host:port"
+
+
+@dataclass(eq=False)
+class Parent:
+    """
+    One parent proxy.
+
+    :ivar host: its name or address (an IPv6 address without brackets).
+    :ivar port: its port.
+    :ivar authorization: the C{Proxy-Authorization} value it is sent
+        (C{Basic ...}), or L{None} without credentials.
+    :ivar state: its L{BackOff}.
+    """
+
+    host: str
+    port: int
+    authorization: bytes | None = field(default=None, repr=False)
+    state: BackOff = field(default_factory=BackOff)
+
+    @property
+    def name(self) -> str:
+        """
+        C{host:port}, IPv6 in brackets: how logs and error pages name it
+        (never with its credentials), and what its hash scores are made of.
+        """
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """
+        Its key in the pool of upstream connections: apart from an origin
+        at the same address, since a connection to a parent carries
+        requests in absolute form.
+        """
+        return (f"parent {self.host}", self.port)
+
+    def score(self, key: bytes) -> int:
+        """
+        :returns: its rendezvous score for C{key} (a URL, or a CONNECT's
+            C{host:port}): the highest score takes the request.
+        """
+        return int.from_bytes(blake2b(self.name.encode("ascii") + b"\n" + key, digest_size=8).digest(), "big")
+
+
+def _credentials(userinfo: str) -> bytes:
+    user, colon, password = userinfo.partition(":")
+    if not colon:
+        raise ValueError(f"credentials must be user:password, percent-encoded, in {USAGE}")
+    if _BAD_ESCAPE.search(userinfo):
+        raise ValueError("a % in the credentials must start an escape such as %40 (for @)")
+    user_bytes, password_bytes = unquote_to_bytes(user), unquote_to_bytes(password)
+    for part in (user_bytes, password_bytes):
+        try:
+            part.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("the credentials are not UTF-8 once percent-decoded") from None
+        if _CONTROL.search(part):
+            raise ValueError("the credentials contain control characters")
+    if not user_bytes:
+        raise ValueError("the user name is empty")
+    if b":" in user_bytes:
+        raise ValueError("the user name must not contain ':' (RFC 7617)")
+    return b"Basic " + b64encode(user_bytes + b":" + password_bytes)
+
+
+def parse_parent(text: str) -> Parent:
+    """
+    Read a C{--parent} value: C{http://[user:password@]host:port}, with an
+    optional final C{/}; the user and password may be percent-encoded (C{@}
+    as C{%40}, C{:} in the password as C{%3A}).
+
+    :returns: the L{Parent}.
+    :raises ValueError: saying what is wrong (never quoting the password).
+    """
+    scheme, separator, rest = text.strip().partition("://")
+    if not separator:
+        raise ValueError(f"expected {USAGE}, got {text!r}")
+    if scheme.lower() != "http":
+        raise ValueError(f"only http:// parents are supported, not {scheme[:20]}://")
+    userinfo, at, authority = rest.rpartition("@")
+    if authority.endswith("/"):
+        authority = authority[:-1]
+    if any(delimiter in authority for delimiter in "/?#") or any(delimiter in userinfo for delimiter in "/?#@"):
+        raise ValueError(f"expected {USAGE} with no path (and @ in credentials as %40)")
+    authorization = _credentials(userinfo) if at else None
+    host, colon, port_text = authority.rpartition(":")
+    if not colon or not port_text.isdigit() or len(port_text) > 5 or not 0 < int(port_text) < 65536:
+        raise ValueError(f"expected {USAGE} with a port from 1 to 65535, got {authority!r}")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            host = str(IPv6Address(host[1:-1]))
+        except ValueError:
+            raise ValueError(f"bad IPv6 address {host!r}") from None
+    elif not _NAME.fullmatch(host):
+        raise ValueError(f"bad host {host!r} (IPv6 addresses go in brackets)")
+    return Parent(host.lower().rstrip("."), int(port_text), authorization)
+
+
+class Parents:
+    """
+    The parent proxies, which of them are up, and which destinations go
+    direct.
+
+    :param parents: the L{Parent}s, at least one.
+    :param direct: destinations that bypass them: anything with
+        C{match(host, port)} (the C{--direct} rules).
+    :param clock: provides C{seconds()}, for the back-off.
+    """
+
+    log = Logger()
+
+    def __init__(self, parents: Sequence[Parent], direct: Any, clock: IReactorTime,
+                 first_retry: float = FIRST_RETRY, max_retry: float = MAX_RETRY) -> None:
+        if not parents:
+            raise ValueError("no parent proxies")
+        self.parents = list(parents)
+        self.direct = direct
+        self._clock = clock
+        self._first_retry = first_retry
+        self._max_retry = max_retry
+
+    def goes_direct(self, host: str, port: int) -> bool:
+        """
+        :returns: whether a request for C{host:port} bypasses the parents.
+        """
+        return self.direct.match(host, port) is not None
+
+    def ranked(self, key: bytes) -> list[Parent]:
+        """
+        :returns: every parent, best first for C{key} (rendezvous order),
+            whether up or down.
+        """
+        return sorted(self.parents, key=lambda parent: parent.score(key), reverse=True)
+
+    def candidates(self, key: bytes) -> list[Parent]:
+        """
+        :returns: the parents to try for C{key}, one after another: those
+            up in rendezvous order, then those down, soonest due first.
+        """
+        now = self._clock.seconds()
+        ranked = self.ranked(key)
+        up = [parent for parent in ranked if parent.state.available(now)]
+        down = sorted((parent for parent in ranked if not parent.state.available(now)),
+                      key=lambda parent: parent.state.retry_at or 0.0)
+        return up + down
+
+    def failed(self, parent: Parent, reason: str) -> None:
+        """
+        C{parent} failed (with C{reason}, in words): pass it over for a while.
+        """
+        wait = parent.state.failed(self._clock.seconds(), self._first_retry, self._max_retry)
+        self.log.error("parent proxy {parent} failed ({reason}): passed over for {wait:g} seconds",
+                       parent=parent.name, reason=reason, wait=wait)
+
+    def answered(self, parent: Parent) -> None:
+        """
+        C{parent} accepted a connection: it is up.
+        """
+        if parent.state.answered():
+            self.log.info("parent proxy {parent} answers again", parent=parent.name)
+
+
+def refusal(rules: Any, local: Any, target: Target) -> HTTPError | None:
+    """
+    Check a destination reached through a parent, which the proxy does not
+    resolve: an address written in the URL (in any spelling) against
+    C{rules} and C{local}, the names C{localhost} and C{*.localhost}
+    against C{local}.  (The exchange has matched the name with the rules.)
+
+    :param rules: anything with C{match(host, port)}.
+    :param local: the L{netproxy.this_host.LocalDestinations}, or L{None}.
+    :returns: the L{HTTPError} to answer, or L{None} to go ahead.
+    """
+    host = target.host.decode("ascii")
+    authority = target.authority.decode("ascii")
+    address = host_address(host)
+    if address is not None:
+        try:
+            check_destination(rules, local, address, target.port)
+        except Blocked:
+            return connect_error(Failure(), authority)
+        return None
+    name = host.rstrip(".")
+    if local is not None and (name == "localhost" or name.endswith(".localhost")):
+        return HTTPError(403, f"destination {authority} is this host: {name} is a loopback name "
+                              "(--allow-local allows it)")
+    return None
+
+
+def absolute_form(request: bytes, target: Target, parent: Parent) -> bytes:
+    """
+    Rewrite a request head made for an origin (origin-form, as
+    L{netproxy.http.message.request_head_bytes} writes it) for C{parent}:
+    the request line names the whole URL, and the parent's credentials
+    follow it.
+    """
+    method, _, rest = request.partition(b" ")
+    path, _, rest = rest.partition(b" ")
+    # OPTIONS * for the origin is OPTIONS http://authority for a proxy
+    # (RFC 9112 section 3.2.4).
+    url = b"http://" + target.authority + (b"" if path == b"*" else path)
+    line_end = rest.find(b"\r\n")
+    credentials = b"" if parent.authorization is None else b"\r\nProxy-Authorization: " + parent.authorization
+    return b"%s %s %s%s%s" % (method, url, rest[:line_end], credentials, rest[line_end:])
+
+
+def url_key(target: Target) -> bytes:
+    """
+    :returns: what places a request among the parents: its URL, or a
+        CONNECT's C{host:port}.
+    """
+    if not target.scheme:
+        return target.authority
+    return b"http://" + target.authority + target.path
+
+
+class _Failover:
+    """
+    Connects to the first of C{candidates} that accepts, marking down each
+    that does not; see L{connect_parent}.
+    """
+
+    def __init__(self, parents: Parents, candidates: Sequence[Parent], reactor: Any, timeout: float,
+                 make_factory: Callable[[Parent], IProtocolFactory]) -> None:
+        self._parents = parents
+        self._rest = list(candidates)
+        self._reactor = reactor
+        self._timeout = timeout
+        self._make_factory = make_factory
+        self._reasons: list[str] = []
+        self._attempt: "Deferred[Any] | None" = None
+        self._cancelled = False
+        self.result: "Deferred[Any]" = Deferred(self._cancel)
+
+    def next(self) -> None:
+        if not self._rest:
+            self.result.errback(self._error())
+            return
+        parent = self._rest.pop(0)
+        attempt = self._attempt = endpoint_for(self._reactor, parent.host, parent.port,
+                                               self._timeout).connect(self._make_factory(parent))
+        attempt.addCallbacks(self._connected, self._failed, callbackArgs=(parent,), errbackArgs=(parent,))
+
+    def _connected(self, protocol: Any, parent: Parent) -> None:
+        self._attempt = None
+        self._parents.answered(parent)
+        self.result.callback(protocol)
+
+    def _failed(self, failure: Failure, parent: Parent) -> None:
+        self._attempt = None
+        if self._cancelled:
+            return
+        reason = "timed out" if failure.check(CancelledError) else connect_failure_reason(failure)
+        self._parents.failed(parent, reason)
+        self._reasons.append(f"{parent.name}: {reason}")
+        self.next()
+
+    def _error(self) -> HTTPError:
+        timed_out = all(reason.endswith(": timed out") for reason in self._reasons)
+        if len(self._reasons) == 1:
+            message = f"could not connect to parent proxy {self._reasons[0]}"
+        else:
+            message = "could not connect to any parent proxy: " + "; ".join(self._reasons)
+        return HTTPError(504 if timed_out else 502, message)
+
+    def _cancel(self, result: "Deferred[Any]") -> None:
+        self._cancelled = True
+        if self._attempt is not None:
+            self._attempt.cancel()
+
+
+def connect_parent(parents: Parents, candidates: Sequence[Parent], reactor: Any, timeout: float,
+                   make_factory: Callable[[Parent], IProtocolFactory]) -> "Deferred[Any]":
+    """
+    Connect to the first of C{candidates} that accepts a connection within
+    C{timeout} seconds, with the factory C{make_factory} returns for it.
+
+    :returns: a L{Deferred} firing with the connected protocol, or failing
+        with an L{HTTPError} (502, or 504 when every attempt timed out)
+        naming each parent tried and why it failed.
+    """
+    failover = _Failover(parents, candidates, reactor, timeout, make_factory)
+    failover.next()
+    return failover.result

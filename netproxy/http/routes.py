@@ -1,0 +1,84 @@
+# -*- test-case-name: tests.http.test_routes,tests.http.test_forwarding -*-
+"""
+Where a forwarded request goes: straight to its origin, checked and
+resolved by L{netproxy.dialing.connect_checked}, or through one of the
+parent proxies (L{netproxy.http.parents}), with failover between them.
+"""
+
+from functools import partial
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.protocol import Factory
+
+from netproxy.dialing import connect_checked
+from netproxy.errors import HTTPError
+from netproxy.http.message import Target
+from netproxy.http.parents import Parent, connect_parent, refusal, url_key
+from netproxy.http.upstream import UpstreamConnection
+
+
+class Route:
+    """
+    The way to the origin of one request.
+
+    :param factory: the L{netproxy.http.proxy.ProxyFactory}.
+    :param target: the request's L{Target}.
+    :param origin: its C{(host, port)}.
+    :ivar parents: the parents to try in turn, or L{None} to go direct.
+    :ivar key: the pool key of the connection it takes: the origin's, or
+        the first parent's.
+    :raises HTTPError: when the destination is refused (through a parent,
+        it is checked as written: see L{refusal}).
+    """
+
+    def __init__(self, factory: Any, target: Target, origin: tuple[str, int]) -> None:
+        self.factory = factory
+        self.origin = origin
+        self.parents: list[Parent] | None = None
+        self.key = origin
+        parents = factory.parents
+        if parents is not None and not parents.goes_direct(*origin):
+            error = refusal(factory.rules, factory.local, target)
+            if error is not None:
+                raise error
+            self.parents = parents.candidates(url_key(target))
+            self.key = self.parents[0].key
+
+    def connect(self) -> "Deferred[UpstreamConnection]":
+        """
+        Open a new upstream connection.
+
+        :returns: a L{Deferred} firing with the L{UpstreamConnection}, or
+            failing as L{connect_checked} does, or with an L{HTTPError}
+            naming the parents tried.
+        """
+        factory = self.factory
+        if self.parents is None:
+            host, port = self.origin
+            return connect_checked(factory.reactor, factory.rules, host, port, self._protocols(self.origin),
+                                   factory.connect_timeout, factory.local)
+        return connect_parent(factory.parents, self.parents, factory.reactor, factory.connect_timeout,
+                              lambda parent: self._protocols(parent.key, parent))
+
+    def _protocols(self, key: tuple[str, int], parent: Parent | None = None) -> IProtocolFactory:
+        factory = self.factory
+        protocols = Factory.forProtocol(partial(UpstreamConnection, key, factory.metrics.upstream_connections,
+                                                factory.idle_upstream_lost, parent))
+        protocols.noisy = False
+        return protocols
+
+
+def parent_failed(factory: Any, parent: Parent, error: HTTPError, stale: bool) -> HTTPError:
+    """
+    The connection to C{parent} broke before its answer (with C{error}):
+    unless it came from the pool and may just have been closed by the
+    parent as it was reused (C{stale}), the parent is down.
+
+    :param factory: the L{netproxy.http.proxy.ProxyFactory}.
+    :returns: the error to answer, naming the parent.
+    """
+    if not stale:
+        factory.parents.failed(parent, str(error))
+    return HTTPError(error.status, f"parent proxy {parent.name}: {error}")
