@@ -118,6 +118,9 @@ class Exchange:
         if is_loop(head.headers, self.factory.pseudonym):
             raise HTTPError(403, "forwarding loop: this request has already passed through netproxy")
         if head.target[:1] == b"/" and head.method != b"CONNECT":
+            if is_loop(head.headers, any_netproxy=True):
+                # Another netproxy's client asking for this proxy's pages.
+                raise HTTPError(403, "forwarding loop: this request has already passed through netproxy")
             self._read_framing()
             admin.page(self, rest)
             return

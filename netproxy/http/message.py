@@ -267,28 +267,35 @@ def forward_headers(
     return out
 
 
-def is_loop(headers: list[tuple[bytes, bytes]], pseudonym: bytes = PSEUDONYM) -> bool:
+def is_loop(headers: list[tuple[bytes, bytes]], pseudonym: bytes = PSEUDONYM, any_netproxy: bool = False) -> bool:
     """
     Tell whether a message already passed through this proxy: a Via element
     whose received-by is our C{pseudonym} (L{PSEUDONYM} by default), in any
     case.
 
     :param headers: the message's fields.
+    :param any_netproxy: count too the names any netproxy gives itself by
+        default (C{netproxy}, C{netproxy-...}): a request for the proxy's own
+        pages may come through no netproxy, whatever its name.
     :returns: C{True} for a loop.
     """
+    pseudonym = pseudonym.lower()
     for name, value in headers:
         if len(name) != 3 or name.lower() != b"via":
             continue
         value = value.lower()
-        pseudonym = pseudonym.lower()
-        if pseudonym not in value:
+        if pseudonym not in value and not (any_netproxy and PSEUDONYM in value):
             continue
         if b"(" in value:
             value = _COMMENT.sub(b"", value)
         for element in value.split(b","):
             # received-protocol RWS received-by [ RWS comment ]
             words = element.split()
-            if len(words) >= 2 and words[1] == pseudonym:
+            if len(words) < 2:
+                continue
+            received_by = words[1]
+            if received_by == pseudonym or (any_netproxy and (received_by == PSEUDONYM or
+                                                              received_by.startswith(PSEUDONYM + b"-"))):
                 return True
     return False
 

@@ -93,9 +93,7 @@ class HttpOptions(WorkerOptions, ListeningOptions):
 
     def opt_parent(self, url: str) -> None:
         """
-        send requests through the parent proxy http://[user:password@]host:port (credentials percent-encoded); with
-        several, each URL goes to one chosen by consistent hashing, and a parent that fails is passed over; may be
-        repeated
+        send requests through the parent proxy http://[user:pass@]host:port (credentials %-encoded); may be repeated
         """
         from netproxy.http.parents import parse_parent
 

@@ -78,9 +78,8 @@ class ParentHandshake(Protocol):
 
     def _answered(self, head: ResponseHead, rest: bytes) -> None:
         if not 200 <= head.status < 300:
-            reason = head.reason[:80].decode("latin-1")
-            self._fail(HTTPError(502, f"parent proxy {self.parent.name} refused CONNECT "
-                                      f"{self.opening.target.authority.decode('ascii')}: {head.status} {reason}"))
+            self._fail(self.parent.refused(head.status, head.reason,
+                                           f"CONNECT {self.opening.target.authority.decode('ascii')}"))
             return
         self._finish()
         inner = self.opening.build(self)

@@ -53,6 +53,14 @@ _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 USAGE = "http://[user:password@]host:port"
 
 
+class ParentRefused(HTTPError):
+    """
+    A parent's answer the proxy does not relay, though the parent is up: a
+    407, which would ask the client for credentials that are the parent's
+    and never forwarded.
+    """
+
+
 @dataclass(eq=False)
 class Parent:
     """
@@ -86,6 +94,17 @@ class Parent:
         requests in absolute form.
         """
         return (f"parent {self.host}", self.port)
+
+    def refused(self, status: int, reason: bytes, what: str) -> ParentRefused:
+        """
+        :param what: the request refused, in words (C{"the request"},
+            C{"CONNECT host:port"}).
+        :returns: the 502 answering a parent's refusal of C{what} with
+            C{status} and C{reason}.
+        """
+        hint = " (check the credentials of its --parent)" if status == 407 else ""
+        return ParentRefused(502, f"parent proxy {self.name} refused {what}: {status} "
+                                  f"{reason[:80].decode('latin-1')}{hint}")
 
     def score(self, key: bytes) -> int:
         """
@@ -200,10 +219,18 @@ class Parents:
     def failed(self, parent: Parent, reason: str) -> None:
         """
         C{parent} failed (with C{reason}, in words): pass it over for a while.
+
+        Logged when the parent was due, not when it was tried again as a
+        last resort during its wait: with every parent down, each request
+        tries each, and the log gets a line per parent per wait, not per
+        request.
         """
-        wait = parent.state.failed(self._clock.seconds(), self._first_retry, self._max_retry)
-        self.log.error("parent proxy {parent} failed ({reason}): passed over for {wait:g} seconds",
-                       parent=parent.name, reason=reason, wait=wait)
+        now = self._clock.seconds()
+        due = parent.state.available(now)
+        wait = parent.state.failed(now, self._first_retry, self._max_retry)
+        if due:
+            self.log.error("parent proxy {parent} failed ({reason}): passed over for {wait:g} seconds",
+                           parent=parent.name, reason=reason, wait=wait)
 
     def answered(self, parent: Parent) -> None:
         """

@@ -15,7 +15,7 @@ from twisted.internet.protocol import Factory
 from netproxy.dialing import connect_checked
 from netproxy.errors import HTTPError
 from netproxy.http.message import Target
-from netproxy.http.parents import Parent, connect_parent, refusal, url_key
+from netproxy.http.parents import Parent, ParentRefused, connect_parent, refusal, url_key
 from netproxy.http.upstream import UpstreamConnection
 
 
@@ -74,11 +74,14 @@ def parent_failed(factory: Any, parent: Parent, error: HTTPError, stale: bool) -
     """
     The connection to C{parent} broke before its answer (with C{error}):
     unless it came from the pool and may just have been closed by the
-    parent as it was reused (C{stale}), the parent is down.
+    parent as it was reused (C{stale}), or the parent answered in a way the
+    proxy does not relay (L{ParentRefused}), the parent is down.
 
     :param factory: the L{netproxy.http.proxy.ProxyFactory}.
     :returns: the error to answer, naming the parent.
     """
+    if isinstance(error, ParentRefused):
+        return error
     if not stale:
         factory.parents.failed(parent, str(error))
     return HTTPError(error.status, f"parent proxy {parent.name}: {error}")

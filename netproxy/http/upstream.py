@@ -120,6 +120,9 @@ class UpstreamConnection(Protocol):
                 self._reader = HeadReader(parse_response_head)
                 receiver.interim_response(head)
                 continue
+            if head.status == 407 and self.parent is not None:
+                # Credentials the parent wants are ours to give, not the client's.
+                raise self.parent.refused(head.status, head.reason, "the request")
             framing = response_framing(self._method, head.status, head.version, head.headers)
             self._decoder = make_decoder(framing, error_status=502)
             # A response framed two ways (Transfer-Encoding and Content-Length)

@@ -507,6 +507,13 @@ class IsLoopTests(SynchronousTestCase):
         self.assertFalse(is_loop([(b"Via", b"1.1 netproxy")], b"netproxy-1a2b"))
         self.assertFalse(is_loop([(b"Via", b"1.1 netproxy-1a2b")]))
 
+    def test_any_netproxy(self):
+        """Asked about any netproxy, the default names of every instance count, other names do not."""
+        for value in (b"1.1 netproxy", b"1.1 NetProxy-1a2b", b"1.0 squid, 1.1 netproxy-x (c)", b"1.1 mine"):
+            self.assertTrue(is_loop([(b"Via", value)], b"mine", any_netproxy=True), value)
+        for value in (b"1.1 netproxyish", b"1.1 my-netproxy", b"1.1 squid (netproxy-1)", b"1.1 netproxy.example"):
+            self.assertFalse(is_loop([(b"Via", value)], b"mine", any_netproxy=True), value)
+
 
 class HeadBytesTests(SynchronousTestCase):
     """

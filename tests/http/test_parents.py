@@ -208,6 +208,16 @@ class BackOffTests(SynchronousTestCase):
         self.assertEqual((event["log_level"], event["parent"], event["reason"], event["wait"]),
                          (LogLevel.error, "a:1", "connection refused", 1))
 
+    def test_last_resort_not_logged(self):
+        """A parent failing again while it waits (tried as a last resort) is not logged again, but waits longer."""
+        self.parents.failed(self.a, "connection refused")
+        self.parents.failed(self.a, "connection refused")
+        self.assertEqual(len(self.events), 1)
+        self.assertEqual(self.a.state.retry_at, 2)
+        self.clock.advance(2)
+        self.parents.failed(self.a, "timed out")
+        self.assertEqual((len(self.events), self.events[-1]["wait"]), (2, 4))
+
     def test_no_parents(self):
         """Parents need at least one parent."""
         self.assertRaises(ValueError, Parents, [], RuleSet(), self.clock)

@@ -123,6 +123,19 @@ class ForwardTests(ParentTestCase):
         self.assertError(403, "forwarding loop", transport)
 
 
+class PagesTests(ParentTestCase):
+    """
+    The proxy's own pages are for no netproxy's clients, whatever its Via name.
+    """
+
+    def test_other_netproxy(self):
+        """A page request that came through a netproxy of any default name is refused as a loop."""
+        for via in (b"1.1 netproxy", b"1.1 netproxy-0badcafe"):
+            _, transport = connect(self.factory, CLIENT)
+            self.send(b"GET /metrics HTTP/1.1\r\nVia: %s\r\n\r\n" % (via,), transport)
+            self.assertError(403, "forwarding loop", transport)
+
+
 class RefusalTests(ParentTestCase):
     """
     Destinations reached through a parent are checked as written.
@@ -210,6 +223,24 @@ class FailoverTests(ParentTestCase):
         self.assertEqual(self.reactor.tcpClients[1][:2], ("10.0.0.1", 3128))
         self.answer(self.origin(), ANSWER)
         self.assertTrue(transport.value().endswith(b"hi"))
+
+    def test_parent_asks_for_credentials(self):
+        """A parent's 407 is not relayed (the client's credentials never reach it): a 502 says so, parent up."""
+        path = self.url_for("10.0.0.1:3128")
+        self.send(get(path))
+        self.answer(self.origin(), b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                                   b"Proxy-Authenticate: Basic realm=\"p\"\r\nContent-Length: 0\r\n\r\n")
+        self.assertError(502, "parent proxy 10.0.0.1:3128 refused the request: 407 Proxy Authentication Required "
+                              "(check the credentials of its --parent)")
+        self.assertIsNone(self.parents.parents[0].state.retry_at)
+
+    def test_parent_errors_relayed(self):
+        """The parent's other answers, its own 502 and 403 pages included, are relayed as they are."""
+        self.send(get(self.url_for("10.0.0.1:3128")))
+        self.answer(self.origin(), b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 3\r\n\r\nbad")
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 502 Bad Gateway\r\n"))
+        self.assertTrue(self.transport.value().endswith(b"bad"))
+        self.assertIsNone(self.parents.parents[0].state.retry_at)
 
     def test_closed_before_answer(self):
         """A parent closing a new connection before answering gives a 502 and is marked down."""
