@@ -219,6 +219,8 @@ class Forwarding:
         exchange = self.exchange
         now = self._progress = self._clock.seconds()
         self.factory.metrics.response_seconds.observe(now - self._request_time)
+        if self.upstream is not None and self.upstream.parent is not None:
+            self.factory.parents.answered(self.upstream.parent)
         headers = forward_headers(head.headers, via_version=head.version, pseudonym=self.factory.pseudonym)
         if framing.kind in ("chunked", "close") or head.status == 204:
             # A Content-Length beside Transfer-Encoding is overridden by it

@@ -77,6 +77,7 @@ class ParentHandshake(Protocol):
             self._answered(head, rest)
 
     def _answered(self, head: ResponseHead, rest: bytes) -> None:
+        self.opening.parents.answered(self.parent)
         if not 200 <= head.status < 300:
             self._fail(self.parent.refused(head.status, head.reason,
                                            f"CONNECT {self.opening.target.authority.decode('ascii')}"))

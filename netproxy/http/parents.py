@@ -16,7 +16,7 @@ unreadable answer) is passed over, with the reverse proxy's back-off
 (L{netproxy.backoff}), for the parents that are up: the URLs it had go to
 their second choice meanwhile.  Down parents stay as the last resort,
 soonest due first, so a request is never refused for a down mark alone.
-A parent is up again as soon as it accepts a connection.
+A parent is up again as soon as it answers a request.
 
 Destinations named by C{--direct} rules bypass the parents.  Through a
 parent, the proxy does not resolve the origin's name: C{--block} rules
@@ -234,7 +234,7 @@ class Parents:
 
     def answered(self, parent: Parent) -> None:
         """
-        C{parent} accepted a connection: it is up.
+        C{parent} answered a request: it is up.
         """
         if parent.state.answered():
             self.log.info("parent proxy {parent} answers again", parent=parent.name)
@@ -322,8 +322,9 @@ class _Failover:
         attempt.addCallbacks(self._connected, self._failed, callbackArgs=(parent,), errbackArgs=(parent,))
 
     def _connected(self, protocol: Any, parent: Parent) -> None:
+        # Up again once it answers, not once it accepts: one that accepts
+        # and then resets every connection keeps doubling its wait.
         self._attempt = None
-        self._parents.answered(parent)
         self.result.callback(protocol)
 
     def _failed(self, failure: Failure, parent: Parent) -> None:

@@ -79,6 +79,16 @@ class HandshakeTests(ParentTunnelTestCase):
         self.assertEqual((self.transport.producer, parent.producer), (parent, self.transport))
         self.assertEqual(self.transport.producerState, "producing")
 
+    def test_answer_brings_back(self):
+        """A down parent whose wait is over is up again once it answers a CONNECT."""
+        parents = self.factory.parents
+        parents.failed(parents.parents[0], "connection refused")
+        self.reactor.advance(1)
+        parent = self.parent()
+        self.assertTrue(self.down)
+        parent.protocol.dataReceived(OK)
+        self.assertFalse(self.down)
+
     def test_bytes_both_ways(self):
         """Bytes after the parent's answer, and all bytes after, go both ways unchanged; early client bytes too."""
         parent = self.parent(CONNECT + b"early")

@@ -79,6 +79,18 @@ class ForwardTests(ParentTestCase):
         self.assertEqual(self.origin().value(), b"GET http://127.0.0.1:8000%s HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n"
                                                 b"Via: 1.1 netproxy-child\r\n\r\n" % (path,))
 
+    def test_body_uploaded(self):
+        """A request body follows the absolute-form head to the parent, a chunked one re-chunked."""
+        path = self.url_for("10.0.0.2:3128")
+        self.send(b"POST http://127.0.0.1:8000%s HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello" % (path,))
+        self.assertTrue(self.origin().value().endswith(b"Content-Length: 5\r\nVia: 1.1 netproxy-child\r\n\r\nhello"))
+        _, transport = connect(self.factory, CLIENT)
+        self.send(b"PUT http://127.0.0.1:8000%s HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"5\r\nhello\r\n0\r\n\r\n" % (path,), transport)
+        upstream = self.origin()
+        self.assertTrue(upstream.value().startswith(b"PUT http://127.0.0.1:8000%s HTTP/1.1\r\n" % (path,)))
+        self.assertTrue(upstream.value().endswith(b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"))
+
     def test_response_relayed(self):
         """The parent's response reaches the client with our Via after the parent's."""
         self.send(get(self.url_for("10.0.0.2:3128")))
@@ -194,7 +206,7 @@ class FailoverTests(ParentTestCase):
         self.assertTrue(transport.value().endswith(b"hi"))
 
     def test_back_after_back_off(self):
-        """Once its wait is over, the parent gets its URLs again, and is up once it accepts."""
+        """Once its wait is over, the parent gets its URLs again, and is up once it answers."""
         path = self.url_for("10.0.0.1:3128")
         self.send(get(path))
         fail_connection(self.reactor, ConnectionRefusedError())
@@ -202,8 +214,30 @@ class FailoverTests(ParentTestCase):
         self.reactor.advance(1)
         self.request(path)
         self.assertEqual(self.reactor.tcpClients[2][:2], ("10.0.0.1", 3128))
-        self.origin()
+        self.answer(self.origin(), ANSWER)
         self.assertIsNone(self.parents.parents[0].state.retry_at)
+
+    def test_accepts_then_resets(self):
+        """A parent that accepts and then closes every connection unanswered keeps doubling its wait."""
+        path = self.url_for("10.0.0.2:3128")
+        for number, wait in enumerate((1, 2, 4)):
+            _, transport = connect(self.factory, CLIENT)
+            self.send(get(path), transport)
+            self.assertEqual(self.reactor.tcpClients[-1][:2], ("10.0.0.2", 3128))
+            self.origin().loseConnection()
+            self.assertEqual(self.parents.parents[1].state.retry_at, self.reactor.seconds() + wait)
+            self.reactor.advance(wait)
+
+    def test_answer_brings_back(self):
+        """A down parent whose wait is over is up again once it answers."""
+        path = self.url_for("10.0.0.2:3128")
+        self.parents.failed(self.parents.parents[1], "connection refused")
+        self.reactor.advance(1)
+        self.send(get(path))
+        upstream = self.origin()
+        self.assertIsNotNone(self.parents.parents[1].state.retry_at)
+        self.answer(upstream, ANSWER)
+        self.assertIsNone(self.parents.parents[1].state.retry_at)
 
     def test_all_refused(self):
         """When both parents refuse, the client gets a 502 naming them."""
