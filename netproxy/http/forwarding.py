@@ -348,6 +348,8 @@ class Forwarding:
         elif not exchange.request_done:
             exchange.client.fail(HTTPError(408, f"the request body was not received within {timeout:g} seconds"))
         else:
+            if upstream is not None and upstream.parent is not None:
+                authority = f"parent proxy {upstream.parent.name} (asked for {authority})"
             exchange.client.fail(HTTPError(504, f"{authority} did not answer within {timeout:g} seconds"))
 
     def cancel(self) -> None:

@@ -209,6 +209,8 @@ class Parents:
         :returns: the parents to try for C{key}, one after another: those
             up in rendezvous order, then those down, soonest due first.
         """
+        if len(self.parents) == 1:
+            return self.parents
         now = self._clock.seconds()
         ranked = self.ranked(key)
         up = [parent for parent in ranked if parent.state.available(now)]

@@ -310,7 +310,7 @@ class FailoverTests(ParentTestCase):
         self.send(get(self.url_for("10.0.0.2:3128")))
         self.origin()
         self.reactor.advance(30)
-        self.assertError(504, "did not answer within 30 seconds")
+        self.assertError(504, "parent proxy 10.0.0.2:3128 (asked for 127.0.0.1:8000) did not answer within 30 seconds")
         self.assertIsNone(self.parents.parents[1].state.retry_at)
 
 
