@@ -239,6 +239,14 @@ class FailoverTests(ParentTestCase):
         self.answer(upstream, ANSWER)
         self.assertIsNone(self.parents.parents[1].state.retry_at)
 
+    def test_client_leaves_while_connecting(self):
+        """A client that leaves while a parent is being connected cancels the attempt; no parent is marked down."""
+        self.send(get(self.url_for("10.0.0.1:3128")))
+        self.transport.loseConnection()
+        self.assertTrue(self.reactor.connectors[0].stoppedConnecting)
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.assertTrue(all(parent.state.retry_at is None for parent in self.parents.parents))
+
     def test_all_refused(self):
         """When both parents refuse, the client gets a 502 naming them."""
         self.send(get())

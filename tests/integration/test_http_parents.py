@@ -19,8 +19,16 @@ from twisted.trial.unittest import SkipTest
 
 from netproxy.acl import RuleSet
 from netproxy.http.parents import Parents, parse_parent
-from tests.integration.daemon import LOCALHOST, WAIT_TIMEOUT, closed_port, connect_client, run_command, start_server
-from tests.integration.http_client import CacheTestCase, access_line, fetch, proxy_agent, start_proxy
+from tests.integration.daemon import (
+    LOCALHOST,
+    WAIT_TIMEOUT,
+    closed_port,
+    connect_client,
+    run_command,
+    start_daemon,
+    start_server,
+)
+from tests.integration.http_client import PROXY_READY, CacheTestCase, access_line, fetch, proxy_agent, start_proxy
 from tests.integration.http_origin import BODY, MAX_AGE_60, Page, add_page, body_of, start_origin
 from tests.password_helpers import USERS
 
@@ -125,6 +133,26 @@ class ChainTests(ParentTestCase):
             self.assertEqual(await self.column(parent, url, since), expected)
         [seen] = page.seen
         self.assertRegex(", ".join(seen.header("via")), r"^1\.1 netproxy-[0-9a-f]{8}, 1\.1 netproxy$")
+
+    async def test_parents_of_each_other(self):
+        """
+        Two instances each the other's parent: a request goes round once and is refused by the first as a loop,
+        by its own Via name; the other instance's name was no loop to it.
+        """
+        origin = start_origin(self)
+        first_port, second_port = closed_port(), closed_port()
+        first, second = [
+            await start_daemon(self, "http", "--listen", f"tcp:{port}:interface={LOCALHOST}", "--access-log", "-",
+                               "--allow-local", "--parent", f"http://{LOCALHOST}:{other}", ready=PROXY_READY)
+            for port, other in ((first_port, second_port), (second_port, first_port))]
+        url = origin.url("/fixed?size=10")
+        since_first, since_second = first.mark(), second.mark()
+        status, _, body = await self.curl(first, url)
+        self.assertEqual(status, 403)
+        self.assertIn(b"forwarding loop", body)
+        await first.wait_for(access_line("GET", url, 403), since_first)
+        await second.wait_for(access_line("GET", url, 403), since_second)
+        self.assertEqual(origin.connections, 0)
 
     async def test_parent_credentials(self):
         """
