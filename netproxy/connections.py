@@ -21,7 +21,6 @@ from ipaddress import IPv6Address, ip_address
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from twisted.application import strports
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.address import UNIXAddress
@@ -34,6 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from netproxy.escaping import Logger
+from netproxy.proxy_protocol import server_endpoint
 
 DEFAULT_MAX_CONNECTIONS = 1024
 
@@ -303,7 +303,7 @@ def listening(factory: TrackingFactory, endpoints: Iterable[str | IStreamServerE
 
     The listeners are stopped before the drain (a L{MultiService} stops its
     children last first), so no new connection comes in while it drains; a
-    port already in use stops start-up, as L{strports.service} does.
+    port already in use stops start-up, as C{strports.service} does.
 
     :param endpoints: the endpoint descriptions to listen on, or endpoints
         (a worker's inherited sockets).
@@ -318,10 +318,9 @@ def listening(factory: TrackingFactory, endpoints: Iterable[str | IStreamServerE
     DrainOnStop(factory, reactor, timeout).setServiceParent(service)
     for endpoint in endpoints:
         if isinstance(endpoint, str):
-            listener = strports.service(endpoint, factory, reactor=reactor)
-        else:
-            listener = StreamServerEndpointService(endpoint, factory)
-            listener._raiseSynchronously = True  # as strports.service does
+            endpoint = server_endpoint(reactor, endpoint)  # haproxy: is netproxy's own
+        listener = StreamServerEndpointService(endpoint, factory)
+        listener._raiseSynchronously = True  # as strports.service does
         if on_listening is not None:
             listener.endpoint = _Announcing(listener.endpoint, on_listening)
         listener.setServiceParent(service)

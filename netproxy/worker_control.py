@@ -28,6 +28,7 @@ from twisted.internet.stdio import StandardIO
 from twisted.python.failure import Failure
 
 from netproxy.escaping import Logger
+from netproxy.proxy_protocol import proxied_like
 from netproxy.systemd import SystemdNotifier
 from netproxy.worker_options import Worker
 
@@ -136,7 +137,9 @@ def serve_as_worker(options: Any, reactor: Any,
         the main process.
     """
     worker: Worker = options["worker"]
-    endpoints = adopted_endpoints(worker, reactor)
+    listen = options["listen"] if isinstance(options["listen"], list) else [options["listen"]]
+    endpoints = [proxied_like(description, endpoint, reactor)
+                 for description, endpoint in zip(listen, adopted_endpoints(worker, reactor))]
     # The relay has one --listen, the HTTP proxy a list of them.
     options["listen"] = endpoints if isinstance(options["listen"], list) else endpoints[0]
     link = MainProcessLink(reactor)

@@ -33,6 +33,7 @@ from twisted.internet.endpoints import (
 from twisted.python import usage
 
 from netproxy import coerce
+from netproxy.proxy_protocol import unwrapped
 
 WORKER_VARIABLE = "NETPROXY_WORKER"
 
@@ -81,9 +82,10 @@ def check_shareable(option: str, description: str) -> None:
 
     :param description: a checked endpoint description.
     :raises UsageError: unless it is TCP (C{tcp:}, C{tcp6:}, or a systemd
-        socket of domain C{INET} or C{INET6}).
+        socket of domain C{INET} or C{INET6}), behind C{haproxy:} or not.
     """
-    endpoint = serverFromString(None, description)
+    # A haproxy: listener is shared as the socket under it is.
+    endpoint = serverFromString(None, unwrapped(description))
     if isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
         return
     if isinstance(endpoint, AdoptedStreamServerEndpoint) and endpoint.addressFamily in (socket.AF_INET,
