@@ -194,6 +194,7 @@ class ProxiedConnection:
         self._received: bytes | None = b""
         self._header: ProxyHeader | None = None
         self._timer: IDelayedCall | None = None
+        self._serve_local = False
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or self.__dict__.get("transport") is None:
@@ -217,6 +218,10 @@ class ProxiedConnection:
             return
         if self._received is None:
             return  # dropped already; what the peer still sends is ignored
+        if self._serve_local:
+            self._received = None
+            self._serve(data)
+            return
         received = self._received + data
         try:
             found = read_header(received)
@@ -226,9 +231,18 @@ class ProxiedConnection:
         if found is None:
             self._received = received
             return
-        self._received = None
-        self._cancel_timer()
         self._header, rest = found
+        if self._header.source is None and not rest:
+            # HAProxy's own connection (LOCAL): a health check that only
+            # connects closes now, and is no business of the role's.
+            self._received = b""
+            self._serve_local = True
+            return
+        self._received = None
+        self._serve(rest)
+
+    def _serve(self, rest: bytes) -> None:
+        self._cancel_timer()
         self.factory.pending.discard(self)
         protocol = self.factory.wrappedFactory.buildProtocol(self.getPeer())
         if protocol is None:
@@ -241,7 +255,10 @@ class ProxiedConnection:
 
     def _timed_out(self) -> None:
         self._timer = None
-        self._drop(f"no PROXY protocol header within {self.factory.header_timeout:g} s")
+        if self._serve_local:
+            self._drop(f"HAProxy's own connection sent nothing within {self.factory.header_timeout:g} s")
+        else:
+            self._drop(f"no PROXY protocol header within {self.factory.header_timeout:g} s")
 
     def _drop(self, reason: str) -> None:
         self._received = None

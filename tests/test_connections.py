@@ -26,6 +26,7 @@ from netproxy.connections import (
     format_address,
     listening,
 )
+from netproxy.proxy_protocol import ProxiedFactory
 
 PEER = IPv4Address("TCP", "127.0.0.1", 53211)
 
@@ -444,6 +445,18 @@ class ListeningTests(SynchronousTestCase):
         service.startService()
         self.assertEqual([port for port, *rest in reactor.tcpServers], [6000, 6002])
         self.assertEqual([port.getHost().port for port in ports], [6000, 6002])
+
+    def test_behind_haproxy(self):
+        """A haproxy: description listens on the endpoint under it, through netproxy's PROXY header reader."""
+        reactor = MemoryReactorClock()
+        factory = _Factory(reactor)
+        service = listening(factory, ["haproxy:tcp:6000:interface=127.0.0.1"], reactor, 5)
+        service.privilegedStartService()
+        service.startService()
+        [(port, wrapper, _, interface)] = reactor.tcpServers
+        self.assertEqual((port, interface), (6000, "127.0.0.1"))
+        self.assertIsInstance(wrapper, ProxiedFactory)
+        self.assertIs(wrapper.wrappedFactory, factory)
 
     def test_announces_ports(self):
         """Each port is announced once it listens, with the address actually bound."""

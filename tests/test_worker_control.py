@@ -10,6 +10,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from netproxy.proxy_protocol import ProxiedEndpoint
 from netproxy.systemd import SystemdNotifier
 from netproxy.worker_control import (
     ACCEPTS_PER_WAKE,
@@ -101,6 +102,18 @@ class EndpointTests(SynchronousTestCase):
         relay = {"worker": Worker(0, 2, ((7, "INET"),), (0, 3), "/run/netproxy-workers-test"), "listen": "tcp:6000"}
         serve_as_worker(relay, reactor, link_pipes)
         self.assertEqual(relay["listen"].fileno, 7)
+
+    def test_worker_behind_haproxy(self):
+        """
+        An inherited socket opened for a haproxy: --listen reads PROXY headers in the worker too.
+        """
+        reactor = MemoryReactorClock()
+        http = {"worker": WORKER, "listen": ["haproxy:tcp:8081:interface=127.0.0.1", "tcp:1"]}
+        serve_as_worker(http, reactor, lambda protocol, stdin, stdout, reactor: None)
+        proxied, plain = http["listen"]
+        self.assertIsInstance(proxied, ProxiedEndpoint)
+        self.assertEqual(proxied.endpoint.fileno, 4)
+        self.assertIsInstance(plain, SharedSocketEndpoint)
 
 
 class LinkTests(SynchronousTestCase):

@@ -81,6 +81,14 @@ class ShareableTests(SynchronousTestCase):
         check_shareable("listen", "tcp:8080:interface=127.0.0.1")
         check_shareable("listen", "tcp6:8080:interface=\\:\\:1")
 
+    def test_behind_haproxy(self):
+        """
+        A haproxy: listener is shared as the socket under it is: TCP yes, unix no.
+        """
+        check_shareable("listen", "haproxy:tcp:8081:interface=127.0.0.1")
+        error = self.assertRaises(usage.UsageError, check_shareable, "listen", "haproxy:unix:/tmp/proxy.sock")
+        self.assertIn("haproxy:unix:/tmp/proxy.sock", str(error))
+
     def test_unix(self):
         """
         A unix: listener cannot: the error names the option and the value.
