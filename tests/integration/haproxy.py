@@ -48,7 +48,8 @@ def fleet_config(node_ports, frontend="fd@3", checks="check inter 200ms fall 1 r
     with open(CONFIG) as shipped:
         text = shipped.read()
     text, binds = _BIND.subn(rf"\1bind {frontend}", text)
-    servers = "".join(f"    server node{index} {LOCALHOST}:{port}\n" for index, port in enumerate(node_ports, 1))
+    servers = "".join(f"    server node{index} {LOCALHOST}:{port} id {index}\n"
+                      for index, port in enumerate(node_ports, 1))
     text, lists = _SERVERS.subn(servers, text)
     text, checked = _CHECKS.subn(checks, text)
     if (binds, lists, checked) != (1, 1, 1):

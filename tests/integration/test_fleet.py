@@ -146,7 +146,7 @@ class FleetTests(HttpTestCase):
         third = await self.fetch_all(agent, urls)
         moved = {url for url in urls if third[url][0] != first[url][0]}
         self.assertEqual(moved, {url for url in urls if first[url][0] == "node2"})
-        self.assertTrue(URLS // 6 <= len(moved) <= URLS // 2, len(moved))
+        self.assertTrue(URLS // 10 <= len(moved) <= URLS * 6 // 10, len(moved))
         stayed = [third[url][1] for url in urls if url not in moved]
         self.assertGreaterEqual(sum(stayed), len(stayed) * 99 // 100)
 
@@ -163,6 +163,11 @@ class FleetTests(HttpTestCase):
         refused = await raw_exchange(haproxy.port, request, until_closed=True)
         self.assertTrue(refused.data.startswith(b"HTTP/1.1 403 "), refused)
         self.assertIn(b"client 127.0.0.1 is not allowed", refused.data)
+        # A client's own PROXY header is a malformed request to HAProxy's
+        # frontend (400): it cannot claim the allowed address.
+        forged = b"PROXY TCP4 %s 127.0.0.1 1 2\r\n" % CLIENT.encode()
+        spoofed = await raw_exchange(haproxy.port, forged + request, until_closed=True)
+        self.assertTrue(spoofed.data.startswith(b"HTTP/1.1 400 "), spoofed)
 
         # Straight to a node, from the allowed address but without a header:
         # dropped before the proxy reads a byte, and the origin never asked.
