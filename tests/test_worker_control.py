@@ -6,8 +6,10 @@ and reports to its main process.
 import socket
 
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.proxy_protocol import ProxiedEndpoint
@@ -69,13 +71,27 @@ class EndpointTests(SynchronousTestCase):
         endpoint = SharedSocketEndpoint(reactor, listening.fileno(), socket.AF_INET)
         accepted = []
 
+        protocols = []
+
         class Counting(Factory):
             def buildProtocol(self, addr):
                 accepted.append(addr)
-                return Protocol()
+                protocols.append(Protocol())
+                return protocols[-1]
+
+        def close_accepted():
+            # The accepted connections and the port are in the global
+            # reactor, which no synchronous test runs: close them here, or
+            # a later test's reactor finds their descriptors reused.
+            for protocol in protocols:
+                protocol.transport.connectionLost(Failure(ConnectionDone()))
 
         port = self.successResultOf(endpoint.listen(Counting()))
-        self.addCleanup(port.stopListening)
+        # The port adopted a copy of the socket and closed the original's
+        # descriptor, which the socket object must no longer close.
+        listening.detach()
+        self.addCleanup(port.connectionLost, Failure(ConnectionDone()))
+        self.addCleanup(close_accepted)
         port.doRead()
         self.assertEqual(len(accepted), ACCEPTS_PER_WAKE)
         port.doRead()
