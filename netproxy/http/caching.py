@@ -161,7 +161,8 @@ class Caching:
         """
         self.leading = False
         if head is not None and self._fill is not None and framing.kind == "length":
-            stored = policy.Stored(head.status, head.headers, request_time, response_time)
+            stored = policy.Stored(head.status, head.headers, request_time, response_time,
+                                   self.cache.rule_for(self.key))
             self._fetch = Fetch(self._fill, head, framing.length, stored, self.request.headers)
         # else a body of unknown length cannot be framed for the waiters
         # before it ends: waiting that long would not be collapsing.
@@ -354,7 +355,7 @@ class Caching:
             self._fwd = "bypass"
         elif method == b"GET":
             fields = Fields(head.headers)
-            if policy.storable(method, self.request, head.status, fields):
+            if policy.storable(method, self.request, head.status, fields, self.cache.rule_for(self.key)):
                 self._fill = self.cache.fill(self.key, self.request.headers, head, request_time, response_time,
                                              framing.length, fields)
         headers.append((b"Cache-Status", forwarded_status(self._fwd, head.status, self._fill is not None)))

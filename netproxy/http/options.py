@@ -60,6 +60,7 @@ class HttpOptions(WorkerOptions, ListeningOptions):
         self["admin"] = []
         self["parent"] = []
         self["direct"] = []
+        self["refresh-pattern"] = []
 
     def opt_listen(self, endpoint: str) -> None:
         """
@@ -110,6 +111,17 @@ class HttpOptions(WorkerOptions, ListeningOptions):
         destinations matching RULE (the syntax of --block) bypass the parent proxies; may be repeated
         """
         self["direct"].append(coerce.rule("direct", rule))
+
+    def opt_refresh_pattern(self, rule: str) -> None:
+        """
+        heuristic freshness as Squid's refresh_pattern: '[-i] REGEX MIN PERCENT MAX' (minutes); may be repeated
+        """
+        from netproxy.http.cache.refresh import parse_rule
+
+        try:
+            self["refresh-pattern"].append(parse_rule(rule))
+        except ValueError as error:
+            raise usage.UsageError(f"--refresh-pattern: {error}")
 
     def postOptions(self) -> None:
         super().postOptions()

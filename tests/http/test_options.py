@@ -148,3 +148,28 @@ class HttpParentOptionsTests(SynchronousTestCase):
             with self.assertRaises(UsageError) as raised:
                 parse("http", "--via-name", bad)
             self.assertTrue(str(raised.exception).startswith("--via-name: "), raised.exception)
+
+
+class HttpRefreshPatternOptionsTests(SynchronousTestCase):
+    """
+    --refresh-pattern gives the cache the operator's freshness rules, in order.
+    """
+
+    def test_rules_reach_the_cache(self):
+        """Each rule given is parsed and handed to the cache, first one first."""
+        options = parse("http", "--cache-dir", self.mktemp(), "--refresh-pattern", r"/pool/.*\.deb$ 129600 100% 129600",
+                        "--refresh-pattern", r"-i \.whl$ 10 20% 60")
+        reactor, service = start(http_service, options)
+        rules = reactor.tcpServers[0][1].cache.rules
+        self.assertEqual([rule.text for rule in rules], [r"/pool/.*\.deb$ 129600 100% 129600", r"-i \.whl$ 10 20% 60"])
+
+    def test_none_by_default(self):
+        """Without the option the cache has no rules."""
+        self.assertEqual(parse("http").subOptions["refresh-pattern"], [])
+
+    def test_bad_rules(self):
+        """A bad expression or number is refused naming the option."""
+        error = self.assertRaises(UsageError, parse, "http", "--refresh-pattern", "(x 1 20% 2")
+        self.assertTrue(str(error).startswith("--refresh-pattern: bad regular expression '(x'"), str(error))
+        error = self.assertRaises(UsageError, parse, "http", "--refresh-pattern", "x 1 20% never")
+        self.assertEqual(str(error), "--refresh-pattern: MAX must be a whole number of minutes, got 'never'")

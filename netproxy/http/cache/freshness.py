@@ -11,6 +11,7 @@ the first counts.
 """
 
 from netproxy.http.cache.fields import delta_seconds, directives, first_date, parse_http_date
+from netproxy.http.cache.refresh import RefreshRule
 from netproxy.http.head import header_values
 
 # RFC 9111 section 4.2.2: a heuristic lifetime is a fraction of the time since
@@ -23,13 +24,14 @@ HEURISTICALLY_CACHEABLE = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410
 
 
 def freshness_lifetime(status: int, response_headers: list[tuple[bytes, bytes]],
-                       response_time: float | None = None) -> float:
+                       response_time: float | None = None, rule: RefreshRule | None = None) -> float:
     """
     How long a response stays fresh in a shared cache (RFC 9111 section 4.2.1).
 
     In order: C{s-maxage}, C{max-age}, C{Expires} minus C{Date}, else a
     heuristic of a tenth of the time since C{Last-Modified}, at most a day,
-    for heuristically cacheable statuses and C{public} responses.  An invalid
+    for heuristically cacheable statuses and C{public} responses (or the
+    heuristic of the operator's C{rule}, when one matched its URL).  An invalid
     or negative C{s-maxage} or C{max-age}, or an invalid C{Expires} (such as
     C{0}), makes the response stale: the RFC's advice for invalid freshness
     information.  Of two C{Expires} or C{Date} fields, the first counts.
@@ -39,6 +41,8 @@ def freshness_lifetime(status: int, response_headers: list[tuple[bytes, bytes]],
     :param response_time: when the response was received, which stands for a
         missing or invalid C{Date} (RFC 9110 section 6.6.1 has a recipient
         add one).  Without either, only the directives give a lifetime.
+    :param rule: the operator's L{RefreshRule} for the response's URL, if
+        one matched: it replaces the heuristic, never explicit freshness.
     :returns: the lifetime in seconds, never negative.
     """
     response = directives(response_headers)
@@ -57,6 +61,8 @@ def freshness_lifetime(status: int, response_headers: list[tuple[bytes, bytes]],
     if status not in HEURISTICALLY_CACHEABLE and "public" not in response:
         return 0.0
     modified = first_date(response_headers, b"last-modified")
+    if rule is not None:
+        return rule.lifetime(date, modified)
     if modified is None or date is None:
         return 0.0
     return min(HEURISTIC_CAP, max(0.0, (date - modified) * HEURISTIC_FRACTION))

@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 from netproxy.http.cache.fields import Fields, as_fields, delta_seconds
 from netproxy.http.cache.freshness import HEURISTICALLY_CACHEABLE, freshness_lifetime, initial_age
+from netproxy.http.cache.refresh import RefreshRule
 from netproxy.http.cache.validation import PRECONDITIONS
 from netproxy.http.cache.vary import vary_matches, vary_names
 
@@ -53,6 +54,8 @@ class Stored:
     :ivar request_time: when the request that fetched (or last validated) it
         was sent.
     :ivar response_time: when that response was received.
+    :ivar rule: the operator's freshness rule matching its URL, if any
+        (L{netproxy.http.cache.refresh}).
 
     What depends on the response alone (its directives, initial age and
     freshness lifetime) is worked out once, when first needed: a stored
@@ -64,6 +67,7 @@ class Stored:
     headers: list[tuple[bytes, bytes]]
     request_time: float
     response_time: float
+    rule: RefreshRule | None = None
 
     @cached_property
     def fields(self) -> Fields:
@@ -104,7 +108,7 @@ class Stored:
         """
         Its freshness lifetime, as L{freshness_lifetime} gives it.
         """
-        return freshness_lifetime(self.status, self.headers, self.response_time)
+        return freshness_lifetime(self.status, self.headers, self.response_time, self.rule)
 
 
 class Assessment(NamedTuple):
@@ -143,7 +147,8 @@ class Assessment(NamedTuple):
         return self.lifetime - self.age
 
 
-def storable(method: bytes, request_headers: Headers, status: int, response_headers: Headers) -> bool:
+def storable(method: bytes, request_headers: Headers, status: int, response_headers: Headers,
+             rule: RefreshRule | None = None) -> bool:
     """
     May a shared cache store this response (RFC 9111 sections 3 and 3.5)?
 
@@ -156,7 +161,9 @@ def storable(method: bytes, request_headers: Headers, status: int, response_head
     or C{public}.
 
     Beyond the RFC, responses that would be stale at once and could never
-    be revalidated (no explicit expiry, no validator) are not stored; and,
+    be revalidated (no explicit expiry, no validator) are not stored, unless
+    an operator's C{rule} gives them a freshness (its MIN; never to a
+    C{no-cache} response, which must be revalidated at every use); and,
     as the service's specification asks, a response with C{Set-Cookie} is
     stored only when it says C{public} or C{s-maxage}.
 
@@ -164,6 +171,7 @@ def storable(method: bytes, request_headers: Headers, status: int, response_head
     :param request_headers: the request's header fields.
     :param status: the response status.
     :param response_headers: the response's header fields.
+    :param rule: the operator's L{RefreshRule} matching the URL, if any.
     :returns: L{True} when the response may be stored.
     """
     if method != b"GET" or status < 200 or status in (206, 304):
@@ -191,9 +199,11 @@ def storable(method: bytes, request_headers: Headers, status: int, response_head
     explicit = "max-age" in response or "s-maxage" in response or b"expires" in names
     if not (explicit or "public" in response or understood):
         return False
+    if explicit or b"etag" in names or b"last-modified" in names:
+        return True
     # Else it could never be revalidated: stored without a validator, it
-    # would be stale at once.
-    return explicit or b"etag" in names or b"last-modified" in names
+    # would be stale at once, unless a rule makes it fresh for a while.
+    return rule is not None and rule.minimum > 0 and "no-cache" not in response
 
 
 def current_age(stored: Stored, now: float) -> float:

@@ -20,6 +20,7 @@ once, though the store cannot list them.
 """
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -31,6 +32,7 @@ from netproxy.http.cache import policy
 from netproxy.http.cache.entry import Entry, decode_fields, encode_fields
 from netproxy.http.cache.fields import Fields
 from netproxy.http.cache.interfaces import IStore, IWriter
+from netproxy.http.cache.refresh import RefreshRule, matching_rule, rule_url
 from netproxy.http.cache.remote_fetches import RemoteFetches
 from netproxy.http.cache.validation import updated_headers
 from netproxy.http.cache.vary import secondary_key, vary_names
@@ -148,11 +150,11 @@ def _variant_key(key: bytes, marker: dict[str, Any], request_headers: list[tuple
     return b"\n".join([key, generation, secondary_key(names, request_headers)])
 
 
-def _found(entry: Entry) -> Found | None:
+def _found(entry: Entry, rule: RefreshRule | None) -> Found | None:
     meta = entry.meta
     try:
         stored = policy.Stored(meta["status"], decode_fields(meta[FIELDS]), meta["request_time"],
-                               meta["response_time"])
+                               meta["response_time"], rule)
         major, _, minor = meta["version"].partition(".")
         return Found(entry, stored, meta["reason"].encode("latin-1"), (int(major), int(minor)))
     except (KeyError, TypeError, ValueError, AttributeError):
@@ -172,14 +174,19 @@ class Cache:
     :param store: an L{netproxy.http.cache.interfaces.IStore}; one shared
         by several processes has C{leases}, and then misses are collapsed
         across them too (L{RemoteFetches}, which needs the C{reactor}).
+    :param rules: the operator's freshness rules
+        (L{netproxy.http.cache.refresh}), applied when a response is found,
+        so that they apply to what was stored before they changed.
     :ivar revalidating: the keys of stored responses being revalidated in
         the background (RFC 5861 section 3), one revalidation at a time each.
     """
 
     log = Logger()
 
-    def __init__(self, store: IStore, reactor: IReactorTime | None = None) -> None:
+    def __init__(self, store: IStore, reactor: IReactorTime | None = None,
+                 rules: Sequence[RefreshRule] = ()) -> None:
         self.store = store
+        self.rules = tuple(rules)
         leases = getattr(store, "leases", None)
         self._remote = None if leases is None or reactor is None else RemoteFetches(
             leases, reactor, lambda key: self._waiting.pop(key, []))
@@ -246,6 +253,13 @@ class Cache:
             if self._remote is not None:
                 self._remote.release(key)
 
+    def rule_for(self, key: bytes) -> RefreshRule | None:
+        """
+        :returns: the first freshness rule matching the URL of C{key}, or
+            L{None}.
+        """
+        return matching_rule(self.rules, rule_url(key)) if self.rules else None
+
     def find(self, key: bytes, request_headers: list[tuple[bytes, bytes]]) -> Found | None:
         """
         :returns: the L{Found} response stored for C{key} that the request
@@ -260,7 +274,7 @@ class Cache:
                 return None
         found = self._decoded.get(entry.key)
         if found is None or found.entry is not entry:
-            found = _found(entry)
+            found = _found(entry, self.rule_for(key))
             if found is not None:
                 if len(self._decoded) >= _DECODED_KEPT:
                     # Cheaper than tracking use: the hot entries come back.
@@ -334,7 +348,7 @@ class Cache:
         meta["request_time"] = request_time
         meta["response_time"] = response_time
         entry = self.store.update(found.entry.key, meta)
-        return None if entry is None else _found(entry)
+        return None if entry is None else _found(entry, found.stored.rule)
 
     def purge(self, key: bytes) -> bool:
         """

@@ -8,6 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.http.cache.fields import MAX_DELTA
 from netproxy.http.cache.freshness import HEURISTIC_CAP, freshness_lifetime, initial_age
+from netproxy.http.cache.refresh import parse_rule
 from tests.cache_helpers import T0, date, format_http_date
 
 DAY = 24 * 60 * 60
@@ -164,3 +165,31 @@ class InitialAgeTests(SynchronousTestCase):
     def test_future_date(self):
         """A Date after the arrival never makes the age negative."""
         self.assertEqual(initial_age([date(T0 + 500)], T0, T0), 0)
+
+
+class RefreshRuleLifetimeTests(SynchronousTestCase):
+    """
+    An operator's rule replaces the heuristic, never explicit freshness.
+    """
+
+    rule = parse_rule(". 60 50% 120")
+
+    def test_replaces_heuristic(self):
+        """With Last-Modified, PERCENT of its age up to MAX; without, MIN."""
+        modified = (b"Last-Modified", format_http_date(T0 - 1000))
+        self.assertEqual(freshness_lifetime(200, [date(T0), modified], rule=self.rule), 500)
+        self.assertEqual(freshness_lifetime(200, [date(T0)], rule=self.rule), 3600)
+        self.assertEqual(freshness_lifetime(200, [], T0, rule=self.rule), 3600)
+
+    def test_explicit_wins(self):
+        """max-age, s-maxage and Expires, even invalid or zero ones, are not overridden."""
+        for headers in ([date(T0), *cc(b"max-age=0")], [date(T0), *cc(b"s-maxage=5")],
+                        [date(T0), (b"Expires", b"0")], [date(T0), (b"Expires", format_http_date(T0 + 7))],
+                        [date(T0), *cc(b"max-age=bad")]):
+            self.assertEqual(freshness_lifetime(200, headers, rule=self.rule),
+                             freshness_lifetime(200, headers), headers)
+
+    def test_status(self):
+        """Statuses that are not heuristically cacheable get nothing from a rule, unless public."""
+        self.assertEqual(freshness_lifetime(302, [date(T0)], rule=self.rule), 0)
+        self.assertEqual(freshness_lifetime(302, [date(T0), *cc(b"public")], rule=self.rule), 3600)

@@ -17,6 +17,7 @@ from netproxy.http.cache.policy import (
     shareable,
     storable,
 )
+from netproxy.http.cache.refresh import parse_rule
 from tests.cache_helpers import T0, date, format_http_date
 
 DAY = 24 * 60 * 60
@@ -177,6 +178,38 @@ class CurrentAgeTests(SynchronousTestCase):
     def test_clock_skew(self):
         """A Date in the future or a clock stepping back never makes the age negative."""
         self.assertEqual(current_age(stored([date(T0 + 500)]), T0 - 50), 0)
+
+
+class RefreshRuleStorableTests(SynchronousTestCase):
+    """
+    An operator's freshness rule makes responses without validators storable, within the RFC's limits.
+    """
+
+    rule = parse_rule(r"\.deb$ 60 20% 1440")
+
+    def test_no_validators(self):
+        """A 200 with neither freshness nor validators is stored when a rule with a MIN matches."""
+        self.assertTrue(storable(b"GET", [], 200, [date(T0)], self.rule))
+        self.assertFalse(storable(b"GET", [], 200, [date(T0)], parse_rule(r"\.deb$ 0 20% 1440")))
+
+    def test_never_overrides(self):
+        """no-store, private and no-cache in the response, and no-store in the request, still win."""
+        for value in (b"no-store", b"private", b"no-cache"):
+            self.assertFalse(storable(b"GET", [], 200, [date(T0), *cc(value)], self.rule), value)
+        self.assertFalse(storable(b"GET", cc(b"no-store"), 200, [date(T0)], self.rule))
+
+    def test_heuristic_statuses_only(self):
+        """A status RFC 9111 does not let heuristics cache (302, 500) stays unstored."""
+        for status in (302, 307, 500, 503):
+            self.assertFalse(storable(b"GET", [], status, [date(T0)], self.rule), status)
+        self.assertTrue(storable(b"GET", [], 404, [date(T0)], self.rule))
+
+    def test_lifetime(self):
+        """A stored response with the rule is fresh for MIN minutes, one with max-age=0 for none."""
+        self.assertEqual(Stored(200, [date(T0)], T0, T0, self.rule).lifetime, 3600)
+        self.assertEqual(Stored(200, fresh_for(0), T0, T0, self.rule).lifetime, 0)
+        self.assertEqual(assess([], Stored(200, [date(T0)], T0, T0, self.rule), T0 + 3599).usable, True)
+        self.assertEqual(assess([], Stored(200, [date(T0)], T0, T0, self.rule), T0 + 3600).usable, False)
 
 
 class StoredTests(SynchronousTestCase):

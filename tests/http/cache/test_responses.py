@@ -6,6 +6,7 @@ proxy serves them, with an in-memory store.
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.http.cache import responses as cache_module
+from netproxy.http.cache.refresh import parse_rule
 from netproxy.http.cache.responses import Cache
 from netproxy.http.head import ResponseHead
 from netproxy.testing import MemoryStore
@@ -90,6 +91,32 @@ class FindTests(SynchronousTestCase):
             store_response(self.cache, key)
             self.assertEqual(self.cache.find(key, []).entry.length, 4)
         self.assertLessEqual(len(self.cache._decoded), 3)
+
+
+class RefreshRuleTests(SynchronousTestCase):
+    """
+    The cache applies the first matching freshness rule to the responses it finds, by their URL.
+    """
+
+    def setUp(self):
+        self.rules = [parse_rule(r"\.deb$ 60 20% 1440"), parse_rule("^http://example.com/ 5 0% 5")]
+        self.cache = Cache(MemoryStore(1 << 20), rules=self.rules)
+
+    def test_rule_for(self):
+        """The URL matched has no :80; the first matching rule counts; none may match."""
+        self.assertIs(self.cache.rule_for(b"http://example.com:80/a.deb"), self.rules[0])
+        self.assertIs(self.cache.rule_for(b"http://example.com:80/a.dsc"), self.rules[1])
+        self.assertIsNone(self.cache.rule_for(b"http://example.org:80/a.dsc"))
+        self.assertIsNone(Cache(MemoryStore(1 << 20)).rule_for(b"http://example.com:80/a.deb"))
+
+    def test_found_with_rule(self):
+        """A response without freshness of its own is found fresh for the rule's MIN, and stays so when refreshed."""
+        key = b"http://example.com:80/pool/a.deb"
+        store_response(self.cache, key, fields=[(b"Date", b"Sat, 21 Nov 2026 19:00:00 GMT")])
+        found = self.cache.find(key, [])
+        self.assertEqual((found.stored.rule, found.stored.lifetime), (self.rules[0], 3600.0))
+        refreshed = self.cache.refresh(found, [], 200.0, 201.0)
+        self.assertEqual(refreshed.stored.lifetime, 3600.0)
 
 
 class MetadataTests(SynchronousTestCase):

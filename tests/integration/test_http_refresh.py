@@ -1,0 +1,100 @@
+"""
+End-to-end tests of C{--refresh-pattern}: a real C{twistd netproxy http}
+with a cache, in front of a test origin page that sends what many package
+mirrors send: no C{Last-Modified}, no C{ETag}, no C{Cache-Control}
+(L{tests.integration.http_origin.Page} with no fields).  The rules are the
+ones the documentation ships for package caches.
+"""
+
+import shutil
+
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SkipTest
+
+from tests.integration.daemon import LOCALHOST, WAIT_TIMEOUT, fresh_directory, run_command
+from tests.integration.http_client import CacheTestCase, cache_status
+from tests.integration.http_origin import BODY, Page, add_page, start_origin
+
+# The rules docs/cache.rst ships for package caches.
+DEBIAN_POOL = r"/pool/.*\.(deb|udeb|dsc|diff\.gz|tar\.(gz|xz|bz2))$ 129600 100% 129600"
+WHEELS = r"\.whl$ 129600 100% 129600"
+INDICES = r"/(Packages|Sources|Release|InRelease)(\.(gz|bz2|xz))?$ 0 20% 60"
+SHIPPED = ["--refresh-pattern", DEBIAN_POOL, "--refresh-pattern", WHEELS, "--refresh-pattern", INDICES]
+
+
+class RefreshPatternTests(CacheTestCase):
+    """
+    Operator rules make responses without validators or freshness cacheable, and never override the origin's word.
+    """
+
+    async def fetch_twice(self, proxy, url):
+        """
+        :returns: the cache columns of the access lines of two GETs of C{url}, each answered 200 with L{BODY}.
+        """
+        columns = []
+        for _ in range(2):
+            response, received, column = await self.request(proxy, url)
+            self.assertEqual((response.code, received.body), (200, BODY), proxy.output.transcript())
+            columns.append((column, cache_status(response)[0]))
+        return columns
+
+    async def test_pool_file_hit(self):
+        """A .deb without validators is stored under the pool rule: the second fetch is a hit, the origin asked once."""
+        origin = start_origin(self)
+        page = Page()
+        url = add_page(origin, "debian", page) + "/pool/main/h/hello/hello_2.10-3_amd64.deb"
+        proxy = await self.cached_proxy(*SHIPPED)
+        self.assertEqual(await self.fetch_twice(proxy, url), [("MISS", "fwd=uri-miss"), ("HIT", "hit")])
+        self.assertEqual(len(page.seen), 1)
+
+    async def test_wheel_hit(self):
+        """A wheel without validators is stored under the wheel rule."""
+        origin = start_origin(self)
+        page = Page()
+        url = add_page(origin, "simple", page) + "/packages/attrs-23.2.0-py3-none-any.whl"
+        proxy = await self.cached_proxy(*SHIPPED)
+        self.assertEqual(await self.fetch_twice(proxy, url), [("MISS", "fwd=uri-miss"), ("HIT", "hit")])
+        self.assertEqual(len(page.seen), 1)
+
+    async def test_without_rule(self):
+        """Without a rule (or for an index file, whose rule has MIN 0) nothing is stored: both fetches reach the origin."""
+        origin = start_origin(self)
+        page = Page()
+        base = add_page(origin, "debian", page)
+        plain = await self.cached_proxy()
+        self.assertEqual([column for column, _ in await self.fetch_twice(plain, base + "/pool/main/a.deb")],
+                         ["MISS", "MISS"])
+        ruled = await self.cached_proxy(*SHIPPED)
+        self.assertEqual([column for column, _ in await self.fetch_twice(ruled, base + "/dists/stable/InRelease")],
+                         ["MISS", "MISS"])
+        self.assertEqual(len(page.seen), 4)
+
+    async def test_explicit_wins(self):
+        """Cache-Control no-store or max-age=0 from the origin is obeyed, whatever the rule says."""
+        origin = start_origin(self)
+        proxy = await self.cached_proxy(*SHIPPED)
+        for value in (b"no-store", b"max-age=0", b"private", b"no-cache"):
+            page = Page((b"Cache-Control", value))
+            url = add_page(origin, value.decode("ascii").replace("=", ""), page) + "/pool/main/a.deb"
+            columns = await self.fetch_twice(proxy, url)
+            self.assertEqual([column for column, _ in columns], ["MISS", "MISS"], value)
+            self.assertEqual(len(page.seen), 2, value)
+
+    async def test_curl_fetches_deb_twice(self):
+        """curl through the proxy, as apt would, gets a .deb twice; the origin sends it once."""
+        curl = shutil.which("curl")
+        if curl is None:
+            raise SkipTest("curl is not installed")
+        origin = start_origin(self)
+        page = Page(body=b"!<arch>\ndebian-binary\x00\xff" * 4000)
+        url = add_page(origin, "mirror", page) + "/debian/pool/main/c/curl/curl_7.88.1-10_amd64.deb"
+        proxy = await self.cached_proxy(*SHIPPED)
+        directory = FilePath(fresh_directory(self))
+        for number in range(2):
+            output = directory.child(f"{number}.deb")
+            result = await run_command([curl, "--silent", "--show-error", "--noproxy", "", "--proxy",
+                                        f"http://{LOCALHOST}:{proxy.port}", "--max-time", str(WAIT_TIMEOUT),
+                                        "--output", output.path, "--write-out", "%{http_code}", url])
+            self.assertEqual((result.code, result.out), (0, "200"), result)
+            self.assertEqual(output.getContent(), page.body)
+        self.assertEqual(len(page.seen), 1)
