@@ -279,7 +279,7 @@ class MemoryStore:
         self._entries.move_to_end(entry.key)
         return stored.body
 
-    def read(self, entry: Entry, consumer: IConsumer) -> "Deferred[None]":
+    def read(self, entry: Entry, consumer: IConsumer, window: tuple[int, int] | None = None) -> "Deferred[None]":
         stored = self._entries.get(entry.key)
         if stored is not None:
             self._entries.move_to_end(entry.key)
@@ -292,7 +292,7 @@ class MemoryStore:
                 raise OSError(errno.ENOENT, "no such entry")
             return io.BytesIO(body)
 
-        return stream_body(entry, open_body, consumer, self._scheduler, self._discard)
+        return stream_body(entry, open_body, consumer, self._scheduler, self._discard, window=window)
 
     def writer(self, key: bytes, meta: dict[str, Any]) -> IWriter:
         return _MemoryWriter(self, key, meta)

@@ -11,25 +11,19 @@ C{stale-while-revalidate} (RFC 5861).
 from math import floor
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.python.failure import Failure
-
 from netproxy.errors import HTTPError
-from netproxy.escaping import Logger
 from netproxy.http.cache import policy
-from netproxy.http.cache.entry import BodyAbandoned, DamagedEntry, StreamStopped
-from netproxy.http.cache.fields import MAX_DELTA, Fields
+from netproxy.http.cache.fields import Fields
 from netproxy.http.cache.invalidation import SAFE_METHODS, invalidated_urls
-from netproxy.http.cache.responses import Cache, Fetch, Found, cache_key
+from netproxy.http.cache.responses import Fetch, Found, cache_key
 from netproxy.http.cache.status import cache_status, forwarded_status, hit_status, stale_status
-from netproxy.http.cache.validation import not_modified, validators
-from netproxy.http.interfaces import IExchange
-from netproxy.http.message import response_head_bytes
+from netproxy.http.cache.validation import validators
+from netproxy.http.serving import Serving
 
 
-class Caching:
+class Caching(Serving):
     """
-    The cache's side of one exchange.
+    The cache's side of one exchange; L{Serving} sends the stored responses.
 
     :param exchange: the L{IExchange} it works for.
     :param cache: the proxy's L{Cache}.
@@ -40,12 +34,8 @@ class Caching:
         for (collapsed forwarding), until its response head settles them.
     """
 
-    log = Logger()
-
     key = b""
     leading = False
-    # The Cache-Status "fwd" parameter: why the request went upstream.
-    _fwd: str | None = None
     # The stored response the origin is asked about, and what the policy
     # made of it.
     _found: Found | None = None
@@ -56,16 +46,9 @@ class Caching:
     # follow (the leader's).
     _fill: Any = None
     _fetch: Fetch | None = None
-    # Sending a stored response: fires when it is sent.
-    _serving: "Deferred[None] | None" = None
     # What answers instead of the origin's response being discarded:
     # (cache status, stored response or None when lost, Cache-Status).
     _replacement: tuple[str, Found | None, bytes] | None = None
-
-    def __init__(self, exchange: IExchange, cache: Cache) -> None:
-        self.exchange = exchange
-        self.cache = cache
-        self.request = Fields(exchange.head.headers)
 
     def consult(self) -> list[tuple[bytes, bytes]] | None:
         """
@@ -215,92 +198,6 @@ class Caching:
         else:
             self._served(None)
         return True
-
-    def _serve(self, found: Found, result: str, status_field: bytes) -> None:
-        """
-        Answer the client with a stored response (or 304, when its own
-        preconditions hold for it).
-
-        :param result: the access log's cache status.
-        :param status_field: the response's Cache-Status.
-        """
-        exchange = self.exchange
-        exchange.cache_result = result
-        exchange.request_done = True
-        # Pipelined bytes: read before the request went upstream, or since.
-        exchange.leftover, exchange.pending = exchange.pending + exchange.leftover, b""
-        stored, entry = found.stored, found.entry
-        age = policy.current_age(stored, exchange.factory.reactor.seconds())
-        with_body = exchange.head.method != b"HEAD" and entry.length and not exchange.background
-        if stored.status == 200 and not_modified(self.request, stored.headers):
-            exchange.status, with_body = 304, False
-            first, length = response_head_bytes(304, b"Not Modified", found.fields)[:-2], None
-        else:
-            exchange.status, first = stored.status, found.head
-            length = None if stored.status == 204 else entry.length
-        head = self._stored_head(first, age, status_field, length)
-        transport = exchange.client.transport
-        store = self.cache.store
-        body = store.held_body(entry) if with_body else None
-        if body is not None:
-            # A small body held in memory: sent with its head, in one write.
-            exchange.sent = entry.length
-            transport.writeSequence([head, body])
-            self._served(None)
-        elif with_body:
-            exchange.state = "serving"
-            serving = self._serving = store.read(entry, transport)
-            if serving.called:
-                # A small body is checked before anything is sent: a damaged
-                # one was discarded, and the origin is asked instead.
-                serving.addErrback(self._damaged_before_sending)
-                if self._serving is None:
-                    return
-            transport.write(head)
-            exchange.sent = entry.length
-            serving.addBoth(self._served)
-        else:
-            transport.write(head)
-            self._served(None)
-
-    def _stored_head(self, first: bytes, age: float, status_field: bytes, length: int | None) -> bytes:
-        """
-        :returns: the head a stored response is served with: C{first}, its
-            status line and fields (L{Found.head}); its C{age}; its
-            Cache-Status; its Content-Length (L{None}: none).
-        """
-        exchange = self.exchange
-        exchange.keep = exchange.client_keep
-        framing = b"" if length is None else b"Content-Length: %d\r\n" % (length,)
-        return b"%sAge: %d\r\nCache-Status: %s\r\n%s%s\r\n" % (
-            first, min(age, MAX_DELTA), status_field, framing, exchange.connection_field())
-
-    def _damaged_before_sending(self, failure: Failure) -> None:
-        failure.trap(DamagedEntry)
-        exchange = self.exchange
-        self.log.warn("discarded damaged cache entry for {url}: {reason}",
-                      url=exchange.head.target.decode("latin-1"), reason=failure.getErrorMessage())
-        self._serving = None
-        exchange.status = None
-        exchange.request_done = False
-        exchange.pending, exchange.leftover = exchange.leftover, b""
-        exchange.cache_result, self._fwd = "MISS", "miss"
-        exchange.forward_afresh()
-
-    def _served(self, result: Failure | None) -> None:
-        self._serving = None
-        exchange = self.exchange
-        if exchange.state == "finished":
-            return
-        if result is not None:
-            if not result.check(StreamStopped, CancelledError, DamagedEntry, BodyAbandoned):
-                self.log.failure("sending a stored response failed", result)
-            elif result.check(DamagedEntry, BodyAbandoned):
-                self.log.warn("response for {url} from the cache cut short: {reason}",
-                              url=exchange.head.target.decode("latin-1"), reason=result.getErrorMessage())
-            exchange.client.abort()
-            return
-        exchange.finish()
 
     def serve_stale_on_error(self) -> bool:
         """

@@ -99,10 +99,14 @@ class IStore(Interface):
         :returns: the body, or L{None} (call L{read} instead).
         """
 
-    def read(entry: Entry, consumer: IConsumer) -> "Deferred[None]":
+    def read(entry: Entry, consumer: IConsumer, window: tuple[int, int] | None = None) -> "Deferred[None]":
         """
         Stream C{entry}'s body to C{consumer}, with a push producer registered
         on it, at most C{CHUNK_SIZE} bytes per reactor turn; counts as a use.
+        With a C{window}, C{(first, last)} offsets within the body, only
+        those bytes are read and sent (a range request): their length is
+        checked, not the body's checksum, and nothing is written before the
+        next turn.
 
         A body of up to C{CHUNK_SIZE} bytes is checked before C{read}
         returns: if it is damaged, the L{Deferred} has already failed and

@@ -211,6 +211,10 @@ class BodyProducer(Stream):
         small body checked when it was cached), to skip checking it again.
     :param keep: called with a small body once it is checked, for the store
         to cache it; or L{None}.
+    :param window: the first and last offsets (inclusive) of the only bytes
+        to send (a range request), or L{None} for the whole body.  A window
+        is read from its first byte on, and only its bytes are read: its
+        length is checked, but not its checksum, which needs every byte.
     """
 
     def __init__(
@@ -220,8 +224,10 @@ class BodyProducer(Stream):
         scheduler: Scheduler,
         verified: bool = False,
         keep: Callable[[bytes], object] | None = None,
+        window: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(scheduler)
+        self._window = window
         self._entry = entry
         self._open_body = open_body
         self._verified = verified
@@ -242,6 +248,9 @@ class BodyProducer(Stream):
             source.seek(0)
             if size != entry.length:
                 raise DamagedEntry(entry.key, f"its body is {size} bytes, its record says {entry.length}")
+            if self._window is not None:
+                source.seek(self._window[0])
+                return None
             if entry.length > CHUNK_SIZE:
                 return None
             body = source.read(CHUNK_SIZE + 1)
@@ -263,6 +272,9 @@ class BodyProducer(Stream):
         entry = self._entry
         source = self._source
         assert source is not None, "a large body is read from its open file"
+        if self._window is not None:
+            yield from self._window_steps(source, self._window)
+            return
         checksum = 0
         remaining = entry.length
         while remaining:
@@ -282,6 +294,20 @@ class BodyProducer(Stream):
             self._consumer.write(chunk)
             yield None
 
+    def _window_steps(self, source: IO[bytes], window: tuple[int, int]) -> Steps:
+        entry = self._entry
+        remaining = window[1] - window[0] + 1
+        while remaining > 0:
+            try:
+                chunk = source.read(min(CHUNK_SIZE, remaining))
+            except OSError as e:
+                raise DamagedEntry(entry.key, f"its body cannot be read ({e.strerror or e})") from None
+            if not chunk:
+                raise DamagedEntry(entry.key, f"its body ends {remaining} bytes early")
+            remaining -= len(chunk)
+            self._consumer.write(chunk)
+            yield None
+
     def _close(self) -> None:
         if self._source is not None:
             source, self._source = self._source, None
@@ -296,6 +322,7 @@ def stream_body(
     discard: Callable[[Entry, DamagedEntry], None],
     verified: bool = False,
     keep: Callable[[bytes], object] | None = None,
+    window: tuple[int, int] | None = None,
 ) -> "Deferred[None]":
     """
     What L{netproxy.http.cache.interfaces.IStore.read} does once a store has found where the body is.
@@ -312,5 +339,5 @@ def stream_body(
             discard(entry, failure.value)
         return failure
 
-    producer = BodyProducer(entry, open_body, scheduler, verified, keep)
+    producer = BodyProducer(entry, open_body, scheduler, verified, keep, window)
     return producer.start(consumer).addErrback(damaged)

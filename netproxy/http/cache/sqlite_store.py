@@ -129,17 +129,18 @@ class SQLiteStore:
         self._use(held)
         return held.body
 
-    def read(self, entry: Entry, consumer: IConsumer) -> "Deferred[None]":
+    def read(self, entry: Entry, consumer: IConsumer, window: tuple[int, int] | None = None) -> "Deferred[None]":
         name = entry_name(entry.key)
         held = self._hot.get(name)
         if held is not None and held.body is not None and same_body(held.entry, entry):
             self._use(held)
             body = held.body
-            return stream_body(entry, lambda: io.BytesIO(body), consumer, self._scheduler, self._discard, verified=True)
+            return stream_body(entry, lambda: io.BytesIO(body), consumer, self._scheduler, self._discard, True,
+                               window=window)
         if held is not None and same_body(held.entry, entry):
             self._use(held)
         return stream_body(entry, partial(self._open_body, name, entry), consumer, self._scheduler, self._discard,
-                           keep=partial(self._keep, name, entry))
+                           keep=partial(self._keep, name, entry), window=window)
 
     def writer(self, key: bytes, meta: dict[str, Any]) -> IWriter:
         return SpillWriter(key, meta, self.max_size, self._scheduler, self._root, self.writing, self.log, self._put)

@@ -221,6 +221,19 @@ class StoreTestsMixin(TurnsMixin):
         self.failureResultOf(self.store.read(entry, transport), DamagedEntry)
         self.assertEqual((transport.value(), transport.producer), (b"", None))
 
+    def test_read_window(self):
+        """A window of a small (held) or large (file) body gives exactly its bytes, and unregisters."""
+        for size in (5000, 3 * CHUNK_SIZE + 7):
+            body = body_of(size)
+            entry = self.put(KEY, body)
+            for window in ((0, 0), (10, 99), (size - 500, size - 1)):
+                transport = StringTransport()
+                d = self.store.read(entry, transport, window)
+                self.run_turns()
+                self.assertIsNone(self.successResultOf(d))
+                self.assertEqual((transport.value(), transport.producer),
+                                 (body[window[0]:window[1] + 1], None), (size, window))
+
     def test_update_keeps_body(self):
         """update replaces the metadata and keeps the body."""
         body = body_of(5000)

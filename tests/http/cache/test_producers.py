@@ -142,3 +142,48 @@ class BodyProducerTests(TurnsMixin, SynchronousTestCase):
         self.run_turns()
         self.successResultOf(d)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class WindowTests(TurnsMixin, SynchronousTestCase):
+    """A window of a body: only its bytes are read and sent, a chunk a turn."""
+
+    def test_window_of_large_body(self):
+        """The bytes from first to last (inclusive) are sent, reading no further, without keeping anything."""
+        body = body_of(3 * CHUNK_SIZE)
+
+        class Counting(io.BytesIO):
+            read_bytes = 0
+
+            def read(self, size=-1):
+                data = super().read(size)
+                Counting.read_bytes += len(data)
+                return data
+
+        kept = []
+        transport = StringTransport()
+        first, last = CHUNK_SIZE - 10, 2 * CHUNK_SIZE + 9
+        d = BodyProducer(entry_for(body), lambda: Counting(body), self.schedule, keep=kept.append,
+                         window=(first, last)).start(transport)
+        self.assertEqual(transport.value(), b"")
+        self.run_turns()
+        self.assertEqual(transport.value(), body[first:last + 1])
+        self.assertEqual((Counting.read_bytes, kept), (last - first + 1, []))
+        self.successResultOf(d)
+
+    def test_window_of_small_body(self):
+        """A window of a small body is its slice, sent on the next turn."""
+        transport = StringTransport()
+        d = BodyProducer(entry_for(b"0123456789"), lambda: io.BytesIO(b"0123456789"), self.schedule,
+                         window=(2, 4)).start(transport)
+        self.run_turns()
+        self.assertEqual(transport.value(), b"234")
+        self.successResultOf(d)
+
+    def test_window_of_short_body(self):
+        """A body shorter than its record fails before anything is sent, window or not."""
+        transport = StringTransport()
+        body = body_of(2 * CHUNK_SIZE)
+        d = BodyProducer(entry_for(body), lambda: io.BytesIO(body[:-1]), self.schedule,
+                         window=(0, 9)).start(transport)
+        self.failureResultOf(d, DamagedEntry)
+        self.assertEqual(transport.value(), b"")
