@@ -12,12 +12,13 @@ from math import floor
 from typing import Any
 
 from netproxy.errors import HTTPError
-from netproxy.http.cache import policy
+from netproxy.http.cache import policy, ranges
 from netproxy.http.cache.fields import Fields
 from netproxy.http.cache.invalidation import SAFE_METHODS, invalidated_urls
 from netproxy.http.cache.responses import Fetch, Found, cache_key
 from netproxy.http.cache.status import cache_status, forwarded_status, hit_status, stale_status
-from netproxy.http.cache.validation import validators
+from netproxy.http.cache.validation import head_matches, validators
+from netproxy.http.range_relay import RangeRelay
 from netproxy.http.serving import Serving
 
 
@@ -49,6 +50,10 @@ class Caching(Serving):
     # What answers instead of the origin's response being discarded:
     # (cache status, stored response or None when lost, Cache-Status).
     _replacement: tuple[str, Found | None, bytes] | None = None
+    # A range request that goes upstream without its range (fetched whole),
+    # and what cuts its range out of the origin's 200 on the way.
+    _whole = False
+    _relay: RangeRelay | None = None
 
     def consult(self) -> list[tuple[bytes, bytes]] | None:
         """
@@ -92,7 +97,61 @@ class Caching(Serving):
                 self._revalidating = bool(checks)
         if only_if_cached:
             raise HTTPError(504, "only-if-cached: no stored response is fresh enough")
+        self._whole = (exchange.head.method == b"GET" and b"range" in request.names
+                       and ranges.fetch_whole(request.headers, cache.range_offset_limit))
         return checks
+
+    def upstream_fields(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """
+        :param headers: the fields of the request about to go upstream.
+        :returns: them, less C{Range} and C{If-Range} when the whole
+            response is fetched for a range request (Squid's
+            C{range_offset_limit}): the range is cut from it here.
+        """
+        if not self._whole:
+            return headers
+        return [field for field in headers if field[0].lower() not in (b"range", b"if-range")]
+
+    def relay_status(self, head: Any) -> tuple[int, bytes]:
+        """
+        :returns: the status and reason the client gets for the origin's
+            response head: a 206 when its range is cut from a 200.
+        """
+        return (206, b"Partial Content") if self._relay is not None else (head.status, head.reason)
+
+    def relayed(self, piece: bytes) -> bytes:
+        """
+        :returns: what the client gets of a piece of the origin's body: the
+            part within its range, when one is cut.
+        """
+        return piece if self._relay is None else self._relay.relayed(piece)
+
+    def _cut_range(self, head: Any, framing: Any, headers: list[tuple[bytes, bytes]]) -> bool:
+        """
+        A range request was fetched whole: cut its range from the origin's
+        200 when its length is known and its C{If-Range} (if any) holds for
+        it, rewriting C{headers} for the 206 (else the full 200 answers, as
+        RFC 9110 section 14.2 allows).
+
+        :returns: whether the response may be stored: when it is no longer
+            than the range offset limit, or the range runs to its end (all
+            of it is fetched anyway).
+        """
+        length = framing.length
+        if (head.status != 200 or framing.kind != "length" or self.exchange.background
+                or not ranges.if_range_holds(self.request.headers, head.headers)):
+            # A background revalidation has no client to cut for: it stores.
+            return True
+        answer = ranges.requested_range(self.request.headers, length)
+        if not isinstance(answer, tuple):
+            return True
+        first, last = answer
+        self._relay = RangeRelay(self.exchange, first, last, lambda: self._fill is not None)
+        headers[:] = [field for field in headers if field[0].lower() not in (b"content-length", b"content-range")]
+        headers += [(b"Content-Length", b"%d" % (last - first + 1,)),
+                    (b"Content-Range", ranges.content_range(first, last, length))]
+        limit = self.cache.range_offset_limit
+        return limit is None or length <= limit or last == length - 1
 
     def _collapse(self) -> bool:
         """
@@ -225,12 +284,14 @@ class Caching(Serving):
         """
         The origin's response head arrived (its body framed by C{framing}),
         to be relayed with C{headers}: store it if policy and store allow
-        (and only then say C{stored}); invalidate what unsafe methods change.
+        (and only then say C{stored}); invalidate what unsafe methods change;
+        freshen the stored GET response a 200 to HEAD matches.
 
         :returns: C{headers}, the response's Cache-Status added; or L{None}
             when the stored response answers instead, refreshed by a 304
-            or stale after a 5xx: the origin's response is then read to its
-            end and dropped, and L{serve_replacement} follows.
+            (or a 200 to HEAD) or stale after a 5xx: the origin's response
+            is then read to its end and dropped, and L{serve_replacement}
+            follows.
         """
         found = self._found
         if found is not None:
@@ -243,6 +304,14 @@ class Caching(Serving):
             if head.status >= 500 and self._assessment.stale_if_error:
                 self._replacement = ("STALE", found, stale_status(self._assessment.ttl, "stale-if-error"))
                 return None
+            if self.exchange.head.method == b"HEAD" and head.status == 200 and head_matches(found.stored.headers,
+                                                                                          head.headers):
+                # RFC 9111 section 4.3.5: its fields freshen the stored GET,
+                # which then answers, with the fields the HEAD did not send.
+                self._replacement = ("REVALIDATED",
+                                     self.cache.refresh(found, head.headers, request_time, response_time),
+                                     forwarded_status(self._fwd, 200))
+                return None
         exchange = self.exchange
         method = exchange.head.method
         if method not in SAFE_METHODS and 200 <= head.status < 400:
@@ -252,7 +321,8 @@ class Caching(Serving):
             self._fwd = "bypass"
         elif method == b"GET":
             fields = Fields(head.headers)
-            if policy.storable(method, self.request, head.status, fields, self.cache.rule_for(self.key)):
+            keep = self._cut_range(head, framing, headers) if self._whole else True
+            if keep and policy.storable(method, self.request, head.status, fields, self.cache.rule_for(self.key)):
                 self._fill = self.cache.fill(self.key, self.request.headers, head, request_time, response_time,
                                              framing.length, fields)
         headers.append((b"Cache-Status", forwarded_status(self._fwd, head.status, self._fill is not None)))

@@ -157,6 +157,8 @@ class Exchange:
             # The cache's validators replace the client's preconditions,
             # which are answered from the refreshed entry.
             headers = [field for field in headers if field[0].lower() not in PRECONDITIONS] + checks
+        if self.caching is not None:
+            headers = self.caching.upstream_fields(headers)
         self.forward(headers)
 
     def _read_framing(self) -> Framing:

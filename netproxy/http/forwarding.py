@@ -250,10 +250,11 @@ class Forwarding:
                 return
             headers = cached
         exchange.state = "relaying"
-        exchange.status = head.status
+        status, reason = (head.status, head.reason) if caching is None else caching.relay_status(head)
+        exchange.status = status
         exchange.keep = keep
         self._chunk_out = chunk_out
-        self._client.write(response_head_bytes(head.status, head.reason, headers))
+        self._client.write(response_head_bytes(status, reason, headers))
         # Back-pressure on the download: a slow client pauses the origin.
         assert self.upstream is not None
         self._client.registerProducer(self.upstream.transport, True)
@@ -266,10 +267,12 @@ class Forwarding:
         """
         self._progress = self._clock.seconds()
         exchange = self.exchange
-        if exchange.state == "discarding":
+        if exchange.state in ("discarding", "finished"):
             return
-        if self.caching is not None:
-            self.caching.response_body(piece)
+        caching = self.caching
+        if caching is not None:
+            caching.response_body(piece)
+            piece = caching.relayed(piece)
         exchange.sent += len(piece)
         if self._chunk_out:
             self._client.writeSequence(encode_chunk(piece))

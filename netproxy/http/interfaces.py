@@ -141,6 +141,7 @@ class IExchange(Interface):
     sent: int = Attribute("The bytes of response body sent to the client.")
     keep: bool = Attribute("Whether the client's connection carries another request after this response.")
     cache_result: str = Attribute("The access log's cache status: BYPASS, MISS, HIT, REVALIDATED or STALE.")
+    started: float = Attribute("When its head was read, by the reactor's clock (the access log's time taken).")
     log: Any = Attribute("The twisted.logger.Logger its events go to.")
 
     def forward(headers: list[tuple[bytes, bytes]]) -> None:

@@ -44,6 +44,10 @@ class HttpOptions(WorkerOptions, ListeningOptions):
         ["via-name", None, None, "the name this proxy gives itself in Via, and by which it knows a forwarding loop "
                                  "(default: netproxy, or with --parent netproxy- and a hash of the host name and "
                                  "--listen, so that stacked instances differ)"],
+        # Range requests.
+        ["range-offset-limit", None, "16M", "a range request that misses, starting at most SIZE bytes in, fetches the "
+                                            "whole response (stored if at most SIZE or the range runs to its end); "
+                                            "further in, it goes upstream untouched; 0 never, none always"],
     ]
     optFlags = [
         ["no-cache", None, "forward every request; store nothing"],
@@ -142,6 +146,8 @@ class HttpOptions(WorkerOptions, ListeningOptions):
         # Parent proxies.
         self["direct"] = RuleSet(self["direct"])
         self["via-name"] = _via_name(self["via-name"], bool(self["parent"]), self["listen"])
+        # Range requests.
+        self["range-offset-limit"] = _range_offset_limit(self["range-offset-limit"])
 
 
 def _via_name(name: str | None, parents: bool, listen: list[str]) -> bytes:
@@ -165,6 +171,15 @@ def _via_name(name: str | None, parents: bool, listen: list[str]) -> bytes:
         raise usage.UsageError(f"--via-name: expected an HTTP token (letters, digits and !#$%&'*+-.^_`|~), "
                                f"got {name!r}")
     return name.encode("ascii")
+
+
+def _range_offset_limit(value):
+    if value in ("none", "0"):
+        return None if value == "none" else 0
+    try:
+        return coerce.size("range-offset-limit", value)
+    except usage.UsageError:
+        raise usage.UsageError(f"--range-offset-limit: expected a size like 16M, 0 or none, got {value!r}") from None
 
 
 def _auth_file(path):

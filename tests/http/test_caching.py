@@ -583,3 +583,194 @@ class ReadOnlyCacheTests(CacheTestCase):
         self.assertEqual(error["log_format"], "could not invalidate {url} in the cache: {error}")
         self.fetch(answer=FRESH)
         self.assertEqual(self.cache_results(), ["MISS", "BYPASS", "MISS"])
+
+
+RANGE_BODY = bytes(range(256)) * 16
+
+
+def whole(body=RANGE_BODY, extra=b"Cache-Control: max-age=60\r\n"):
+    """
+    :returns: an origin's complete 200 with C{body} and C{extra} fields.
+    """
+    return b"HTTP/1.1 200 OK\r\n%sContent-Length: %d\r\n\r\n%s" % (extra, len(body), body)
+
+
+class RangeMissTests(CacheTestCase):
+    """
+    A range request that misses fetches the whole response (and the client gets its range cut from it), or goes
+    upstream untouched, as the range offset limit says.
+    """
+
+    def ranged(self, value, answer=None, extra=b""):
+        """
+        :returns: the client transport of a GET with C{Range: value}, the origin answering C{answer}.
+        """
+        return self.fetch(get(headers=b"Range: " + value + b"\r\n" + extra), answer=answer)
+
+    def sent_upstream(self):
+        """:returns: the head of the last request the origin received."""
+        return self.upstream().value().split(b"\r\n\r\n")[-2]
+
+    def test_fetched_whole(self):
+        """A range starting within the limit goes up without Range; the client gets its 206; the 200 is stored."""
+        transport = self.ranged(b"bytes=10-19", answer=whole())
+        self.assertNotIn(b"range:", self.sent_upstream().lower())
+        status, _, body = split_response(transport.value())
+        self.assertEqual((status, body), (b"HTTP/1.1 206 Partial Content", RANGE_BODY[10:20]))
+        self.assertEqual(self.field(transport, b"Content-Range"), b"bytes 10-19/4096")
+        self.assertEqual(self.field(transport, b"Content-Length"), b"10")
+        self.assertEqual(self.field(transport, b"Cache-Status"), b"netproxy; fwd=uri-miss; fwd-status=200; stored")
+        self.assertTrue(transport.connected)
+        self.assertEqual(split_response(self.fetch().value())[2], RANGE_BODY)
+        self.assertEqual(split_response(self.ranged(b"bytes=-6").value())[2], RANGE_BODY[-6:])
+        self.assertEqual(self.upstream_requests(), 1)
+        self.assertEqual(self.cache_results(), ["MISS", "HIT", "HIT"])
+        self.assertEqual([event["status"] for event in self.events], [206, 200, 206])
+
+    def test_if_range_fails_on_new_response(self):
+        """An If-Range the fetched response does not match gets the full 200, which is stored."""
+        transport = self.ranged(b"bytes=0-9", answer=whole(extra=b'Cache-Control: max-age=60\r\nETag: "new"\r\n'),
+                                extra=b'If-Range: "old"\r\n')
+        self.assertNotIn(b"if-range", self.sent_upstream().lower())
+        self.assertEqual(split_response(transport.value())[:3:2], (b"HTTP/1.1 200 OK", RANGE_BODY))
+
+    def test_beyond_limit_forwarded(self):
+        """A range starting past the limit, a suffix range, several ranges, or limit 0: Range goes up untouched."""
+        self.factory.cache.range_offset_limit = 100
+        partial = b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 200-209/4096\r\nContent-Length: 10\r\n\r\n"
+        for value in (b"bytes=200-209", b"bytes=-10", b"bytes=0-1,5-6"):
+            transport = self.ranged(value, answer=partial + RANGE_BODY[200:210])
+            self.assertIn(b"\r\nRange: " + value, self.sent_upstream(), value)
+            self.assertEqual(split_response(transport.value())[0], b"HTTP/1.1 206 Partial Content")
+        self.factory.cache.range_offset_limit = 0
+        self.ranged(b"bytes=0-9", answer=partial + RANGE_BODY[200:210])
+        self.assertIn(b"\r\nRange: bytes=0-9", self.sent_upstream())
+        self.assertEqual(len(self.store), 0)
+
+    def test_no_limit(self):
+        """Without a limit, even a suffix range is fetched whole."""
+        self.factory.cache.range_offset_limit = None
+        transport = self.ranged(b"bytes=-6", answer=whole())
+        self.assertNotIn(b"range:", self.sent_upstream().lower())
+        self.assertEqual(split_response(transport.value())[2], RANGE_BODY[-6:])
+        self.assertEqual(len(self.store), 1)
+
+    def test_large_response_abandoned(self):
+        """A response longer than the limit is not stored: once the range is sent, the origin's connection closes."""
+        self.factory.cache.range_offset_limit = 1000
+        transport = self.ranged(b"bytes=0-99")
+        origin = self.upstream()
+        self.answer(origin, whole()[:-3000])
+        for _ in range(5):
+            self.reactor.advance(0)
+        self.assertEqual(split_response(transport.value())[2], RANGE_BODY[:100])
+        self.assertFalse(origin.connected)
+        self.assertTrue(transport.connected)
+        self.assertEqual((len(self.store), self.cache_results()), (0, ["MISS"]))
+
+    def test_large_response_to_end_stored(self):
+        """A response longer than the limit is stored when the range runs to its end: all of it is fetched anyway."""
+        self.factory.cache.range_offset_limit = 1000
+        transport = self.ranged(b"bytes=500-", answer=whole())
+        self.assertEqual(split_response(transport.value())[2], RANGE_BODY[500:])
+        self.assertEqual(len(self.store), 1)
+
+    def test_unknown_length(self):
+        """A chunked 200 is relayed whole: the range cannot be framed before its end."""
+        chunked = (b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"5\r\nhello\r\n0\r\n\r\n")
+        transport = self.ranged(b"bytes=1-2", answer=chunked)
+        self.assertEqual(split_response(transport.value())[:3:2], (b"HTTP/1.1 200 OK", b"5\r\nhello\r\n0\r\n\r\n"))
+
+    def test_unsatisfiable_miss(self):
+        """A range past the end of the fetched response gets it whole (the RFC lets Range be ignored)."""
+        transport = self.ranged(b"bytes=9000-", answer=whole())
+        self.assertEqual(split_response(transport.value())[:3:2], (b"HTTP/1.1 200 OK", RANGE_BODY))
+
+    def test_not_collapsed(self):
+        """A range request neither leads nor waits for a miss another request fetches."""
+        first = self.fetch(get())
+        second = self.ranged(b"bytes=0-9")
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+        self.assertEqual((first.value(), second.value()), (b"", b""))
+
+
+class HeadFreshensTests(CacheTestCase):
+    """
+    A 200 to HEAD freshens the stored GET response it matches (RFC 9111 section 4.3.5).
+    """
+
+    stale = b"HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\nX-Version: 1\r\nContent-Length: 3\r\n\r\nold"
+
+    def test_freshened(self):
+        """Its fields replace the stored ones, the HEAD is answered with them all, and the next GET is a hit."""
+        self.fetch(answer=b"HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\nX-Version: 1\r\nX-Kept: yes\r\n"
+                          b"Content-Length: 3\r\n\r\nold")
+        self.reactor.advance(1)
+        head = self.fetch(get(method=b"HEAD"),
+                          answer=b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nX-Version: 2\r\nContent-Length: 3\r\n\r\n")
+        self.assertEqual((self.field(head, b"X-Version"), self.field(head, b"X-Kept")), (b"2", b"yes"))
+        self.assertEqual(self.field(head, b"Cache-Status"), b"netproxy; fwd=stale; fwd-status=200")
+        self.assertEqual(split_response(head.value())[2], b"")
+        hit = self.fetch()
+        self.assertEqual((self.field(hit, b"X-Version"), split_response(hit.value())[2]), (b"2", b"old"))
+        self.assertEqual(self.cache_results(), ["MISS", "REVALIDATED", "HIT"])
+
+    def test_other_response(self):
+        """A HEAD response with another validator or length leaves the stored response alone."""
+        self.fetch(answer=self.stale)
+        self.reactor.advance(1)
+        for fields in (b'ETag: "new"\r\nContent-Length: 3\r\n', b"Content-Length: 4\r\n"):
+            self.fetch(get(method=b"HEAD"),
+                       answer=b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nX-Version: 2\r\n%s\r\n" % (fields,))
+        self.fetch(answer=self.stale)
+        self.assertEqual(self.cache_results(), ["MISS", "MISS", "MISS", "MISS"])
+
+
+class RangeStoredAloneTests(CacheTestCase):
+    """
+    Once a range request fetched whole has its range, the client is answered; the rest is stored without it.
+    """
+
+    def test_client_leaves(self):
+        """A client that closes its connection once it has its range leaves the whole response stored."""
+        transport = self.fetch(get(headers=b"Range: bytes=0-9\r\n"))
+        origin = self.upstream()
+        response = whole()
+        self.answer(origin, response[:-4000])
+        self.assertEqual(split_response(transport.value())[2], RANGE_BODY[:10])
+        self.assertEqual(self.cache_results(), ["MISS"])
+        transport.loseConnection()
+        self.answer(origin, response[-4000:])
+        for _ in range(5):
+            self.reactor.advance(0)
+        self.assertEqual(len(self.store), 1)
+        self.assertEqual(split_response(self.fetch().value())[2], RANGE_BODY)
+        self.assertEqual(self.cache_results(), ["MISS", "HIT"])
+
+    def test_next_request_answered_meanwhile(self):
+        """A request pipelined after the range is answered while the rest of the body is still arriving."""
+        transport = self.fetch(get(headers=b"Range: bytes=0-9\r\n") + get(b"/other"))
+        origin = self.upstream()
+        response = whole()
+        self.answer(origin, response[:-4000])
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+        other = self.origin()
+        self.answer(other, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+        self.assertIn(RANGE_BODY[:10] + b"HTTP/1.1 200 OK\r\n", transport.value())
+        self.assertTrue(transport.value().endswith(b"\r\n\r\nhi"))
+        self.answer(origin, response[-4000:])
+        for _ in range(5):
+            self.reactor.advance(0)
+        self.assertEqual(len(self.store), 1)
+        self.assertEqual(self.cache_results(), ["MISS", "MISS"])
+
+    def test_cut_short_after_answer(self):
+        """An origin that fails after the client has its range leaves nothing stored, and the client alone."""
+        transport = self.fetch(get(headers=b"Range: bytes=0-9\r\n"))
+        origin = self.upstream()
+        self.answer(origin, whole()[:-4000])
+        origin.loseConnection()
+        self.assertEqual(len(self.store), 0)
+        self.assertTrue(transport.connected)
+        self.assertEqual(self.cache_results(), ["MISS"])

@@ -173,3 +173,27 @@ class HttpRefreshPatternOptionsTests(SynchronousTestCase):
         self.assertTrue(str(error).startswith("--refresh-pattern: bad regular expression '(x'"), str(error))
         error = self.assertRaises(UsageError, parse, "http", "--refresh-pattern", "x 1 20% never")
         self.assertEqual(str(error), "--refresh-pattern: MAX must be a whole number of minutes, got 'never'")
+
+
+class HttpRangeOffsetLimitTests(SynchronousTestCase):
+    """
+    --range-offset-limit gives the cache its range offset limit: a size, 0 or none.
+    """
+
+    def limit(self, *args):
+        """:returns: the limit the cache gets from C{args}."""
+        reactor, service = start(http_service, parse("http", "--cache-dir", self.mktemp(), *args))
+        return reactor.tcpServers[0][1].cache.range_offset_limit
+
+    def test_values(self):
+        """16M by default; a size; 0 for never; none for no limit."""
+        self.assertEqual(self.limit(), 16 * 1024 * 1024)
+        self.assertEqual(self.limit("--range-offset-limit", "64K"), 64 * 1024)
+        self.assertEqual(self.limit("--range-offset-limit", "0"), 0)
+        self.assertIsNone(self.limit("--range-offset-limit", "none"))
+
+    def test_bad(self):
+        """Anything else is refused naming the option."""
+        for value in ("lots", "-1", ""):
+            error = self.assertRaises(UsageError, parse, "http", "--range-offset-limit", value)
+            self.assertEqual(str(error), f"--range-offset-limit: expected a size like 16M, 0 or none, got {value!r}")

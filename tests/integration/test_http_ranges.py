@@ -66,3 +66,33 @@ class RangeHitTests(CacheTestCase):
         self.assertEqual((response.code, received.body, column), (206, body[10:20], "HIT"))
         self.assertEqual(response.headers.getRawHeaders(b"content-range"), [b"bytes 10-19/5000"])
         self.assertEqual(cache_status(response)[0], "hit")
+
+
+class RangeMissTests(RangeHitTests):
+    """
+    A range request that misses is fetched whole and stored, or forwarded, as --range-offset-limit says.
+    """
+
+    async def test_fetched_whole_then_hit(self):
+        """curl -r 0-99 of an unstored 1 MiB response gets its 206; the origin saw no Range; the next range is a hit."""
+        body = body_of(MIB)
+        origin = start_origin(self)
+        page = Page(MAX_AGE_60, body=body)
+        url = add_page(origin, "whole", page)
+        proxy = await self.cached_proxy()
+        self.assertEqual(await self.curl(proxy, url, "-r", "0-99"), ("206", body[:100]))
+        self.assertEqual(await self.curl(proxy, url, "-r", "1000-1999"), ("206", body[1000:2000]))
+        self.assertEqual(len(page.seen), 1)
+        self.assertEqual(page.seen[0].header("range"), [])
+
+    async def test_forwarded_beyond_limit(self):
+        """A range starting past --range-offset-limit goes to the origin with its Range, every time."""
+        body = body_of(5000)
+        origin = start_origin(self)
+        page = Page(body=body)
+        url = add_page(origin, "forwarded", page)
+        proxy = await self.cached_proxy("--range-offset-limit", "1K")
+        for _ in range(2):
+            response, received, column = await self.request(proxy, url, headers={b"Range": [b"bytes=2000-2099"]})
+            self.assertEqual((response.code, column), (200, "MISS"))
+        self.assertEqual([seen.header("range") for seen in page.seen], [["bytes=2000-2099"]] * 2)

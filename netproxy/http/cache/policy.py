@@ -325,12 +325,13 @@ def collapsible(request_headers: Headers) -> bool:
     Not when it is conditional (the origin's answer to it, a 304, could not
     be shared, nor would the response others wait for answer it), nor when
     its directives want the origin asked afresh (C{no-cache}, C{max-age=0}):
-    a response that started before it arrived would not do.
+    a response that started before it arrived would not do.  Nor when it
+    asks for a range: following the whole response it would receive it all.
 
     :param request_headers: the request's header fields.
     """
     fields = as_fields(request_headers)
-    if not fields.names.isdisjoint(PRECONDITIONS):
+    if not fields.names.isdisjoint(PRECONDITIONS) or b"range" in fields.names:
         return False
     request = fields.directives
     return "no-cache" not in request and delta_seconds(request.get("max-age")) != 0

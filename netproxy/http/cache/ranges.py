@@ -129,3 +129,60 @@ def unsatisfied_range(length: int) -> bytes:
         bytes.
     """
     return b"bytes */%d" % (length,)
+
+
+def fetch_whole(headers: list[tuple[bytes, bytes]], limit: int | None) -> bool:
+    """
+    Whether a range request that misses is sent upstream without its range,
+    so that the whole response can be stored (and the range cut from it):
+    the meaning of Squid's C{range_offset_limit}.
+
+    :param headers: the request's header fields.
+    :param limit: how far into the body a range may start and still have
+        the whole response fetched; L{None} for no limit; C{0} never.
+    :returns: L{True} for one well-formed range starting within C{limit}
+        (a suffix range only without a limit, since where it starts is not
+        known); L{False} otherwise: the request goes upstream untouched.
+    """
+    if limit == 0:
+        return False
+    spec = _spec(headers)
+    if spec is None:
+        return False
+    first = spec[0]
+    if first is None:
+        return limit is None
+    return limit is None or first <= limit
+
+
+class RangeCutter:
+    """
+    Cuts one range out of a body as it streams past: what a range request
+    that was fetched whole receives.
+
+    :param first: the first offset sent.
+    :param last: the last offset sent (inclusive).
+    :ivar passed: the bytes of the body seen so far.
+    """
+
+    def __init__(self, first: int, last: int) -> None:
+        self.first = first
+        self.last = last
+        self.passed = 0
+
+    def cut(self, piece: bytes) -> bytes:
+        """
+        :param piece: the next bytes of the body.
+        :returns: those of them within the range (perhaps none).
+        """
+        start = self.passed
+        self.passed = end = start + len(piece)
+        low, high = max(self.first, start) - start, min(self.last + 1, end) - start
+        return piece[low:high] if low < high else b""
+
+    @property
+    def complete(self) -> bool:
+        """
+        Whether every byte of the range has passed.
+        """
+        return self.passed > self.last

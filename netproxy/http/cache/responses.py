@@ -56,6 +56,9 @@ FIELDS = "fields"
 # Stored fields never served as stored: the framing is the proxy's, the age
 # is worked out for each response.
 _NOT_SERVED = frozenset({b"content-length", b"transfer-encoding", b"age"})
+# The default range offset limit (see Cache): a range miss starting within
+# the first 16 MiB fetches the whole response.
+RANGE_OFFSET_LIMIT = 16 * 1024 * 1024
 # Found responses decoded from their entries and kept, for the entries
 # requested most recently: a hit then costs no decoding.
 _DECODED_KEPT = 2048
@@ -174,6 +177,10 @@ class Cache:
     :param store: an L{netproxy.http.cache.interfaces.IStore}; one shared
         by several processes has C{leases}, and then misses are collapsed
         across them too (L{RemoteFetches}, which needs the C{reactor}).
+    :param range_offset_limit: how far into a body a range request that
+        misses may start and still have the whole response fetched (and
+        stored, if it is no longer than that or the range runs to its
+        end); L{None} for no limit, C{0} to forward every range as it is.
     :param rules: the operator's freshness rules
         (L{netproxy.http.cache.refresh}), applied when a response is found,
         so that they apply to what was stored before they changed.
@@ -184,9 +191,10 @@ class Cache:
     log = Logger()
 
     def __init__(self, store: IStore, reactor: IReactorTime | None = None,
-                 rules: Sequence[RefreshRule] = ()) -> None:
+                 rules: Sequence[RefreshRule] = (), range_offset_limit: int | None = RANGE_OFFSET_LIMIT) -> None:
         self.store = store
         self.rules = tuple(rules)
+        self.range_offset_limit = range_offset_limit
         leases = getattr(store, "leases", None)
         self._remote = None if leases is None or reactor is None else RemoteFetches(
             leases, reactor, lambda key: self._waiting.pop(key, []))

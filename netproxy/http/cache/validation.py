@@ -141,3 +141,34 @@ def updated_headers(
     updates = [(n, v) for n, v in response_304_headers if n.lower() not in excluded]
     replaced = {n.lower() for n, _ in updates} | {b"age"}
     return [(n, v) for n, v in stored_headers if n.lower() not in replaced] + updates
+
+
+def head_matches(stored_headers: list[tuple[bytes, bytes]], head_headers: list[tuple[bytes, bytes]]) -> bool:
+    """
+    Whether a 200 to a HEAD describes a stored response to GET, so that its
+    fields may freshen it (RFC 9111 section 4.3.5, selecting as section
+    4.3.4 does): the same entity tag (compared weakly) when the HEAD
+    response has one; else the same Last-Modified when it has one; else
+    neither has a validator.  Never when it gives another Content-Length:
+    the body it describes is not the one stored.
+
+    :param stored_headers: the stored response's fields.
+    :param head_headers: the fields of the 200 to HEAD.
+    """
+    lengths = [v.strip() for v in header_values(head_headers, b"content-length")]
+    if lengths and lengths != [v.strip() for v in header_values(stored_headers, b"content-length")]:
+        return False
+    tags = header_values(head_headers, b"etag")
+    if tags:
+        stored_tags = header_values(stored_headers, b"etag")
+        return len(tags) == 1 and len(stored_tags) == 1 and _weak(tags[0]) == _weak(stored_tags[0])
+    modified = first_date(head_headers, b"last-modified")
+    if modified is not None:
+        return modified == first_date(stored_headers, b"last-modified")
+    names = {name.lower() for name, _ in stored_headers}
+    return b"etag" not in names and b"last-modified" not in names
+
+
+def _weak(tag: bytes) -> bytes:
+    tag = tag.strip()
+    return tag[2:] if tag[:2] == b"W/" else tag

@@ -6,7 +6,7 @@ answering a client's conditional GET from it, and refreshing it from a 304.
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.http.cache.fields import Fields
-from netproxy.http.cache.validation import not_modified, updated_headers, validators
+from netproxy.http.cache.validation import head_matches, not_modified, updated_headers, validators
 from tests.cache_helpers import T0, date, format_http_date
 
 # A stored response with both validators, last modified at T0.
@@ -173,3 +173,33 @@ class NotModifiedFieldsTests(SynchronousTestCase):
         ]
         for request in requests:
             self.assertEqual(not_modified(Fields(request), VALIDATED), not_modified(request, VALIDATED), request)
+
+
+class HeadMatchesTests(SynchronousTestCase):
+    """
+    L{head_matches} selects the stored response a 200 to HEAD may freshen (RFC 9111 section 4.3.5).
+    """
+
+    stored = [(b"ETag", b'"v1"'), (b"Last-Modified", b"Sat, 21 Nov 2026 18:00:00 GMT"), (b"Content-Length", b"5")]
+
+    def test_etag(self):
+        """The same tag, weak or strong, matches; another does not."""
+        self.assertTrue(head_matches(self.stored, [(b"ETag", b'"v1"')]))
+        self.assertTrue(head_matches(self.stored, [(b"ETag", b'W/"v1"')]))
+        self.assertFalse(head_matches(self.stored, [(b"ETag", b'"v2"')]))
+        self.assertFalse(head_matches([], [(b"ETag", b'"v1"')]))
+
+    def test_last_modified(self):
+        """Without a tag, the same Last-Modified matches."""
+        self.assertTrue(head_matches(self.stored, [(b"Last-Modified", b"Sat, 21 Nov 2026 18:00:00 GMT")]))
+        self.assertFalse(head_matches(self.stored, [(b"Last-Modified", b"Sat, 21 Nov 2026 18:00:01 GMT")]))
+
+    def test_no_validators(self):
+        """Without validators it matches only a stored response without any."""
+        self.assertTrue(head_matches([(b"Content-Length", b"5")], []))
+        self.assertFalse(head_matches(self.stored, []))
+
+    def test_other_length(self):
+        """Another Content-Length never matches: it describes another body."""
+        self.assertFalse(head_matches(self.stored, [(b"ETag", b'"v1"'), (b"Content-Length", b"6")]))
+        self.assertTrue(head_matches(self.stored, [(b"ETag", b'"v1"'), (b"Content-Length", b"5")]))
