@@ -17,9 +17,9 @@ from tests.integration.http_origin import MAX_AGE_60, Page, add_page, body_of, s
 MIB = 1024 * 1024
 
 
-class RangeHitTests(CacheTestCase):
+class CurlTestCase(CacheTestCase):
     """
-    A range of a stored complete response is a 206 from the cache.
+    Cache tests that fetch with curl.
     """
 
     async def curl(self, proxy, url, *args):
@@ -37,6 +37,12 @@ class RangeHitTests(CacheTestCase):
                                     "--output", output.path, "--write-out", "%{http_code}", *args, url])
         self.assertEqual(result.code, 0, result)
         return result.out, output.getContent()
+
+
+class RangeHitTests(CurlTestCase):
+    """
+    A range of a stored complete response is a 206 from the cache.
+    """
 
     async def test_curl_range_of_stored_mib(self):
         """curl -r 0-99 of a stored 1 MiB entry gets a 206 of exactly its first 100 bytes; the origin is not asked."""
@@ -68,7 +74,7 @@ class RangeHitTests(CacheTestCase):
         self.assertEqual(cache_status(response)[0], "hit")
 
 
-class RangeMissTests(RangeHitTests):
+class RangeMissTests(CurlTestCase):
     """
     A range request that misses is fetched whole and stored, or forwarded, as --range-offset-limit says.
     """
