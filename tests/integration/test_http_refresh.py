@@ -6,7 +6,9 @@ mirrors send: no C{Last-Modified}, no C{ETag}, no C{Cache-Control}
 ones the documentation ships for package caches.
 """
 
+import re
 import shutil
+from pathlib import Path
 
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SkipTest
@@ -15,17 +17,22 @@ from tests.integration.daemon import LOCALHOST, WAIT_TIMEOUT, fresh_directory, r
 from tests.integration.http_client import CacheTestCase, cache_status
 from tests.integration.http_origin import BODY, Page, add_page, start_origin
 
-# The rules docs/cache.rst ships for package caches.
-DEBIAN_POOL = r"/pool/.*\.(deb|udeb|dsc|diff\.gz|tar\.(gz|xz|bz2))$ 129600 100% 129600"
-WHEELS = r"\.whl$ 129600 100% 129600"
-INDICES = r"/(Packages|Sources|Release|InRelease)(\.(gz|bz2|xz))?$ 0 20% 60"
-SHIPPED = ["--refresh-pattern", DEBIAN_POOL, "--refresh-pattern", WHEELS, "--refresh-pattern", INDICES]
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+# The rules docs/cache.rst ships for package caches, read from it, so the
+# documented command line is the one tested.
+DOCUMENTED = re.findall(r"--refresh-pattern '([^']*)'", (ROOT / "docs" / "cache.rst").read_text())
+SHIPPED = [word for rule in DOCUMENTED for word in ("--refresh-pattern", rule)]
 
 
 class RefreshPatternTests(CacheTestCase):
     """
     Operator rules make responses without validators or freshness cacheable, and never override the origin's word.
     """
+
+    def test_documented_rules(self):
+        """The documentation ships four rules: pool files, by-hash files, wheels and index files."""
+        self.assertEqual(len(DOCUMENTED), 4, DOCUMENTED)
 
     async def fetch_twice(self, proxy, url):
         """
@@ -52,6 +59,15 @@ class RefreshPatternTests(CacheTestCase):
         origin = start_origin(self)
         page = Page()
         url = add_page(origin, "simple", page) + "/packages/attrs-23.2.0-py3-none-any.whl"
+        proxy = await self.cached_proxy(*SHIPPED)
+        self.assertEqual(await self.fetch_twice(proxy, url), [("MISS", "fwd=uri-miss"), ("HIT", "hit")])
+        self.assertEqual(len(page.seen), 1)
+
+    async def test_by_hash_hit(self):
+        """An index file fetched by its hash (apt's by-hash) is immutable: stored under the by-hash rule."""
+        origin = start_origin(self)
+        page = Page()
+        url = add_page(origin, "debian", page) + "/dists/stable/main/binary-amd64/by-hash/SHA256/0123abcd"
         proxy = await self.cached_proxy(*SHIPPED)
         self.assertEqual(await self.fetch_twice(proxy, url), [("MISS", "fwd=uri-miss"), ("HIT", "hit")])
         self.assertEqual(len(page.seen), 1)
