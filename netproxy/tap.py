@@ -5,7 +5,8 @@ The twistd plugin's options and services: C{twistd netproxy ROLE [options]}.
 One L{usage.Options} per role checks and converts every value (a bad one
 stops start-up with a message naming the option); L{makeService} hands the
 checked options to the role's builder (L{netproxy.message.services} for the
-message roles, L{netproxy.http.service} for the HTTP proxy) and puts the
+message roles, L{netproxy.http.service} for the HTTP proxy,
+L{netproxy.socks.service} for the SOCKS proxy) and puts the
 shared SIGTERM and systemd services around it.
 
 twistd imports this module to list its commands: each builder imports late.
@@ -22,9 +23,10 @@ from netproxy.cli import ClientOptions, ClientRunService
 from netproxy.http.options import HttpOptions
 from netproxy.message.options import AckOptions, RelayOptions, ReverseOptions, ServerOptions, UpperOptions
 from netproxy.role_options import ListeningOptions
+from netproxy.socks.options import SocksOptions
 
 __all__ = ["Options", "makeService", "HttpOptions", "AckOptions", "RelayOptions", "ReverseOptions", "ServerOptions",
-           "UpperOptions"]
+           "UpperOptions", "SocksOptions"]
 
 
 class Options(usage.Options):
@@ -42,6 +44,7 @@ class Options(usage.Options):
         ("ack", None, AckOptions, "answers every message with a fixed reply (DONE)"),
         ("upper", None, UpperOptions, "TCP and UDP server that upper-cases a-z"),
         ("client", None, ClientOptions, "run one client exchange (as netproxy-client does)"),
+        ("socks", None, SocksOptions, "SOCKS5 proxy (CONNECT, username/password login) with access control"),
     ]
 
     def parseOptions(self, options: list[str] | None = None) -> None:
@@ -66,6 +69,7 @@ def makeService(options: Options) -> MultiService:
     from netproxy.http.service import http_service
     from netproxy.message import services
     from netproxy.shutdown import ExitCleanlyOnTerm
+    from netproxy.socks.service import socks_service
     from netproxy.workers import role_process
 
     # Every role uses several of the reactor's interfaces, which no one type names.
@@ -74,6 +78,7 @@ def makeService(options: Options) -> MultiService:
         "http": http_service, "reverse": services.reverse_service, "server": services.server_service,
         "relay": services.relay_service, "ack": services.ack_service, "upper": services.upper_service,
         "client": lambda options, reactor: ClientRunService(reactor, options),  # one exchange, then it stops
+        "socks": socks_service,
     }
     if isinstance(options.subOptions, ListeningOptions):
         from netproxy.descriptors import DescriptorLimit

@@ -21,13 +21,13 @@ C{write} to a descriptor opened with C{O_APPEND}, which the kernel appends
 whole, so lines from different workers never mix within a line.
 """
 
-import os
 import sys
 import time
 from typing import TextIO, cast
 
 from twisted.logger import FileLogObserver, ILogObserver, LogEvent, Logger, LogPublisher
 
+from netproxy.appending_file import AppendingFile
 from netproxy.escaping import escape
 from netproxy.http.head import RequestHead, header_values
 from netproxy.worker_options import Worker
@@ -57,41 +57,6 @@ def format_access_line(event: LogEvent) -> str:
 def _worker(event: LogEvent) -> str:
     worker = event.get("worker")
     return "" if worker is None else f" worker={worker}"
-
-
-class AppendingFile:
-    """
-    A file written one whole line at a time, with one C{write} call each on
-    a descriptor opened for appending, so processes appending to the same
-    file never tear each other's lines.
-
-    :param path: the file, created (mode 0666 less the umask, as L{open}
-        does) when missing.
-    :raises OSError: when it cannot be opened.
-    """
-
-    def __init__(self, path: str) -> None:
-        self._descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
-
-    def write(self, text: str) -> None:
-        """
-        Append C{text}; a write cut short (a full disk) is finished by
-        further writes.
-        """
-        data = memoryview(text.encode("utf-8"))
-        while data:
-            data = data[os.write(self._descriptor, data):]
-
-    def flush(self) -> None:
-        """
-        Nothing is buffered.
-        """
-
-    def close(self) -> None:
-        """
-        Close the descriptor.
-        """
-        os.close(self._descriptor)
 
 
 def access_log_observer(stream: "TextIO | AppendingFile") -> FileLogObserver:

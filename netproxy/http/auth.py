@@ -222,6 +222,22 @@ class ProxyAuth:
             user, password = parse_basic(values[0])
         except ValueError as error:
             return succeed(Verdict(None, str(error)))
+        return self.check(user, password, client, wanted)
+
+    def check(self, user: bytes, password: bytes, client: str = "-",
+              wanted: Callable[[], bool] = lambda: True) -> "Deferred[Verdict]":
+        """
+        Check a user name and password, however the client sent them (a
+        C{Proxy-Authorization} field, a SOCKS5 login): checked ones are
+        remembered, and checks are throttled per client, as for
+        L{authenticate}.
+
+        :param user: the user name sent.
+        :param password: the password sent.
+        :param client: who sent them, as L{client_key} names it.
+        :param wanted: whether the verdict is still wanted.
+        :returns: a L{Deferred} firing with a L{Verdict}.
+        """
         users = self.auth_file.users
         if self._cache_users is not users:
             self._cache.clear()

@@ -1,14 +1,15 @@
 # -*- test-case-name: tests.http.test_tunnel -*-
 """
 CONNECT tunnels: after C{200 Connection established}, bytes go both ways
-unchanged until either side closes, with back-pressure both ways.
+unchanged until either side closes, with back-pressure both ways
+(L{netproxy.splice}).
 """
 
 from functools import partial
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
 from netproxy.dialing import connect_error
@@ -17,26 +18,9 @@ from netproxy.escaping import Logger
 from netproxy.http.head import RequestHead
 from netproxy.http.message import Target
 from netproxy.http.parent_tunnel import connect_tunnel
+from netproxy.splice import SpliceEnd, close_after_writes, join
 
 ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
-
-
-class _TunnelEnd(Protocol):
-    """
-    The destination's end of a tunnel.
-    """
-
-    transport: Any
-
-    def __init__(self, tunnel: "Tunnel") -> None:
-        self.tunnel = tunnel
-
-    def dataReceived(self, data: bytes) -> None:
-        self.tunnel.sent += len(data)
-        self.tunnel.client.transport.write(data)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.tunnel.destination_lost()
 
 
 class Tunnel:
@@ -58,7 +42,7 @@ class Tunnel:
         self.head = head
         self.started = started
         self.sent = 0
-        self.destination: _TunnelEnd | None = None
+        self.destination: SpliceEnd | None = None
         self._pending = b""
         self._connecting: "Deferred[Any] | None" = None
         self._closed = False
@@ -75,12 +59,12 @@ class Tunnel:
             raise HTTPError(403, f"CONNECT to port {self.target.port} is not allowed")
         self._pending = rest
         self.client.transport.pauseProducing()
-        connector = Factory.forProtocol(partial(_TunnelEnd, self))
+        connector = Factory.forProtocol(partial(SpliceEnd, self))
         connector.noisy = False
         self._connecting = connect_tunnel(factory, self.target, connector)
         self._connecting.addCallbacks(self._connected, self._not_connected)
 
-    def _connected(self, destination: _TunnelEnd) -> None:
+    def _connected(self, destination: SpliceEnd) -> None:
         self._connecting = None
         if self._closed:
             destination.transport.loseConnection()
@@ -92,10 +76,7 @@ class Tunnel:
         if self._pending:
             destination.transport.write(self._pending)
             self._pending = b""
-        # Back-pressure both ways, as twisted.protocols.portforward does.
-        self.client.transport.registerProducer(destination.transport, True)
-        destination.transport.registerProducer(self.client.transport, True)
-        self.client.transport.resumeProducing()
+        join(self.client.transport, destination.transport)
 
     def _not_connected(self, failure: Failure) -> None:
         self._connecting = None
@@ -103,6 +84,13 @@ class Tunnel:
             return
         error = failure.value if isinstance(failure.value, HTTPError) else None
         self.client.fail(error or connect_error(failure, self.target.authority.decode("ascii")))
+
+    def destination_data(self, data: bytes) -> None:
+        """
+        Bytes from the destination, for the client.
+        """
+        self.sent += len(data)
+        self.client.transport.write(data)
 
     def client_data(self, data: bytes) -> None:
         """
@@ -131,11 +119,7 @@ class Tunnel:
         if self._connecting is not None:
             self._connecting.cancel()
         if self.destination is not None:
-            transport = self.destination.transport
-            if transport.producer is not None:
-                # As in destination_lost: a paused producer would keep it open.
-                transport.unregisterProducer()
-            transport.loseConnection()
+            close_after_writes(self.destination.transport)
 
     def _finish(self) -> None:
         # An established tunnel is one access log line, written when it

@@ -1,15 +1,12 @@
 # -*- test-case-name: tests.message.test_reverse_metrics -*-
 """
 The reverse proxy's metrics, in the Prometheus text format, on an endpoint
-of their own (C{--metrics}): its listener speaks the message protocol, not
-HTTP, so the page cannot share it.  The reactor's stalls are there too, as
+of their own (C{--metrics}, L{netproxy.metrics_page}): its listener speaks
+the message protocol, not HTTP, so the page cannot share it.  The reactor's stalls are there too, as
 the HTTP proxy shows them.
 """
 
-from twisted.web.resource import Resource
-from twisted.web.server import Request
-
-from netproxy.instruments import CONTENT_TYPE, Counter, Gauge, Registry
+from netproxy.instruments import Counter, Gauge, Registry
 from netproxy.message.forwarder import Forwarder
 from netproxy.message.registry import ServerRegistry
 from netproxy.stalls import StallMonitor, stall_metrics
@@ -22,7 +19,7 @@ class ReverseMetrics:
 
     :param registry: the servers registered.
     :param forwarder: what sends their messages.
-    :ivar registry: the metrics, for a L{MetricsPage}.
+    :ivar registry: the metrics, for a L{netproxy.metrics_page.MetricsPage}.
     :ivar stalls: the monitor of the forwarder's reactor, for the role's
         services to start.
     """
@@ -55,27 +52,3 @@ class ReverseMetrics:
 
     def _forwarded(self) -> dict[tuple[str, str], int]:
         return {(str(server.server_id), server.policy): server.forwarded for server in self._servers.servers()}
-
-
-class MetricsPage(Resource):
-    """
-    A web resource answering C{GET /metrics} with C{registry}'s exposition,
-    and 404 for anything else.
-    """
-
-    isLeaf = True
-
-    def __init__(self, registry: Registry) -> None:
-        super().__init__()
-        self._registry = registry
-
-    def render_GET(self, request: Request) -> bytes:
-        if request.path != b"/metrics":
-            request.setResponseCode(404)
-            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            return b"not found: the metrics are at /metrics\n"
-        request.setHeader(b"content-type", CONTENT_TYPE)
-        request.setHeader(b"cache-control", b"no-store")
-        return self._registry.render()
-
-    render_HEAD = render_GET

@@ -24,7 +24,8 @@ from netproxy.message.forwarder import Forwarder
 from netproxy.message.registry import ServerRegistry
 from netproxy.message.relay import RelayFactory
 from netproxy.message.reverse import ReverseFactory
-from netproxy.message.reverse_metrics import MetricsPage, ReverseMetrics
+from netproxy.message.reverse_metrics import ReverseMetrics
+from netproxy.metrics_page import MetricsPage
 from netproxy.message.upper import UpperDatagramProtocol, UpperFactory
 from netproxy.reload import ReloadOnHangup
 

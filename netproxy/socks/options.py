@@ -1,0 +1,104 @@
+# -*- test-case-name: tests.socks.test_options,tests.test_tap -*-
+"""
+The SOCKS role's options: C{twistd netproxy socks --help}.  Each value is
+checked and converted here, so a bad one stops start-up with a message
+naming the option; L{netproxy.socks.service} builds the role from them.
+The options it shares with the HTTP proxy (C{--allow}, C{--block},
+C{--blocklist}, C{--auth-file}, C{--allow-local}, C{--access-log}) mean the
+same there and here.
+"""
+
+from typing import Any
+
+from twisted.python import usage
+
+from netproxy import coerce
+from netproxy.acl import RuleSet
+from netproxy.role_options import ListeningOptions
+from netproxy.worker_options import WorkerOptions
+
+
+class SocksOptions(WorkerOptions, ListeningOptions):
+    """
+    C{twistd netproxy socks}.
+    """
+
+    # The client and its destination.
+    descriptors_per_connection = 2
+    descriptors_fixed = 64
+
+    synopsis = ("[--listen ENDPOINT]... [--allow CIDR]... [--block RULE]... [--blocklist FILE] [--auth-file FILE] "
+                "[--metrics ENDPOINT]")
+    longdesc = ("SOCKS5 proxy (RFC 1928 CONNECT, RFC 1929 username/password login) with the HTTP proxy's access "
+                "control.")
+    optParameters = [
+        ["blocklist", None, None, "file of destination rules, one per line, # comments; re-read on SIGHUP"],
+        ["connect-timeout", None, "10", "seconds a destination may take to be resolved and accept a connection "
+                                        "(reply 6 after)"],
+        ["handshake-timeout", None, "30", "seconds a client may take from connecting to the end of its request"],
+        ["tunnel-idle-timeout", None, "900", "seconds a tunnel may carry no byte either way before it is closed"],
+        ["access-log", None, None, "write one line per request (client, user, destination, bytes each way, "
+                                   "seconds) to FILE, or - for stdout"],
+        ["auth-file", None, None, "require a username/password login by the users of FILE (user:hash lines, bcrypt "
+                                  "or SHA-crypt hashes, # comments); re-read on SIGHUP"],
+        ["metrics", None, None,
+         "endpoint serving GET /metrics (Prometheus text format), e.g. tcp:9106:interface=127.0.0.1"],
+    ]
+    optFlags = [
+        ["allow-local", None, "allow destinations on this host or its link (loopback, 0.0.0.0/8, ::, link-local, "
+                              "this host's addresses), refused by default; for development, tests and benchmarks"],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+        self["allow"] = []
+        self["block"] = []
+
+    def opt_listen(self, endpoint: str) -> None:
+        """
+        endpoint to listen on (default tcp:1080:interface=127.0.0.1); may be repeated
+        """
+        self["listen"].append(endpoint)
+
+    def opt_allow(self, rule: str) -> None:
+        """
+        client network allowed to use the proxy, or unix (default: loopback and unix); may be repeated
+        """
+        self["allow"].append(coerce.rule("allow", rule))
+
+    def opt_block(self, rule: str) -> None:
+        """
+        block destinations matching RULE (IP, CIDR, *:port, ip:port, host, *.domain); may be repeated
+        """
+        self["block"].append(coerce.rule("block", rule))
+
+    def postOptions(self) -> None:
+        super().postOptions()
+        self["listen"] = self.listen_endpoints(self["listen"] or ["tcp:1080:interface=127.0.0.1"])
+        local = [coerce.rule("allow", "127.0.0.0/8"), coerce.rule("allow", "::1"), coerce.rule("allow", "unix")]
+        self["allow"] = RuleSet(self["allow"] or local)
+        for name in ("connect-timeout", "handshake-timeout", "tunnel-idle-timeout"):
+            self[name] = coerce.seconds(name, self[name])
+        self["rules"] = coerce.rules_file("blocklist", self["block"], self["blocklist"])
+        self["auth"] = auth_file(self["auth-file"])
+        if self["metrics"] is not None:
+            self["metrics"] = coerce.listen_endpoint("metrics", self["metrics"])
+
+
+def auth_file(path: str | None) -> Any:
+    """
+    :param path: C{--auth-file}, or L{None}.
+    :returns: the L{netproxy.http.passwords.AuthFile} read from it, or
+        L{None}.
+    :raises UsageError: naming the option when the file cannot be used.
+    """
+    if path is None:
+        return None
+    from netproxy.errors import AuthFileError
+    from netproxy.http.passwords import AuthFile
+
+    try:
+        return AuthFile(path)
+    except AuthFileError as error:
+        raise usage.UsageError(f"--auth-file: {error}")
