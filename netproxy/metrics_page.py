@@ -27,7 +27,7 @@ class MetricsPage(Resource):
         :param render: renders the page instead of C{registry} (a worker's
             page, which adds the other workers' counts), or L{None}.
         """
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._registry = registry
         self._render = registry.render if render is None else render
 

@@ -14,6 +14,15 @@ PACKAGE = Path(__file__).resolve().parent.parent / "netproxy"
 # Modules above the three rooms: they assemble the roles, so they may import
 # any of them.
 ASSEMBLY = frozenset({"netproxy.tap", "netproxy.cli", "netproxy.testing"})
+# The SOCKS proxy logs its users in from the HTTP proxy's --auth-file, with
+# the HTTP proxy's checks (in the thread pool, remembered, throttled per
+# client): the same file and the same rules for both, and some 700 lines
+# too big and too tied to the HTTP proxy's 407 to move to the core.
+ALLOWED_CROSSINGS = frozenset({
+    ("socks", "netproxy.http.passwords"),
+    ("socks", "netproxy.http.auth"),
+    ("socks", "netproxy.http.login_throttle"),
+})
 MAX_LINES = 400
 
 
@@ -92,10 +101,11 @@ def cycles(edges):
 
 def room(name):
     """
-    :returns: C{"message"}, C{"http"}, or C{"core"} for the shared modules.
+    :returns: C{"message"}, C{"http"}, C{"socks"}, or C{"core"} for the
+        shared modules.
     """
     parts = name.split(".")
-    return parts[1] if len(parts) > 2 or parts[1:] in (["message"], ["http"]) else "core"
+    return parts[1] if len(parts) > 2 or parts[1:] in (["message"], ["http"], ["socks"]) else "core"
 
 
 class ImportTests(SynchronousTestCase):
@@ -118,15 +128,17 @@ class ImportTests(SynchronousTestCase):
 
     def test_rooms(self):
         """
-        The shared core imports neither role package, and the message roles
-        and the HTTP proxy never import each other.
+        The shared core imports no role package, the message roles and the
+        HTTP proxy never import each other, and the SOCKS proxy imports only
+        the HTTP proxy's logins (ALLOWED_CROSSINGS).
         """
         crossing = []
         for name, targets in graph().items():
             if name in ASSEMBLY:
                 continue
             for target in targets:
-                if room(target) != "core" and room(target) != room(name):
+                if room(target) != "core" and room(target) != room(name) and (room(name), target) not in \
+                        ALLOWED_CROSSINGS:
                     crossing.append(f"{name} -> {target}")
         self.assertEqual(crossing, [])
 

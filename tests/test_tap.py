@@ -35,7 +35,7 @@ class RoleListTests(SynchronousTestCase):
         """twistd netproxy --help lists every role with its description."""
         text = " ".join(str(tap.Options()).split())
         roles = {name: description for name, _, _, description in tap.Options.subCommands}
-        self.assertEqual(sorted(roles), ["ack", "client", "http", "relay", "reverse", "server", "upper"])
+        self.assertEqual(sorted(roles), ["ack", "client", "http", "relay", "reverse", "server", "socks", "upper"])
         for role, description in roles.items():
             self.assertIn(f"{role} {description}", text)
 

@@ -103,16 +103,15 @@ def read_greeting(data: bytes) -> tuple[frozenset[int], int] | None:
     offers.
 
     :param data: the bytes received so far.
-    :returns: C{(methods, size)}, or L{None} while incomplete.
+    :returns: C{(methods, size)}, or L{None} while incomplete; no method
+        offered is an empty set (none is acceptable).
     :raises NegotiationError: for another version (a SOCKS4 client, or not
-        SOCKS at all) or no method offered; neither has a reply.
+        SOCKS at all), which has no reply.
     """
     _check_version(data, VERSION, "greeting")
     if len(data) < 2:
         return None
     count = data[1]
-    if count == 0:
-        raise NegotiationError("greeting offers no authentication method")
     if len(data) < 2 + count:
         return None
     return frozenset(data[2:2 + count]), 2 + count

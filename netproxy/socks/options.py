@@ -50,7 +50,7 @@ class SocksOptions(WorkerOptions, ListeningOptions):
     ]
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self["listen"] = []
         self["allow"] = []
         self["block"] = []

@@ -87,7 +87,7 @@ class SocksProtocol(TrackedProtocol):
                 pass
 
     def dataReceived(self, data: bytes) -> None:
-        self.resetTimeout()
+        self.resetTimeout()  # type: ignore[no-untyped-call]
         if self.step == TUNNEL:
             assert self.destination is not None
             self.received += len(data)
@@ -221,7 +221,7 @@ class SocksProtocol(TrackedProtocol):
             destination.transport.write(self._buffer)
             self._buffer = b""
         join(self.transport, destination.transport)
-        self.setTimeout(factory.tunnel_idle_timeout)
+        self.setTimeout(factory.tunnel_idle_timeout)  # type: ignore[no-untyped-call]
 
     def _not_connected(self, failure: Failure) -> None:
         self._connecting = None
@@ -239,7 +239,7 @@ class SocksProtocol(TrackedProtocol):
         """
         Bytes from the destination, for the client.
         """
-        self.resetTimeout()
+        self.resetTimeout()  # type: ignore[no-untyped-call]
         self.sent += len(data)
         self.factory.metrics.sent_bytes += len(data)
         self.transport.write(data)

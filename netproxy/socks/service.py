@@ -55,14 +55,17 @@ def socks_service(options: SocksOptions, reactor: Any) -> IService:
         reloaders.append(options["auth"].reload)
     if reloaders:
         # Before the listeners, so SIGHUP is handled as soon as they listen.
-        ReloadOnHangup(reloaders, reactor).setServiceParent(service)
+        reload: IService = ReloadOnHangup(reloaders, reactor)
+        reload.setServiceParent(service)
     metrics = factory.metrics
-    metrics.stalls.setServiceParent(service)
+    stalls: IService = metrics.stalls
+    stalls.setServiceParent(service)
     if worker is not None:
         metrics.share(worker, reactor).setServiceParent(service)
     if options["metrics"] is not None and (worker is None or worker.index == 0):
         site = Site(MetricsPage(metrics.registry, lambda: metrics.page()))
         site.noisy = False
-        strports.service(options["metrics"], site, reactor=reactor).setServiceParent(service)
+        page: IService = strports.service(options["metrics"], site, reactor=reactor)
+        page.setServiceParent(service)
     listening(factory, options["listen"], reactor, options["shutdown-timeout"]).setServiceParent(service)
     return service

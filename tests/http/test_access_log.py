@@ -10,7 +10,7 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netproxy.http import access_log as access_log_module
+from netproxy import appending_file
 from netproxy.http.access_log import AccessLog, AppendingFile, access_log_observer, format_access_line, open_access_log
 from netproxy.http.head import RequestHead
 from netproxy.worker_options import Worker
@@ -144,7 +144,7 @@ class AppendingFileTests(SynchronousTestCase):
 
         appending = AppendingFile(self.path)
         self.addCleanup(appending.close)
-        self.patch(access_log_module.os, "write", short_write)
+        self.patch(appending_file.os, "write", short_write)
         appending.write("first line\n")
         appending.write("second\n")
         self.assertEqual(calls, [b"first line\n", b"second\n", b"ond\n"])

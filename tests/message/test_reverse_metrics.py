@@ -8,7 +8,8 @@ from twisted.internet import error
 from twisted.web.test.requesthelper import DummyRequest
 
 from netproxy.instruments import CONTENT_TYPE
-from netproxy.message.reverse_metrics import MetricsPage, ReverseMetrics
+from netproxy.message.reverse_metrics import ReverseMetrics
+from netproxy.metrics_page import MetricsPage
 from netproxy.testing import complete_connection, fail_connection
 from tests.message.test_forwarder import ANSWER, MESSAGE, ForwarderTestCase
 

@@ -9,7 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from netproxy.message import services
 from netproxy.message.ack import AckFactory
 from netproxy.message.relay import RelayFactory
-from netproxy.message.reverse_metrics import MetricsPage
+from netproxy.metrics_page import MetricsPage
 from netproxy.stalls import StallMonitor
 from netproxy.message.upper import UpperDatagramProtocol, UpperFactory
 from netproxy.reload import ReloadOnHangup

@@ -1,0 +1,3 @@
+"""
+Tests for L{netproxy.socks}: the SOCKS5 proxy.
+"""
