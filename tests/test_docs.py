@@ -318,8 +318,8 @@ class SyntheticDocumentTests(SynchronousTestCase):
 
     def test_unknown_role_is_caught(self):
         """A command line naming a role that does not exist is reported."""
-        self.assertEqual(command_line_problems("    twistd -n netproxy socks --listen 1080\n", programs()),
-                         ["twistd netproxy socks: no such role or client"])
+        self.assertEqual(command_line_problems("    twistd -n netproxy gopher --listen 70\n", programs()),
+                         ["twistd netproxy gopher: no such role or client"])
 
     def test_changed_readme_command_is_caught(self):
         """A README whose first command changed no longer opens with the two commands."""

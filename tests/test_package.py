@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 PACKAGE = Path(__file__).resolve().parent.parent / "netproxy"
 
-# Modules above the three rooms: they assemble the roles, so they may import
+# Modules above the rooms: they assemble the roles, so they may import
 # any of them.
 ASSEMBLY = frozenset({"netproxy.tap", "netproxy.cli", "netproxy.testing"})
 # The SOCKS proxy logs its users in from the HTTP proxy's --auth-file, with

@@ -8,12 +8,14 @@ thread: it blocks) and by raw sockets sending what no client should.
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import tempfile
 
 import bcrypt
 from python_socks import ProxyError, ProxyType
 from python_socks.sync import Proxy
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.threads import deferToThread
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SkipTest, TestCase
@@ -21,6 +23,8 @@ from twisted.trial.unittest import SkipTest, TestCase
 from tests.integration.daemon import LISTEN, LOCALHOST, SOCKET_TIMEOUT, WAIT_TIMEOUT, fresh_directory, run_command, \
     start_daemon
 from tests.integration.http_origin import pattern_digest, start_origin
+from tests.integration.test_systemd import notify_socket
+from tests.integration.test_workers import MAX_TRIES, served_by, start_workers
 from tests.metrics_helpers import samples as page_samples
 
 READY = ("SocksFactory",)
@@ -278,3 +282,82 @@ class MetricsTests(SocksTestCase):
         samples = page_samples(page)
         self.assertEqual(samples[("netproxy_socks_requests_total", (("command", "CONNECT"), ("reply", "0")))], 1)
         self.assertGreater(samples[("netproxy_socks_sent_bytes_total", ())], 1000)
+
+
+class OperationsTests(SocksTestCase):
+    """
+    SIGHUP, SIGTERM under systemd, and workers, as every role has them.
+    """
+
+    timeout = 60
+
+    async def test_reload_blocklist(self):
+        """SIGHUP re-reads --blocklist: a destination allowed before is refused after, without a restart."""
+        directory = FilePath(fresh_directory(self))
+        blocklist = directory.child("blocklist")
+        blocklist.setContent(b"# nothing blocked yet\n")
+        proxy, origin = await self.start("--allow-local", "--blocklist", blocklist.path)
+        url = f"http://localhost:{origin.port}/fixed?size=100"
+        result, got = await curl("--socks5-hostname", proxy.port, url)
+        self.assertEqual(result.code, 0, result)
+        blocklist.setContent(b"localhost\n")
+        since = proxy.mark()
+        proxy.send_signal(signal.SIGHUP)
+        await proxy.wait_for(r"reloaded 1 rules from", since)
+        result, got = await curl("--socks5-hostname", proxy.port, url)
+        self.assertEqual(result.code, 97, result)
+        await proxy.wait_for(r"reply 2: destination localhost:\d+ is blocked by rule localhost", since)
+
+    async def test_systemd(self):
+        """Under systemd: READY=1 once listening; on SIGTERM, STOPPING=1, an open tunnel is cut at
+        --shutdown-timeout, and the exit status is 0."""
+        receiver = notify_socket(self)
+        origin = start_origin(self)
+        proxy = await start_daemon(self, "socks", "--listen", LISTEN, "--allow-local", "--shutdown-timeout", "1",
+                                   env={"NOTIFY_SOCKET": receiver.address}, ready=READY)
+        await receiver.wait_for("READY")
+        sock = await deferToThread(open_tunnel, proxy.port, origin.port)
+        self.addCleanup(sock.close)
+        await proxy.wait_for(r"CONNECT 127\.0\.0\.1:\d+ established")
+        proxy.send_signal(signal.SIGTERM)
+        await receiver.wait_for("STOPPING")
+        await proxy.wait_for(r"aborting connection from 127\.0\.0\.1:\d+, still busy")
+        self.assertEqual(await proxy.wait_exit(), "exit code 0", proxy.output.transcript())
+        self.assertEqual(receiver.names(), ["READY=1", "STOPPING=1"])
+
+    async def test_workers(self):
+        """With --workers 2 both workers serve tunnels on the one port, and name themselves in the access log."""
+        origin = start_origin(self)
+        proxy = await start_workers(self, "socks", "--listen", LISTEN, "--allow-local", "--access-log", "-")
+        url = f"http://localhost:{origin.port}/fixed?size=100"
+        since = proxy.mark()
+        seen = set()
+        for attempt in range(MAX_TRIES):
+            results = await gatherResults([Deferred.fromCoroutine(curl("--socks5-hostname", proxy.ports["held"], url))
+                                           for _ in range(4)])
+            for result, got in results:
+                self.assertEqual((result.code, got), (0, (pattern_digest(100), "200")), result)
+            seen = served_by(proxy, since)
+            if seen == {0, 1}:
+                break
+        self.assertEqual(seen, {0, 1})
+
+
+def open_tunnel(proxy_port, origin_port):
+    """
+    Open a tunnel to the origin through the proxy, on a blocking socket.
+
+    :returns: the socket, its tunnel established.
+    """
+    sock = socket.create_connection((LOCALHOST, proxy_port), timeout=SOCKET_TIMEOUT)
+    sock.sendall(b"\x05\x01\x00\x05\x01\x00\x01\x7f\x00\x00\x01" + origin_port.to_bytes(2, "big"))
+    received = b""
+    while len(received) < 12:
+        chunk = sock.recv(64)
+        if not chunk:
+            break
+        received += chunk
+    if received[:4] != b"\x05\x00\x05\x00":
+        sock.close()
+        raise AssertionError(f"no tunnel: {received!r}")
+    return sock
