@@ -25,7 +25,6 @@ class SocksOptions(WorkerOptions, ListeningOptions):
 
     # The client and its destination.
     descriptors_per_connection = 2
-    descriptors_fixed = 64
 
     synopsis = ("[--listen ENDPOINT]... [--allow CIDR]... [--block RULE]... [--blocklist FILE] [--auth-file FILE] "
                 "[--metrics ENDPOINT]")

@@ -63,3 +63,23 @@ class SocksOptionsTests(SynchronousTestCase):
         for argv, option in cases:
             error = self.assertRaises(UsageError, parse, "socks", *argv)
             self.assertIn(option, str(error), argv)
+
+
+class SystemdExampleTests(SynchronousTestCase):
+    """
+    The example options shipped for netproxy@socks.service.
+    """
+
+    def test_socks_env(self):
+        """contrib/systemd/socks.env holds options the role takes (its users file put in place)."""
+        from pathlib import Path
+
+        env = Path(__file__).resolve().parents[2] / "contrib" / "systemd" / "socks.env"
+        argv = env.read_text().split("NETPROXY_OPTIONS=", 1)[1].split()
+        path = self.mktemp()
+        with open(path, "w") as file:
+            file.write(USERS)
+        argv[argv.index("--auth-file") + 1] = path
+        options = parse("socks", *argv).subOptions
+        self.assertEqual(options["listen"], ["tcp:1080:interface=127.0.0.1"])
+        self.assertEqual(options["metrics"], "tcp:9106:interface=127.0.0.1")
