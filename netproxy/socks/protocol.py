@@ -200,8 +200,11 @@ class SocksProtocol(TrackedProtocol):
 
     def _connected(self, destination: SpliceEnd) -> None:
         self._connecting = None
-        if self.step != CONNECTING:
+        if self.step != CONNECTING or self.stopping:
             destination.transport.loseConnection()
+            if self.step == CONNECTING:
+                # No new tunnel once shutting down: the drain would wait for it.
+                self._refuse(negotiation.GENERAL_FAILURE, "the proxy is shutting down")
             return
         assert self.request is not None
         factory = self.factory

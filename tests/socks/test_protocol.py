@@ -511,3 +511,20 @@ class LoginTests(SynchronousTestCase):
         self.reactor.advance(self.factory.auth.tarpit)
         self.assertEqual(self.transport.value(), b"\x05\x02\x01\x01")
         self.assertEqual(self.checks.pending, [])
+
+
+class ShutdownTests(SocksTestCase):
+    """
+    A graceful shutdown opens no new tunnel.
+    """
+
+    def test_connected_while_stopping(self):
+        """A destination that connects once shutdown began is closed, and the client gets reply 1."""
+        self.send(GREETING + connect_request("192.0.2.1"))
+        self.protocol.close_when_idle()
+        self.assertTrue(self.transport.connected)
+        destination, upstream = complete_connection(self.reactor)
+        self.assertFalse(upstream.connected)
+        self.assertEqual(self.take(), NO_AUTH + refusal(negotiation.GENERAL_FAILURE))
+        self.assertClosed()
+        self.assertEqual(self.factory.tunnels, 0)

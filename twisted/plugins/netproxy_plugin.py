@@ -9,6 +9,6 @@ from twisted.application.service import ServiceMaker
 netproxy = ServiceMaker(
     "netproxy",
     "netproxy.tap",
-    "netproxy: HTTP proxy, message reverse proxy, relay and socket services",
+    "netproxy: HTTP and SOCKS5 proxies, message reverse proxy, relay and socket services",
     "netproxy",
 )
