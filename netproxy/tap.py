@@ -44,7 +44,7 @@ class Options(usage.Options):
         ("ack", None, AckOptions, "answers every message with a fixed reply (DONE)"),
         ("upper", None, UpperOptions, "TCP and UDP server that upper-cases a-z"),
         ("client", None, ClientOptions, "run one client exchange (as netproxy-client does)"),
-        ("socks", None, SocksOptions, "SOCKS5 proxy (CONNECT, username/password login) with access control"),
+        ("socks", None, SocksOptions, "SOCKS5 proxy (CONNECT, UDP, username/password login) with access control"),
     ]
 
     def parseOptions(self, options: list[str] | None = None) -> None:

@@ -5,7 +5,8 @@ their own (C{--metrics}, L{netproxy.metrics_page}), as the reverse proxy
 shows its own: the SOCKS listener does not speak HTTP.
 
 Requests are counted by command and reply code when they finish (where
-their access line is written), bytes as they pass, logins by result;
+their access line is written), bytes as they pass, logins by result, UDP
+datagrams dropped;
 connections and open tunnels are read from the factory when the page is
 rendered, as are the reactor's stalls.  A worker's page shows the whole
 service (L{SocksMetrics.share}), as the HTTP proxy's does.
@@ -43,7 +44,7 @@ class MeteredFactory(Protocol):
 
     @property
     def tunnels(self) -> int:
-        """The tunnels open now."""
+        """The tunnels and UDP associations open now."""
 
 
 class SocksMetrics:
@@ -68,6 +69,7 @@ class SocksMetrics:
         self._logins = {"accepted": 0, "refused": 0}
         self.received_bytes = 0
         self.sent_bytes = 0
+        self.udp_dropped = 0
         add(Counter("netproxy_socks_requests_total",
                     "Requests answered, by command and reply code (0: tunnel established).",
                     ("command", "reply"), read=self._request_samples))
@@ -77,11 +79,14 @@ class SocksMetrics:
                     read=lambda: self.received_bytes))
         add(Counter("netproxy_socks_sent_bytes_total", "Tunnel bytes sent to clients, from destinations.",
                     read=lambda: self.sent_bytes))
+        add(Counter("netproxy_socks_udp_dropped_total",
+                    "UDP datagrams dropped: from strangers, fragments, malformed, to refused destinations.",
+                    read=lambda: self.udp_dropped))
         self.connect_seconds = add(Histogram(
             "netproxy_socks_connect_seconds", "Time to resolve and connect to a destination.", CONNECT_BUCKETS))
         add(Gauge("netproxy_socks_client_connections", "Open client connections.",
                   read=lambda: len(factory.connections)))
-        add(Gauge("netproxy_socks_tunnels", "Tunnels open now.", read=lambda: factory.tunnels))
+        add(Gauge("netproxy_socks_tunnels", "Tunnels and UDP associations open now.", read=lambda: factory.tunnels))
         #: Renders the page: the registry's, or the whole service's (share).
         self.page: Callable[[], bytes] = registry.render
         self.stalls = StallMonitor(factory.reactor)

@@ -152,36 +152,59 @@ def read_request(data: bytes) -> tuple[Request, int] | None:
         error here: the caller refuses what it does not serve with reply 7.
     """
     _check_version(data, VERSION, "request")
-    if len(data) < 5:
+    if len(data) < 4:
         return None
-    command, reserved, address_type = data[1], data[2], data[3]
+    command, reserved = data[1], data[2]
     if reserved != 0:
         raise NegotiationError(f"request with reserved byte {reserved}, not 0", GENERAL_FAILURE)
+    read = read_address(data, 3)
+    if read is None:
+        return None
+    host, port, address_type, end = read
+    if port == 0 and command == CONNECT:
+        raise NegotiationError("request for port 0", GENERAL_FAILURE)
+    return Request(command, host, port, address_type), end
+
+
+def read_address(data: bytes, offset: int) -> tuple[str, int, int, int] | None:
+    """
+    Read an address and port (C{ATYP DST.ADDR DST.PORT}), as requests and
+    UDP datagrams carry them.
+
+    :param data: the bytes received so far.
+    :param offset: where the address type is.
+    :returns: C{(host, port, address type, end)}, C{end} the offset past
+        the port, or L{None} while incomplete.
+    :raises NegotiationError: for an unknown address type (reply 8), or a
+        name no host has (reply 1).
+    """
+    if len(data) < offset + 2:
+        return None
+    address_type = data[offset]
+    start = offset + 1
     host: str
     if address_type == IPV4:
-        end = 4 + 4
+        end = start + 4
         if len(data) < end + 2:
             return None
-        host = str(IPv4Address(data[4:end]))
+        host = str(IPv4Address(data[start:end]))
     elif address_type == IPV6:
-        end = 4 + 16
+        end = start + 16
         if len(data) < end + 2:
             return None
-        host = str(IPv6Address(data[4:end]))
+        host = str(IPv6Address(data[start:end]))
     elif address_type == DOMAIN_NAME:
-        end = 5 + data[4]
+        end = start + 1 + data[start]
         if len(data) < end + 2:
             return None
-        name = data[5:end]
+        name = data[start + 1:end]
         if not _NAME.fullmatch(name) or name.strip(b".") == b"" or b".." in name:
-            raise NegotiationError(f"request for a malformed host name ({len(name)} bytes)", GENERAL_FAILURE)
+            raise NegotiationError(f"a malformed host name ({len(name)} bytes)", GENERAL_FAILURE)
         host = name.decode("ascii").lower()
     else:
-        raise NegotiationError(f"request with unknown address type {address_type}", ADDRESS_TYPE_NOT_SUPPORTED)
+        raise NegotiationError(f"unknown address type {address_type}", ADDRESS_TYPE_NOT_SUPPORTED)
     (port,) = struct.unpack("!H", data[end:end + 2])
-    if port == 0:
-        raise NegotiationError("request for port 0", GENERAL_FAILURE)
-    return Request(command, host, port, address_type), end + 2
+    return host, port, address_type, end + 2
 
 
 def method_reply(method: int) -> bytes:

@@ -27,9 +27,9 @@ class SocksOptions(WorkerOptions, ListeningOptions):
     descriptors_per_connection = 2
 
     synopsis = ("[--listen ENDPOINT]... [--allow CIDR]... [--block RULE]... [--blocklist FILE] [--auth-file FILE] "
-                "[--metrics ENDPOINT]")
-    longdesc = ("SOCKS5 proxy (RFC 1928 CONNECT, RFC 1929 username/password login) with the HTTP proxy's access "
-                "control.")
+                "[--metrics ENDPOINT] [--no-udp]")
+    longdesc = ("SOCKS5 proxy (RFC 1928 CONNECT and UDP ASSOCIATE, RFC 1929 username/password login) with the HTTP "
+                "proxy's access control.")
     optParameters = [
         ["blocklist", None, None, "file of destination rules, one per line, # comments; re-read on SIGHUP"],
         ["connect-timeout", None, "10", "seconds a destination may take to be resolved and accept a connection "
@@ -46,6 +46,7 @@ class SocksOptions(WorkerOptions, ListeningOptions):
     optFlags = [
         ["allow-local", None, "allow destinations on this host or its link (loopback, 0.0.0.0/8, ::, link-local, "
                               "this host's addresses), refused by default; for development, tests and benchmarks"],
+        ["no-udp", None, "refuse UDP ASSOCIATE (reply 7): serve CONNECT only"],
     ]
 
     def __init__(self) -> None:

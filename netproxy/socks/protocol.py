@@ -1,41 +1,40 @@
 # -*- test-case-name: tests.socks.test_protocol -*-
 """
 The SOCKS role's client connections: the negotiation (RFC 1928, with the
-username/password login of RFC 1929 when C{--auth-file} is given), then a
-tunnel to the destination (L{netproxy.splice}) until either side closes.
+username/password login of RFC 1929 when C{--auth-file} is given), then
+the relay the request asked for, until either side closes: a CONNECT's
+tunnel (L{netproxy.socks.connect}) or a UDP association
+(L{netproxy.socks.udp}).  BIND gets reply 7.
 
 Clients are admitted by source address (loopback only by default).  A
 destination is refused (reply 2) when a C{--block} rule matches its name or
 the address it resolves to, or when that address is on this host or its
 link (unless C{--allow-local}): the rules see the address actually
-connected to.  Only CONNECT is served; BIND and UDP ASSOCIATE get reply 7.
+connected to.
 
 A connection is read from in steps: the greeting, the login, the request;
 while a password is checked or the destination connected, the client is
 not read from (what it sent ahead waits, bounded by one read).  The whole
 negotiation must end within C{handshake_timeout} seconds, whatever the
-client trickles in; an established tunnel is closed after
-C{tunnel_idle_timeout} seconds with no byte either way.
+client trickles in; an open relay is closed after C{tunnel_idle_timeout}
+seconds with no byte either way.
 """
 
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.protocol import Factory, connectionDone
+from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
-from netproxy.connections import TrackedProtocol, TrackingFactory, format_address
-from netproxy.dialing import connect_checked
+from netproxy.connections import TrackedProtocol, TrackingFactory
 from netproxy.escaping import Logger
 from netproxy.http.login_throttle import client_key
 from netproxy.socks import negotiation
 from netproxy.socks.access_log import SocksAccessLog
+from netproxy.socks.connect import ConnectTunnel
 from netproxy.socks.metrics import SocksMetrics
 from netproxy.socks.negotiation import NegotiationError, Request
-from netproxy.socks.replies import connect_reply
-from netproxy.splice import SpliceEnd, close_after_writes, join
+from netproxy.socks.udp import UDPAssociation
 from netproxy.this_host import LocalDestinations
 
 if TYPE_CHECKING:
@@ -51,8 +50,9 @@ class SocksProtocol(TrackedProtocol):
     One client connection of the SOCKS role.
 
     :ivar user: who logged in, or L{None}.
-    :ivar received: tunnel bytes from the client, passed to the destination.
-    :ivar sent: tunnel bytes from the destination, passed to the client.
+    :ivar relay: the request's tunnel or UDP association, once made.
+    :ivar received: bytes from the client, passed to destinations.
+    :ivar sent: bytes from destinations, passed to the client.
     """
 
     log = Logger()
@@ -64,12 +64,11 @@ class SocksProtocol(TrackedProtocol):
         super().connectionMade()
         self._buffer = b""
         self.request: Request | None = None
-        self.destination: SpliceEnd | None = None
+        self.relay: ConnectTunnel | UDPAssociation | None = None
         self.address: str | None = None
         self.received = self.sent = 0
         self.started = 0.0
         self.stopping = False
-        self._connecting: Deferred[Any] | None = None
         self._deadline: IDelayedCall | None = None
         host = self.client_host
         if host is None or self.factory.allow.match(host) is None:
@@ -89,10 +88,8 @@ class SocksProtocol(TrackedProtocol):
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()  # type: ignore[no-untyped-call]
         if self.step == TUNNEL:
-            assert self.destination is not None
-            self.received += len(data)
-            self.factory.metrics.received_bytes += len(data)
-            self.destination.transport.write(data)
+            assert self.relay is not None
+            self.relay.client_data(data)
         elif self.step != DONE:
             # While checking or connecting the client is paused: this is at
             # most what one read brought.
@@ -175,11 +172,16 @@ class SocksProtocol(TrackedProtocol):
         self._cancel_deadline()
         self.request = request
         self.started = self.factory.reactor.seconds()
+        factory = self.factory
+        if request.command == negotiation.UDP_ASSOCIATE and factory.udp:
+            self.step = CONNECTING
+            self.relay = UDPAssociation(self, request)
+            self.relay.open()
+            return
         if request.command != negotiation.CONNECT:
             name = negotiation.COMMAND_NAMES.get(request.command, f"command {request.command}")
             self._refuse(negotiation.COMMAND_NOT_SUPPORTED, f"{name} is not supported")
             return
-        factory = self.factory
         if request.address_type == negotiation.DOMAIN_NAME:
             # The resolved address is checked when connecting; the name here.
             rule = factory.rules.match(request.host, request.port)
@@ -187,76 +189,45 @@ class SocksProtocol(TrackedProtocol):
                 self._refuse(negotiation.NOT_ALLOWED, f"destination {request.destination} is blocked by rule {rule}")
                 return
         self.step = CONNECTING
-        self.transport.pauseProducing()
-        connector = Factory.forProtocol(partial(SpliceEnd, self))
-        connector.noisy = False
-        connecting = connect_checked(factory.reactor, factory.rules, request.host, request.port, connector,
-                                     factory.connect_timeout, factory.local)
-        # It may have failed already (a blocked address): the callbacks then
-        # run, and clear _connecting, at once.
-        self._connecting = connecting
-        connecting.addCallbacks(self._connected, self._not_connected)
-        connecting.addErrback(self._bug)
+        self.relay = ConnectTunnel(self, request)
+        self.relay.open()
 
-    def _connected(self, destination: SpliceEnd) -> None:
-        self._connecting = None
-        if self.step != CONNECTING or self.stopping:
-            destination.transport.loseConnection()
-            if self.step == CONNECTING:
-                # No new tunnel once shutting down: the drain would wait for it.
-                self._refuse(negotiation.GENERAL_FAILURE, "the proxy is shutting down")
-            return
-        assert self.request is not None
-        factory = self.factory
-        factory.metrics.connect_seconds.observe(factory.reactor.seconds() - self.started)
-        self.destination = destination
-        self.address = format_address(destination.transport.getPeer())
-        bound = destination.transport.getHost()
-        self.step = TUNNEL
-        factory.tunnels += 1
-        self.log.info("{peer} CONNECT {destination} established ({address})", peer=self.peer,
-                      destination=self.request.destination, address=self.address)
-        self.transport.write(negotiation.reply(negotiation.SUCCEEDED, bound.host, bound.port))
-        if self._buffer:
-            # What the client sent before the reply (optimistic data).
-            self.received += len(self._buffer)
-            factory.metrics.received_bytes += len(self._buffer)
-            destination.transport.write(self._buffer)
-            self._buffer = b""
-        join(self.transport, destination.transport)
-        self.setTimeout(factory.tunnel_idle_timeout)  # type: ignore[no-untyped-call]
-
-    def _not_connected(self, failure: Failure) -> None:
-        self._connecting = None
+    def established(self, address: str, bound: Any) -> None:
+        """
+        The relay is open: to C{address} (a tunnel's destination, or a UDP
+        association's own port), from C{bound} (the address the client is
+        told).
+        """
         if self.step != CONNECTING:
             return
         assert self.request is not None
-        code, reason = connect_reply(failure, self.request.destination)
-        self._refuse(code, reason)
+        self.address = address
+        self.step = TUNNEL
+        self.factory.tunnels += 1
+        self.log.info("{peer} {command} {destination} established ({address})", peer=self.peer,
+                      command=negotiation.COMMAND_NAMES[self.request.command], destination=self.request.destination,
+                      address=address)
+        self.transport.write(negotiation.reply(negotiation.SUCCEEDED, bound.host, bound.port))
+        self.setTimeout(self.factory.tunnel_idle_timeout)  # type: ignore[no-untyped-call]
+        pending, self._buffer = self._buffer, b""
+        if pending:
+            # What the client sent before the reply (optimistic data).
+            assert self.relay is not None
+            self.relay.client_data(pending)
 
-    def _bug(self, failure: Failure) -> None:
-        self.log.failure("SOCKS request of {peer} failed", failure, peer=self.peer)
-        self.transport.abortConnection()
-
-    def destination_data(self, data: bytes) -> None:
+    def moved(self, forwarded: int = 0, returned: int = 0) -> None:
         """
-        Bytes from the destination, for the client.
+        Bytes went from the client to a destination (C{forwarded}), or back.
         """
         self.resetTimeout()  # type: ignore[no-untyped-call]
-        self.sent += len(data)
-        self.factory.metrics.sent_bytes += len(data)
-        self.transport.write(data)
-
-    def destination_lost(self) -> None:
-        """
-        The destination closed: close the client after what it sent.
-        """
-        if self.step == TUNNEL:
-            self._finish()
-            self.close()
+        self.received += forwarded
+        self.sent += returned
+        metrics = self.factory.metrics
+        metrics.received_bytes += forwarded
+        metrics.sent_bytes += returned
 
     def _finish(self) -> None:
-        # A tunnel is one access line, written when it closes (as Squid does).
+        # A relay is one access line, written when it closes (as Squid does).
         self.step = DONE
         self.factory.tunnels -= 1
         self._report(negotiation.SUCCEEDED)
@@ -270,13 +241,17 @@ class SocksProtocol(TrackedProtocol):
         factory.access_log.finished(self.client_host or "-", self.user, command, request.destination, self.address,
                                     code, self.received, self.sent, factory.reactor.seconds() - self.started)
 
-    def _refuse(self, code: int, reason: str) -> None:
+    def refuse(self, code: int, reason: str) -> None:
         """
         Answer the request with C{code}, log why, and close.
         """
+        if self.step == CONNECTING:
+            self._refuse(code, reason)
+
+    def _refuse(self, code: int, reason: str) -> None:
         self.transport.write(negotiation.reply(code))
         self._report(code)
-        # An unreachable destination is an error (STYLE.md), a refused one
+        # An unreachable destination is an error, a refused one
         # the client's doing.
         level = self.log.warn if code in (negotiation.NOT_ALLOWED, negotiation.COMMAND_NOT_SUPPORTED) else \
             self.log.error
@@ -331,15 +306,11 @@ class SocksProtocol(TrackedProtocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
         self._cancel_deadline()
-        if self._connecting is not None:
-            connecting, self._connecting = self._connecting, None
-            self.step = DONE
-            connecting.cancel()
         if self.step == TUNNEL:
             self._finish()
-            assert self.destination is not None
-            close_after_writes(self.destination.transport)
         self.step = DONE
+        if self.relay is not None:
+            self.relay.close()
 
 
 class SocksFactory(TrackingFactory):
@@ -356,7 +327,8 @@ class SocksFactory(TrackingFactory):
         the end of its request.
     :param tunnel_idle_timeout: seconds a tunnel may carry nothing either way.
     :param idle_timeout: seconds a negotiating client may stay quiet.
-    :ivar tunnels: the tunnels open now.
+    :ivar tunnels: the tunnels and UDP associations open now.
+    :ivar udp: whether UDP ASSOCIATE is served (else it gets reply 7).
     """
 
     protocol = SocksProtocol
@@ -377,6 +349,7 @@ class SocksFactory(TrackingFactory):
         self.handshake_timeout = handshake_timeout
         self.tunnel_idle_timeout = tunnel_idle_timeout
         self.tunnels = 0
+        self.udp = True
         self.access_log = SocksAccessLog()
         self.metrics = SocksMetrics(self)
 

@@ -36,6 +36,7 @@ def socks_service(options: SocksOptions, reactor: Any) -> IService:
                            options["handshake-timeout"], options["tunnel-idle-timeout"], options["idle-timeout"])
     factory.max_connections = options["max-connections"]
     factory.max_connections_per_client = options["max-connections-per-client"]
+    factory.udp = not options["no-udp"]
     worker = options["worker"]
     if options["access-log"]:
         from netproxy.socks.access_log import open_access_log

@@ -16,6 +16,8 @@ import bcrypt
 from python_socks import ProxyError, ProxyType
 from python_socks.sync import Proxy
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet import reactor
+from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.threads import deferToThread
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SkipTest, TestCase
@@ -242,14 +244,14 @@ class HostileTests(SocksTestCase):
     """
 
     async def test_keeps_serving(self):
-        """Garbage, a SOCKS4 request, an HTTP request, a truncated greeting and unsupported commands each get
-        their answer, and curl still gets through afterwards."""
+        """Garbage, a SOCKS4 request, an HTTP request, a truncated greeting, BIND and an unknown command each
+        get their answer, and curl still gets through afterwards."""
         proxy, origin = await self.start("--allow-local", "--handshake-timeout", "2")
         cases = [
             (b"\x04\x01\x00\x50\x7f\x00\x00\x01\x00", b""),
             (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b""),
             (b"\x05\x01\x00\x05\x02\x00\x01\x7f\x00\x00\x01\x00\x50", b"\x05\x00\x05\x07\x00\x01" + bytes(6)),
-            (b"\x05\x01\x00\x05\x03\x00\x01\x7f\x00\x00\x01\x00\x50", b"\x05\x00\x05\x07\x00\x01" + bytes(6)),
+            (b"\x05\x01\x00\x05\x09\x00\x01\x7f\x00\x00\x01\x00\x50", b"\x05\x00\x05\x07\x00\x01" + bytes(6)),
             (b"\x05\x01\x00\x05\x01\x00\x09" + bytes(10), b"\x05\x00\x05\x08\x00\x01" + bytes(6)),
             (b"\x05\x01\x00\x05\x01\x00\x03\x04a\nbc\x00\x50", b"\x05\x00\x05\x01\x00\x01" + bytes(6)),
             (b"\x05\x01\x00" + b"\xff" * 200_000, b"\x05\x00"),
@@ -361,3 +363,98 @@ def open_tunnel(proxy_port, origin_port):
         sock.close()
         raise AssertionError(f"no tunnel: {received!r}")
     return sock
+
+
+class UDPEcho(DatagramProtocol):
+    """
+    Answers every datagram with C{echo: } and the datagram.
+    """
+
+    def datagramReceived(self, data, address):
+        self.transport.write(b"echo: " + data, address)
+
+
+def udp_exchange(proxy_port, destination, payload):
+    """
+    Make a UDP association through the proxy, send C{payload} to
+    C{destination} through it, and wait for one datagram back.
+
+    :returns: the datagram the relay sent back, header included.
+    """
+    with socket.create_connection((LOCALHOST, proxy_port), timeout=SOCKET_TIMEOUT) as control, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(SOCKET_TIMEOUT)
+        sock.bind((LOCALHOST, 0))
+        control.sendall(b"\x05\x01\x00\x05\x03\x00\x01" + socket.inet_aton(LOCALHOST)
+                        + sock.getsockname()[1].to_bytes(2, "big"))
+        reply = b""
+        while len(reply) < 12:
+            chunk = control.recv(64)
+            if not chunk:
+                raise AssertionError(f"no association: {reply!r}")
+            reply += chunk
+        if reply[:4] != b"\x05\x00\x05\x00" or reply[5] != 1:
+            raise AssertionError(f"no association: {reply!r}")
+        relay = (socket.inet_ntoa(reply[6:10]), int.from_bytes(reply[10:12], "big"))
+        host, port = destination
+        sock.sendto(b"\x00\x00\x00\x01" + socket.inet_aton(host) + port.to_bytes(2, "big") + payload, relay)
+        return sock.recv(65536)
+
+
+def udp_send(proxy_port, destination, payload):
+    """
+    Make a UDP association and send one datagram through it, expecting no
+    answer.
+
+    :returns: the control connection and the UDP socket, for the test to
+        close once the daemon has seen the datagram.
+    """
+    control = socket.create_connection((LOCALHOST, proxy_port), timeout=SOCKET_TIMEOUT)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    control.sendall(b"\x05\x01\x00\x05\x03\x00\x01" + bytes(6))
+    reply = b""
+    while len(reply) < 12:
+        chunk = control.recv(64)
+        if not chunk:
+            raise AssertionError(f"no association: {reply!r}")
+        reply += chunk
+    relay = (socket.inet_ntoa(reply[6:10]), int.from_bytes(reply[10:12], "big"))
+    host, port = destination
+    sock.sendto(b"\x00\x00\x00\x01" + socket.inet_aton(host) + port.to_bytes(2, "big") + payload, relay)
+    return control, sock
+
+
+class UDPTests(SocksTestCase):
+    """
+    UDP ASSOCIATE through a real daemon, with a UDP echo server.
+    """
+
+    def echo(self):
+        port = reactor.listenUDP(0, UDPEcho(), interface=LOCALHOST)
+        self.addCleanup(port.stopListening)
+        return port.getHost().port
+
+    async def test_echo(self):
+        """A datagram goes through the relay to the echo server, and its answer comes back with a header; the
+        association is one access line."""
+        echo = self.echo()
+        proxy, origin = await self.start("--allow-local")
+        answer = await deferToThread(udp_exchange, proxy.port, (LOCALHOST, echo), b"ping \x00\xff")
+        header = b"\x00\x00\x00\x01" + socket.inet_aton(LOCALHOST) + echo.to_bytes(2, "big")
+        self.assertEqual(answer, header + b"echo: ping \x00\xff")
+        await proxy.wait_for(r"^127\.0\.0\.1 - \[[^]]+\] UDP-ASSOCIATE 127\.0\.0\.1:\d+ 127\.0\.0\.1:\d+ 0 7 13 ")
+
+    async def test_local_refused(self):
+        """Without --allow-local, a datagram to this host is dropped and logged."""
+        echo = self.echo()
+        proxy, origin = await self.start()
+        control, sock = await deferToThread(udp_send, proxy.port, (LOCALHOST, echo), b"ping")
+        self.addCleanup(control.close)
+        self.addCleanup(sock.close)
+        await proxy.wait_for(r"UDP datagram dropped: a refused destination \(127\.0\.0\.1 is a loopback address\)")
+
+    async def test_no_udp(self):
+        """With --no-udp, UDP ASSOCIATE gets reply 7."""
+        proxy, origin = await self.start("--no-udp")
+        reply = await deferToThread(exchange, proxy.port, b"\x05\x01\x00\x05\x03\x00\x01" + bytes(6))
+        self.assertEqual(reply, b"\x05\x00\x05\x07\x00\x01" + bytes(6))

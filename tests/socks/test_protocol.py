@@ -330,8 +330,9 @@ class RefusalTests(SocksTestCase):
         fail_connection(self.reactor, neterror.ConnectError(string="something odd"))
         self.assertEqual(self.take(), NO_AUTH + refusal(negotiation.GENERAL_FAILURE))
 
-    def test_bind_and_udp(self):
-        """BIND, UDP ASSOCIATE and unknown commands get reply 7, and are logged by name."""
+    def test_bind_and_unknown(self):
+        """BIND, unknown commands and (with --no-udp) UDP ASSOCIATE get reply 7, and are logged by name."""
+        self.factory.udp = False
         for command, name in ((negotiation.BIND, "BIND"), (negotiation.UDP_ASSOCIATE, "UDP-ASSOCIATE"),
                               (0x42, "OTHER")):
             protocol, transport = connect(self.factory, CLIENT)
