@@ -22,9 +22,10 @@ source.  Everything else is dropped, silently as UDP does, and counted:
     - replies from addresses the client never sent to.
 
 Nothing is queued: a datagram is sent at once or dropped.  Names are looked
-up for each datagram (the resolver's own cache applies), at most
+up for each datagram, in both families (L{netproxy.resolving}), at most
 L{MAX_LOOKUPS} at a time per association; past that, datagrams for names
-are dropped.
+are dropped.  A datagram goes to the first of the name's addresses that
+passes the checks and is of the relay's family.
 """
 
 import ipaddress
@@ -33,18 +34,19 @@ from collections import OrderedDict
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.error import CannotListenError
+from twisted.internet.error import CannotListenError, DNSLookupError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.python.failure import Failure
 
 from netproxy.acl import host_address
 from netproxy.connections import format_address
-from netproxy.dialing import check_destination
+from netproxy.dialing import check_destination, checked_addresses
 from netproxy.errors import Blocked
 from netproxy.escaping import Logger
 from netproxy.socks import negotiation
 from netproxy.socks.connect import Client
 from netproxy.socks.negotiation import NegotiationError, Request, read_address
+from netproxy.resolving import resolve_addresses
 
 #: Lookups of names under way at once, per association.
 MAX_LOOKUPS = 16
@@ -172,18 +174,31 @@ class UDPAssociation(DatagramProtocol):
             self._drop("too many lookups under way")
             return
         self._lookups += 1
-        looking: Deferred[str] = maybeDeferred(self.factory.reactor.resolve, host, (self.factory.connect_timeout,))
+        looking: Deferred[list[Address]] = maybeDeferred(resolve_addresses, self.factory.reactor, host,
+                                                         self.factory.connect_timeout)
         looking.addBoth(self._looked_up, host, port, payload)
 
-    def _looked_up(self, result: "str | Failure", host: str, port: int, payload: bytes) -> None:
+    def _looked_up(self, result: "list[Address] | Failure", host: str, port: int, payload: bytes) -> None:
         self._lookups -= 1
         if self._closed:
             return
-        address = None if isinstance(result, Failure) else host_address(result)
-        if address is None:
+        if isinstance(result, Failure):
             self._drop(f"a name that did not resolve ({host})")
             return
-        self._send(address, True, port, payload)
+        # The first of the name's addresses that passes, of the relay's family.
+        try:
+            allowed = checked_addresses(self.factory.rules, self.factory.local, result, port)
+        except Blocked as error:
+            self._drop(f"a refused destination ({error})")
+            return
+        except DNSLookupError:
+            self._drop(f"a name that did not resolve ({host})")
+            return
+        for address in allowed:
+            if address.version == self.version:
+                self._send(address, True, port, payload)
+                return
+        self._drop(f"a destination of the other address family ({host})")
 
     def _send(self, address: Address, resolved: bool, port: int, payload: bytes) -> None:
         try:

@@ -19,9 +19,9 @@ from netproxy.http.auth import ProxyAuth
 from netproxy.http.passwords import AuthFile
 from netproxy.socks import negotiation
 from netproxy.socks.protocol import SocksFactory
-from netproxy.testing import complete_connection, connect, fail_connection
+from netproxy.testing import FakeNameResolver, complete_connection, connect, fail_connection
 from netproxy.this_host import LocalDestinations
-from tests.address_helpers import resolve
+from tests.address_helpers import name_resolver
 from tests.password_helpers import USERS
 
 CLIENT = IPv4Address("TCP", "127.0.0.1", 40000)
@@ -89,7 +89,7 @@ class SocksTestCase(SynchronousTestCase):
 
     def setUp(self):
         self.reactor = MemoryReactorClock()
-        self.reactor.resolve = resolve
+        self.reactor.installNameResolver(name_resolver())
         self.factory = SocksFactory(self.reactor, RuleSet([parse_rule("127.0.0.0/8")]),
                                     RuleSet([parse_rule(rule) for rule in self.blocked]), connect_timeout=10,
                                     handshake_timeout=30, tunnel_idle_timeout=900, idle_timeout=20)
@@ -269,7 +269,7 @@ class RefusalTests(SocksTestCase):
 
     def test_blocked_name(self):
         """A name matching a rule gets reply 2 before it is resolved."""
-        self.reactor.resolve = lambda *args: self.fail("resolved")
+        self.reactor.installNameResolver(FakeNameResolver(lambda name: self.fail("resolved")))
         self.assertRefused(connect_request("www.blocked.test"), negotiation.NOT_ALLOWED)
 
     def test_blocked_resolved(self):

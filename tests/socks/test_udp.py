@@ -14,7 +14,7 @@ from netproxy.socks import negotiation, udp
 from netproxy.socks.protocol import SocksFactory
 from netproxy.socks.udp import datagram_header, header_for, read_datagram
 from netproxy.socks.negotiation import NegotiationError
-from netproxy.testing import UDPMemoryReactor, connect
+from netproxy.testing import FakeNameResolver, UDPMemoryReactor, connect
 from netproxy.this_host import LocalDestinations
 from tests.socks.test_protocol import CLIENT, GREETING, NO_AUTH, connect_request
 
@@ -193,11 +193,11 @@ class DropTests(AssociationTestCase):
         """Past MAX_LOOKUPS lookups under way, datagrams for names are dropped."""
         pending = []
 
-        def resolve(name, timeout=None):
+        def resolve(name):
             pending.append(Deferred())
             return pending[-1]
 
-        self.reactor.resolve = resolve
+        self.reactor.installNameResolver(FakeNameResolver(resolve))
         for _ in range(udp.MAX_LOOKUPS + 1):
             self.from_client("elsewhere.test", 53)
         self.assertEqual(len(pending), udp.MAX_LOOKUPS)
@@ -208,7 +208,7 @@ class DropTests(AssociationTestCase):
     def test_lookup_after_close(self):
         """A lookup that ends after the association closed sends nothing."""
         pending = Deferred()
-        self.reactor.resolve = lambda name, timeout=None: pending
+        self.reactor.installNameResolver(FakeNameResolver(lambda name: pending))
         self.from_client("elsewhere.test", 53)
         self.transport.loseConnection()
         pending.callback("192.0.2.80")
