@@ -143,6 +143,19 @@ class CurlTests(SocksTestCase):
         result, got = await curl("--socks5", proxy.port, f"http://localhost:{origin.port}/fixed?size=1000")
         self.assertEqual((result.code, got), (0, (pattern_digest(1000), "200")), result)
 
+    async def test_ipv6(self):
+        """An origin on ::1 only is reached by its IPv6 literal (address type 4); without --allow-local it is
+        refused with reply 2."""
+        origin = start_origin(self, interface="::1")
+        proxy, origin = await self.start("--allow-local", origin=origin)
+        result, got = await curl("--socks5", proxy.port, f"http://[::1]:{origin.port}/fixed?size=1000")
+        self.assertEqual((result.code, got), (0, (pattern_digest(1000), "200")), result)
+        await proxy.wait_for(rf"CONNECT \[::1\]:{origin.port} established \(\[::1\]:{origin.port}\)")
+        strict = await start_daemon(self, "socks", "--listen", LISTEN, ready=READY)
+        result, got = await curl("--socks5", strict.port, f"http://[::1]:{origin.port}/")
+        self.assertEqual(result.code, 97, result)
+        await strict.wait_for(r"reply 2: destination \[::1\]:\d+ is this host: ::1 is a loopback address")
+
     async def test_local_refused(self):
         """Without --allow-local, a destination on this host gets reply 2, by address and by name."""
         proxy, origin = await self.start()
