@@ -25,7 +25,7 @@ from netproxy.errors import FramingError, NetproxyError, tries_exhausted
 from netproxy.escaping import Logger
 from netproxy.message.codec import MessageDecoder, encode_message
 from netproxy.message.fields import Data, error_for
-from netproxy.message.registry import Server, ServerRegistry
+from netproxy.message.registry import IServerRegistry, Server, asked
 
 # Servers one message is sent to at most, unless told otherwise.
 DEFAULT_MAX_TRIES = 3
@@ -82,7 +82,7 @@ class _ServerConnection(Protocol):
 
 class Forwarder:
     """
-    Sends data messages to the servers a L{ServerRegistry} offers.
+    Sends data messages to the servers a registry (L{IServerRegistry}) offers.
 
     :param reactor: to connect with, and the clock for timeouts.
     :param registry: the servers to send to.
@@ -94,7 +94,7 @@ class Forwarder:
 
     log = Logger()
 
-    def __init__(self, reactor: Any, registry: ServerRegistry, connect_timeout: float, answer_timeout: float,
+    def __init__(self, reactor: Any, registry: IServerRegistry, connect_timeout: float, answer_timeout: float,
                  max_size: int, max_tries: int = DEFAULT_MAX_TRIES) -> None:
         self.reactor = reactor
         self.registry = registry
@@ -117,7 +117,7 @@ class Forwarder:
             wrote them and the decoded answer; or C{(None, error)} with the
             type 3 error for the client when no server could answer.
         """
-        candidates = self.registry.candidates(data.policy)
+        candidates = await asked(self.registry.candidates, data.policy)
         if not candidates:
             self.unanswered += 1
             self.log.warn("no server registered for privacy policy {policy}", policy=data.policy)

@@ -11,6 +11,7 @@ from twisted.python import usage
 from netproxy import coerce
 from netproxy.acl import RuleSet
 from netproxy.message.codec import DEFAULT_MAX_SIZE
+from netproxy.redis_client import parse_redis_url
 # Every listening role's options (idle and connection limits) build on these.
 from netproxy.role_options import ListeningOptions as _ServerOptions
 from netproxy.worker_options import WorkerOptions
@@ -90,14 +91,15 @@ class UpperOptions(_ServerOptions):
             raise usage.UsageError("--no-tcp and --no-udp together leave nothing to serve")
 
 
-class ReverseOptions(_ServerOptions):
+class ReverseOptions(WorkerOptions, _ServerOptions):
     """
     C{twistd netproxy reverse}.
     """
 
     descriptors_per_connection = 2
 
-    synopsis = "[--port 5000 | --listen ENDPOINT] [--allow-servers CIDR]... [--max-servers 1024] [--max-tries 3]"
+    synopsis = ("[--port 5000 | --listen ENDPOINT] [--allow-servers CIDR]... [--max-servers 1024] [--max-tries 3] "
+                "[--registry redis://HOST:PORT/DB [--workers N]]")
     longdesc = ("Message reverse proxy: servers register themselves (type 1 setup), client data "
                 "messages (type 0) go round-robin to the servers of their privacy policy.")
     optParameters = [
@@ -114,6 +116,12 @@ class ReverseOptions(_ServerOptions):
         ["max-tries", None, "3", "most servers one message is sent to before the client gets an error"],
         ["metrics", None, None,
          "endpoint serving GET /metrics (Prometheus text format), e.g. tcp:9105:interface=127.0.0.1"],
+        ["registry", None, "memory",
+         "where the switching table lives: memory (this process only), or redis://HOST[:PORT][/DB] "
+         "shared by every reverse proxy using it"],
+        ["lease", None, "10",
+         "with a shared --registry, seconds a registration lives unless renewed (its lifeline open, "
+         "or its server answering)"],
     ]
 
     def __init__(self) -> None:
@@ -134,7 +142,7 @@ class ReverseOptions(_ServerOptions):
         super().postOptions()
         if self["port"] is not None:
             self["listen"] = coerce.listen_endpoint("port", self["port"])
-        self["listen"] = coerce.listen_endpoint("listen", self["listen"])
+        self["listen"] = self.listen_endpoints([self["listen"]])[0]
         if self["metrics"] is not None:
             self["metrics"] = coerce.listen_endpoint("metrics", self["metrics"])
         for name in ("connect-timeout", "timeout", "retry", "setup-grace"):
@@ -144,6 +152,16 @@ class ReverseOptions(_ServerOptions):
         self["max-size"] = coerce.size("max-size", self["max-size"])
         loopback = [coerce.rule("allow-servers", "127.0.0.0/8"), coerce.rule("allow-servers", "::1")]
         self["allow-servers"] = RuleSet(self["allow-servers"] or loopback)
+        self["registry"] = None if self["registry"] == "memory" else parse_redis_url("registry", self["registry"])
+        self["lease"] = coerce.seconds("lease", self["lease"])
+        if self["lease"] < 1:
+            raise usage.UsageError(f"--lease: expected at least 1 second, got {self['lease']!r}")
+        if self["workers"] > 1 and self["registry"] is None:
+            raise usage.UsageError("--workers above 1 needs a shared --registry (redis://HOST:PORT/DB): with the "
+                                   "table in memory, each worker would have servers and a rotation of its own")
+        if self["workers"] > 1 and self["metrics"] is not None:
+            raise usage.UsageError("--metrics cannot be used with --workers above 1: each worker would serve "
+                                   "its own figures on the one port")
 
 
 class ServerOptions(_ServerOptions):

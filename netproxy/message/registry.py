@@ -13,8 +13,8 @@ registrations exist, and each L{Server} holds its own up/down state.
 C{_policies} (the rotation order per policy) and C{_per_host} (the count of
 servers per host) are indexes over it, changed only by C{_add} and
 C{_drop}, in the same call; C{_next} is each policy's rotation pointer.
-A registry shared between processes (a later C{--registry redis://}) must
-keep, in one atomic step per operation:
+A registry shared between processes (L{netproxy.message.redis_registry},
+C{--registry redis://}) must keep, in one atomic step per operation:
 
  1. one registration per id, owned by the host it came from: a setup for a
     held id from another host changes nothing; from the same host it
@@ -39,10 +39,14 @@ still does not answer.  It rejoins for good when it accepts one.
 """
 
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_address
+from typing import Any, TypeVar, cast
 
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
+from zope.interface import Interface, implementer
 
 from netproxy.backoff import retry_wait
 from netproxy.errors import server_id_taken, too_many_servers
@@ -51,6 +55,18 @@ from netproxy.message.fields import ServerId, identity
 
 DEFAULT_MAX_SERVERS = 1024
 DEFAULT_MAX_PER_HOST = 64
+
+_T = TypeVar("_T")
+
+
+def asked(method: "Callable[..., _T | Deferred[_T]]", *args: Any) -> "Deferred[_T]":
+    """
+    Call a method of an L{IServerRegistry} that may answer now or later.
+
+    :returns: a L{Deferred} firing with its result (C{maybeDeferred}, typed:
+        an exception it raises becomes the L{Deferred}'s failure).
+    """
+    return cast("Deferred[_T]", maybeDeferred(method, *args))
 
 
 def host_key(host: str) -> str:
@@ -80,6 +96,8 @@ class Server:
     :ivar failures: failed attempts since it last answered.
     :ivar retry_at: when a down server may be tried again; L{None} when up.
     :ivar forwarded: messages it has answered.
+    :ivar token: what tells this registration from another of the same id
+        in a shared registry; empty while only this process knows it.
     """
 
     server_id: ServerId
@@ -89,6 +107,7 @@ class Server:
     failures: int = 0
     retry_at: float | None = None
     forwarded: int = field(default=0)
+    token: str = ""
 
     @property
     def key(self) -> str:
@@ -112,6 +131,64 @@ class Server:
         return self.retry_at is None or now >= self.retry_at
 
 
+class IServerRegistry(Interface):
+    """
+    The switching table as the reverse proxy and its forwarder use it.
+
+    The methods that a shared registry answers over the network
+    (L{register}, L{remove}, L{candidates}) return their result or a
+    L{Deferred} firing with it (callers use C{maybeDeferred}); the others
+    return at once, a shared registry doing its writes in the background.
+    """
+
+    def register(server_id: ServerId, policy: str, host: str, port: int) -> "Server | Deferred[Server]":
+        """
+        Record a server registering from C{host}; see L{ServerRegistry.register}.
+
+        :raises SetupRefused: (or fails with it) when the id is another
+            host's or a limit is reached.
+        """
+
+    def remove(server: Server) -> "bool | Deferred[bool]":
+        """
+        Forget C{server} unless a newer registration has replaced it.
+
+        :returns: whether it was removed.
+        """
+
+    def candidates(policy: str) -> "list[Server] | Deferred[list[Server]]":
+        """
+        The servers to try for one message, in order, advancing the rotation by one.
+        """
+
+    def mark_down(server: Server) -> None:
+        """
+        Record a failed attempt.
+        """
+
+    def mark_up(server: Server) -> None:
+        """
+        Record an answered message.
+        """
+
+    def lifeline(server: Server) -> None:
+        """
+        C{server} keeps its setup connection open: its registration lasts
+        until L{remove}d (in a shared registry, its lease is renewed until then).
+        """
+
+    def servers(policy: str | None = None) -> list[Server]:
+        """
+        :returns: the servers of C{policy} in registration order, or all.
+        """
+
+    def count(host: str | None = None) -> int:
+        """
+        :returns: how many servers are registered from C{host}, or in all.
+        """
+
+
+@implementer(IServerRegistry)
 class ServerRegistry:
     """
     Servers by privacy policy, in registration order, with a strict
@@ -166,15 +243,44 @@ class ServerRegistry:
             self.log.warn("server id {server_id} at {old_address} of privacy policy {old_policy} displaced by "
                           "a new setup for {address} of privacy policy {policy}", server_id=server_id,
                           old_address=old.address, old_policy=old.policy, address=server.address, policy=policy)
-        if old is not None and old.policy == policy:
-            servers = self._policies[policy]
+        self.put(server)
+        return server
+
+    def put(self, server: Server) -> None:
+        """
+        Record C{server} as the registration of its id, replacing the old
+        one (in its place in the rotation when the policy is unchanged),
+        without the checks of L{register}: a shared registry made them.
+        """
+        old = self._by_key.get(server.key)
+        if old is not None and old.policy == server.policy:
+            servers = self._policies[server.policy]
             servers[servers.index(old)] = server
+            if old.host != server.host:
+                self._per_host[old.host] -= 1
+                if not self._per_host[old.host]:
+                    del self._per_host[old.host]
+                self._per_host[server.host] += 1
             self._by_key[server.key] = server
         else:
             if old is not None:
                 self._drop(old)
             self._add(server)
-        return server
+
+    def restore(self, servers: Iterable[Server], turns: Mapping[str, int]) -> None:
+        """
+        Replace the whole table: a shared registry's copy of its own.
+
+        :param servers: every registration, each policy's in rotation order.
+        :param turns: each policy's rotation pointer.
+        """
+        self._by_key.clear()
+        self._policies.clear()
+        self._per_host.clear()
+        for server in servers:
+            if server.key not in self._by_key:
+                self._add(server)
+        self._next = {policy: turn for policy, turn in turns.items() if policy in self._policies}
 
     def _add(self, server: Server) -> None:
         self._by_key[server.key] = server
@@ -261,3 +367,8 @@ class ServerRegistry:
         server.failures = 0
         server.retry_at = None
         server.forwarded += 1
+
+    def lifeline(self, server: Server) -> None:
+        """
+        Nothing to do: a registration here lasts until it is removed.
+        """

@@ -26,9 +26,9 @@ from netproxy.acl import RuleSet, parse_rule
 from netproxy.errors import BadRequest, FramingError, SetupRefused, host_not_allowed
 from netproxy.escaping import Logger
 from netproxy.message.codec import DEFAULT_MAX_SIZE, encode_message
-from netproxy.message.fields import DATA, SETUP, Data, error_for, message_type, read_data, read_setup
+from netproxy.message.fields import DATA, SETUP, Data, Setup, error_for, message_type, read_data, read_setup
 from netproxy.message.forwarder import Forwarder, ForwardResult
-from netproxy.message.registry import Server, ServerRegistry, host_key
+from netproxy.message.registry import IServerRegistry, Server, asked, host_key
 from netproxy.message.stream import MessageStreamFactory, MessageStreamProtocol
 
 # Who may register servers unless told otherwise: this host only.
@@ -46,7 +46,10 @@ class ReverseProtocol(MessageStreamProtocol):
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self.busy: Deferred[ForwardResult] | None = None
+        # A forward, or a registration (self._registering), in flight.
+        self.busy: Deferred[Any] | None = None
+        self._registering: Deferred[Server] | None = None
+        self.connection_lost = False
         self._draining = False
         # By server key: one connection re-sending a setup holds one entry.
         self.registrations: dict[str, Server] = {}
@@ -97,20 +100,54 @@ class ReverseProtocol(MessageStreamProtocol):
         host = host_key(getattr(self.transport.getPeer(), "host", None) or "127.0.0.1")
         if self.factory.allow_servers.match(host) is None:
             raise host_not_allowed(host)
-        server = self.factory.registry.register(setup.server_id, setup.policy, host, setup.listen_port)
+        # A shared registry answers later: nothing more is read meanwhile.
+        self.transport.pauseProducing()
+        registering = asked(self.factory.registry.register, setup.server_id, setup.policy, host,
+                                    setup.listen_port)
+        self.busy = self._registering = registering
+        registering.addCallbacks(self._registered, self._not_registered, callbackArgs=(setup, host),
+                                 errbackArgs=(message,))
+
+    def _registered(self, server: Server, setup: Setup, host: str) -> None:
+        self.busy = self._registering = None
         self.log.info(
             "Receiving setup message from server id {server_id} privacy policy {policy} port {port}",
             server_id=setup.server_id, policy=setup.policy, port=setup.listen_port, host=host,
         )
         self.registrations[server.key] = server
+        if self.lifeline:
+            self.factory.registry.lifeline(server)
+        if self.connection_lost:
+            # The server closed the connection before it was registered: it stays.
+            return
         # A registration connection may stay quiet for as long as the server lives.
         self.setTimeout(None)
-        if self._grace is None:
+        if self._grace is None and not self.lifeline:
             self._grace = self.factory.reactor.callLater(self.factory.setup_grace, self._kept_open)
+        self._resume()
+
+    def _not_registered(self, failure: Failure, message: dict[str, Any]) -> None:
+        self.busy = self._registering = None
+        if failure.check(SetupRefused):
+            self.log.warn("refused setup from {peer}: {reason}", peer=self.peer, reason=failure.value.detail)
+            self._refuse(str(failure.value), message)
+            return
+        self.log.failure("registering a server for {peer} failed", failure, peer=self.peer)
+        self.closed = True
+        if not self.connection_lost:
+            self.transport.abortConnection()
+
+    def _resume(self) -> None:
+        if self.work_done():
+            return
+        self.transport.resumeProducing()
+        self._next()
 
     def _kept_open(self) -> None:
         self._grace = None
         self.lifeline = True
+        for server in self.registrations.values():
+            self.factory.registry.lifeline(server)
 
     def _data(self, message: dict[str, Any]) -> None:
         data = read_data(message)
@@ -162,16 +199,27 @@ class ReverseProtocol(MessageStreamProtocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
         self.closed = True
-        if self.busy is not None:
+        self.connection_lost = True
+        # A registration in flight completes: the server then stays registered,
+        # as one that closes its setup connection at once does.
+        if self.busy is not None and self.busy is not self._registering:
             self.busy.cancel()
         if self._grace is not None:
             self._grace.cancel()
             self._grace = None
         if self.lifeline:
             for server in self.registrations.values():
-                if self.factory.registry.remove(server):
-                    self.log.info("removed server id {server_id} of privacy policy {policy}: "
-                                  "its registration connection closed", server_id=server.server_id, policy=server.policy)
+                removing = asked(self.factory.registry.remove, server)
+                removing.addCallbacks(self._removed, self._not_removed, callbackArgs=(server,),
+                                      errbackArgs=(server,))
+
+    def _removed(self, removed: bool, server: Server) -> None:
+        if removed:
+            self.log.info("removed server id {server_id} of privacy policy {policy}: "
+                          "its registration connection closed", server_id=server.server_id, policy=server.policy)
+
+    def _not_removed(self, failure: Failure, server: Server) -> None:
+        self.log.failure("removing server id {server_id} failed", failure, server_id=server.server_id)
 
 
 class ReverseFactory(MessageStreamFactory):
@@ -179,7 +227,8 @@ class ReverseFactory(MessageStreamFactory):
     Builds L{ReverseProtocol}s around one registry and forwarder.
 
     :param reactor: the clock for timeouts.
-    :param registry: the servers registered.
+    :param registry: the servers registered (a L{ServerRegistry}, or one
+        shared with other processes).
     :param forwarder: sends data messages to them.
     :param idle_timeout: seconds a client connection may stay quiet.
     :param setup_grace: seconds within which a server that closes its setup
@@ -193,7 +242,7 @@ class ReverseFactory(MessageStreamFactory):
     # Required here: the setup grace period runs on it.
     reactor: IReactorTime
 
-    def __init__(self, reactor: Any, registry: ServerRegistry, forwarder: Forwarder, idle_timeout: float = 30.0,
+    def __init__(self, reactor: Any, registry: IServerRegistry, forwarder: Forwarder, idle_timeout: float = 30.0,
                  setup_grace: float = 1.0, max_size: int = DEFAULT_MAX_SIZE,
                  allow_servers: RuleSet | None = None) -> None:
         super().__init__(reactor, idle_timeout, max_size)

@@ -8,7 +8,7 @@ the HTTP proxy shows them.
 
 from netproxy.instruments import Counter, Gauge, Registry
 from netproxy.message.forwarder import Forwarder
-from netproxy.message.registry import ServerRegistry
+from netproxy.message.registry import IServerRegistry
 from netproxy.stalls import StallMonitor, stall_metrics
 
 
@@ -24,7 +24,7 @@ class ReverseMetrics:
         services to start.
     """
 
-    def __init__(self, registry: ServerRegistry, forwarder: Forwarder) -> None:
+    def __init__(self, registry: IServerRegistry, forwarder: Forwarder) -> None:
         self._servers = registry
         metrics = self.registry = Registry()
         metrics.add(Gauge("netproxy_reverse_servers", "Registered servers by privacy policy and state (up or down).",

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from twisted.application import internet, strports
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint, serverFromString
 from twisted.web.server import Site
 
@@ -21,12 +22,14 @@ from netproxy.connections import DrainOnStop, listening
 from netproxy.message.ack import AckFactory
 from netproxy.message.backend import BackendService
 from netproxy.message.forwarder import Forwarder
-from netproxy.message.registry import ServerRegistry
+from netproxy.message.redis_registry import RedisRegistry
+from netproxy.message.registry import IServerRegistry, ServerRegistry
 from netproxy.message.relay import RelayFactory
 from netproxy.message.reverse import ReverseFactory
 from netproxy.message.reverse_metrics import ReverseMetrics
 from netproxy.metrics_page import MetricsPage
 from netproxy.message.upper import UpperDatagramProtocol, UpperFactory
+from netproxy.redis_client import RedisClient
 from netproxy.reload import ReloadOnHangup
 
 # The parsed options of a role: option name (without dashes) -> its value,
@@ -87,6 +90,27 @@ def upper_service(options: RoleOptions, reactor: Any) -> IService:
     return service
 
 
+class StopInOrder(MultiService):
+    """
+    A L{MultiService} whose children stop one after another, the last
+    added first, each once the one after it has stopped.
+    """
+
+    def __init__(self) -> None:
+        MultiService.__init__(self)
+
+    def stopService(self) -> "Deferred[None]":
+        Service.stopService(self)
+        return self._stop_next(None, list(self))
+
+    def _stop_next(self, ignored: object, children: list[IService]) -> "Deferred[None]":
+        if not children:
+            return succeed(None)
+        child = children.pop()
+        stopping: Deferred[Any] = maybeDeferred(child.stopService)
+        return stopping.addCallback(self._stop_next, children)
+
+
 def reverse_service(options: RoleOptions, reactor: Any) -> IService:
     """
     The reverse proxy listening on C{--listen}, and its metrics page on
@@ -94,8 +118,15 @@ def reverse_service(options: RoleOptions, reactor: Any) -> IService:
 
     :param reactor: the reactor, to listen and connect with and as the clock.
     """
-    registry = ServerRegistry(reactor, first_retry=options["retry"], max_servers=options["max-servers"],
-                              max_per_host=options["max-servers-per-host"])
+    registry: IServerRegistry
+    shared: RedisRegistry | None = None
+    if options["registry"] is None:
+        registry = ServerRegistry(reactor, first_retry=options["retry"], max_servers=options["max-servers"],
+                                  max_per_host=options["max-servers-per-host"])
+    else:
+        registry = shared = RedisRegistry(reactor, RedisClient(reactor, options["registry"]),
+                                          first_retry=options["retry"], max_servers=options["max-servers"],
+                                          max_per_host=options["max-servers-per-host"], lease=options["lease"])
     forwarder = Forwarder(reactor, registry, options["connect-timeout"], options["timeout"], options["max-size"],
                           options["max-tries"])
     factory = ReverseFactory(reactor, registry, forwarder, options["idle-timeout"], options["setup-grace"],
@@ -103,6 +134,14 @@ def reverse_service(options: RoleOptions, reactor: Any) -> IService:
     factory.max_connections = options["max-connections"]
     factory.max_connections_per_client = options["max-connections-per-client"]
     service = listening(factory, [options["listen"]], reactor, options["shutdown-timeout"])
+    if shared is not None:
+        # The listeners drain first, so lifelines closed by a shutdown are
+        # still removed from Redis; the registry stops after them.
+        outer = StopInOrder()
+        registry_service: IService = shared
+        registry_service.setServiceParent(outer)
+        service.setServiceParent(outer)
+        service = outer
     if options["metrics"] is not None:
         metrics = ReverseMetrics(registry, forwarder)
         stalls: IService = metrics.stalls
