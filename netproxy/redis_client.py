@@ -153,6 +153,13 @@ class RedisProtocol(Protocol):
         # Told when the connection is lost (the client's bookkeeping).
         self.on_lost: Callable[["RedisProtocol"], object] | None = None
 
+    def itself(self) -> "RedisProtocol":
+        """
+        :returns: this protocol (C{ClientService} hands its
+            C{prepareConnection} a proxy of it, whose attributes are not its own).
+        """
+        return self
+
     def execute(self, *args: Argument) -> "Deferred[Reply]":
         """
         Send one command.
@@ -254,13 +261,14 @@ class RedisClient(Service):
 
     def startService(self) -> None:
         Service.startService(self)
-        self._connector.startService()
         self._first_attempt = True
 
         def ended(result: object) -> None:
             self._first_attempt = False
 
+        # Asked before the first attempt, which may end at once.
         self._connector.whenConnected(failAfterFailures=1).addBoth(ended)
+        self._connector.startService()
 
     def stopService(self) -> "Deferred[None]":
         Service.stopService(self)
@@ -270,7 +278,7 @@ class RedisClient(Service):
         return stopped
 
     def _prepare(self, connection: IProtocol) -> "Deferred[None]":
-        protocol = cast(RedisProtocol, connection)
+        protocol = cast(RedisProtocol, connection).itself()
         protocol.on_lost = self._lost
         ready: Deferred[Reply] = succeed(None)
         if self.address.password is not None:

@@ -338,10 +338,11 @@ class RedisRegistry(MultiService):
                 raise RedisError(f"ERR unexpected reply to a renewal: {reply!r}")
             now, statuses, table, turns = reply
             missing = [server for server, _ in self.held.items() if server.token not in self._known]
-            for (server, _), status in zip(confirmed, statuses):
-                if status == b"missing":
+            for (server, lifeline), status in zip(confirmed, statuses):
+                if status == b"missing" and (lifeline or not server.failures):
                     missing.append(server)
-                elif status == b"lost":
+                elif status != b"ok":
+                    # Replaced elsewhere, or its lease ended while it was down.
                     self.held.pop(server, None)
             self._copy(table, turns, _number(now))
             return self._write_back(missing)

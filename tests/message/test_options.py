@@ -100,3 +100,52 @@ class ReverseRegistrationOptionTests(SynchronousTestCase):
             for value in ("0", "many", "-1"):
                 error = self.assertRaises(UsageError, parse, "reverse", f"--{name}", value)
                 self.assertTrue(str(error).startswith(f"--{name}: "), str(error))
+
+
+class ReverseSharedRegistryOptionTests(SynchronousTestCase):
+    """
+    The reverse proxy's --registry, --lease and --workers.
+    """
+
+    def test_defaults(self):
+        """By default the table is in memory, a lease is 10 s, and one process serves."""
+        sub = parse("reverse").subOptions
+        self.assertEqual((sub["registry"], sub["lease"], sub["workers"]), (None, 10.0, 1))
+
+    def test_redis_url(self):
+        """A redis:// URL is parsed into its address."""
+        sub = parse("reverse", "--registry", "redis://10.0.0.5:6380/2", "--lease", "30").subOptions
+        address = sub["registry"]
+        self.assertEqual((address.host, address.port, address.database), ("10.0.0.5", 6380, 2))
+        self.assertEqual(sub["lease"], 30.0)
+
+    def test_bad_registry(self):
+        """A --registry that is neither memory nor a redis:// URL stops start-up naming the option."""
+        for value in ("redis", "redis://h:port/0", "postgres://h/0", "redis://h/0?x=1"):
+            error = self.assertRaises(UsageError, parse, "reverse", "--registry", value)
+            self.assertTrue(str(error).startswith("--registry: expected redis://"), str(error))
+
+    def test_bad_lease(self):
+        """A lease under a second, or not a duration, stops start-up naming --lease."""
+        for value in ("0.5", "soon"):
+            error = self.assertRaises(UsageError, parse, "reverse", "--lease", value)
+            self.assertTrue(str(error).startswith("--lease: "), str(error))
+
+    def test_workers_need_shared_registry(self):
+        """--workers above 1 with the table in memory is refused naming --workers and --registry."""
+        error = self.assertRaises(UsageError, parse, "reverse", "--workers", "2")
+        self.assertTrue(str(error).startswith("--workers above 1 needs a shared --registry"), str(error))
+
+    def test_workers_with_redis(self):
+        """--workers above 1 with a redis:// registry is taken; the listener must be TCP."""
+        sub = parse("reverse", "--workers", "2", "--registry", "redis://127.0.0.1/0").subOptions
+        self.assertEqual(sub["workers"], 2)
+        error = self.assertRaises(UsageError, parse, "reverse", "--workers", "2", "--registry",
+                                  "redis://127.0.0.1/0", "--listen", "unix:/tmp/reverse.sock")
+        self.assertTrue(str(error).startswith("--listen: with --workers above 1"), str(error))
+
+    def test_workers_without_metrics(self):
+        """--metrics with --workers above 1 is refused naming --metrics."""
+        error = self.assertRaises(UsageError, parse, "reverse", "--workers", "2", "--registry",
+                                  "redis://127.0.0.1/0", "--metrics", "9105")
+        self.assertTrue(str(error).startswith("--metrics cannot be used with --workers"), str(error))

@@ -8,6 +8,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.message import services
 from netproxy.message.ack import AckFactory
+from netproxy.message.redis_registry import RedisRegistry
+from netproxy.message.registry import ServerRegistry
 from netproxy.message.relay import RelayFactory
 from netproxy.metrics_page import MetricsPage
 from netproxy.stalls import StallMonitor
@@ -181,6 +183,69 @@ class ReverseServiceTests(SynchronousTestCase):
         self.assertEqual(factory.allow_servers, options.subOptions["allow-servers"])
         self.assertEqual((factory.registry.max_servers, factory.registry.max_per_host), (7, 2))
         self.assertEqual(factory.forwarder.max_tries, 5)
+
+class ReverseSharedRegistryServiceTests(SynchronousTestCase):
+    """
+    The reverse proxy with its table in Redis.
+    """
+
+    def test_in_memory_by_default(self):
+        """Without --registry the table is a ServerRegistry of this process."""
+        reactor, service = start(services.reverse_service, parse("reverse", "--port", "5000"))
+        self.assertIsInstance(reactor.tcpServers[0][1].registry, ServerRegistry)
+
+    def test_redis_registry(self):
+        """--registry redis:// builds a RedisRegistry that connects to it and stops after the listener drains."""
+        options = parse("reverse", "--port", "5000", "--registry", "redis://10.0.0.5:6380/1", "--lease", "20")
+        reactor, service = start(services.reverse_service, options)
+        registry = reactor.tcpServers[0][1].registry
+        self.assertIsInstance(registry, RedisRegistry)
+        self.assertIs(reactor.tcpServers[0][1].forwarder.registry, registry)
+        self.assertTrue(registry.running)
+        self.assertEqual(str(registry.client.address), "redis://10.0.0.5:6380/1")
+        self.assertEqual(reactor.tcpClients[0][1], 6380)
+        self.assertIsInstance(service, services.StopInOrder)
+        self.assertEqual(list(service)[0], registry)
+        stopped = service.stopService()
+        self.successResultOf(stopped)
+        self.assertFalse(registry.running)
+
+
+class StopInOrderTests(SynchronousTestCase):
+    """
+    Children stopped one after another.
+    """
+
+    def test_last_first_each_after_the_other(self):
+        """The last child stops first; the one before it only once that one has stopped."""
+        from twisted.application.service import Service
+        from twisted.internet.defer import Deferred
+
+        stops = []
+
+        class Slow(Service):
+            def __init__(self, name):
+                self.name = name
+                self.done = Deferred()
+
+            def stopService(self):
+                Service.stopService(self)
+                stops.append(self.name)
+                return self.done
+
+        parent = services.StopInOrder()
+        first, second = Slow("first"), Slow("second")
+        first.setServiceParent(parent)
+        second.setServiceParent(parent)
+        parent.startService()
+        stopped = parent.stopService()
+        self.assertEqual(stops, ["second"])
+        second.done.callback(None)
+        self.assertEqual(stops, ["second", "first"])
+        self.assertNoResult(stopped)
+        first.done.callback(None)
+        self.successResultOf(stopped)
+
 
 class PerClientLimitTests(SynchronousTestCase):
     """
