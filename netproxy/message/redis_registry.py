@@ -306,13 +306,13 @@ class RedisRegistry(MultiService):
 
     def servers(self, policy: str | None = None) -> list[Server]:
         """
-        :returns: the servers of the last table seen (see L{ServerRegistry.servers}).
+        :returns: the servers of the last table seen (L{ServerRegistry.servers}).
         """
         return self.local.servers(policy)
 
     def count(self, host: str | None = None) -> int:
         """
-        :returns: the count of the last table seen (see L{ServerRegistry.count}).
+        :returns: the count of the last table seen (L{ServerRegistry.count}).
         """
         return self.local.count(host)
 
@@ -384,12 +384,11 @@ class RedisRegistry(MultiService):
     def _write_one_back(self, ignored: object, server: Server) -> "Deferred[None]":
         if server not in self.held:
             return succeed(None)
-        if not server.token:
-            server.token = secrets.token_hex(8)
+        server.token = secrets.token_hex(8)
 
         def written(ignored: object) -> None:
-            self.log.info("registration of server id {server_id} of privacy policy {policy} written back to "
-                          "Redis", server_id=server.server_id, policy=server.policy)
+            self.log.info("registration of server id {server_id} of privacy policy {policy} written back to Redis",
+                          server_id=server.server_id, policy=server.policy)
 
         def refused(failure: Failure) -> None:
             failure.trap(SetupRefused)

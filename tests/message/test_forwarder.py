@@ -390,3 +390,32 @@ class CancelTests(ForwarderTestCase):
         self.assertIsNone(self.first.retry_at)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
         self.assertNoErrorsLogged()
+
+
+class LaterCandidatesTests(SynchronousTestCase):
+    """
+    A registry whose candidates come later (one shared through Redis).
+    """
+
+    def test_waits_for_candidates(self):
+        """The forward waits for the registry's candidates, then connects to the first of them."""
+        reactor = MemoryReactorClock()
+        table = ServerRegistry(reactor)
+        table.register(100, "PP_1", "127.0.0.1", 124)
+        later = Deferred()
+
+        class Later:
+            def candidates(self, policy):
+                return later.addCallback(lambda _: table.candidates(policy))
+
+            def __getattr__(self, name):
+                return getattr(table, name)
+
+        forwarder = Forwarder(reactor, Later(), CONNECT_TIMEOUT, ANSWER_TIMEOUT, 1024)
+        forwarding = Deferred.fromCoroutine(forwarder.forward(MESSAGE, read_data(MESSAGE)))
+        self.assertEqual(reactor.tcpClients, [])
+        later.callback(None)
+        self.assertEqual(reactor.tcpClients[0][1], 124)
+        complete_connection(reactor)[0].dataReceived(ANSWER)
+        raw, answer = self.successResultOf(forwarding)
+        self.assertEqual(raw, ANSWER)

@@ -26,6 +26,7 @@ from netproxy.message.backend import BackendService
 from netproxy.message.forwarder import Forwarder
 from netproxy.message.codec import encode_message
 from netproxy.message.fields import sha1_hex
+from netproxy.errors import too_many_servers
 from netproxy.message.registry import ServerRegistry
 from netproxy.message.reverse import ReverseFactory
 from netproxy.message.send_client import send_packets
@@ -867,3 +868,123 @@ class EscapedLogTests(ReverseTestCase):
         self.assertIn("Forwarding a data message to server id id\\x1b[2J payload: x\\x1b]0;owned\\x07\\x0a", lines)
         for line in lines:
             self.assertTrue(line.isascii() and line.isprintable(), line)
+
+
+class LaterRegistry:
+    """
+    A registry that answers registrations and removals when the test says,
+    as one shared over the network does; it keeps a L{ServerRegistry} for
+    the rest.
+
+    :ivar pending: the L{Deferred}s of the registrations and removals asked.
+    :ivar lifelines: the servers it was told keep their setup connection open.
+    """
+
+    def __init__(self, reactor):
+        self.table = ServerRegistry(reactor)
+        self.pending = []
+        self.lifelines = []
+
+    def register(self, server_id, policy, host, port):
+        answer = Deferred()
+        self.pending.append(answer)
+        return answer.addCallback(lambda _: self.table.register(server_id, policy, host, port))
+
+    def remove(self, server):
+        answer = Deferred()
+        self.pending.append(answer)
+        return answer.addCallback(lambda _: self.table.remove(server))
+
+    def lifeline(self, server):
+        self.lifelines.append(server)
+
+    def answer(self):
+        """
+        Answer the oldest registration or removal asked.
+        """
+        self.pending.pop(0).callback(None)
+
+    def __getattr__(self, name):
+        return getattr(self.table, name)
+
+
+class SharedRegistryTests(ReverseTestCase):
+    """
+    A registry that answers later (one shared through Redis).
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.registry = LaterRegistry(self.reactor)
+        self.factory.registry = self.forwarder.registry = self.registry
+
+    def test_nothing_read_while_registering(self):
+        """While a setup is being registered the connection is paused; once registered it is logged and reading resumes."""
+        protocol, transport = self.connect(SERVER_HOST)
+        protocol.dataReceived(setup() + b"\n" + setup(server_id=101, port=125))
+        self.assertEqual(transport.producerState, "paused")
+        self.assertEqual(len(self.registry.pending), 1)
+        self.assertEqual(self.lines(LogLevel.info), [])
+        self.registry.answer()
+        self.assertEqual(self.lines(LogLevel.info),
+                         ["Receiving setup message from server id 100 privacy policy PP_1 port 124"])
+        self.assertEqual(len(self.registry.pending), 1)
+        self.registry.answer()
+        self.assertEqual(transport.producerState, "producing")
+        self.assertEqual([server.server_id for server in self.registry.servers("PP_1")], [100, 101])
+
+    def test_refused_later(self):
+        """A registration refused when the registry answers gets the type 3 error and the connection is closed."""
+        protocol, transport = self.connect(SERVER_HOST)
+        protocol.dataReceived(setup())
+        self.registry.pending.pop(0).errback(too_many_servers(1))
+        self.assertEqual(replies(transport), [{
+            "type": 3, "error": "setup refused: 1 servers are registered, the most allowed", "privPolyId": "PP_1"}])
+        self.assertFalse(transport.connected)
+        self.assertIn("refused setup from 10.0.0.7:40001: --max-servers 1 reached", self.lines(LogLevel.warn))
+
+    def test_registry_broken(self):
+        """A registration failing for another reason is logged as a failure and the connection aborted."""
+        protocol, transport = self.connect(SERVER_HOST)
+        protocol.dataReceived(setup())
+        self.registry.pending.pop(0).errback(RuntimeError("bug"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertTrue(transport.disconnecting or not transport.connected)
+
+    def test_closed_while_registering(self):
+        """A server that closes before its registration is answered stays registered, and no timer is left."""
+        _, transport = self.register(close=True)
+        self.registry.answer()
+        self.assertEqual([server.server_id for server in self.registry.servers("PP_1")], [100])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        self.assertEqual(self.registry.pending, [])
+
+    def test_lifeline_told_and_removed(self):
+        """A setup connection kept open past the grace is told to the registry as a lifeline, and removed when it closes."""
+        _, transport = self.register(close=False)
+        self.registry.answer()
+        self.reactor.advance(SETUP_GRACE)
+        self.assertEqual([server.server_id for server in self.registry.lifelines], [100])
+        transport.loseConnection()
+        self.registry.answer()
+        self.assertEqual(self.registry.servers("PP_1"), [])
+        self.assertIn("removed server id 100 of privacy policy PP_1: its registration connection closed",
+                      self.lines(LogLevel.info))
+
+    def test_setup_on_a_lifeline(self):
+        """A further setup on a connection already a lifeline is told to the registry as one at once."""
+        protocol, transport = self.register(close=False)
+        self.registry.answer()
+        self.reactor.advance(SETUP_GRACE)
+        protocol.dataReceived(b"\n" + setup(server_id=101, port=125))
+        self.registry.answer()
+        self.assertEqual([server.server_id for server in self.registry.lifelines], [100, 101])
+
+    def test_removal_failure_logged(self):
+        """A removal that fails is logged as a failure, not left unhandled."""
+        _, transport = self.register(close=False)
+        self.registry.answer()
+        self.reactor.advance(SETUP_GRACE)
+        transport.loseConnection()
+        self.registry.pending.pop(0).errback(RuntimeError("gone"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
