@@ -7,7 +7,9 @@ round-robin to the servers of the privacy policy they name.
 The first message on a connection says what it is.  A setup connection
 that the server closes right away (within C{setup_grace} seconds) leaves the
 server registered; one that the server keeps open is its lifeline, and the
-server is removed when it closes.
+server is removed when it closes.  A registry shared with other processes
+(L{netproxy.message.redis_registry}) answers a setup later: the connection
+reads nothing more until it has.
 
 Only hosts named by C{allow_servers} may register, and each server id
 belongs to the host that registered it (L{ServerRegistry.register}); a
@@ -102,8 +104,7 @@ class ReverseProtocol(MessageStreamProtocol):
             raise host_not_allowed(host)
         # A shared registry answers later: nothing more is read meanwhile.
         self.transport.pauseProducing()
-        registering = asked(self.factory.registry.register, setup.server_id, setup.policy, host,
-                                    setup.listen_port)
+        registering = asked(self.factory.registry.register, setup.server_id, setup.policy, host, setup.listen_port)
         self.busy = self._registering = registering
         registering.addCallbacks(self._registered, self._not_registered, callbackArgs=(setup, host),
                                  errbackArgs=(message,))
