@@ -176,3 +176,24 @@ def _integer(line: bytes) -> int:
     if not _INTEGER.match(line):
         raise RespError(f"{line[:40]!r} is not an integer")
     return int(line)
+
+
+def reply_text(value: Reply) -> str:
+    """
+    :returns: a bulk string's UTF-8 text (undecodable bytes replaced), or
+        the text of any other value.
+    """
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def reply_number(value: Reply) -> int:
+    """
+    :returns: an integer reply, or the whole number a bulk string spells
+        (C{ZSCORE}'s C{"12"}, C{"1.2e3"}).
+    :raises ValueError: when it spells none.
+    """
+    if isinstance(value, int):
+        return value
+    return int(float(reply_text(value)))

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from netproxy.resp import MAX_LINE, RedisError, RespDecoder, RespError, encode_command
+from netproxy.resp import MAX_LINE, RedisError, RespDecoder, RespError, encode_command, reply_number, reply_text
 
 
 def one_byte_at_a_time(decoder, data):
@@ -121,3 +121,14 @@ class HostileReplyTests(SynchronousTestCase):
             one_byte_at_a_time(RespDecoder(max_bulk=64, max_elements=64), data)
         except RespError:
             pass
+
+
+class ReplyValueTests(SynchronousTestCase):
+    def test_text(self):
+        """Bulk strings read as UTF-8, bad bytes replaced; other values as their text."""
+        self.assertEqual([reply_text(b"caf\xc3\xa9"), reply_text(b"\xff"), reply_text(12)], ["café", "\ufffd", "12"])
+
+    def test_number(self):
+        """Integers, and bulk strings spelling a number, read as whole numbers; anything else is a ValueError."""
+        self.assertEqual([reply_number(7), reply_number(b"12"), reply_number(b"1.5e3")], [7, 12, 1500])
+        self.assertRaises(ValueError, reply_number, b"twelve")

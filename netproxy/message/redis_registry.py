@@ -48,26 +48,14 @@ from netproxy.message.redis_scripts import CANDIDATES, MARK_DOWN, MARK_UP, REGIS
 from netproxy.message.registry import DEFAULT_MAX_PER_HOST, DEFAULT_MAX_SERVERS, IServerRegistry, Server, \
     ServerRegistry, host_key
 from netproxy.redis_client import RedisClient, RedisError, RedisUnavailable
-from netproxy.resp import Reply
+from netproxy.resp import Reply, reply_number, reply_text
 
 DEFAULT_PREFIX = "netproxy:reverse:"
 DEFAULT_LEASE = 10.0
 
 
-def _text(value: Reply) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def _number(value: Reply) -> int:
-    if isinstance(value, int):
-        return value
-    return int(float(_text(value)))
-
-
 def _server_id(value: Reply) -> ServerId:
-    text = _text(value)
+    text = reply_text(value)
     try:
         decoded = json.loads(text)
     except ValueError:
@@ -182,15 +170,15 @@ class RedisRegistry(MultiService):
                             server.port, server.token, self._lease_ms, self.max_servers, self.max_per_host)
 
         def done(reply: Reply) -> None:
+            if not (isinstance(reply, list) and len(reply) == 3 and reply[0] in (b"ok", b"taken", b"full")):
+                raise RedisError(f"ERR unexpected reply to a registration: {reply!r:.200}")
             self._reachable()
-            if not isinstance(reply, list) or not reply:
-                raise RedisError(f"ERR unexpected reply to a registration: {reply!r}")
-            status = _text(reply[0])
-            if status == "taken":
-                raise server_id_taken(server.server_id, _address(_text(reply[1]), _text(reply[2])))
-            if status == "full":
-                raise too_many_servers(_number(reply[1]), _text(reply[2]) or None)
-            old_policy, old_port = _text(reply[1]), _text(reply[2])
+            status, first, second = reply
+            if status == b"taken":
+                raise server_id_taken(server.server_id, _address(reply_text(first), reply_text(second)))
+            if status == b"full":
+                raise too_many_servers(reply_number(first), reply_text(second) or None)
+            old_policy, old_port = reply_text(first), reply_text(second)
             if old_policy and (old_policy, old_port) != (server.policy, str(server.port)):
                 self.log.warn("server id {server_id} at {old_address} of privacy policy {old_policy} displaced by "
                               "a new setup for {address} of privacy policy {policy}", server_id=server.server_id,
@@ -231,17 +219,14 @@ class RedisRegistry(MultiService):
         table while Redis is unreachable.
         """
         def done(reply: Reply) -> list[Server]:
+            try:
+                entries = json.loads(reply if isinstance(reply, bytes) else b"")
+                now = self._clock.seconds()
+                servers = [self._server(token, _server_id(server_id), policy, host, port, failures, wait, 0, now)
+                           for _, server_id, host, port, token, failures, wait in entries]
+            except (ValueError, TypeError) as error:
+                raise RedisError(f"ERR unexpected reply to candidates: {reply!r:.200} ({error})")
             self._reachable()
-            if not isinstance(reply, list) or not reply:
-                raise RedisError(f"ERR unexpected reply to candidates: {reply!r}")
-            now = _number(reply[0])
-            servers = []
-            for entry in reply[1:]:
-                if not isinstance(entry, list) or len(entry) != 7:
-                    raise RedisError(f"ERR unexpected candidate: {entry!r}")
-                key, server_id, host, port, token, failures, retry_at = entry
-                servers.append(self._server(_text(token), _server_id(server_id), policy, _text(host),
-                                            _number(port), _number(failures), _number(retry_at), now))
             return servers
 
         def local(failure: Failure) -> list[Server]:
@@ -251,13 +236,16 @@ class RedisRegistry(MultiService):
         return self._run(CANDIDATES, policy).addCallback(done).addErrback(local)
 
     def _server(self, token: str, server_id: ServerId, policy: str, host: str, port: int, failures: int,
-                retry_at: int, now: int) -> Server:
+                retry_at: int, now: int, seconds: float | None = None) -> Server:
+        # retry_at and now are Redis's times (ms), turned into this process's clock.
         server = self._known.get(token)
         if server is None or (server.policy, server.host, server.port) != (policy, host, port):
+            if type(port) is not int or type(failures) is not int or type(retry_at) is not int:
+                raise TypeError(f"a port, failures and retry time must be whole numbers: {port!r}")
             server = self._known[token] = Server(server_id, policy, host, port, token=token)
         server.failures = failures
-        # Redis's times are turned into this process's clock.
-        server.retry_at = None if retry_at < 0 else self._clock.seconds() + (retry_at - now) / 1000
+        seconds = self._clock.seconds() if seconds is None else seconds
+        server.retry_at = None if retry_at < 0 else seconds + (retry_at - now) / 1000
         return server
 
     def mark_down(self, server: Server) -> None:
@@ -269,9 +257,9 @@ class RedisRegistry(MultiService):
             return
 
         def done(reply: Reply) -> None:
-            if isinstance(reply, list) and len(reply) == 2 and _number(reply[0]) > 0:
-                server.failures = _number(reply[0])
-                server.retry_at = self._clock.seconds() + _number(reply[1]) / 1000
+            if isinstance(reply, list) and len(reply) == 2 and reply_number(reply[0]) > 0:
+                server.failures = reply_number(reply[0])
+                server.retry_at = self._clock.seconds() + reply_number(reply[1]) / 1000
 
         self._run(MARK_DOWN, server.key, server.token, self._first_retry_ms, self._max_retry_ms,
                   self._lease_ms).addCallbacks(done, self._unreachable, errbackArgs=("a down mark",))
@@ -332,11 +320,15 @@ class RedisRegistry(MultiService):
             args += [server.key, server.token, int(lifeline)]
 
         def done(reply: Reply) -> "Deferred[None]":
-            self._reachable()
             if not isinstance(reply, list) or len(reply) != 4 or not all(isinstance(part, list)
                                                                           for part in reply[1:]):
-                raise RedisError(f"ERR unexpected reply to a renewal: {reply!r}")
+                raise RedisError(f"ERR unexpected reply to a renewal: {reply!r:.200}")
             now, statuses, table, turns = reply
+            try:
+                self._copy(table, turns, reply_number(now))
+            except (ValueError, TypeError) as error:
+                raise RedisError(f"ERR unexpected table in a renewal: {error}")
+            self._reachable()
             missing = [server for server, _ in self.held.items() if server.token not in self._known]
             for (server, lifeline), status in zip(confirmed, statuses):
                 if status == b"missing" and (lifeline or not server.failures):
@@ -344,7 +336,6 @@ class RedisRegistry(MultiService):
                 elif status != b"ok":
                     # Replaced elsewhere, or its lease ended while it was down.
                     self.held.pop(server, None)
-            self._copy(table, turns, _number(now))
             return self._write_back(missing)
 
         def finished(result: object) -> None:
@@ -360,15 +351,15 @@ class RedisRegistry(MultiService):
             if not isinstance(entry, list) or len(entry) != 9:
                 raise RedisError(f"ERR unexpected registration: {entry!r}")
             key, server_id, policy, host, port, token, order, failures, retry_at = entry
-            server = self._server(_text(token), _server_id(server_id), _text(policy), _text(host), _number(port),
-                                  _number(failures), _number(retry_at), now)
-            entries.append((server.policy, _number(order), server))
+            server = self._server(reply_text(token), _server_id(server_id), reply_text(policy), reply_text(host), reply_number(port),
+                                  reply_number(failures), reply_number(retry_at), now)
+            entries.append((server.policy, reply_number(order), server))
         entries.sort(key=lambda entry: (entry[0], entry[1]))
         servers = [server for _, _, server in entries]
         # Those this process holds that Redis does not know yet stay in the copy.
         current = {server.key for server in servers}
         servers += [server for server in self.held if server.key not in current]
-        pointers = {_text(turns[i]): _number(turns[i + 1]) for i in range(0, len(turns) - 1, 2)}
+        pointers = {reply_text(turns[i]): reply_number(turns[i + 1]) for i in range(0, len(turns) - 1, 2)}
         self.local.restore(servers, pointers)
         keep = {server.token for server in servers}
         self._known = {token: server for token, server in self._known.items() if token in keep}

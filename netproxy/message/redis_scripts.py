@@ -121,9 +121,10 @@ end
 return 0
 """)
 
-# ARGV: prefix, policy -> {now, {id key, id, host, port, token, failures,
-# retry_at or -1}...}: the servers to try, the available ones from the one
-# due, then the down ones soonest due first; the pointer moves past the
+# ARGV: prefix, policy -> JSON text (one bulk string, cheap to read on the
+# message path): [[id key, id, host, port, token, failures, ms until it may
+# be tried again or -1]...], the servers to try, the available ones from the
+# one due, then the down ones soonest due first; the pointer moves past the
 # first of them.
 CANDIDATES = Script(_COMMON + """
 local policy = ARGV[2]
@@ -132,7 +133,7 @@ prune(now)
 local keys = redis.call('ZRANGE', P .. 'p:' .. policy, 0, -1)
 local n = #keys
 if n == 0 then
-  return {now}
+  return '[]'
 end
 local start = tonumber(redis.call('HGET', P .. 'next', policy) or '0') % n
 local ready, waiting = {}, {}
@@ -158,16 +159,20 @@ table.sort(waiting, function(a, b)
 end)
 local chosen = ready[1] or waiting[1]
 if not chosen then
-  return {now}
+  return '[]'
 end
 redis.call('HSET', P .. 'next', policy, chosen[8] + 1)
-local reply = {now}
+local reply = {}
 for _, list in ipairs({ready, waiting}) do
   for _, e in ipairs(list) do
-    table.insert(reply, {e[1], e[2], e[3], e[4], e[5], e[6], e[7]})
+    local wait = -1
+    if e[7] >= 0 then
+      wait = e[7] - now
+    end
+    table.insert(reply, {e[1], e[2], e[3], tonumber(e[4]), e[5], e[6], wait})
   end
 end
-return reply
+return cjson.encode(reply)
 """)
 
 # ARGV: prefix, id key, token, first retry (ms), longest retry (ms), lease

@@ -12,7 +12,8 @@ from twisted.internet.defer import gatherResults
 from twisted.internet.task import deferLater
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import formatEvent, globalLogPublisher
-from twisted.trial.unittest import TestCase
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from netproxy.errors import SetupRefused
@@ -21,6 +22,7 @@ from netproxy.message.redis_scripts import MARK_DOWN
 from netproxy.message.registry import IServerRegistry
 from netproxy.redis_client import RedisClient, parse_redis_url
 from tests.integration.redis_server import start_redis
+from tests.test_redis_client import FakeEndpoint
 
 PREFIX = b"netproxy:reverse:"
 POLLS = 100
@@ -275,3 +277,43 @@ class OutageTests(_RegistryTestCase):
         self.assertTrue(dropped)
         (server,) = await one.candidates("PP_1")
         self.assertEqual(server.host, "10.0.0.2")
+
+
+class HostileReplyTests(SynchronousTestCase):
+    """
+    Replies no script of ours gives (a Redis that is not one, or a bug):
+    the registry falls back to its own table instead of failing the message.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.endpoint = FakeEndpoint()
+        client = RedisClient(self.clock, parse_redis_url("registry", "redis://127.0.0.1/0"), endpoint=self.endpoint,
+                             retry_policy=lambda attempt: 1.0)
+        self.registry = RedisRegistry(self.clock, client)
+        self.registry.startService()
+        self.addCleanup(self.registry.stopService)
+        # The renewal sent on connecting, answered with an empty table.
+        self.endpoint.protocols[0].dataReceived(b"*4\r\n:0\r\n*0\r\n*0\r\n*0\r\n")
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def test_bad_candidates(self):
+        """Candidates that are not the script's JSON, or not its entries, give the local table's, with a warning."""
+        self.registry.local.register(1, "PP_1", "127.0.0.1", 2001)
+        protocol = self.endpoint.protocols[0]
+        for reply in (b"$8\r\nnot json\r\n", b"$7\r\n[[1,2]]\r\n", b':5\r\n', b'$22\r\n[["k",1,"h","x","t",0]]\r\n',
+                      b'$26\r\n[["k",1,"h","80","t",0,-1]]\r\n'):
+            picking = self.registry.candidates("PP_1")
+            protocol.dataReceived(reply)
+            self.assertEqual([server.server_id for server in self.successResultOf(picking)], [1])
+        warnings = [formatEvent(event) for event in self.events if "is unavailable" in formatEvent(event)]
+        self.assertEqual(len(warnings), 1, warnings)
+
+    def test_bad_registration_reply(self):
+        """A registration answered with something else is taken into the local table."""
+        protocol = self.endpoint.protocols[0]
+        registering = self.registry.register(1, "PP_1", "127.0.0.1", 2001)
+        protocol.dataReceived(b"*1\r\n$5\r\nweird\r\n")
+        server = self.successResultOf(registering)
+        self.assertEqual(server.token, "")
+        self.assertEqual(self.registry.servers(), [server])

@@ -5,6 +5,8 @@ and the table's indexes stay consistent through expiry, removal and
 replacement.
 """
 
+import json
+
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
@@ -29,8 +31,11 @@ class ScriptTests(TestCase):
         return self.client.run(REGISTER, (), (P, key, key, policy, host, port, token or f"tok-{key}", lease,
                                               max_servers, per_host))
 
-    def candidates(self, policy="PP"):
-        return self.client.run(CANDIDATES, (), (P, policy))
+    async def candidates(self, policy="PP"):
+        """
+        :returns: the candidates, decoded from their JSON text.
+        """
+        return json.loads(await self.client.run(CANDIDATES, (), (P, policy)))
 
     async def test_known_by_their_sha(self):
         """Each script compiles, and SCRIPT LOAD gives the SHA-1 the client sends with EVALSHA."""
@@ -44,11 +49,11 @@ class ScriptTests(TestCase):
         await self.register("b", lease=1)
         await self.register("c")
         first = await self.candidates()
-        self.assertEqual([entry[0] for entry in first[1:]], [b"a", b"b", b"c"])
+        self.assertEqual([entry[0] for entry in first], ["a", "b", "c"])
         self.assertEqual(await self.client.execute("HGET", P + "hosts", "h1"), b"3")
         await self.client.execute("ZADD", P + "leases", 0, "b")  # its lease ends now
         second = await self.candidates()
-        self.assertEqual([entry[0] for entry in second[1:]], [b"c", b"a"])
+        self.assertEqual([entry[0] for entry in second], ["c", "a"])
         self.assertEqual(await self.client.execute("HGET", P + "hosts", "h1"), b"2")
         self.assertEqual(await self.client.execute("EXISTS", P + "s:b"), 0)
 
@@ -59,18 +64,28 @@ class ScriptTests(TestCase):
         self.assertEqual(await self.client.run(REMOVE, (), (P, "a", "old")), 0)
         self.assertEqual(await self.client.run(MARK_DOWN, (), (P, "a", "old", 1000, 30000, 1000)), [0, 0])
         self.assertEqual(await self.client.run(MARK_UP, (), (P, "a", "old", 1000)), 0)
-        ((key, _, _, port, token, failures, retry_at),) = (await self.candidates())[1:]
-        self.assertEqual((key, port, token, failures, retry_at), (b"a", b"2", b"new", 0, -1))
+        ((key, _, _, port, token, failures, wait),) = await self.candidates()
+        self.assertEqual((key, port, token, failures, wait), ("a", 2, "new", 0, -1))
         self.assertEqual(await self.client.run(REMOVE, (), (P, "a", "new")), 1)
-        self.assertEqual(await self.candidates(), [(await self.candidates())[0]])
+        self.assertEqual(await self.candidates(), [])
+
+    async def test_down_marks_in_candidates(self):
+        """A down server comes after the available ones, with its failures and the milliseconds until it is due."""
+        await self.register("a")
+        await self.register("b")
+        await self.client.run(MARK_DOWN, (), (P, "a", "tok-a", 60000, 60000, 1000))
+        (b, a) = await self.candidates()
+        self.assertEqual((b[0], b[5], b[6]), ("b", 0, -1))
+        self.assertEqual((a[0], a[5]), ("a", 1))
+        self.assertTrue(0 < a[6] <= 60000, a)
 
     async def test_down_mark_of_a_replaced_registration(self):
         """A replacement starts up, even if the registration it replaced was down."""
         await self.register("a", token="old")
         await self.client.run(MARK_DOWN, (), (P, "a", "old", 60000, 60000, 1000))
         await self.register("a", token="new")
-        ((*_, failures, retry_at),) = (await self.candidates())[1:]
-        self.assertEqual((failures, retry_at), (0, -1))
+        ((*_, failures, wait),) = await self.candidates()
+        self.assertEqual((failures, wait), (0, -1))
 
     async def test_sync_statuses(self):
         """Renewal answers ok for a current registration, lost for a replaced one, missing for one gone."""
