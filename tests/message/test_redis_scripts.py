@@ -46,7 +46,7 @@ class ScriptTests(TestCase):
     async def test_expiry_keeps_indexes(self):
         """An expired registration leaves the rotation, the host count and the pointer as a removal does."""
         await self.register("a")
-        await self.register("b", lease=1)
+        await self.register("b")
         await self.register("c")
         first = await self.candidates()
         self.assertEqual([entry[0] for entry in first], ["a", "b", "c"])
