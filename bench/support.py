@@ -85,9 +85,11 @@ class Netproxy:
         self.tree = tree
         self._help = None
 
-    def twistd(self, *args, logfile="/dev/null"):
+    def twistd(self, *args, logfile="-"):
         """
-        :param logfile: where twistd writes its log (default: nowhere).
+        :param logfile: where twistd writes its log (default: standard output,
+            which the benchmarks discard; never /dev/null, which twistd,
+            run as root, renames away once 1 MB has been written to it).
         :returns: the command line of C{twistd netproxy ARGS...} in the
             foreground.
         """
@@ -97,9 +99,11 @@ class Netproxy:
         code = f"import sys; {first}from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
         return [self.python, "-c", code, "--nodaemon", "--pidfile=", f"--logfile={logfile}", "netproxy", *args]
 
-    def http(self, port, *args, logfile="/dev/null"):
+    def http(self, port, *args, logfile="-"):
         """
-        :param logfile: where twistd writes its log (default: nowhere).
+        :param logfile: where twistd writes its log (default: standard output,
+            which the benchmarks discard; never /dev/null, which twistd,
+            run as root, renames away once 1 MB has been written to it).
         :returns: the command line of C{twistd netproxy http} listening on
             127.0.0.1:C{port} with room for a thousand connections and more,
             allowed to reach the benchmarks' local origins.

@@ -7,6 +7,7 @@ then C{READY=1} around a reload, C{STOPPING=1}), read from the pipe the
 worker's L{netproxy.worker_control.MainProcessLink} writes to.
 """
 
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -62,7 +63,10 @@ def worker_command(role_argv: list[str], twistd_options: Mapping[str, Any], inde
     # and rotate on their own, so two processes cannot share one.  Without
     # one, a worker writes to the main process's standard output (the
     # journal, under systemd).
-    if logfile and logfile != "-":
+    if logfile == os.devnull:
+        # Nowhere is nowhere for the workers too, not a file beside the device.
+        argv += ["--logfile", os.devnull]
+    elif logfile and logfile != "-":
         argv += ["--logfile", f"{logfile}.worker{index}"]
     return [*argv, "netproxy", *role_argv]
 

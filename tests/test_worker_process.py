@@ -3,6 +3,7 @@ Tests for L{netproxy.worker_process}: how a worker is started, and its
 reports as the main process reads them.
 """
 
+import os
 import subprocess
 import sys
 
@@ -41,6 +42,13 @@ class CommandTests(SynchronousTestCase):
         self.assertIn("/var/log/np.log.worker1", worker_command(["relay"], {"logfile": "/var/log/np.log"}, 1))
         self.assertIn("twistd.log.worker0", worker_command(["relay"], {"nodaemon": False}, 0))
         self.assertNotIn("--logfile", worker_command(["relay"], {"nodaemon": True, "logfile": "-"}, 0))
+
+    def test_logfile_devnull(self):
+        """
+        --logfile /dev/null sends the workers' logs nowhere too: no /dev/null.worker0 file is created in /dev.
+        """
+        command = worker_command(["relay"], {"nodaemon": True, "logfile": os.devnull}, 1)
+        self.assertEqual(command[command.index("--logfile") + 1], os.devnull)
 
 
 class EnvironmentTests(SynchronousTestCase):
