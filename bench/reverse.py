@@ -10,9 +10,24 @@ connections, each sending data messages one after another) sent:
 
 The process under test (the backend in row 1, the reverse proxy in row 2) is
 pinned to CPU 0 with taskset when there is one; everything else runs on
-CPU 1. Prints a Markdown table and the ratio of row 2 to row 1.
+CPU 1. Prints a Markdown table and the ratio of row 2 to row 1. The
+table's last column is the CPU time the process under test spent per
+message (from /proc), which holds when other work on the machine takes
+CPU time from the run and the messages per second drop.
 
-    python bench/reverse.py [--seconds 10] [--connections 50]
+    python bench/reverse.py [--seconds 10] [--connections 50] [--baseline DIR]... [--repeat N]
+
+C{--baseline DIR} measures both rows with the netproxy of another source
+tree too (see L{support.baseline}), in the same run, and prints each
+netproxy's ratio. C{--repeat N} runs N rounds, the netproxies in turn
+(in reverse order every other round), and prints every round's table: the
+ratio that counts is the one of a single run, each row beside the other.
+
+The twistd processes log to their standard output, which is thrown away:
+every event is still formatted and written, as an operator's log would be.
+Not C{--logfile=/dev/null}: twistd rotates a log file at 1 MB by renaming
+it, which turns /dev/null into a regular file (and C{/dev/null.1},
+C{/dev/null.2} ...) once a row has logged that much.
 
 Every loop is bounded in time and count; all traffic stays on 127.0.0.1.
 """
@@ -29,8 +44,9 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
-from support import HOST, free_port, pinned, twistd, wait_listening
+from support import HOST, describe_netproxies, free_port, netproxies, pinned, wait_listening
 
 MAX_MESSAGES_PER_CONNECTION = 1_000_000
 
@@ -59,6 +75,7 @@ def processes(workdir):
 
     def start(argv):
         started.append(subprocess.Popen(argv, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        return started[-1]
 
     try:
         yield start
@@ -114,45 +131,104 @@ def run_load(port, policy, connections, seconds):
     return json.loads(output)
 
 
+def cpu_seconds(pid):
+    """
+    :returns: the CPU time (user and system) process C{pid} has used, in
+        seconds, or C{nan} where /proc does not say.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    # utime and stime, fields 14 and 15 of proc(5), counted from the state (field 3).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_measured(process, port, policy, connections, seconds):
+    """
+    L{run_load}, and the CPU time the process under test used meanwhile:
+    on a machine others share, its microseconds per message hold when the
+    messages per second do not.
+    """
+    before = cpu_seconds(process.pid)
+    result = run_load(port, policy, connections, seconds)
+    result["cpu"] = cpu_seconds(process.pid) - before
+    return result
+
+
 def summarise(name, result):
     latencies = sorted(result["latencies"])
     count = len(latencies)
     p50 = statistics.median(latencies) * 1000 if count else float("nan")
     p99 = latencies[min(count - 1, int(count * 0.99))] * 1000 if count else float("nan")
     rate = count / result["elapsed"]
-    return {"name": name, "rate": rate, "p50": p50, "p99": p99, "errors": len(result["errors"]), "count": count}
+    cpu = result["cpu"] / count * 1e6 if count else float("nan")
+    return {"name": name, "rate": rate, "p50": p50, "p99": p99, "errors": len(result["errors"]), "count": count,
+            "cpu": cpu}
+
+
+def measure(netproxy, workdir, connections, seconds):
+    """
+    :returns: the rows of C{netproxy}: straight to one backend, then
+        through the reverse proxy to two.
+    """
+    def twistd(*args):
+        # Standard output, which processes() throws away: see the docstring.
+        return netproxy.twistd(*args, logfile="-")
+
+    rows = []
+    with processes(workdir) as start:
+        direct = free_port()
+        server = start(pinned(0, twistd("server", "--id", "1", "--pp", "PP_BENCH", "--listen", str(direct),
+                                        "--revproc", str(free_port()))))
+        wait_listening(direct)
+        rows.append(summarise("straight to one backend", run_measured(server, direct, "PP_BENCH", connections,
+                                                                      seconds)))
+    with processes(workdir) as start:
+        reverse = free_port()
+        proxy = start(pinned(0, twistd("reverse", "--port", str(reverse))))
+        wait_listening(reverse)
+        for server_id in (1, 2):
+            start(pinned(1, twistd("server", "--id", str(server_id), "--pp", "PP_BENCH", "--listen",
+                                   str(free_port()), "--revproc", str(reverse))))
+        wait_registered(reverse, "PP_BENCH", {1, 2})
+        rows.append(summarise("through reverse to two backends", run_measured(proxy, reverse, "PP_BENCH", connections,
+                                                                              seconds)))
+    return rows
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--baseline", action="append", default=[], metavar="DIR",
+                        help="also measure the netproxy of the source tree DIR (a checkout of another commit), with "
+                             "DIR/.venv/bin/python when it exists and this interpreter otherwise (repeatable)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run N rounds, the netproxies in turn, and print each round (default: 1)")
     args = parser.parse_args()
-    rows = []
-    with tempfile.TemporaryDirectory() as workdir:
-        with processes(workdir) as start:
-            direct = free_port()
-            start(pinned(0, twistd("server", "--id", "1", "--pp", "PP_BENCH", "--listen", str(direct),
-                                   "--revproc", str(free_port()))))
-            wait_listening(direct)
-            rows.append(summarise("straight to one backend", run_load(direct, "PP_BENCH", args.connections, args.seconds)))
-        with processes(workdir) as start:
-            reverse = free_port()
-            start(pinned(0, twistd("reverse", "--port", str(reverse))))
-            wait_listening(reverse)
-            for server_id in (1, 2):
-                start(pinned(1, twistd("server", "--id", str(server_id), "--pp", "PP_BENCH", "--listen",
-                                       str(free_port()), "--revproc", str(reverse))))
-            wait_registered(reverse, "PP_BENCH", {1, 2})
-            rows.append(summarise("through reverse to two backends", run_load(reverse, "PP_BENCH", args.connections,
-                                                                              args.seconds)))
-    print(f"{args.connections} connections, {args.seconds:g} s each, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}\n")
-    print("| load | messages/s | p50 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|")
-    for row in rows:
-        print(f"| {row['name']} | {row['rate']:.0f} | {row['p50']:.2f} | {row['p99']:.2f} | {row['errors']} |")
-    print(f"\nratio (reverse / direct): {rows[1]['rate'] / rows[0]['rate']:.2f}x messages/s, "
-          f"p99 {rows[1]['p99'] / rows[0]['p99']:.2f}x")
+    chosen = netproxies(args.baseline)
+    print(f"{args.connections} connections, {args.seconds:g} s each, {os.cpu_count()} CPUs, "
+          f"{time.strftime('%Y-%m-%d')}\n\n{describe_netproxies(chosen)}")
+    for round_ in range(args.repeat):
+        order = chosen if round_ % 2 == 0 else chosen[::-1]
+        measured = {}
+        with tempfile.TemporaryDirectory() as workdir:
+            for netproxy in order:
+                measured[netproxy.name] = measure(netproxy, workdir, args.connections, args.seconds)
+        if args.repeat > 1:
+            print(f"\nround {round_ + 1} of {args.repeat} ({', '.join(n.name for n in order)}, in that order)")
+        print("\n| netproxy | load | messages/s | p50 ms | p99 ms | errors | CPU us/message |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for netproxy in chosen:
+            for row in measured[netproxy.name]:
+                print(f"| {netproxy.name} | {row['name']} | {row['rate']:.0f} | {row['p50']:.2f} | {row['p99']:.2f} "
+                      f"| {row['errors']} | {row['cpu']:.0f} |")
+        print()
+        for netproxy in chosen:
+            direct, reverse = measured[netproxy.name]
+            print(f"ratio (reverse / direct), {netproxy.name}: {reverse['rate'] / direct['rate']:.2f}x messages/s, "
+                  f"p99 {reverse['p99'] / direct['p99']:.2f}x")
 
 
 if __name__ == "__main__":

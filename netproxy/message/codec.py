@@ -27,6 +27,7 @@ DEFAULT_MAX_SIZE = 64 * 1024
 # JSON's whitespace is exactly these four bytes; anything else between
 # messages must be the start of the next object.
 _NOT_WHITESPACE = re.compile(rb"[^ \t\r\n]")
+_WHITESPACE = b" \t\r\n"
 # Outside strings only braces and quotes change the scanner's state, inside
 # strings only the closing quote and backslash escapes do.  Every byte of a
 # multi-byte UTF-8 character is >= 0x80, so scanning bytes never mistakes part
@@ -155,6 +156,20 @@ class MessageDecoder:
         """
         if self._failure is not None:
             raise FramingError(self._failure)
+        if self._depth == 0:
+            # Most chunks are one whole message (a peer writes a message and
+            # waits for the answer): parsed at once, without the scanner.  A
+            # chunk holding anything else fails to parse and is scanned.
+            whole = data.strip(_WHITESPACE)
+            if whole[:1] == b"{" and whole[-1:] == b"}" and len(whole) <= self.max_size:
+                try:
+                    message = _decode_object(whole)
+                except FramingError:
+                    pass
+                else:
+                    self.last_raw = whole
+                    yield message
+                    return
         pos = 0
         end = len(data)
         while pos < end:
@@ -273,3 +288,20 @@ def encode_message(message: dict[str, Any]) -> bytes:
         # A lone surrogate (which a peer can send as "\ud800") has no UTF-8
         # form; escaped ASCII output carries it and is still valid JSON.
         return json.dumps(message, allow_nan=False).encode("ascii") + b"\n"
+
+
+def wire_form(message: dict[str, Any], raw: bytes | None = None) -> bytes:
+    """
+    The bytes to pass a decoded message on with: C{raw}, the bytes it was
+    decoded from (L{MessageDecoder.last_raw}), as they came, when they are
+    on one line (a server may read a line at a time), else
+    L{encode_message}.  Either way every field the peer sent goes on, and
+    the bytes end with a newline.
+
+    :param message: the message decoded from C{raw}.
+    :param raw: its bytes from the opening to the closing brace, or
+        L{None} when they are not at hand.
+    """
+    if raw is None or b"\n" in raw or b"\r" in raw:
+        return encode_message(message)
+    return raw + b"\n"

@@ -11,19 +11,21 @@ waits for its answer is C{max_tries * (connect_timeout + answer_timeout)}
 however many servers are registered and however they fail.
 """
 
-from functools import partial
+from functools import lru_cache
+from ipaddress import ip_address
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
-from twisted.internet.error import ConnectError, ConnectingCancelledError, ConnectionClosed
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.error import ConnectError, ConnectionClosed
+from twisted.internet.interfaces import IAddress, IConnector, IDelayedCall, IReactorTime
+from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
 from netproxy.dialing import connect_failure_reason, endpoint_for
 from netproxy.errors import FramingError, NetproxyError, tries_exhausted
 from netproxy.escaping import Logger
-from netproxy.message.codec import MessageDecoder, encode_message
+from netproxy.message.codec import MessageDecoder, wire_form
 from netproxy.message.fields import Data, error_for
 from netproxy.message.registry import IServerRegistry, Server, asked
 
@@ -33,6 +35,8 @@ DEFAULT_MAX_TRIES = 3
 # A forward's outcome: the answer's bytes exactly as the server wrote them
 # and the decoded answer; or None and the type 3 error for the client.
 ForwardResult = tuple[bytes | None, dict[str, Any]]
+# A server's answer: its bytes exactly as written, and the decoded object.
+Answer = tuple[bytes, dict[str, Any]]
 
 
 class ServerFailed(NetproxyError):
@@ -52,32 +56,140 @@ _SERVER_FAILURES = (ServerFailed, ConnectError, ConnectionClosed, DeferredTimeou
 class _ServerConnection(Protocol):
     """
     Writes one message and fires C{answer} with the raw bytes and the
-    decoded object of the first JSON object that comes back.
+    decoded object of the first JSON object that comes back, then closes
+    the connection: closed first, so that whatever C{answer} sets off
+    finds the exchange over.
+
+    :ivar answer: fires once: with C{(raw, answer)}, or with L{ServerFailed}
+        (a bad answer, or none), or L{DeferredTimeout} when C{clock} is given
+        and no answer came within C{timeout} seconds of connecting.
     """
 
     transport: Any
 
-    def __init__(self, request: bytes, max_size: int) -> None:
+    def __init__(self, request: bytes, max_size: int, answer: "Deferred[Answer] | None" = None,
+                 clock: IReactorTime | None = None, timeout: float = 0.0) -> None:
         self.request = request
         self.decoder = MessageDecoder(max_size)
-        self.answer: Deferred[tuple[bytes, dict[str, Any]]] = Deferred()
+        self.answer: Deferred[Answer] = Deferred() if answer is None else answer
+        self.clock = clock
+        self.timeout = timeout
+        self.timer: IDelayedCall | None = None
+        self.done = False
 
     def connectionMade(self) -> None:
         self.transport.write(self.request)
+        if self.clock is not None:
+            self.timer = self.clock.callLater(self.timeout, self._timed_out)
 
     def dataReceived(self, data: bytes) -> None:
-        if self.answer.called:
+        if self.done:
             return
         try:
             for message in self.decoder.feed(data):
-                self.answer.callback((self.decoder.last_raw, message))
+                self.finish((self.decoder.last_raw, message))
                 return
         except FramingError as error:
-            self.answer.errback(ServerFailed(f"malformed answer: {error}"))
+            self.finish(Failure(ServerFailed(f"malformed answer: {error}")))
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        self.finish(Failure(DeferredTimeout(self.timeout, "no answer")))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if not self.answer.called:
-            self.answer.errback(ServerFailed("closed the connection without answering"))
+        if not self.done:
+            self.finish(Failure(ServerFailed("closed the connection without answering")))
+
+    def finish(self, result: "Answer | Failure | None" = None) -> None:
+        """
+        End the exchange: stop the timer, close the connection, and fire
+        C{answer} with C{result} unless it has fired (or been cancelled:
+        C{None}).
+        """
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.transport.loseConnection()
+        if result is None or self.answer.called:
+            return
+        if isinstance(result, Failure):
+            self.answer.errback(result)
+        else:
+            self.answer.callback(result)
+
+
+class _Exchange(ClientFactory):
+    """
+    One message's exchange with one server, from the connection attempt to
+    the answer, as one L{Deferred}: the reactor's own connector for an IP
+    address (what L{TCP4ClientEndpoint} would do, without its wrappers and
+    their Deferreds), an endpoint for a name.
+
+    Cancelling the Deferred (the client left) stops the connection attempt
+    or closes the connection, and fails it with L{CancelledError}.
+    """
+
+    noisy = False
+
+    def __init__(self, reactor: Any, request: bytes, max_size: int, answer_timeout: float) -> None:
+        self.reactor = reactor
+        self.request = request
+        self.max_size = max_size
+        self.answer_timeout = answer_timeout
+        self.answer: Deferred[Answer] = Deferred(self._cancel)
+        self.connecting: IConnector | Deferred[Any] | None = None
+        self.connection: _ServerConnection | None = None
+        self.cancelled = False
+
+    def start(self, host: str, port: int, connect_timeout: float) -> "Deferred[Answer]":
+        """
+        :returns: L{answer}, which fails with what the connection attempt
+            failed with (such as L{ConnectionRefusedError}) if it does.
+        """
+        if _is_address(host):
+            self.connecting = self.reactor.connectTCP(host, port, self, timeout=connect_timeout)
+        else:
+            connecting = endpoint_for(self.reactor, host, port, connect_timeout).connect(self)
+            self.connecting = connecting
+            connecting.addErrback(self._connect_failed)
+        return self.answer
+
+    def buildProtocol(self, addr: IAddress) -> _ServerConnection:
+        self.connecting = None
+        self.connection = _ServerConnection(self.request, self.max_size, self.answer, self.reactor,
+                                            self.answer_timeout)
+        return self.connection
+
+    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
+        self._connect_failed(reason)
+
+    def _connect_failed(self, reason: Failure) -> None:
+        self.connecting = None
+        # A cancelled attempt fails too (at once, with the reactor's
+        # UserError or the endpoint's ConnectingCancelledError): that says
+        # nothing about the server, and the answer fails with CancelledError.
+        if not (self.cancelled or self.answer.called):
+            self.answer.errback(reason)
+
+    def _cancel(self, answer: "Deferred[Answer]") -> None:
+        self.cancelled = True
+        connecting, self.connecting = self.connecting, None
+        if isinstance(connecting, Deferred):
+            connecting.cancel()
+        elif connecting is not None:
+            connecting.stopConnecting()
+        if self.connection is not None:
+            self.connection.finish()
+
+
+@lru_cache(maxsize=1024)
+def _is_address(host: str) -> bool:
+    try:
+        ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class Forwarder:
@@ -107,12 +219,14 @@ class Forwarder:
         self.failovers = 0
         self.unanswered = 0
 
-    async def forward(self, message: dict[str, Any], data: Data) -> ForwardResult:
+    async def forward(self, message: dict[str, Any], data: Data, raw: bytes | None = None) -> ForwardResult:
         """
         Forward a data message, with every field the client sent.
 
         :param message: the client's message, as decoded.
         :param data: the L{Data} read from it.
+        :param raw: the bytes C{message} was decoded from, sent on as they
+            came when they are one line (L{wire_form}); L{None} to encode it.
         :returns: C{(raw, answer)}: the answer's bytes exactly as the server
             wrote them and the decoded answer; or C{(None, error)} with the
             type 3 error for the client when no server could answer.
@@ -122,7 +236,7 @@ class Forwarder:
             self.unanswered += 1
             self.log.warn("no server registered for privacy policy {policy}", policy=data.policy)
             return None, error_for(f"no server registered for privacy policy {data.policy}", data.policy, message)
-        request = encode_message(message)
+        request = wire_form(message, raw)
         for attempt, server in enumerate(candidates[:self.max_tries]):
             if attempt:
                 self.failovers += 1
@@ -149,17 +263,7 @@ class Forwarder:
         self.log.error("all servers of privacy policy {policy} are down", policy=data.policy)
         return None, error_for(f"all servers of privacy policy {data.policy} are down", data.policy, message)
 
-    async def _exchange(self, server: Server, request: bytes) -> tuple[bytes, dict[str, Any]]:
-        endpoint = endpoint_for(self.reactor, server.host, server.port, self.connect_timeout)
-        factory = Factory.forProtocol(partial(_ServerConnection, request, self.max_size))
-        factory.noisy = False
-        try:
-            connection = await endpoint.connect(factory)
-        except ConnectingCancelledError:
-            # Only our own cancellation (the client left) stops an attempt; it
-            # says nothing about the server, so it must not fail over.
-            raise CancelledError()
-        try:
-            return await connection.answer.addTimeout(self.answer_timeout, self.reactor)
-        finally:
-            connection.transport.loseConnection()
+    def _exchange(self, server: Server, request: bytes) -> "Deferred[Answer]":
+        # A Deferred, not a coroutine: forward() awaits it once per server.
+        exchange = _Exchange(self.reactor, request, self.max_size, self.answer_timeout)
+        return exchange.start(server.host, server.port, self.connect_timeout)

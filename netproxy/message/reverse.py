@@ -86,6 +86,12 @@ class ReverseProtocol(MessageStreamProtocol):
                     self._refuse(str(error), message)
         finally:
             self._draining = False
+        if self.busy is not None and self.queue:
+            # Back-pressure: read no more while messages wait behind the one
+            # in flight (at most one read's worth).  A client that waits for
+            # each answer is never paused, which spares two changes to the
+            # reactor's interest set per message.
+            self.transport.pauseProducing()
 
     def _refuse(self, text: str, message: dict[str, Any] | FramingError) -> None:
         # Answer a type 3 error and close, reading nothing more.
@@ -156,13 +162,14 @@ class ReverseProtocol(MessageStreamProtocol):
             "Received a data message from client {client_id} privacy policy {policy} payload: {payload}",
             client_id=data.client_id, policy=data.policy, payload=data.payload, peer=self.peer,
         )
-        self.transport.pauseProducing()
-        busy = Deferred.fromCoroutine(self.factory.forwarder.forward(message, data))
+        # The decoder's last message is the queue's last: when the queue is
+        # empty, this message is the one last_raw holds, to pass on as it came.
+        raw = None if self.queue else self.decoder.last_raw
+        busy = Deferred.fromCoroutine(self.factory.forwarder.forward(message, data, raw))
         # It may have fired already (no server for the policy): its callbacks
         # then run, and clear self.busy, at once.
         self.busy = busy
-        busy.addCallback(self._answer, data)
-        busy.addErrback(self._failed)
+        busy.addCallbacks(self._answer, self._failed, callbackArgs=(data,))
 
     def _answer(self, result: ForwardResult, data: Data) -> None:
         self.busy = None
@@ -176,6 +183,7 @@ class ReverseProtocol(MessageStreamProtocol):
         if self.work_done():
             return
         self.resetTimeout()
+        # Paused by _next if more came meanwhile; reading already otherwise.
         self.transport.resumeProducing()
         self._next()
 

@@ -398,10 +398,31 @@ class DataTests(ReverseTestCase):
         self.assertFalse(upstream.connected)
         self.assertTrue(self.transport.connected)
 
-    def test_paused_while_in_flight(self):
-        """The client transport is paused while its message is in flight and resumed after the answer."""
-        self.send(self.protocol, data())
+    def test_paused_while_messages_wait(self):
+        """The client transport is paused while a message waits behind the one in flight, and resumed after the answer."""
+        self.send(self.protocol, data("a"))
+        self.send(self.protocol, data("b"))
         self.assertEqual(self.transport.producerState, "paused")
+        complete_connection(self.reactor)[0].dataReceived(ack("a"))
+        # "b" is in flight now, and nothing waits behind it.
+        self.assertEqual(self.transport.producerState, "producing")
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+
+    def test_paused_when_more_arrives_in_flight(self):
+        """A message arriving while one is in flight waits, and pauses the transport until the answer."""
+        self.send(self.protocol, data("a"))
+        self.assertEqual(self.transport.producerState, "producing")
+        self.send(self.protocol, data("b"))
+        self.assertEqual(self.transport.producerState, "paused")
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        complete_connection(self.reactor)[0].dataReceived(ack("a"))
+        self.assertEqual(self.transport.producerState, "producing")
+        self.assertEqual(json.loads(complete_connection(self.reactor)[1].value())["payload"], "b")
+
+    def test_lone_message_not_paused(self):
+        """A client waiting for its answer is not paused: nothing waits to be read."""
+        self.send(self.protocol, data())
+        self.assertEqual(self.transport.producerState, "producing")
         complete_connection(self.reactor)[0].dataReceived(ack())
         self.assertEqual(self.transport.producerState, "producing")
 
