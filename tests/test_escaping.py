@@ -115,6 +115,46 @@ class LoggerTests(SynchronousTestCase):
         self.assertIsInstance(event["log_failure"], Failure)
         self.assertEqual(event["peer"], "a\\x0ab")
 
+    def test_event_as_twisted_builds_it(self):
+        """The event carries what Twisted's Logger puts in one: logger, level, namespace, source, format, time."""
+        self.log.info("x {n}", n=1)
+        [event] = self.events
+        self.assertEqual({key: event[key] for key in ("log_logger", "log_level", "log_namespace", "log_source",
+                                                        "log_format", "n")},
+                         {"log_logger": self.log, "log_level": LogLevel.info, "log_namespace": "netproxy.test",
+                          "log_source": None, "log_format": "x {n}", "n": 1})
+        self.assertIsInstance(event["log_time"], float)
+
+    def test_clean_text_kept(self):
+        """Printable ASCII fields are passed as they are; a backslash is still doubled."""
+        text = "127.0.0.1:5555 PP_1"
+        self.log.info("{a} {b}", a=text, b="a\\b")
+        self.assertIs(self.events[0]["a"], text)
+        self.assertEqual(self.events[0]["b"], "a\\\\b")
+
+    def test_text_subclass_escaped(self):
+        """A str subclass with a control character is escaped too."""
+
+        class Text(str):
+            pass
+
+        self.log.info("{a}", a=Text("x\x1b"))
+        self.assertEqual(self.events[0]["a"], "x\\x1b")
+
+    def test_invalid_level(self):
+        """An unknown level is reported as Twisted reports it, as a critical failure event."""
+        self.log.emit("loud", "x {a}", a="b")
+        [event] = self.events
+        self.assertEqual(event["log_level"], LogLevel.critical)
+        self.assertEqual(event["invalidLevel"], "loud")
+        self.flushLoggedErrors()
+
+    def test_trace(self):
+        """log_trace records this logger and its observer, as Twisted's does."""
+        trace = []
+        self.log.info("x", log_trace=trace)
+        self.assertEqual(trace[0], (self.log, self.publisher))
+
     def test_namespace_from_class(self):
         """As a class attribute it takes the class's namespace, as Twisted's Logger does."""
 

@@ -155,7 +155,7 @@ class _Exchange(ClientFactory):
             connecting.addErrback(self._connect_failed)
         return self.answer
 
-    def buildProtocol(self, addr: IAddress) -> _ServerConnection:
+    def buildProtocol(self, addr: IAddress | None) -> _ServerConnection:
         self.connecting = None
         self.connection = _ServerConnection(self.request, self.max_size, self.answer, self.reactor,
                                             self.answer_timeout)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.errors import FramingError
-from netproxy.message.codec import DEFAULT_MAX_SIZE, MessageDecoder, encode_message
+from netproxy.message.codec import DEFAULT_MAX_SIZE, MessageDecoder, encode_message, wire_form
 
 
 def decode_chunks(chunks, max_size=DEFAULT_MAX_SIZE):
@@ -527,3 +527,91 @@ class LastRawTests(SynchronousTestCase):
             for message in decoder.feed(stream[i:i + 1]):
                 seen.append((message, decoder.last_raw))
         self.assertEqual(seen, [({"a": 1, "b": "x"}, b'{"a" : 1,  "b":"x"}'), ({"c": [2]}, b'{"c":[ 2 ]}')])
+
+
+class WholeChunkTests(SynchronousTestCase):
+    """
+    A chunk holding one whole message (the usual case) is parsed at once;
+    anything else in a chunk is read as the scanner reads it.
+    """
+
+    def feed_each(self, chunk, max_size=DEFAULT_MAX_SIZE):
+        """
+        :returns: C{(messages, last_raw)} from one chunk, or the
+            L{FramingError}'s text in place of the messages.
+        """
+        decoder = MessageDecoder(max_size)
+        try:
+            return list(decoder.feed(chunk)), decoder.last_raw
+        except FramingError as error:
+            return str(error), decoder.last_raw
+
+    def test_whole_message(self):
+        """One message with whitespace around it: the message, and its bytes from brace to brace."""
+        self.assertEqual(self.feed_each(b' \t{"a": "}", "b": {"c": 1}}\r\n'),
+                         ([{"a": "}", "b": {"c": 1}}], b'{"a": "}", "b": {"c": 1}}'))
+
+    def test_two_messages(self):
+        """Two messages in one chunk are both yielded, the last one's bytes kept."""
+        self.assertEqual(self.feed_each(b'{"a": 1} {"b": 2}\n'), ([{"a": 1}, {"b": 2}], b'{"b": 2}'))
+
+    def test_message_and_a_half(self):
+        """A message and the start of the next: the first is yielded, the rest held."""
+        decoder = MessageDecoder()
+        self.assertEqual(list(decoder.feed(b'{"a": 1}{"b": "}')), [{"a": 1}])
+        self.assertEqual(decoder.buffered, len(b'{"b": "}'))
+        self.assertEqual(list(decoder.feed(b'"}')), [{"b": "}"}])
+
+    def test_same_errors(self):
+        """Malformed, oversized and deeply nested chunks fail as the scanner reports them."""
+        self.assertEqual(self.feed_each(b'{"a": 1,}')[0], "malformed JSON: Expecting property name enclosed in "
+                                                          "double quotes at column 9")
+        self.assertEqual(self.feed_each(b'{"a": "' + b"x" * 30 + b'"}', max_size=20)[0],
+                         "message larger than 20 bytes")
+        self.assertEqual(self.feed_each(b'{"a": ' + b"[" * 30000 + b"]" * 30000 + b"}", max_size=1 << 20)[0],
+                         "message nested too deeply")
+        self.assertEqual(self.feed_each(b'{"a": "\xff"}')[0], "message is not valid UTF-8")
+        self.assertEqual(self.feed_each(b"{} }")[0], "expected a JSON object, got '}'")
+
+    def test_good_then_bad(self):
+        """A good message followed by a bad one in the same chunk: the good one first, then the error."""
+        decoder = MessageDecoder()
+        feed = decoder.feed(b'{"a": 1} {"b": nope}')
+        self.assertEqual(next(feed), {"a": 1})
+        self.assertRaises(FramingError, next, feed)
+
+    def test_exactly_at_limit(self):
+        """A whole chunk exactly at the size limit is a message; a byte more is refused."""
+        message = b'{"a": "' + b"x" * 13 + b'"}'
+        self.assertEqual(self.feed_each(message, max_size=len(message))[0], [{"a": "x" * 13}])
+        self.assertEqual(self.feed_each(message, max_size=len(message) - 1)[0],
+                         f"message larger than {len(message) - 1} bytes")
+
+    def test_after_a_partial_message(self):
+        """A chunk that ends a message begun earlier is never taken for a whole one."""
+        decoder = MessageDecoder()
+        self.assertEqual(list(decoder.feed(b'{"a": ')), [])
+        self.assertEqual(list(decoder.feed(b'{"b": 1}}')), [{"a": {"b": 1}}])
+        self.assertEqual(decoder.last_raw, b'{"a": {"b": 1}}')
+
+
+class WireFormTests(SynchronousTestCase):
+    """
+    L{wire_form} passes a message on as it came when it is one line.
+    """
+
+    def test_raw_one_line(self):
+        """Bytes on one line go on as they came, with a newline: spacing, escapes and key order kept."""
+        raw = b'{"payload":"\\u00e9t\xc3\xa9",  "type" :0}'
+        self.assertEqual(wire_form(json.loads(raw), raw), raw + b"\n")
+
+    def test_raw_on_several_lines(self):
+        """A message written over several lines is encoded on one, for servers that read lines."""
+        raw = b'{"type": 0,\n "payload": "x"}'
+        self.assertEqual(wire_form(json.loads(raw), raw), encode_message({"type": 0, "payload": "x"}))
+        raw = b'{"type": 0,\r "payload": "x"}'
+        self.assertEqual(wire_form(json.loads(raw), raw), encode_message({"type": 0, "payload": "x"}))
+
+    def test_no_raw(self):
+        """Without the bytes, the message is encoded."""
+        self.assertEqual(wire_form({"a": 1}), encode_message({"a": 1}))

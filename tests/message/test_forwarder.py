@@ -8,6 +8,7 @@ import json
 
 from twisted.internet import error
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.python.failure import Failure
 from twisted.internet.testing import (
     EventLoggingObserver,
     MemoryReactorClock,
@@ -17,11 +18,12 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.errors import FramingError
+from netproxy.message import forwarder as forwarder_module
 from netproxy.message.forwarder import DEFAULT_MAX_TRIES, Forwarder, ServerFailed, _ServerConnection
 from netproxy.message.codec import encode_message
 from netproxy.message.fields import read_data, sha1_hex
 from netproxy.message.registry import ServerRegistry
-from netproxy.testing import complete_connection, fail_connection
+from netproxy.testing import complete_connection, connect, fail_connection
 
 CONNECT_TIMEOUT = 3.0
 ANSWER_TIMEOUT = 10.0
@@ -111,11 +113,11 @@ class ForwarderTestCase(SynchronousTestCase):
         self.forwarder = Forwarder(self.reactor, self.registry, CONNECT_TIMEOUT, ANSWER_TIMEOUT, 64 * 1024)
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
-    def forward(self, message=MESSAGE):
+    def forward(self, message=MESSAGE, raw=None):
         """
-        :returns: the L{Deferred} of forwarding C{message}.
+        :returns: the L{Deferred} of forwarding C{message}, decoded from C{raw}.
         """
-        d = Deferred.fromCoroutine(self.forwarder.forward(message, read_data(message)))
+        d = Deferred.fromCoroutine(self.forwarder.forward(message, read_data(message), raw))
         # Leave nothing in flight for the garbage collector to close later.
         self.addCleanup(discard, d)
         return d
@@ -162,6 +164,26 @@ class ForwardTests(ForwarderTestCase):
         self.forward(message)
         _, transport = complete_connection(self.reactor)
         self.assertEqual(transport.value(), encode_message(message))
+
+    def test_sends_raw_as_it_came(self):
+        """The client's bytes, when given and on one line, go out as they came, with a newline."""
+        raw = b'{"payload":"hello", "type":0,"srcid":50,  "privPoliId":"PP_1","payloadsize":5,"x":[1.50]}'
+        self.forward(json.loads(raw), raw)
+        _, transport = complete_connection(self.reactor)
+        self.assertEqual(transport.value(), raw + b"\n")
+
+    def test_sends_raw_on_several_lines_encoded(self):
+        """A client's message written over several lines goes out encoded, on one line."""
+        raw = json.dumps(MESSAGE, indent=1).encode()
+        self.forward(MESSAGE, raw)
+        _, transport = complete_connection(self.reactor)
+        self.assertEqual(transport.value(), encode_message(MESSAGE))
+
+    def test_no_timer_left(self):
+        """Once the answer is in, no timer of the exchange is left."""
+        self.forward()
+        complete_connection(self.reactor)[0].dataReceived(ANSWER)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
 
     def test_answer_exact(self):
         """The result is the answer's exact bytes and its decoded form."""
@@ -379,6 +401,16 @@ class CancelTests(ForwarderTestCase):
         self.assertEqual(self.lines(LogLevel.warn), [])
         self.assertNoErrorsLogged()
 
+    def test_while_connecting_reactor_reports_failure(self):
+        """The failure a real reactor reports for the attempt it stopped is not taken for the server's."""
+        d = self.forward()
+        d.cancel()
+        fail_connection(self.reactor, error.UserError())
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual([s.retry_at for s in self.registry.servers()], [None, None])
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.assertNoErrorsLogged()
+
     def test_while_waiting_for_answer(self):
         """Cancelling while waiting for the answer closes the server connection and marks nobody down."""
         d = self.forward()
@@ -419,3 +451,76 @@ class LaterCandidatesTests(SynchronousTestCase):
         complete_connection(reactor)[0].dataReceived(ANSWER)
         raw, answer = self.successResultOf(forwarding)
         self.assertEqual(raw, ANSWER)
+
+
+class FakeEndpoint:
+    """
+    An endpoint whose connection attempts the test completes or fails.
+
+    :ivar attempts: C{(factory, Deferred)} for each attempt.
+    :ivar cancelled: how many attempts were cancelled.
+    """
+
+    def __init__(self):
+        self.attempts = []
+        self.cancelled = 0
+
+    def connect(self, factory):
+        d = Deferred(self.cancel)
+        self.attempts.append((factory, d))
+        return d
+
+    def cancel(self, d):
+        # As Twisted's endpoints fail a cancelled attempt.
+        self.cancelled += 1
+        d.errback(error.ConnectingCancelledError(None))
+
+
+class HostNameTests(ForwarderTestCase):
+    """
+    A server registered under a name, not an address, is dialled through
+    an endpoint (which resolves it), with the same outcomes.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.registry.remove(self.first)
+        self.registry.remove(self.second)
+        self.server = self.registry.register(100, "PP_1", "backend.test", 124)
+        self.endpoint = FakeEndpoint()
+        self.asked = []
+
+        def endpoint_for(reactor, host, port, timeout):
+            self.asked.append((host, port, timeout))
+            return self.endpoint
+
+        self.patch(forwarder_module, "endpoint_for", endpoint_for)
+
+    def test_answer(self):
+        """The endpoint for the name and port, with the connect timeout, is used, and the answer comes back."""
+        d = self.forward()
+        self.assertEqual((self.asked, self.reactor.tcpClients), ([("backend.test", 124, CONNECT_TIMEOUT)], []))
+        [(factory, connecting)] = self.endpoint.attempts
+        protocol, transport = connect(factory, None)
+        connecting.callback(protocol)
+        self.assertEqual(transport.value(), encode_message(MESSAGE))
+        protocol.dataReceived(ANSWER)
+        self.assertEqual(self.successResultOf(d), (ANSWER, json.loads(ANSWER)))
+        self.assertFalse(transport.connected)
+
+    def test_not_found(self):
+        """A name that does not resolve marks the server down, as a refusal would."""
+        d = self.forward()
+        self.endpoint.attempts[0][1].errback(error.DNSLookupError("backend.test"))
+        self.assertEqual(self.successResultOf(d)[1]["error"], "all servers of privacy policy PP_1 are down")
+        self.assertIn("server id 100 at backend.test:124 failed: host not found; marked down",
+                      self.lines(LogLevel.warn))
+
+    def test_cancelled(self):
+        """Cancelling while the endpoint connects cancels the attempt, without blaming the server."""
+        d = self.forward()
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(self.endpoint.cancelled, 1)
+        self.assertIsNone(self.server.retry_at)
+        self.assertNoErrorsLogged()

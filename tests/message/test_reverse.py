@@ -419,6 +419,21 @@ class DataTests(ReverseTestCase):
         self.assertEqual(self.transport.producerState, "producing")
         self.assertEqual(json.loads(complete_connection(self.reactor)[1].value())["payload"], "b")
 
+    def test_message_passed_on_as_it_came(self):
+        """A client's message on one line reaches the server byte for byte, with a newline."""
+        raw = b'{"payload":"h\\u00e9llo" , "privPoliId":"PP_1","srcid":"50","type":0,"extra":{"n":1.50}}'
+        self.protocol.dataReceived(raw + b"\r\n")
+        self.assertEqual(complete_connection(self.reactor)[1].value(), raw + b"\n")
+
+    def test_pipelined_messages_passed_on(self):
+        """Messages sent together each reach the server with every field they had, one line each."""
+        first, second = data("a", extra=[1]), data("b", srcid="7")
+        self.protocol.dataReceived(json.dumps(first).encode() + json.dumps(second, indent=2).encode())
+        protocol, upstream = complete_connection(self.reactor)
+        self.assertEqual(upstream.value(), encode_message(first))
+        protocol.dataReceived(ack("a"))
+        self.assertEqual(complete_connection(self.reactor)[1].value(), encode_message(second))
+
     def test_lone_message_not_paused(self):
         """A client waiting for its answer is not paused: nothing waits to be read."""
         self.send(self.protocol, data())
