@@ -11,9 +11,10 @@ connections, each sending data messages one after another) sent:
 The process under test (the backend in row 1, the reverse proxy in row 2) is
 pinned to CPU 0 with taskset when there is one; everything else runs on
 CPU 1. Prints a Markdown table and the ratio of row 2 to row 1. The
-table's last column is the CPU time the process under test spent per
-message (from /proc), which holds when other work on the machine takes
-CPU time from the run and the messages per second drop.
+table's last columns are the CPU time the process under test spent per
+message (from /proc), which holds better than the messages per second
+when other work on the machine takes CPU time from the run, and that of
+the two backends of row 2, which share CPU 1 with the load generator.
 
     python bench/reverse.py [--seconds 10] [--connections 50] [--baseline DIR]... [--repeat N]
 
@@ -144,15 +145,17 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_measured(process, port, policy, connections, seconds):
+def run_measured(process, port, policy, connections, seconds, others=()):
     """
-    L{run_load}, and the CPU time the process under test used meanwhile:
-    on a machine others share, its microseconds per message hold when the
-    messages per second do not.
+    L{run_load}, and the CPU time the process under test used meanwhile
+    (and, apart, the processes C{others}): on a machine others share, its
+    microseconds per message hold when the messages per second do not.
     """
     before = cpu_seconds(process.pid)
+    others_before = sum(cpu_seconds(other.pid) for other in others)
     result = run_load(port, policy, connections, seconds)
     result["cpu"] = cpu_seconds(process.pid) - before
+    result["others_cpu"] = sum(cpu_seconds(other.pid) for other in others) - others_before
     return result
 
 
@@ -163,8 +166,9 @@ def summarise(name, result):
     p99 = latencies[min(count - 1, int(count * 0.99))] * 1000 if count else float("nan")
     rate = count / result["elapsed"]
     cpu = result["cpu"] / count * 1e6 if count else float("nan")
+    others = result.get("others_cpu", 0.0) / count * 1e6 if count else float("nan")
     return {"name": name, "rate": rate, "p50": p50, "p99": p99, "errors": len(result["errors"]), "count": count,
-            "cpu": cpu}
+            "cpu": cpu, "others_cpu": others}
 
 
 def measure(netproxy, workdir, connections, seconds):
@@ -188,12 +192,12 @@ def measure(netproxy, workdir, connections, seconds):
         reverse = free_port()
         proxy = start(pinned(0, twistd("reverse", "--port", str(reverse))))
         wait_listening(reverse)
-        for server_id in (1, 2):
-            start(pinned(1, twistd("server", "--id", str(server_id), "--pp", "PP_BENCH", "--listen",
-                                   str(free_port()), "--revproc", str(reverse))))
+        backends = [start(pinned(1, twistd("server", "--id", str(server_id), "--pp", "PP_BENCH", "--listen",
+                                           str(free_port()), "--revproc", str(reverse))))
+                    for server_id in (1, 2)]
         wait_registered(reverse, "PP_BENCH", {1, 2})
         rows.append(summarise("through reverse to two backends", run_measured(proxy, reverse, "PP_BENCH", connections,
-                                                                              seconds)))
+                                                                              seconds, backends)))
     return rows
 
 
@@ -218,12 +222,13 @@ def main():
                 measured[netproxy.name] = measure(netproxy, workdir, args.connections, args.seconds)
         if args.repeat > 1:
             print(f"\nround {round_ + 1} of {args.repeat} ({', '.join(n.name for n in order)}, in that order)")
-        print("\n| netproxy | load | messages/s | p50 ms | p99 ms | errors | CPU us/message |")
-        print("|---|---|---:|---:|---:|---:|---:|")
+        print("\n| netproxy | load | messages/s | p50 ms | p99 ms | errors | CPU us/message | backends' CPU us/message |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
         for netproxy in chosen:
             for row in measured[netproxy.name]:
+                others = f"{row['others_cpu']:.0f}" if row["others_cpu"] else "-"
                 print(f"| {netproxy.name} | {row['name']} | {row['rate']:.0f} | {row['p50']:.2f} | {row['p99']:.2f} "
-                      f"| {row['errors']} | {row['cpu']:.0f} |")
+                      f"| {row['errors']} | {row['cpu']:.0f} | {others} |")
         print()
         for netproxy in chosen:
             direct, reverse = measured[netproxy.name]
