@@ -183,6 +183,8 @@ class _Exchange(ClientFactory):
             self.connection.finish()
 
 
+# ip_address() parses in Python, and the registry's few hosts come back for
+# every message: the answer is remembered.
 @lru_cache(maxsize=1024)
 def _is_address(host: str) -> bool:
     try:

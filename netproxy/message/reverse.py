@@ -169,7 +169,8 @@ class ReverseProtocol(MessageStreamProtocol):
         # It may have fired already (no server for the policy): its callbacks
         # then run, and clear self.busy, at once.
         self.busy = busy
-        busy.addCallbacks(self._answer, self._failed, callbackArgs=(data,))
+        busy.addCallback(self._answer, data)
+        busy.addErrback(self._failed)
 
     def _answer(self, result: ForwardResult, data: Data) -> None:
         self.busy = None
