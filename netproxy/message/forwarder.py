@@ -221,14 +221,15 @@ class Forwarder:
         self.failovers = 0
         self.unanswered = 0
 
-    async def forward(self, message: dict[str, Any], data: Data, raw: bytes | None = None) -> ForwardResult:
+    async def forward(self, message: dict[str, Any], data: Data, sent: bytes | None = None) -> ForwardResult:
         """
         Forward a data message, with every field the client sent.
 
         :param message: the client's message, as decoded.
         :param data: the L{Data} read from it.
-        :param raw: the bytes C{message} was decoded from, sent on as they
-            came when they are one line (L{wire_form}); L{None} to encode it.
+        :param sent: the bytes C{message} was decoded from, passed on as
+            they came when they are one line (L{wire_form}); L{None} to
+            encode it.
         :returns: C{(raw, answer)}: the answer's bytes exactly as the server
             wrote them and the decoded answer; or C{(None, error)} with the
             type 3 error for the client when no server could answer.
@@ -238,7 +239,7 @@ class Forwarder:
             self.unanswered += 1
             self.log.warn("no server registered for privacy policy {policy}", policy=data.policy)
             return None, error_for(f"no server registered for privacy policy {data.policy}", data.policy, message)
-        request = wire_form(message, raw)
+        request = wire_form(message, sent)
         for attempt, server in enumerate(candidates[:self.max_tries]):
             if attempt:
                 self.failovers += 1
