@@ -8,6 +8,15 @@ connections, each sending data messages one after another) sent:
   1. straight to one backend server (C{twistd netproxy server});
   2. through C{twistd netproxy reverse} to two backend servers of one policy.
 
+With C{--shared-rows}, also through a switching table shared in a real
+C{redis-server} (started on a port of its own, on CPU 1):
+
+  3. one reverse proxy with C{--registry redis://}: beside row 2, the cost
+     of the shared registry per message (one script call each);
+  4. two reverse proxy instances sharing it, the connections split between
+     them (both instances on CPU 0: their CPU time is summed);
+  5. one reverse proxy with C{--registry redis:// --workers 2}.
+
 The process under test (the backend in row 1, the reverse proxy in row 2) is
 pinned to CPU 0 with taskset when there is one; everything else runs on
 CPU 1. Prints a Markdown table and the ratio of row 2 to row 1. The
@@ -16,7 +25,7 @@ message (from /proc), which holds better than the messages per second
 when other work on the machine takes CPU time from the run, and that of
 the two backends of row 2, which share CPU 1 with the load generator.
 
-    python bench/reverse.py [--seconds 10] [--connections 50] [--baseline DIR]... [--repeat N]
+    python bench/reverse.py [--seconds 10] [--connections 50] [--baseline DIR]... [--repeat N] [--shared-rows]
 
 C{--baseline DIR} measures both rows with the netproxy of another source
 tree too (see L{support.baseline}), in the same run, and prints each
@@ -111,10 +120,13 @@ async def one_connection(port, policy, deadline, latencies, errors):
 
 
 async def load(port, policy, connections, seconds):
+    # A list of ports: the connections are dealt out over them in turn.
     latencies, errors = [], []
     deadline = time.monotonic() + seconds
     started = time.monotonic()
-    await asyncio.gather(*(one_connection(port, policy, deadline, latencies, errors) for _ in range(connections)))
+    ports = port if isinstance(port, list) else [port]
+    await asyncio.gather(*(one_connection(ports[number % len(ports)], policy, deadline, latencies, errors)
+                           for number in range(connections)))
     elapsed = time.monotonic() - started
     return latencies, errors, elapsed
 
@@ -124,7 +136,7 @@ def run_load(port, policy, connections, seconds):
     The load generator runs in its own process, on the other CPU.
     """
     code = ("import asyncio, json, sys; sys.path.insert(0, %r); import reverse; "
-            "l, e, t = asyncio.run(reverse.load(%d, %r, %d, %f)); "
+            "l, e, t = asyncio.run(reverse.load(%r, %r, %d, %f)); "
             "print(json.dumps({'latencies': l, 'errors': [str(x) for x in e], 'elapsed': t}))"
             % (os.path.dirname(os.path.abspath(__file__)), port, policy, connections, seconds))
     output = subprocess.run(pinned(1, [sys.executable, "-c", code]), capture_output=True, text=True,
@@ -145,16 +157,29 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid):
+    """
+    :returns: L{cpu_seconds} of C{pid} and of its children (a main
+        process's workers).
+    """
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return cpu_seconds(pid) + sum(cpu_seconds(int(child)) for child in children)
+
+
 def run_measured(process, port, policy, connections, seconds, others=()):
     """
     L{run_load}, and the CPU time the process under test used meanwhile
     (and, apart, the processes C{others}): on a machine others share, its
     microseconds per message hold when the messages per second do not.
     """
-    before = cpu_seconds(process.pid)
+    measured = process if isinstance(process, list) else [process]
+    before = sum(tree_cpu_seconds(one.pid) for one in measured)
     others_before = sum(cpu_seconds(other.pid) for other in others)
     result = run_load(port, policy, connections, seconds)
-    result["cpu"] = cpu_seconds(process.pid) - before
+    result["cpu"] = sum(tree_cpu_seconds(one.pid) for one in measured) - before
     result["others_cpu"] = sum(cpu_seconds(other.pid) for other in others) - others_before
     return result
 
@@ -171,10 +196,11 @@ def summarise(name, result):
             "cpu": cpu, "others_cpu": others}
 
 
-def measure(netproxy, workdir, connections, seconds):
+def measure(netproxy, workdir, connections, seconds, shared=False):
     """
     :returns: the rows of C{netproxy}: straight to one backend, then
-        through the reverse proxy to two.
+        through the reverse proxy to two; and with C{shared}, the rows of
+        the registry in Redis.
     """
     def twistd(*args):
         # Standard output, which processes() throws away: see the docstring.
@@ -198,6 +224,28 @@ def measure(netproxy, workdir, connections, seconds):
         wait_registered(reverse, "PP_BENCH", {1, 2})
         rows.append(summarise("through reverse to two backends", run_measured(proxy, reverse, "PP_BENCH", connections,
                                                                               seconds, backends)))
+    if shared:
+        for name, instances, extra in [("reverse, registry in Redis", 1, ()),
+                                       ("two reverse instances sharing Redis", 2, ()),
+                                       ("reverse --workers 2, registry in Redis", 1, ("--workers", "2"))]:
+            with processes(workdir) as start:
+                redis = free_port()
+                start(pinned(1, ["redis-server", "--port", str(redis), "--bind", HOST, "--save", "", "--appendonly",
+                                 "no"]))
+                wait_listening(redis)
+                registry = f"redis://{HOST}:{redis}/0"
+                ports = [free_port() for _ in range(instances)]
+                proxies = [start(pinned(0, twistd("reverse", "--port", str(port), "--registry", registry, *extra)))
+                           for port in ports]
+                for port in ports:
+                    wait_listening(port)
+                backends = [start(pinned(1, twistd("server", "--id", str(server_id), "--pp", "PP_BENCH", "--listen",
+                                                   str(free_port()), "--revproc", str(ports[0]))))
+                            for server_id in (1, 2)]
+                for port in ports:
+                    wait_registered(port, "PP_BENCH", {1, 2})
+                rows.append(summarise(name, run_measured(proxies, ports, "PP_BENCH", connections, seconds,
+                                                         backends)))
     return rows
 
 
@@ -208,6 +256,9 @@ def main():
     parser.add_argument("--baseline", action="append", default=[], metavar="DIR",
                         help="also measure the netproxy of the source tree DIR (a checkout of another commit), with "
                              "DIR/.venv/bin/python when it exists and this interpreter otherwise (repeatable)")
+    parser.add_argument("--shared-rows", action="store_true",
+                        help="also measure the registry in Redis: one instance, two instances sharing it, and "
+                             "--workers 2 (needs redis-server)")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="run N rounds, the netproxies in turn, and print each round (default: 1)")
     args = parser.parse_args()
@@ -219,7 +270,8 @@ def main():
         measured = {}
         with tempfile.TemporaryDirectory() as workdir:
             for netproxy in order:
-                measured[netproxy.name] = measure(netproxy, workdir, args.connections, args.seconds)
+                measured[netproxy.name] = measure(netproxy, workdir, args.connections, args.seconds,
+                                                  args.shared_rows)
         if args.repeat > 1:
             print(f"\nround {round_ + 1} of {args.repeat} ({', '.join(n.name for n in order)}, in that order)")
         print("\n| netproxy | load | messages/s | p50 ms | p99 ms | errors | CPU us/message | backends' CPU us/message |")
@@ -231,9 +283,15 @@ def main():
                       f"| {row['errors']} | {row['cpu']:.0f} | {others} |")
         print()
         for netproxy in chosen:
-            direct, reverse = measured[netproxy.name]
+            direct, reverse, *shared = measured[netproxy.name]
             print(f"ratio (reverse / direct), {netproxy.name}: {reverse['rate'] / direct['rate']:.2f}x messages/s, "
                   f"p99 {reverse['p99'] / direct['p99']:.2f}x")
+            for row in shared:
+                print(f"ratio ({row['name']} / direct), {netproxy.name}: {row['rate'] / direct['rate']:.2f}x "
+                      f"messages/s, p99 {row['p99'] / direct['p99']:.2f}x")
+            if shared:
+                print(f"the registry in Redis costs the reverse proxy {shared[0]['cpu'] - reverse['cpu']:.0f} us of "
+                      f"CPU per message ({shared[0]['cpu']:.0f} vs {reverse['cpu']:.0f})")
 
 
 if __name__ == "__main__":
