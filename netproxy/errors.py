@@ -35,6 +35,13 @@ class AuthFileError(NetproxyError):
     """
 
 
+class PacFileError(NetproxyError):
+    """
+    A PAC file (C{--pac-file}) could not be read, is too large or defines
+    no C{FindProxyForURL}; the message names the file.
+    """
+
+
 class BadRequest(NetproxyError):
     """
     A well-framed message whose fields are missing or of the wrong kind.

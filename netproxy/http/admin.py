@@ -5,6 +5,10 @@ What the HTTP proxy answers itself, for clients of its C{--admin} networks
 /metrics}: Prometheus metrics; C{GET /status}: a short page for people),
 and C{PURGE url}, which removes a URL from the cache.
 
+The PAC file (C{GET /proxy.pac}, C{/wpad.dat}; L{netproxy.http.pac}) is
+answered here too, to every client the proxy admits: browsers fetch it
+before they use the proxy.
+
 Any other origin-form request is not a proxy request: 400, as before.
 """
 
@@ -17,9 +21,10 @@ from netproxy.http.cache.responses import cache_key
 from netproxy.errors import EntryNotRemoved, HTTPError
 from netproxy.http.interfaces import IExchange
 from netproxy.http.message import error_response
+from netproxy.http import pac
 from netproxy.instruments import CONTENT_TYPE
 
-PAGES = (b"/metrics", b"/status")
+PAGES = (b"/metrics", b"/status", *pac.PATHS)
 
 
 def _check_admin(exchange: IExchange, what: str) -> None:
@@ -46,7 +51,8 @@ def page(exchange: IExchange, rest: bytes) -> None:
 
     :raises HTTPError: 400 for a path that is no page, 405 for a method
         other than GET or HEAD, 403 for clients not of an C{--admin}
-        network.
+        network (but for the PAC file), 404 for a PAC file the client's
+        connection cannot be given (L{netproxy.http.pac.pac_body}).
     """
     head = exchange.head
     path = head.target.partition(b"?")[0]
@@ -54,6 +60,13 @@ def page(exchange: IExchange, rest: bytes) -> None:
         raise HTTPError(400, "not a proxy request: " + head.target[:80].decode("ascii", "backslashreplace"))
     if head.method not in (b"GET", b"HEAD"):
         raise HTTPError(405, f"{path.decode('ascii')} answers GET and HEAD only")
+    if path in pac.PATHS:
+        if not exchange.bodyless:
+            raise HTTPError(400, f"the page {path.decode('ascii')}: the request must have no body")
+        body = pac.pac_body(exchange)
+        response = _page_response(exchange, pac.CONTENT_TYPE, body, with_body=head.method == b"GET")
+        exchange.answer_locally(200, response, rest)
+        return
     _check_admin(exchange, f"the page {path.decode('ascii')}")
     factory = exchange.factory
     if path == b"/metrics":

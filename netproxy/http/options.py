@@ -48,6 +48,13 @@ class HttpOptions(WorkerOptions, ListeningOptions):
         ["range-offset-limit", None, "16M", "a range request that misses, starting at most SIZE bytes in, fetches the "
                                             "whole response (stored if at most SIZE or the range runs to its end); "
                                             "further in, it goes upstream untouched; 0 never, none always"],
+        # PAC file and rate limits.
+        ["pac-file", None, None, "serve FILE as /proxy.pac and /wpad.dat to the clients of --allow; re-read on "
+                                 "SIGHUP (default: a generated file sending everything to this proxy)"],
+        ["rate-limit", None, None, "most bytes per second each client address may move, both ways and all its "
+                                   "connections together, like 512K or 1M (default: no limit)"],
+        ["max-requests-rate", None, None, "most requests per second each client address may make, with a burst "
+                                          "of one second's worth; past it 429 with Retry-After (default: no limit)"],
     ]
     optFlags = [
         ["no-cache", None, "forward every request; store nothing"],
@@ -148,6 +155,18 @@ class HttpOptions(WorkerOptions, ListeningOptions):
         self["via-name"] = _via_name(self["via-name"], bool(self["parent"]), self["listen"])
         # Range requests.
         self["range-offset-limit"] = _range_offset_limit(self["range-offset-limit"])
+        # PAC file and rate limits.
+        self["pac"] = _pac_file(self["pac-file"])
+        if self["rate-limit"] is not None:
+            self["rate-limit"] = coerce.size("rate-limit", self["rate-limit"])
+        if self["max-requests-rate"] is not None:
+            self["max-requests-rate"] = _per_second("max-requests-rate", self["max-requests-rate"])
+        for option in ("rate-limit", "max-requests-rate"):
+            if self[option] is not None and self["workers"] > 1:
+                # Each worker would keep buckets of its own: a client would get
+                # up to --workers times its rate.
+                raise usage.UsageError(f"--{option}: not available with --workers above 1 (the limits are kept "
+                                       f"in one process)")
 
 
 def _via_name(name: str | None, parents: bool, listen: list[str]) -> bytes:
@@ -192,3 +211,25 @@ def _auth_file(path):
         return AuthFile(path)
     except AuthFileError as error:
         raise usage.UsageError(f"--auth-file: {error}")
+
+
+def _pac_file(path):
+    if path is None:
+        return None
+    from netproxy.errors import PacFileError
+    from netproxy.http.pac import PacFile
+
+    try:
+        return PacFile(path)
+    except PacFileError as error:
+        raise usage.UsageError(f"--pac-file: {error}")
+
+
+def _per_second(option: str, value: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 0 < number < float("inf"):
+        raise usage.UsageError(f"--{option}: expected a number of requests per second like 10 or 0.5, got {value!r}")
+    return number

@@ -8,6 +8,7 @@ Clients are admitted by source address (loopback only by default, so a
 fresh install is never an open proxy).
 """
 
+import math
 from typing import TYPE_CHECKING, Any, Iterable
 
 from twisted.internet.interfaces import IDelayedCall
@@ -16,7 +17,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from netproxy.acl import RuleSet, parse_rule
-from netproxy.connections import TrackedProtocol, TrackingFactory
+from netproxy.connections import TrackedProtocol, TrackingFactory, client_host
 from netproxy.errors import HTTPError
 from netproxy.escaping import Logger
 from netproxy.http.access_log import AccessLog
@@ -31,11 +32,14 @@ from netproxy.http.pool import ConnectionPool
 from netproxy.http.proxy_metrics import HttpMetrics
 from netproxy.http.tunnel import Tunnel
 from netproxy.http.upstream import UpstreamConnection
+from netproxy.rate_limit import ClientLimits, RateLimiter
 from netproxy.this_host import LocalDestinations
 
 if TYPE_CHECKING:
+    from netproxy.acl import Rule
     from netproxy.http.auth import ProxyAuth
     from netproxy.http.parents import Parents
+    from netproxy.http.pac import PacFile
 
 
 @implementer(IExchangeClient)
@@ -52,6 +56,19 @@ class ProxyProtocol(TrackedProtocol):
     tunnel: Tunnel | None
     reader: HeadReader | None
     _head_timer: IDelayedCall | None
+    #: Its client's rate limits (C{--rate-limit}, C{--max-requests-rate}),
+    #: or L{None}.
+    limits: ClientLimits | None = None
+
+    def makeConnection(self, transport: Any) -> None:
+        limiter = self.factory.rate_limiter
+        host = None if limiter is None else client_host(transport.getPeer())
+        if limiter is not None and host is not None:
+            # Before anything sees the transport: whoever writes to it or
+            # pauses it does so through the client's limits.
+            self.limits = limiter.join(host)
+            transport = self.limits.wrap(transport)
+        super().makeConnection(transport)
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -76,6 +93,8 @@ class ProxyProtocol(TrackedProtocol):
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
         self.factory.metrics.received_bytes += len(data)
+        if self.limits is not None:
+            self.limits.received(len(data))
         if self.tunnel is not None:
             self.tunnel.client_data(data)
         elif self.exchange is not None:
@@ -101,12 +120,32 @@ class ProxyProtocol(TrackedProtocol):
         self._cancel_head_timer()
         self.reader = None
         self.user = None
+        if self.limits is not None:
+            wait = self.limits.admit_request()
+            if wait is not None:
+                self._too_many_requests(head, wait)
+                return
         auth = self.factory.auth
         if auth is not None:
             # Calls begin_request, or answers 407 (and maybe await_request).
             auth.admit(self, head, rest)
             return
         self.begin_request(head, rest)
+
+    def _too_many_requests(self, head: RequestHead, wait: float) -> None:
+        # Refused before anything else, proxy authentication included: a
+        # client over its rate costs no password check.  The client's
+        # ClientLimits warned once; the access log has every refusal.
+        started = self.factory.reactor.seconds()
+        limiter = self.factory.rate_limiter
+        assert limiter is not None
+        retry = (b"Retry-After", b"%d" % (max(1, math.ceil(wait)),))
+        page = error_response(429, f"too many requests from {self.client_host}: at most "
+                              f"{limiter.request_rate:g} a second (--max-requests-rate)",
+                              extra_headers=[retry])
+        self.transport.write(page)
+        self.transport.loseConnection()
+        self.log_access(head, 429, len(page.partition(b"\r\n\r\n")[2]), started)
 
     def begin_request(self, head: RequestHead, rest: bytes, user: str | None = None) -> None:
         """
@@ -239,6 +278,8 @@ class ProxyProtocol(TrackedProtocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
         self._cancel_head_timer()
+        if self.limits is not None:
+            self.limits.leave(self.transport)
         if self.exchange is not None:
             exchange, self.exchange = self.exchange, None
             exchange.cancel()
@@ -280,6 +321,13 @@ class ProxyFactory(TrackingFactory):
     pseudonym: bytes = PSEUDONYM
     #: The L{netproxy.http.parents.Parents} it forwards through, or L{None}.
     parents: "Parents | None" = None
+    #: The operator's PAC file (C{--pac-file}), or L{None} to generate one.
+    pac_file: "PacFile | None" = None
+    #: The destinations a generated PAC file sends DIRECT, after the
+    #: browser's own host: the C{--direct} rules, where that option exists.
+    pac_direct: "Iterable[Rule]" = ()
+    #: The clients' rate limits, or L{None} for none.
+    rate_limiter: RateLimiter | None = None
 
     def __init__(self, reactor: Any, allow: Any, rules: Any, connect_ports: Iterable[int] = frozenset({443}),
                  timeout: float = 30.0, connect_timeout: float = 10.0, cache: Cache | None = None,

@@ -18,6 +18,7 @@ from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
 
 from netproxy.instruments import Counter, Gauge, Histogram, Registry
+from netproxy.rate_limit import RateLimiter
 from netproxy.stalls import StallMonitor, stall_metrics
 from netproxy.worker_metrics import WorkerPages
 from netproxy.worker_options import Worker
@@ -79,6 +80,10 @@ class MeteredFactory(Protocol):
     def cache(self) -> MeteredCache | None:
         """The cache, or L{None} without one."""
 
+    @property
+    def rate_limiter(self) -> RateLimiter | None:
+        """The clients' rate limits, or L{None} without any."""
+
 
 class HttpMetrics:
     """
@@ -137,6 +142,16 @@ class HttpMetrics:
                   read=lambda: 0 if factory.cache is None else len(factory.cache.store)))
         add(Counter("netproxy_cache_evictions_total", "Entries evicted to keep within --cache-size.",
                     read=lambda: 0 if factory.cache is None else factory.cache.store.evictions))
+        # Read through the factory too: its limits are set after it is made.
+        add(Counter("netproxy_http_throttled_bytes_total",
+                    "Bytes of clients over --rate-limit that overdrew their address's bucket (paid back by pausing).",
+                    read=lambda: _limiter_count(factory, "throttled_bytes")))
+        add(Counter("netproxy_http_throttled_seconds_total",
+                    "Seconds client addresses spent paused by --rate-limit (counted as each pause ends).",
+                    read=lambda: _limiter_count(factory, "throttled_seconds")))
+        add(Counter("netproxy_http_rate_limited_requests_total",
+                    "Requests refused with 429 by --max-requests-rate.",
+                    read=lambda: _limiter_count(factory, "refused_requests")))
         #: Renders the page: the registry's, or the whole service's (share).
         self.page: Callable[[], bytes] = registry.render
         # Not running until a service parent starts it (netproxy.tap does).
@@ -169,3 +184,9 @@ class HttpMetrics:
     def _request_samples(self) -> dict[tuple[str, str], int]:
         return {(method.decode("ascii"), "-" if status is None else str(status)): count
                 for (method, status), count in self._requests.items()}
+
+
+def _limiter_count(factory: MeteredFactory, name: str) -> float:
+    limiter = factory.rate_limiter
+    count: float = 0 if limiter is None else getattr(limiter, name)
+    return count

@@ -5,18 +5,21 @@ The HTTP proxy's service, built from its checked options
 store, access log, reloads on SIGHUP and metrics.
 """
 
+from collections.abc import Iterable
 from typing import Any
 
 from twisted.application.service import IService, MultiService
 
+from netproxy.acl import Rule
 from netproxy.http.options import HttpOptions
 
 
 def http_service(options: HttpOptions, reactor: Any) -> IService:
     """
     The HTTP proxy on every C{--listen}, reloading C{--blocklist},
-    C{--auth-file} and this host's addresses (unless C{--allow-local}) on
-    SIGHUP, forwarding through the C{--parent} proxies, if any.
+    C{--auth-file}, C{--pac-file} and this host's addresses (unless
+    C{--allow-local}) on SIGHUP, forwarding through the C{--parent}
+    proxies, if any.
 
     :param reactor: the reactor, to listen and connect with and as the clock.
     """
@@ -64,6 +67,14 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
         factory.parents.log.info("forwarding through parent proxies {parents} ({direct} --direct rules), "
                                  "as {name} in Via", parents=", ".join(parent.name for parent in options["parent"]),
                                  direct=len(options["direct"]), name=options["via-name"].decode("ascii"))
+    if options["pac"] is not None:
+        factory.pac_file = options["pac"]
+        reloaders.append(options["pac"].reload)
+    factory.pac_direct = _direct_rules(options)
+    if options["rate-limit"] is not None or options["max-requests-rate"] is not None:
+        from netproxy.rate_limit import RateLimiter
+
+        factory.rate_limiter = RateLimiter(reactor, options["rate-limit"], options["max-requests-rate"])
     if reloaders:
         ReloadOnHangup(reloaders, reactor).setServiceParent(service)
     factory.metrics.stalls.setServiceParent(service)
@@ -72,3 +83,17 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
     listening(factory, options["listen"], reactor, options["shutdown-timeout"],
               factory.listening.add).setServiceParent(service)
     return service
+
+
+def _direct_rules(options: HttpOptions) -> Iterable[Rule]:
+    """
+    The hook between C{--direct} and the generated PAC file: the rules of
+    destinations reached without the proxy (or its parents), whichever form
+    the option takes (a list of rules, a L{netproxy.acl.RuleSet}, or a
+    L{netproxy.rules_file.RulesFile}, read as it stands at start); none
+    without the option.
+    """
+    direct = options.get("direct")
+    if direct is None:
+        return ()
+    return tuple(getattr(direct, "rules", direct))

@@ -40,6 +40,9 @@ FAMILIES = {
     "netproxy_cache_stored_bytes": "gauge",
     "netproxy_cache_entries": "gauge",
     "netproxy_cache_evictions": "counter",
+    "netproxy_http_throttled_bytes": "counter",
+    "netproxy_http_throttled_seconds": "counter",
+    "netproxy_http_rate_limited_requests": "counter",
     "netproxy_reactor_longest_stall_seconds": "gauge",
     "netproxy_reactor_stalls": "counter",
 }

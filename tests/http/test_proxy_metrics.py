@@ -44,6 +44,7 @@ class FakeFactory:
         self.connections = set()
         self.pool = []
         self.cache = None
+        self.rate_limiter = None
 
 
 def samples(metrics, name):
