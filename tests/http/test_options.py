@@ -197,3 +197,49 @@ class HttpRangeOffsetLimitTests(SynchronousTestCase):
         for value in ("lots", "-1", ""):
             error = self.assertRaises(UsageError, parse, "http", "--range-offset-limit", value)
             self.assertEqual(str(error), f"--range-offset-limit: expected a size like 16M, 0 or none, got {value!r}")
+
+
+class HttpPacAndRateOptionsTests(SynchronousTestCase):
+    """
+    C{--pac-file}, C{--rate-limit} and C{--max-requests-rate}.
+    """
+
+    def test_defaults(self):
+        """By default there is no PAC file (one is generated) and no rate limit."""
+        options = parse("http").subOptions
+        self.assertEqual((options["pac"], options["rate-limit"], options["max-requests-rate"]), (None, None, None))
+
+    def test_pac_file(self):
+        """--pac-file is read at start."""
+        path = FilePath(self.mktemp())
+        path.setContent(b"function FindProxyForURL(url, host) { return 'DIRECT'; }")
+        self.assertEqual(parse("http", "--pac-file", path.path).subOptions["pac"].content, path.getContent())
+
+    def test_pac_file_unreadable(self):
+        """A PAC file that cannot be read, or is none, stops start-up with a message naming the option."""
+        missing = self.mktemp()
+        error = self.assertRaises(UsageError, parse, "http", "--pac-file", missing)
+        self.assertTrue(str(error).startswith(f"--pac-file: cannot read {FilePath(missing).path}: "), str(error))
+        other = FilePath(self.mktemp())
+        other.setContent(b"# rules")
+        error = self.assertRaises(UsageError, parse, "http", "--pac-file", other.path)
+        self.assertEqual(str(error), f"--pac-file: {other.path} defines no FindProxyForURL function: not a PAC file")
+
+    def test_rates(self):
+        """--rate-limit takes a size per second, --max-requests-rate a number, fractions allowed."""
+        options = parse("http", "--rate-limit", "512K", "--max-requests-rate", "0.5").subOptions
+        self.assertEqual((options["rate-limit"], options["max-requests-rate"]), (512 * 1024, 0.5))
+
+    def test_bad_rates(self):
+        """Bad rates are refused naming the option."""
+        for option, value in (("rate-limit", "fast"), ("rate-limit", "0"), ("max-requests-rate", "0"),
+                              ("max-requests-rate", "-1"), ("max-requests-rate", "inf"), ("max-requests-rate", "many")):
+            error = self.assertRaises(UsageError, parse, "http", f"--{option}", value)
+            self.assertTrue(str(error).startswith(f"--{option}: expected "), str(error))
+            self.assertIn(repr(value), str(error))
+
+    def test_not_with_workers(self):
+        """The limits are kept in one process: with --workers above 1 they are refused."""
+        for option, value in (("rate-limit", "1M"), ("max-requests-rate", "10")):
+            error = self.assertRaises(UsageError, parse, "http", "--workers", "2", f"--{option}", value)
+            self.assertTrue(str(error).startswith(f"--{option}: not available with --workers above 1"), str(error))

@@ -11,6 +11,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 
 from netproxy.acl import RuleSet, parse_rule
 from netproxy.http.proxy import ProxyFactory
+from netproxy.rate_limit import RateLimiter
 from netproxy.testing import connect, fail_connection
 from tests.http_helpers import CLIENT, OK, OK_FORWARDED, ProxyTestCase, get, split_response
 
@@ -330,3 +331,90 @@ class UnixClientTests(ProxyTestCase):
         """Without the unix rule, a Unix-socket client gets 403 naming it as unix."""
         _, transport = connect(self.factory, UNIXAddress(b"/tmp/client.sock"))
         self.assertError(403, "client unix is not allowed to use this proxy", transport)
+
+
+class RateLimitTests(ProxyTestCase):
+    """
+    C{--max-requests-rate} and C{--rate-limit} on the proxy's connections.
+    """
+
+    def limit(self, **rates):
+        """Give the proxy a L{RateLimiter} with C{rates}; clients connect anew."""
+        self.factory.rate_limiter = RateLimiter(self.reactor, **rates)
+        self.protocol, self.transport = connect(self.factory, CLIENT)
+
+    def test_too_many_requests(self):
+        """
+        Past its rate a client's request is answered 429 with Retry-After and a page naming the cause, logged, and
+        the connection closed; another address is still served.
+        """
+        self.limit(request_rate=0.5)
+        events = []
+        self.factory.access_log.add_observer(events.append)
+        self.send(get())
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        _, again = connect(self.factory, CLIENT)
+        self.send(get(b"/second"), again)
+        self.assertError(429, "too many requests from 127.0.0.1: at most 0.5 a second (--max-requests-rate)", again)
+        self.assertIn((b"Retry-After", b"2"), split_response(again.value())[1])
+        self.assertEqual([(event["url"], event["status"]) for event in events],
+                         [(b"http://127.0.0.1:8000/second", 429)])
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        _, other = connect(self.factory, IPv4Address("TCP", "127.0.0.2", 40000))
+        self.send(get(), other)
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+        self.reactor.advance(2)
+        _, later = connect(self.factory, CLIENT)
+        self.send(get(), later)
+        self.assertEqual(len(self.reactor.tcpClients), 3)
+
+    def test_download_paused(self):
+        """
+        A download past the client's byte rate pauses the origin's transport and the client's until the bucket has
+        refilled; nothing is held back meanwhile.
+        """
+        self.limit(byte_rate=64 * 1024)  # a 16 KiB burst
+        self.send(get())
+        origin = self.origin()
+        body = b"x" * (32 * 1024)
+        self.answer(origin, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (2 * len(body), body))
+        self.assertTrue(self.transport.value().endswith(body))
+        self.assertEqual((origin.producerState, self.transport.producerState), ("paused", "paused"))
+        # 16 KiB past the burst, and the request and the response's head.
+        self.reactor.advance(0.24)
+        self.assertEqual((origin.producerState, self.transport.producerState), ("paused", "paused"))
+        self.reactor.advance(0.02)
+        self.assertEqual((origin.producerState, self.transport.producerState), ("producing", "producing"))
+        self.answer(origin, body)
+        self.assertTrue(self.transport.value().endswith(body + body))
+        self.assertEqual(self.factory.rate_limiter.throttled_bytes, 2 * len(body))
+
+    def test_tunnel_paused(self):
+        """Bytes through a CONNECT tunnel count too: past the rate, both ends of the tunnel are paused."""
+        self.limit(byte_rate=64 * 1024)
+        self.send(b"CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\n\r\n")
+        destination = self.origin()
+        destination.protocol.dataReceived(b"x" * (32 * 1024))
+        self.assertEqual((destination.producerState, self.transport.producerState), ("paused", "paused"))
+        self.reactor.advance(0.26)
+        self.assertEqual((destination.producerState, self.transport.producerState), ("producing", "producing"))
+        self.send(b"y" * (32 * 1024))
+        self.assertEqual(destination.value(), b"y" * (32 * 1024))
+        self.assertEqual((destination.producerState, self.transport.producerState), ("paused", "paused"))
+
+    def test_connections_share(self):
+        """Every connection of a client is paused when together they pass its rate."""
+        self.limit(byte_rate=64 * 1024)
+        _, second = connect(self.factory, CLIENT)
+        self.send(b"x" * 4096 + b"\r\n")  # a malformed head: read, refused, counted
+        self.send(b"GET http://127.0.0.1:8000/ HTTP/1.1\r\nX: " + b"y" * (16 * 1024), second)
+        self.assertEqual(second.producerState, "paused")
+        self.assertIn("127.0.0.1", self.factory.rate_limiter.clients)
+
+    def test_closed_connections_leave(self):
+        """A client's limits are dropped once its connections are closed and its buckets full."""
+        self.limit(byte_rate=64 * 1024, request_rate=10)
+        self.send(get())
+        self.transport.loseConnection()
+        self.reactor.advance(1)
+        self.assertEqual(self.factory.rate_limiter.clients, {})

@@ -2,6 +2,7 @@
 Tests for L{netproxy.http.service}: the HTTP proxy's service.
 """
 
+from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.http.service import http_service
@@ -59,3 +60,43 @@ class HttpParentServiceTests(SynchronousTestCase):
         reactor, service = start(http_service, parse("http", "--no-cache"))
         factory = reactor.tcpServers[0][1]
         self.assertEqual((factory.parents, factory.pseudonym), (None, b"netproxy"))
+
+
+class HttpPacAndRateServiceTests(SynchronousTestCase):
+    """
+    L{http_service} gives the proxy its PAC file and rate limits.
+    """
+
+    def test_rate_limits(self):
+        """--rate-limit and --max-requests-rate give the proxy a rate limiter; without them it has none."""
+        reactor, service = start(http_service, parse("http", "--no-cache", "--rate-limit", "1M",
+                                                     "--max-requests-rate", "20"))
+        self.addCleanup(service.stopService)
+        limiter = reactor.tcpServers[0][1].rate_limiter
+        self.assertEqual((limiter.byte_rate, limiter.request_rate, limiter.clock), (1024 * 1024, 20, reactor))
+        reactor, service = start(http_service, parse("http", "--no-cache"))
+        self.addCleanup(service.stopService)
+        self.assertIsNone(reactor.tcpServers[0][1].rate_limiter)
+
+    def test_pac_file_reloaded(self):
+        """--pac-file is given to the proxy and re-read on SIGHUP."""
+        from netproxy.reload import ReloadOnHangup
+
+        path = FilePath(self.mktemp())
+        path.setContent(b"function FindProxyForURL(url, host) { return 'DIRECT'; }")
+        reactor, service = start(http_service, parse("http", "--no-cache", "--allow-local", "--pac-file", path.path))
+        self.addCleanup(service.stopService)
+        factory = reactor.tcpServers[0][1]
+        path.setContent(b"function FindProxyForURL(url, host) { return 'PROXY 192.0.2.1:80'; }")
+        [reloader] = [child for child in service if isinstance(child, ReloadOnHangup)]
+        reloader.reload()
+        self.assertEqual(factory.pac_file.content, path.getContent())
+
+    def test_direct_rules(self):
+        """The generated PAC file sends the --direct destinations DIRECT."""
+        from netproxy.acl import parse_rule
+
+        options = parse("http", "--no-cache", "--direct", "example.com", "--direct", "10.0.0.0/8")
+        reactor, service = start(http_service, options)
+        self.addCleanup(service.stopService)
+        self.assertEqual(reactor.tcpServers[0][1].pac_direct, (parse_rule("example.com"), parse_rule("10.0.0.0/8")))
