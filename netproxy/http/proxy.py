@@ -324,7 +324,7 @@ class ProxyFactory(TrackingFactory):
     #: The operator's PAC file (C{--pac-file}), or L{None} to generate one.
     pac_file: "PacFile | None" = None
     #: The destinations a generated PAC file sends DIRECT, after the
-    #: browser's own host: the C{--direct} rules, where that option exists.
+    #: browser's own host: the C{--direct} rules.
     pac_direct: "Iterable[Rule]" = ()
     #: The clients' rate limits, or L{None} for none.
     rate_limiter: RateLimiter | None = None

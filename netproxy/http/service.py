@@ -5,12 +5,10 @@ The HTTP proxy's service, built from its checked options
 store, access log, reloads on SIGHUP and metrics.
 """
 
-from collections.abc import Iterable
 from typing import Any
 
 from twisted.application.service import IService, MultiService
 
-from netproxy.acl import Rule
 from netproxy.http.options import HttpOptions
 
 
@@ -70,7 +68,7 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
     if options["pac"] is not None:
         factory.pac_file = options["pac"]
         reloaders.append(options["pac"].reload)
-    factory.pac_direct = _direct_rules(options)
+    factory.pac_direct = tuple(options["direct"])
     if options["rate-limit"] is not None or options["max-requests-rate"] is not None:
         from netproxy.rate_limit import RateLimiter
 
@@ -83,17 +81,3 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
     listening(factory, options["listen"], reactor, options["shutdown-timeout"],
               factory.listening.add).setServiceParent(service)
     return service
-
-
-def _direct_rules(options: HttpOptions) -> Iterable[Rule]:
-    """
-    The hook between C{--direct} and the generated PAC file: the rules of
-    destinations reached without the proxy (or its parents), whichever form
-    the option takes (a list of rules, a L{netproxy.acl.RuleSet}, or a
-    L{netproxy.rules_file.RulesFile}, read as it stands at start); none
-    without the option.
-    """
-    direct = options.get("direct")
-    if direct is None:
-        return ()
-    return tuple(getattr(direct, "rules", direct))
