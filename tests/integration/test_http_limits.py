@@ -67,9 +67,9 @@ class PacTests(LimitsTestCase):
     async def test_generated(self):
         """
         Without --pac-file, a client outside --admin gets a generated PAC file naming the proxy's address from the
-        Host it asked, which sends URLs to the proxy and the browser's own host DIRECT.
+        Host it asked, which sends URLs to the proxy, and the browser's own host and the --direct rules DIRECT.
         """
-        proxy, _ = await self.proxy_and_origin("--admin", "127.0.0.1/32")
+        proxy, _ = await self.proxy_and_origin("--admin", "127.0.0.1/32", "--direct", "*.internal.example")
         authority = f"127.0.0.1:{proxy.port}".encode("ascii")
         for path in (b"/proxy.pac", b"/wpad.dat"):
             page = await self.page(proxy, path, source="127.0.0.2", host=authority)
@@ -82,9 +82,10 @@ class PacTests(LimitsTestCase):
         if node is not None:
             script = page.body.decode("ascii") + (
                 "\nconsole.log(JSON.stringify([FindProxyForURL('http://example.com/', 'example.com'),"
-                " FindProxyForURL('http://localhost:8000/', 'localhost')]));\n")
+                " FindProxyForURL('http://localhost:8000/', 'localhost'),"
+                " FindProxyForURL('https://git.internal.example/', 'git.internal.example')]));\n")
             result = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=WAIT_TIMEOUT)
-            self.assertEqual(json.loads(result.stdout), [f"PROXY 127.0.0.1:{proxy.port}", "DIRECT"])
+            self.assertEqual(json.loads(result.stdout), [f"PROXY 127.0.0.1:{proxy.port}", "DIRECT", "DIRECT"])
         post = await raw_exchange(proxy.port, page_request(b"/proxy.pac", method=b"POST"), until_closed=True)
         self.assertTrue(post.data.startswith(b"HTTP/1.1 405 "), post.data)
 
