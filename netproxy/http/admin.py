@@ -148,6 +148,11 @@ def status_page(factory: Any) -> bytes:
             ("Collapsed misses", str(metrics.collapsed.value())),
             ("Evictions", str(store.evictions)),
         ]
+    limiter = factory.rate_limiter
+    if limiter is not None:
+        rows.append(("Rate limits", f"{len(limiter.clients)} client addresses followed, paused "
+                                    f"{limiter.throttled_seconds:.1f} s in all, {limiter.refused_requests} "
+                                    f"requests refused (429)"))
     cells = "\n".join(f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>" for name, value in rows)
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>netproxy status</title></head>\n"
             f"<body><h1>netproxy</h1>\n<table>\n{cells}\n</table>\n"

@@ -196,6 +196,19 @@ class PageTests(AdminTestCase):
                          (0, 0))
         self.assertIn(("netproxy_cache_requests_total", (("result", "HIT"),)), scraped)
 
+    def test_status_rate_limits(self):
+        """With rate limits, /status says how many addresses it follows, how long they were paused, and the 429s."""
+        from netproxy.rate_limit import RateLimiter
+
+        self.factory.rate_limiter = limiter = RateLimiter(self.reactor, byte_rate=1024 * 1024, request_rate=10)
+        limiter.throttled_seconds, limiter.refused_requests = 2.25, 3
+        page = split_response(self.ask(STATUS).value())[2].decode("utf-8")
+        self.assertIn("<tr><th>Rate limits</th><td>1 client addresses followed, paused 2.2 s in all, 3 requests "
+                      "refused (429)</td></tr>", page)
+        self.factory.rate_limiter = None
+        page = split_response(self.ask(STATUS).value())[2].decode("utf-8")
+        self.assertNotIn("Rate limits", page)
+
     def test_status_escaped(self):
         """What the status page shows is HTML-escaped."""
         self.patch(admin, "_duration", lambda seconds: "<script>&'\"")
