@@ -55,6 +55,9 @@ class HttpOptions(WorkerOptions, ListeningOptions):
                                    "connections together, like 512K or 1M (default: no limit)"],
         ["max-requests-rate", None, None, "most requests per second each client address may make, with a burst "
                                           "of one second's worth; past it 429 with Retry-After (default: no limit)"],
+        # Refresh patterns.
+        ["refresh-patterns", None, None, "file of --refresh-pattern rules, one per line, # comments, after those "
+                                         "of --refresh-pattern; re-read on SIGHUP"],
     ]
     optFlags = [
         ["no-cache", None, "forward every request; store nothing"],
@@ -167,6 +170,8 @@ class HttpOptions(WorkerOptions, ListeningOptions):
                 # up to --workers times its rate.
                 raise usage.UsageError(f"--{option}: not available with --workers above 1 (the limits are kept "
                                        f"in one process)")
+        # Refresh patterns.
+        self["refresh"] = _refresh_patterns(self["refresh-pattern"], self["refresh-patterns"])
 
 
 def _via_name(name: str | None, parents: bool, listen: list[str]) -> bytes:
@@ -190,6 +195,15 @@ def _via_name(name: str | None, parents: bool, listen: list[str]) -> bytes:
         raise usage.UsageError(f"--via-name: expected an HTTP token (letters, digits and !#$%&'*+-.^_`|~), "
                                f"got {name!r}")
     return name.encode("ascii")
+
+
+def _refresh_patterns(fixed, path):
+    from netproxy.http.cache.refresh_file import RefreshPatterns
+
+    try:
+        return RefreshPatterns(fixed, path)
+    except ValueError as error:
+        raise usage.UsageError(f"--refresh-patterns: {error}")
 
 
 def _range_offset_limit(value):

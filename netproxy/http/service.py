@@ -5,6 +5,7 @@ The HTTP proxy's service, built from its checked options
 store, access log, reloads on SIGHUP and metrics.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import IService, MultiService
@@ -34,7 +35,7 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
         shared = options["worker"] is not None  # the other workers use the directory too
         store = sqlite_store.SQLiteStore(FilePath(options["cache-dir"]), options["cache-size"], reactor, shared=shared)
         store_service.LoadOnStart(store).setServiceParent(service)
-        cache = responses.Cache(store, reactor, options["refresh-pattern"], options["range-offset-limit"])
+        cache = responses.Cache(store, reactor, options["refresh"].rules, options["range-offset-limit"])
     factory = ProxyFactory(reactor, options["allow"], options["rules"], options["connect-port"], options["timeout"],
                            options["connect-timeout"], cache, options["admin"])
     factory.idle_timeout = options["idle-timeout"]
@@ -73,6 +74,8 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
         from netproxy.rate_limit import RateLimiter
 
         factory.rate_limiter = RateLimiter(reactor, options["rate-limit"], options["max-requests-rate"])
+    if cache is not None and options["refresh-patterns"] is not None:
+        reloaders.append(_refresh_reloader(options["refresh"], cache))
     if reloaders:
         ReloadOnHangup(reloaders, reactor).setServiceParent(service)
     factory.metrics.stalls.setServiceParent(service)
@@ -81,3 +84,16 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
     listening(factory, options["listen"], reactor, options["shutdown-timeout"],
               factory.listening.add).setServiceParent(service)
     return service
+
+
+def _refresh_reloader(patterns: Any, cache: Any) -> Callable[[], bool]:
+    """
+    :returns: a reloader re-reading C{--refresh-patterns} and handing the
+        cache the rules then in force (the old ones when the file is bad).
+    """
+    def reload() -> bool:
+        reloaded = bool(patterns.reload())
+        cache.rules = patterns.rules
+        return reloaded
+
+    return reload

@@ -175,6 +175,69 @@ class HttpRefreshPatternOptionsTests(SynchronousTestCase):
         self.assertEqual(str(error), "--refresh-pattern: MAX must be a whole number of minutes, got 'never'")
 
 
+class HttpRefreshPatternsFileTests(SynchronousTestCase):
+    """
+    --refresh-patterns reads a file of rules, after those of --refresh-pattern, and re-reads it on SIGHUP.
+    """
+
+    def rules_file(self, content):
+        path = FilePath(self.mktemp())
+        path.setContent(content)
+        return path
+
+    def test_rules_reach_the_cache(self):
+        """The file's rules reach the cache after those given one by one."""
+        path = self.rules_file(b"# package caches\n/pool/ 129600 100% 129600\n\n\\.whl$ 1 0% 1 # wheels\n")
+        options = parse("http", "--cache-dir", self.mktemp(), "--refresh-patterns", path.path,
+                        "--refresh-pattern", "/first/ 1 0% 1")
+        reactor, service = start(http_service, options)
+        rules = reactor.tcpServers[0][1].cache.rules
+        self.assertEqual([rule.text for rule in rules],
+                         ["/first/ 1 0% 1", "/pool/ 129600 100% 129600", r"\.whl$ 1 0% 1"])
+
+    def test_none_by_default(self):
+        """Without the option there is no file and no rule."""
+        refresh = parse("http").subOptions["refresh"]
+        self.assertEqual((refresh.name, refresh.rules), (None, ()))
+
+    def test_bad_file(self):
+        """A bad line or a missing file stops start-up naming the option, the file and the line."""
+        path = self.rules_file(b"/pool/ 1 0% 1\n# fine\n/pool/ 1 0% soon\n")
+        error = self.assertRaises(UsageError, parse, "http", "--refresh-patterns", path.path)
+        self.assertEqual(str(error), f"--refresh-patterns: {path.path} line 3: MAX must be a whole number of "
+                                     f"minutes, got 'soon'")
+        missing = self.mktemp()
+        error = self.assertRaises(UsageError, parse, "http", "--refresh-patterns", missing)
+        self.assertTrue(str(error).startswith(f"--refresh-patterns: cannot read refresh patterns file "), str(error))
+
+    def test_reloaded_on_hangup(self):
+        """SIGHUP hands the cache the rewritten file's rules; a bad file leaves the rules in force."""
+        from netproxy.reload import ReloadOnHangup
+
+        path = self.rules_file(b"/a/ 1 0% 1\n")
+        options = parse("http", "--cache-dir", self.mktemp(), "--refresh-pattern", "/first/ 1 0% 1",
+                        "--refresh-patterns", path.path, "--allow-local")
+        reactor, service = start(http_service, options)
+        self.addCleanup(service.stopService)
+        cache = reactor.tcpServers[0][1].cache
+        [reloader] = [child for child in service if isinstance(child, ReloadOnHangup)]
+        path.setContent(b"/b/ 1 0% 1\n/c/ 1 0% 1\n")
+        reloader.reload()
+        self.assertEqual([rule.text for rule in cache.rules], ["/first/ 1 0% 1", "/b/ 1 0% 1", "/c/ 1 0% 1"])
+        before = cache.rules
+        path.setContent(b"/d/ 1 0%\n")
+        reloader.reload()
+        self.assertEqual(cache.rules, before)
+
+    def test_no_reload_without_file(self):
+        """Without --refresh-patterns, nothing is reloaded on SIGHUP for the rules."""
+        from netproxy.reload import ReloadOnHangup
+
+        options = parse("http", "--cache-dir", self.mktemp(), "--refresh-pattern", "/first/ 1 0% 1", "--allow-local")
+        reactor, service = start(http_service, options)
+        self.assertEqual([child for child in service if isinstance(child, ReloadOnHangup)], [])
+
+
 class HttpRangeOffsetLimitTests(SynchronousTestCase):
     """
     --range-offset-limit gives the cache its range offset limit: a size, 0 or none.

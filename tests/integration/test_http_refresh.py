@@ -3,10 +3,11 @@ End-to-end tests of C{--refresh-pattern}: a real C{twistd netproxy http}
 with a cache, in front of a test origin page that sends what many package
 mirrors send: no C{Last-Modified}, no C{ETag}, no C{Cache-Control}
 (L{tests.integration.http_origin.Page} with no fields).  The rules are the
-ones the documentation ships for package caches.
+ones shipped for package caches (C{contrib/refresh-patterns/packages.conf},
+which the documentation includes), given as a file and one by one.
 """
 
-import re
+import signal
 import shutil
 from pathlib import Path
 
@@ -19,10 +20,12 @@ from tests.integration.http_origin import BODY, Page, add_page, start_origin
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
-# The rules docs/cache.rst ships for package caches, read from it, so the
-# documented command line is the one tested.
-DOCUMENTED = re.findall(r"--refresh-pattern '([^']*)'", (ROOT / "docs" / "cache.rst").read_text())
-SHIPPED = [word for rule in DOCUMENTED for word in ("--refresh-pattern", rule)]
+# The rules shipped for package caches, which docs/cache.rst includes: what
+# is shipped and documented is what is tested.
+SHIPPED_FILE = ROOT / "contrib" / "refresh-patterns" / "packages.conf"
+SHIPPED_RULES = [line for line in SHIPPED_FILE.read_text().splitlines() if line and not line.startswith("#")]
+SHIPPED = ["--refresh-patterns", str(SHIPPED_FILE)]
+ONE_BY_ONE = [word for rule in SHIPPED_RULES for word in ("--refresh-pattern", rule)]
 
 
 class RefreshPatternTests(CacheTestCase):
@@ -30,9 +33,11 @@ class RefreshPatternTests(CacheTestCase):
     Operator rules make responses without validators or freshness cacheable, and never override the origin's word.
     """
 
-    def test_documented_rules(self):
-        """The documentation ships four rules: pool files, by-hash files, wheels and index files."""
-        self.assertEqual(len(DOCUMENTED), 4, DOCUMENTED)
+    def test_shipped_rules(self):
+        """The shipped file has four rules (pool files, by-hash files, wheels, index files), and the docs include it."""
+        self.assertEqual(len(SHIPPED_RULES), 4, SHIPPED_RULES)
+        self.assertIn(".. literalinclude:: ../contrib/refresh-patterns/packages.conf",
+                      (ROOT / "docs" / "cache.rst").read_text())
 
     async def fetch_twice(self, proxy, url):
         """
@@ -64,11 +69,11 @@ class RefreshPatternTests(CacheTestCase):
         self.assertEqual(len(page.seen), 1)
 
     async def test_by_hash_hit(self):
-        """An index file fetched by its hash (apt's by-hash) is immutable: stored under the by-hash rule."""
+        """An index file fetched by its hash (apt's by-hash) is immutable: stored under the by-hash rule alone."""
         origin = start_origin(self)
         page = Page()
         url = add_page(origin, "debian", page) + "/dists/stable/main/binary-amd64/by-hash/SHA256/0123abcd"
-        proxy = await self.cached_proxy(*SHIPPED)
+        proxy = await self.cached_proxy(*ONE_BY_ONE)
         self.assertEqual(await self.fetch_twice(proxy, url), [("MISS", "fwd=uri-miss"), ("HIT", "hit")])
         self.assertEqual(len(page.seen), 1)
 
@@ -114,3 +119,28 @@ class RefreshPatternTests(CacheTestCase):
             self.assertEqual((result.code, result.out), (0, "200"), result)
             self.assertEqual(output.getContent(), page.body)
         self.assertEqual(len(page.seen), 1)
+
+    async def test_reload_on_hangup(self):
+        """SIGHUP puts a rewritten --refresh-patterns file in force; a broken one is logged and the rules kept."""
+        origin = start_origin(self)
+        page = Page()
+        base = add_page(origin, "debian", page)
+        rules = FilePath(fresh_directory(self)).child("rules.conf")
+        rules.setContent(b"# nothing yet\n")
+        proxy = await self.cached_proxy("--refresh-patterns", rules.path)
+        columns = await self.fetch_twice(proxy, base + "/pool/a.deb")
+        self.assertEqual([column for column, _ in columns], ["MISS", "MISS"])
+        rules.setContent(SHIPPED_FILE.read_bytes())
+        since = proxy.mark()
+        proxy.send_signal(signal.SIGHUP)
+        await proxy.wait_for(r"reloaded 4 refresh patterns from ", since)
+        columns = await self.fetch_twice(proxy, base + "/pool/b.deb")
+        self.assertEqual([column for column, _ in columns], ["MISS", "HIT"])
+        rules.setContent(b"/pool/ 1 20% never\n")
+        since = proxy.mark()
+        proxy.send_signal(signal.SIGHUP)
+        await proxy.wait_for(r"refused to reload the refresh patterns: .*rules\.conf line 1: MAX must be a whole "
+                             r"number of minutes, got 'never'; keeping the 4 rules in force", since)
+        columns = await self.fetch_twice(proxy, base + "/pool/c.deb")
+        self.assertEqual([column for column, _ in columns], ["MISS", "HIT"])
+        self.assertEqual(len(page.seen), 4)
