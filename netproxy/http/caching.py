@@ -83,10 +83,10 @@ class Caching(Serving):
             now = exchange.factory.reactor.seconds()
             assessment = policy.assess(request, found.stored, now)
             if assessment.usable:
-                self._serve(found, "HIT", hit_status(floor(assessment.ttl)))
+                self._serve(found, "HIT", hit_status(floor(assessment.ttl), cache.name))
                 return None
             if assessment.stale_while_revalidate and not exchange.background:
-                self._serve(found, "STALE", stale_status(assessment.ttl, "stale-while-revalidate"))
+                self._serve(found, "STALE", stale_status(assessment.ttl, "stale-while-revalidate", cache.name))
                 if key not in cache.revalidating:
                     exchange.factory.revalidate(exchange.head, key)
                 return None
@@ -205,7 +205,8 @@ class Caching(Serving):
         if head is not None and self._fill is not None and framing.kind == "length":
             stored = policy.Stored(head.status, head.headers, request_time, response_time,
                                    self.cache.rule_for(self.key))
-            self._fetch = Fetch(self._fill, head, framing.length, stored, self.request.headers)
+            self._fetch = Fetch(self._fill, head, framing.length, stored, self.request.headers,
+                                self.cache.pseudonym)
         # else a body of unknown length cannot be framed for the waiters
         # before it ends: waiting that long would not be collapsing.
         for waiter in self.cache.settle(self.key, self._fetch):
@@ -249,7 +250,7 @@ class Caching(Serving):
         exchange.status = fetch.head.status
         age = policy.current_age(fetch.stored, exchange.factory.reactor.seconds())
         exchange.factory.metrics.collapsed.inc()
-        status_field = cache_status(hit=True, fwd="uri-miss", collapsed=True)
+        status_field = cache_status(hit=True, fwd="uri-miss", collapsed=True, name=self.cache.name)
         transport.write(self._stored_head(fetch.served_head, age, status_field, fetch.length))
         exchange.sent = fetch.length
         if fetch.length:
@@ -265,7 +266,7 @@ class Caching(Serving):
         """
         if self._found is None or not self._assessment.stale_if_error:
             return False
-        self._serve(self._found, "STALE", stale_status(self._assessment.ttl, "stale-if-error"))
+        self._serve(self._found, "STALE", stale_status(self._assessment.ttl, "stale-if-error", self.cache.name))
         return True
 
     def serve_replacement(self) -> None:
@@ -299,10 +300,11 @@ class Caching(Serving):
                 # Not modified: the stored response, refreshed, is the answer.
                 self._replacement = ("REVALIDATED",
                                      self.cache.refresh(found, head.headers, request_time, response_time),
-                                     forwarded_status(self._fwd, 304))
+                                     forwarded_status(self._fwd, 304, name=self.cache.name))
                 return None
             if head.status >= 500 and self._assessment.stale_if_error:
-                self._replacement = ("STALE", found, stale_status(self._assessment.ttl, "stale-if-error"))
+                self._replacement = ("STALE", found,
+                                     stale_status(self._assessment.ttl, "stale-if-error", self.cache.name))
                 return None
             if self.exchange.head.method == b"HEAD" and head.status == 200 and head_matches(found.stored.headers,
                                                                                           head.headers):
@@ -310,7 +312,7 @@ class Caching(Serving):
                 # which then answers, with the fields the HEAD did not send.
                 self._replacement = ("REVALIDATED",
                                      self.cache.refresh(found, head.headers, request_time, response_time),
-                                     forwarded_status(self._fwd, 200))
+                                     forwarded_status(self._fwd, 200, name=self.cache.name))
                 return None
         exchange = self.exchange
         method = exchange.head.method
@@ -325,7 +327,8 @@ class Caching(Serving):
             if keep and policy.storable(method, self.request, head.status, fields, self.cache.rule_for(self.key)):
                 self._fill = self.cache.fill(self.key, self.request.headers, head, request_time, response_time,
                                              framing.length, fields)
-        headers.append((b"Cache-Status", forwarded_status(self._fwd, head.status, self._fill is not None)))
+        headers.append((b"Cache-Status", forwarded_status(self._fwd, head.status, self._fill is not None,
+                                                                  self.cache.name)))
         return headers
 
     def response_body(self, piece: bytes) -> None:

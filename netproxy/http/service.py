@@ -35,7 +35,8 @@ def http_service(options: HttpOptions, reactor: Any) -> IService:
         shared = options["worker"] is not None  # the other workers use the directory too
         store = sqlite_store.SQLiteStore(FilePath(options["cache-dir"]), options["cache-size"], reactor, shared=shared)
         store_service.LoadOnStart(store).setServiceParent(service)
-        cache = responses.Cache(store, reactor, options["refresh"].rules, options["range-offset-limit"])
+        cache = responses.Cache(store, reactor, options["refresh"].rules, options["range-offset-limit"],
+                                pseudonym=options["via-name"])
     factory = ProxyFactory(reactor, options["allow"], options["rules"], options["connect-port"], options["timeout"],
                            options["connect-timeout"], cache, options["admin"])
     factory.idle_timeout = options["idle-timeout"]

@@ -111,6 +111,45 @@ class HitTests(CacheTestCase):
         self.assertEqual(self.cache_results(), ["MISS", "HIT"])
 
 
+class NamedCacheTests(CacheTestCase):
+    """
+    A proxy with a pseudonym of its own (a member of a cache hierarchy)
+    names itself in the Via and Cache-Status of what its cache serves.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.factory.pseudonym = b"netproxy-1a2b3c4d"
+        self.factory.cache = Cache(self.store, pseudonym=self.factory.pseudonym)
+
+    def test_hit_named(self):
+        """A miss and then a hit both say netproxy-1a2b3c4d, after the Via and Cache-Status of the hop before."""
+        answer = FRESH.replace(b"\r\n\r\n", b"\r\nVia: 1.1 netproxy-parent\r\n"
+                                              b"Cache-Status: netproxy-parent; hit; ttl=60\r\n\r\n", 1)
+        first = self.fetch(answer=answer)
+        second = self.fetch()
+        self.assertEqual(self.upstream_requests(), 1)
+        for transport, ours in ((first, b"netproxy-1a2b3c4d; fwd=uri-miss; fwd-status=200; stored"),
+                                (second, b"netproxy-1a2b3c4d; hit; ttl=60")):
+            fields = split_response(transport.value())[1]
+            self.assertEqual([value for name, value in fields if name.lower() == b"via"],
+                             [b"1.1 netproxy-parent", b"1.1 netproxy-1a2b3c4d"])
+            self.assertEqual([value for name, value in fields if name.lower() == b"cache-status"],
+                             [b"netproxy-parent; hit; ttl=60", ours])
+
+    def test_collapsed_named(self):
+        """A request answered with the response another is storing says the proxy's name too."""
+        _, first = connect(self.factory, CLIENT)
+        first.protocol.dataReceived(get())
+        _, second = connect(self.factory, CLIENT)
+        second.protocol.dataReceived(get())
+        self.answer(self.upstream(), FRESH)
+        for _ in range(50):
+            self.reactor.advance(0)
+        self.assertEqual(self.field(second, b"Cache-Status"), b"netproxy-1a2b3c4d; hit; fwd=uri-miss; collapsed")
+        self.assertEqual(self.field(second, b"Via"), b"1.1 netproxy-1a2b3c4d")
+
+
 class StoreTests(CacheTestCase):
     """
     Only complete, storable responses are stored.

@@ -10,6 +10,7 @@ log of parents that failed.
 
 import json
 import os
+import re
 import shutil
 from urllib.parse import quote
 
@@ -133,6 +134,36 @@ class ChainTests(ParentTestCase):
             self.assertEqual(await self.column(parent, url, since), expected)
         [seen] = page.seen
         self.assertRegex(", ".join(seen.header("via")), r"^1\.1 netproxy-[0-9a-f]{8}, 1\.1 netproxy$")
+        # The child without a cache adds no Cache-Status member: it did not handle the response as a cache.
+        _, headers, _ = await self.curl(child, url)
+        self.assertRegex(headers, r"(?im)^cache-status: netproxy; hit; ttl=\d+\r?$")
+        self.assertEqual(len(re.findall(r"(?im)^cache-status:", headers)), 1)
+        self.assertRegex(headers, r"(?im)^via: 1\.1 netproxy\r?$(.|\n)*^via: 1\.1 netproxy-[0-9a-f]{8}\r?$")
+
+    async def test_cache_status_names(self):
+        """
+        Each cache of the chain names itself in Via and Cache-Status (the parent, without --parent, as netproxy;
+        the child by its own pseudonym), the hop nearer the client last: a hit at the parent that the child
+        stores, then a hit at the child.
+        """
+        origin = start_origin(self)
+        page = Page(MAX_AGE_60)
+        url = add_page(origin, "names", page)
+        parent = await self.cached_proxy()
+        child = await self.cached_proxy("--parent", parent_url(parent))
+        status, _, _ = await self.curl(parent, url)
+        self.assertEqual(status, 200)
+        name = r"netproxy-[0-9a-f]{8}"
+        status, headers, body = await self.curl(child, url)
+        self.assertEqual((status, body), (200, BODY))
+        self.assertRegex(headers, rf"(?im)^via: 1\.1 netproxy\r?$(.|\n)*^via: 1\.1 {name}\r?$")
+        self.assertRegex(headers, rf"(?im)^cache-status: netproxy; hit; ttl=\d+\r?$(.|\n)*"
+                                  rf"^cache-status: {name}; fwd=uri-miss; fwd-status=200; stored\r?$")
+        status, headers, body = await self.curl(child, url)
+        self.assertEqual((status, body), (200, BODY))
+        self.assertRegex(headers, rf"(?im)^via: 1\.1 netproxy\r?$(.|\n)*^via: 1\.1 {name}\r?$")
+        self.assertRegex(headers, rf"(?im)^cache-status: {name}; hit; ttl=\d+\r?$")
+        self.assertEqual(len(page.seen), 1)
 
     async def test_parents_of_each_other(self):
         """

@@ -34,11 +34,13 @@ from netproxy.http.cache.fields import Fields
 from netproxy.http.cache.interfaces import IStore, IWriter
 from netproxy.http.cache.refresh import RefreshRule, matching_rule, rule_url
 from netproxy.http.cache.remote_fetches import RemoteFetches
+from netproxy.http.cache.status import cache_name
 from netproxy.http.cache.validation import updated_headers
 from netproxy.http.cache.vary import secondary_key, vary_names
 from netproxy.errors import EntryNotRemoved, HTTPError
 from netproxy.http.head import ResponseHead
 from netproxy.http.message import (
+    PSEUDONYM,
     Target,
     forward_headers,
     parse_target,
@@ -82,19 +84,21 @@ class Found:
     :ivar stored: what the policy functions know of it.
     :ivar reason: the origin's reason phrase.
     :ivar version: the HTTP version the origin answered with.
+    :ivar pseudonym: the received-by of the Via it is served with.
     """
 
     entry: Entry
     stored: policy.Stored
     reason: bytes
     version: tuple[int, int]
+    pseudonym: bytes = PSEUDONYM
 
     @cached_property
     def fields(self) -> list[tuple[bytes, bytes]]:
         """
         The fields it is served with: see L{served_fields}.
         """
-        return served_fields(self.stored.headers, self.version)
+        return served_fields(self.stored.headers, self.version, self.pseudonym)
 
     @cached_property
     def head(self) -> bytes:
@@ -116,6 +120,7 @@ class Fetch:
     :ivar length: its body's length.
     :ivar stored: what the policy functions know of it.
     :ivar request_headers: the fields of the request it answers.
+    :ivar pseudonym: the received-by of the Via it is served with.
     """
 
     writer: IWriter
@@ -123,6 +128,7 @@ class Fetch:
     length: int
     stored: policy.Stored
     request_headers: list[tuple[bytes, bytes]]
+    pseudonym: bytes = PSEUDONYM
 
     @cached_property
     def served_head(self) -> bytes:
@@ -132,18 +138,22 @@ class Fetch:
         it, without the empty line that ends a head.
         """
         head = self.head
-        return response_head_bytes(head.status, head.reason, served_fields(head.headers, head.version))[:-2]
+        return response_head_bytes(head.status, head.reason, served_fields(head.headers, head.version,
+                                                                                 self.pseudonym))[:-2]
 
 
-def served_fields(headers: list[tuple[bytes, bytes]], version: tuple[int, int]) -> list[tuple[bytes, bytes]]:
+def served_fields(headers: list[tuple[bytes, bytes]], version: tuple[int, int],
+                  pseudonym: bytes = PSEUDONYM) -> list[tuple[bytes, bytes]]:
     """
     :param headers: a stored response's fields.
     :param version: the HTTP version it came with.
+    :param pseudonym: the received-by of our Via: the proxy's, so that a
+        hit names the instance of a cache hierarchy that served it.
     :returns: the fields it is served with: the stored ones for the next hop
         (RFC 9110 section 7.6) with our Via, less its framing and Age, which
         each response gets anew.
     """
-    fields = forward_headers(headers, via_version=version)
+    fields = forward_headers(headers, via_version=version, pseudonym=pseudonym)
     return [field for field in fields if field[0].lower() not in _NOT_SERVED]
 
 
@@ -153,13 +163,13 @@ def _variant_key(key: bytes, marker: dict[str, Any], request_headers: list[tuple
     return b"\n".join([key, generation, secondary_key(names, request_headers)])
 
 
-def _found(entry: Entry, rule: RefreshRule | None) -> Found | None:
+def _found(entry: Entry, rule: RefreshRule | None, pseudonym: bytes) -> Found | None:
     meta = entry.meta
     try:
         stored = policy.Stored(meta["status"], decode_fields(meta[FIELDS]), meta["request_time"],
                                meta["response_time"], rule)
         major, _, minor = meta["version"].partition(".")
-        return Found(entry, stored, meta["reason"].encode("latin-1"), (int(major), int(minor)))
+        return Found(entry, stored, meta["reason"].encode("latin-1"), (int(major), int(minor)), pseudonym)
     except (KeyError, TypeError, ValueError, AttributeError):
         # Metadata from another version of netproxy, or damaged: a miss.
         return None
@@ -184,6 +194,9 @@ class Cache:
     :param rules: the operator's freshness rules
         (L{netproxy.http.cache.refresh}), applied when a response is found,
         so that they apply to what was stored before they changed.
+    :param pseudonym: the proxy's Via pseudonym: the received-by of the Via
+        of its hits, and (see L{cache_name}) its name in C{Cache-Status}.
+    :ivar name: its name in C{Cache-Status}.
     :ivar revalidating: the keys of stored responses being revalidated in
         the background (RFC 5861 section 3), one revalidation at a time each.
     """
@@ -191,8 +204,11 @@ class Cache:
     log = Logger()
 
     def __init__(self, store: IStore, reactor: IReactorTime | None = None,
-                 rules: Sequence[RefreshRule] = (), range_offset_limit: int | None = RANGE_OFFSET_LIMIT) -> None:
+                 rules: Sequence[RefreshRule] = (), range_offset_limit: int | None = RANGE_OFFSET_LIMIT,
+                 pseudonym: bytes = PSEUDONYM) -> None:
         self.store = store
+        self.pseudonym = pseudonym
+        self.name = cache_name(pseudonym)
         self.rules = tuple(rules)
         self.range_offset_limit = range_offset_limit
         leases = getattr(store, "leases", None)
@@ -282,7 +298,7 @@ class Cache:
                 return None
         found = self._decoded.get(entry.key)
         if found is None or found.entry is not entry:
-            found = _found(entry, self.rule_for(key))
+            found = _found(entry, self.rule_for(key), self.pseudonym)
             if found is not None:
                 if len(self._decoded) >= _DECODED_KEPT:
                     # Cheaper than tracking use: the hot entries come back.
@@ -356,7 +372,7 @@ class Cache:
         meta["request_time"] = request_time
         meta["response_time"] = response_time
         entry = self.store.update(found.entry.key, meta)
-        return None if entry is None else _found(entry, found.stored.rule)
+        return None if entry is None else _found(entry, found.stored.rule, self.pseudonym)
 
     def purge(self, key: bytes) -> bool:
         """

@@ -12,10 +12,14 @@ caches cannot read.  The C{ttl} is rounded down, so a response is never
 announced fresher than it is.
 """
 
+import re
 from functools import lru_cache
 from math import floor
 
 CACHE_NAME = b"netproxy"
+# A structured-field token (RFC 8941 section 3.3.4): a Via pseudonym (an
+# HTTP token) that does not start with a letter or "*" must be quoted.
+_SF_TOKEN = re.compile(rb"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")
 FWD_REASONS = frozenset(
     {"bypass", "method", "uri-miss", "vary-miss", "miss", "request", "stale", "partial"}
 )
@@ -31,6 +35,20 @@ def _sf_string(text):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def cache_name(pseudonym: bytes) -> bytes:
+    """
+    :param pseudonym: the proxy's Via pseudonym (an HTTP token).
+    :returns: its name in C{Cache-Status}: the pseudonym, so that the
+        caches of a hierarchy tell themselves apart (the field lists each,
+        closest to the origin first, closest to the client last), quoted
+        when it is no structured-field token.
+    :raises ValueError: when it is not printable ASCII.
+    """
+    if _SF_TOKEN.fullmatch(pseudonym):
+        return pseudonym
+    return _sf_string(pseudonym.decode("latin-1")).encode("ascii")
+
+
 def cache_status(
     *,
     hit: bool,
@@ -40,6 +58,7 @@ def cache_status(
     fwd_status: int | None = None,
     ttl: float | None = None,
     detail: str | None = None,
+    name: bytes = CACHE_NAME,
 ) -> bytes:
     """
     An RFC 9211 Cache-Status field value for this cache.
@@ -53,6 +72,7 @@ def cache_status(
     :param ttl: the response's freshness left, in seconds (negative when
         stale); rounded down.
     :param detail: free text for operators, printable ASCII.
+    :param name: this cache's name (L{cache_name}).
     :returns: such as C{b"netproxy; hit; ttl=57"} or
         C{b"netproxy; fwd=miss; stored"}.
     :raises ValueError: for an unknown C{fwd} or an unprintable C{detail}.
@@ -74,37 +94,40 @@ def cache_status(
         params.append(f"ttl={floor(ttl)}")
     if detail is not None:
         params.append("detail=" + _sf_string(detail))
-    return b"; ".join([CACHE_NAME, *(p.encode("ascii") for p in params)])
+    return b"; ".join([name, *(p.encode("ascii") for p in params)])
 
 
 @lru_cache(maxsize=4096)
-def hit_status(ttl: int) -> bytes:
+def hit_status(ttl: int, name: bytes = CACHE_NAME) -> bytes:
     """
     :param ttl: a fresh response's freshness left, in whole seconds.
+    :param name: this cache's name (L{cache_name}).
     :returns: the Cache-Status of a hit, remembered for recent values, as a
         hit on a busy entry asks for the same few.
     """
-    return cache_status(hit=True, ttl=ttl)
+    return cache_status(hit=True, ttl=ttl, name=name)
 
 
 @lru_cache(maxsize=1024)
-def forwarded_status(fwd: str | None, fwd_status: int, stored: bool = False) -> bytes:
+def forwarded_status(fwd: str | None, fwd_status: int, stored: bool = False, name: bytes = CACHE_NAME) -> bytes:
     """
     :param fwd: why the request went upstream, as L{cache_status} takes it.
     :param fwd_status: what the upstream answered.
     :param stored: whether its response was stored.
+    :param name: this cache's name (L{cache_name}).
     :returns: the Cache-Status of a response from upstream, remembered, as
         every miss asks for one of the same few.
     :raises ValueError: for an unknown C{fwd}.
     """
-    return cache_status(hit=False, fwd=fwd, fwd_status=fwd_status, stored=stored)
+    return cache_status(hit=False, fwd=fwd, fwd_status=fwd_status, stored=stored, name=name)
 
 
-def stale_status(ttl: float, why: str) -> bytes:
+def stale_status(ttl: float, why: str, name: bytes = CACHE_NAME) -> bytes:
     """
     :param ttl: a stale response's freshness left (negative).
     :param why: the directive that lets it be served stale (RFC 5861):
         C{"stale-while-revalidate"} or C{"stale-if-error"}.
+    :param name: this cache's name (L{cache_name}).
     :returns: its Cache-Status: a hit, C{why} as its detail.
     """
-    return cache_status(hit=True, ttl=ttl, detail=why)
+    return cache_status(hit=True, ttl=ttl, detail=why, name=name)

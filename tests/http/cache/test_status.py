@@ -4,7 +4,7 @@ Tests for L{netproxy.http.cache.status}: the Cache-Status field of RFC 9211.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from netproxy.http.cache.status import cache_status, forwarded_status, hit_status, stale_status
+from netproxy.http.cache.status import cache_name, cache_status, forwarded_status, hit_status, stale_status
 
 
 class CacheStatusTests(SynchronousTestCase):
@@ -87,3 +87,36 @@ class RememberedStatusTests(SynchronousTestCase):
         self.assertEqual(stale_status(-1.5, "stale-if-error"), b'netproxy; hit; ttl=-2; detail="stale-if-error"')
         self.assertEqual(stale_status(-30, "stale-while-revalidate"),
                          cache_status(hit=True, ttl=-30, detail="stale-while-revalidate"))
+
+
+class NameTests(SynchronousTestCase):
+    """
+    Each cache of a hierarchy names itself in Cache-Status by its Via
+    pseudonym.
+    """
+
+    def test_token(self):
+        """A pseudonym that is a structured-field token is the name as it is."""
+        self.assertEqual(cache_name(b"netproxy"), b"netproxy")
+        self.assertEqual(cache_name(b"netproxy-1a2b3c4d"), b"netproxy-1a2b3c4d")
+
+    def test_quoted(self):
+        """A pseudonym starting with a digit or a token character other than a letter is quoted."""
+        self.assertEqual(cache_name(b"1cache"), b'"1cache"')
+        self.assertEqual(cache_name(b"~x"), b'"~x"')
+
+    def test_unprintable(self):
+        """A name that is not printable ASCII is a ValueError rather than an unreadable field."""
+        self.assertRaises(ValueError, cache_name, b"a\x00b")
+        self.assertRaises(ValueError, cache_name, b"\xe9t\xe9")
+
+    def test_named(self):
+        """Every writer puts the name given first, and the default stays netproxy."""
+        name = b"netproxy-1a2b3c4d"
+        self.assertEqual(cache_status(hit=True, ttl=5, name=name), b"netproxy-1a2b3c4d; hit; ttl=5")
+        self.assertEqual(hit_status(5, name), b"netproxy-1a2b3c4d; hit; ttl=5")
+        self.assertEqual(hit_status(5), b"netproxy; hit; ttl=5")
+        self.assertEqual(forwarded_status("uri-miss", 200, True, name),
+                         b"netproxy-1a2b3c4d; fwd=uri-miss; fwd-status=200; stored")
+        self.assertEqual(stale_status(-1, "stale-if-error", name),
+                         b'netproxy-1a2b3c4d; hit; ttl=-1; detail="stale-if-error"')
