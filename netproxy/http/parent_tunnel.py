@@ -10,6 +10,9 @@ A parent that does not answer 2xx is relayed to the client as a 502 whose
 page names the parent and its answer: the client's own CONNECT was fine,
 and passing a parent's 407 on would ask the client for credentials the
 proxy never forwards.
+
+Through a SOCKS5 parent, the tunnel is the parent's SOCKS CONNECT
+(L{netproxy.http.parent_connect}).
 """
 
 from functools import partial
@@ -24,7 +27,8 @@ from netproxy.dialing import connect_checked
 from netproxy.errors import HTTPError
 from netproxy.http.head import HeadReader, ResponseHead, parse_response_head
 from netproxy.http.message import Target, no_delay
-from netproxy.http.parents import Parent, connect_parent, refusal, url_key
+from netproxy.http.parent_connect import connect_parent, socks_protocols, through_socks
+from netproxy.http.parents import Parent, refusal, url_key
 
 
 class ParentHandshake(Protocol):
@@ -152,16 +156,24 @@ class _Opening:
         self.result: "Deferred[Any]" = Deferred(self._cancel)
         self._connecting: "Deferred[Any] | None" = connect_parent(
             self.parents, candidates, factory.reactor, factory.connect_timeout, self._handshakes)
+        self._connecting.addCallback(through_socks(self.parents, target.authority.decode("ascii")))
         self._connecting.addCallbacks(self._connected, self._not_connected)
 
     def _handshakes(self, parent: Parent) -> IProtocolFactory:
+        if parent.socks:
+            origin = (self.target.host.decode("ascii"), self.target.port)
+            return socks_protocols(parent, origin, self._connector, self.clock, self.timeout)
         protocols = Factory.forProtocol(partial(ParentHandshake, self, parent))
         protocols.noisy = False
         return protocols
 
-    def _connected(self, handshake: ParentHandshake) -> None:
+    def _connected(self, protocol: IProtocol) -> None:
         self._connecting = None
-        self._handshake = handshake
+        if isinstance(protocol, ParentHandshake):
+            self._handshake = protocol
+        elif not self.result.called:
+            # Through a SOCKS5 parent: the tunnel's protocol, connected.
+            self.result.callback(protocol)
 
     def _not_connected(self, failure: Failure) -> None:
         self._connecting = None

@@ -50,7 +50,7 @@ from netproxy.http.message import Target
 _NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
-USAGE = "http://[user:password@]host:port"
+USAGE = "http://[user:password@]host:port or socks5://[user:password@]host:port"
 
 
 class ParentRefused(HTTPError):
@@ -71,20 +71,37 @@ class Parent:
     :ivar authorization: the C{Proxy-Authorization} value it is sent
         (C{Basic ...}), or L{None} without credentials.
     :ivar state: its L{BackOff}.
+    :ivar login: for a SOCKS5 parent, its C{(user, password)} (RFC 1929),
+        or L{None}: then C{authorization} is L{None}.
+    :ivar socks: whether it is a SOCKS5 server rather than an HTTP proxy:
+        a tunnel to each origin, not a proxy.
     """
 
     host: str
     port: int
     authorization: bytes | None = field(default=None, repr=False)
     state: BackOff = field(default_factory=BackOff)
+    login: tuple[bytes, bytes] | None = field(default=None, repr=False)
+    socks: bool = False
 
     @property
     def name(self) -> str:
         """
-        C{host:port}, IPv6 in brackets: how logs and error pages name it
-        (never with its credentials), and what its hash scores are made of.
+        C{host:port}, IPv6 in brackets (C{socks5://host:port} for a SOCKS5
+        parent): how logs and error pages name it (never with its
+        credentials), and what its hash scores are made of.
         """
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        name = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return "socks5://" + name if self.socks else name
+
+    def pool_key(self, origin: tuple[str, int]) -> tuple[str, int]:
+        """
+        :returns: the pool key of its connections for a request to
+            C{origin}: L{key} for an HTTP parent, which takes any request;
+            one per origin for a SOCKS5 parent, whose connections are
+            tunnels to one origin each.
+        """
+        return (f"{self.name} {origin[0]}", origin[1]) if self.socks else self.key
 
     @property
     def key(self) -> tuple[str, int]:
@@ -114,7 +131,7 @@ class Parent:
         return int.from_bytes(blake2b(self.name.encode("ascii") + b"\n" + key, digest_size=8).digest(), "big")
 
 
-def _credentials(userinfo: str) -> bytes:
+def _credentials(userinfo: str, socks: bool = False) -> tuple[bytes, bytes]:
     user, colon, password = userinfo.partition(":")
     if not colon:
         raise ValueError(f"credentials must be user:password, percent-encoded, in {USAGE}")
@@ -130,16 +147,19 @@ def _credentials(userinfo: str) -> bytes:
             raise ValueError("the credentials contain control characters")
     if not user_bytes:
         raise ValueError("the user name is empty")
-    if b":" in user_bytes:
+    if socks and not (len(user_bytes) < 256 and 0 < len(password_bytes) < 256):
+        raise ValueError("a SOCKS5 user name and password have 1 to 255 bytes each (RFC 1929)")
+    if b":" in user_bytes and not socks:
         raise ValueError("the user name must not contain ':' (RFC 7617)")
-    return b"Basic " + b64encode(user_bytes + b":" + password_bytes)
+    return user_bytes, password_bytes
 
 
 def parse_parent(text: str) -> Parent:
     """
-    Read a C{--parent} value: C{http://[user:password@]host:port}, with an
-    optional final C{/}; the user and password may be percent-encoded (C{@}
-    as C{%40}, C{:} in the password as C{%3A}).
+    Read a C{--parent} value: C{http://[user:password@]host:port} or
+    C{socks5://...} (C{socks5h://} alike: the parent resolves names either
+    way), with an optional final C{/}; the user and password may be
+    percent-encoded (C{@} as C{%40}, C{:} in the password as C{%3A}).
 
     :returns: the L{Parent}.
     :raises ValueError: saying what is wrong (never quoting the password).
@@ -147,14 +167,15 @@ def parse_parent(text: str) -> Parent:
     scheme, separator, rest = text.strip().partition("://")
     if not separator:
         raise ValueError(f"expected {USAGE}, got {text!r}")
-    if scheme.lower() != "http":
-        raise ValueError(f"only http:// parents are supported, not {scheme[:20]}://")
+    socks = scheme.lower() in ("socks5", "socks5h")
+    if scheme.lower() != "http" and not socks:
+        raise ValueError(f"only http:// and socks5:// parents are supported, not {scheme[:20]}://")
     userinfo, at, authority = rest.rpartition("@")
     if authority.endswith("/"):
         authority = authority[:-1]
     if any(delimiter in authority for delimiter in "/?#") or any(delimiter in userinfo for delimiter in "/?#@"):
         raise ValueError(f"expected {USAGE} with no path (and @ in credentials as %40)")
-    authorization = _credentials(userinfo) if at else None
+    credentials = _credentials(userinfo, socks) if at else None
     host, colon, port_text = authority.rpartition(":")
     if not colon or not port_text.isdigit() or len(port_text) > 5 or not 0 < int(port_text) < 65536:
         raise ValueError(f"expected {USAGE} with a port from 1 to 65535, got {authority!r}")
@@ -165,6 +186,9 @@ def parse_parent(text: str) -> Parent:
             raise ValueError(f"bad IPv6 address {host!r}") from None
     elif not _NAME.fullmatch(host):
         raise ValueError(f"bad host {host!r} (IPv6 addresses go in brackets)")
+    if socks:
+        return Parent(host.lower().rstrip("."), int(port_text), login=credentials, socks=True)
+    authorization = None if credentials is None else b"Basic " + b64encode(b":".join(credentials))
     return Parent(host.lower().rstrip("."), int(port_text), authorization)
 
 
@@ -294,74 +318,3 @@ def url_key(target: Target) -> bytes:
     if not target.scheme:
         return target.authority
     return b"http://" + target.authority + target.path
-
-
-class _Failover:
-    """
-    Connects to the first of C{candidates} that accepts, marking down each
-    that does not; see L{connect_parent}.
-    """
-
-    def __init__(self, parents: Parents, candidates: Sequence[Parent], reactor: Any, timeout: float,
-                 make_factory: Callable[[Parent], IProtocolFactory]) -> None:
-        self._parents = parents
-        self._rest = list(candidates)
-        self._reactor = reactor
-        self._timeout = timeout
-        self._make_factory = make_factory
-        self._reasons: list[str] = []
-        self._attempt: "Deferred[Any] | None" = None
-        self._cancelled = False
-        self.result: "Deferred[Any]" = Deferred(self._cancel)
-
-    def next(self) -> None:
-        if not self._rest:
-            self.result.errback(self._error())
-            return
-        parent = self._rest.pop(0)
-        attempt = self._attempt = endpoint_for(self._reactor, parent.host, parent.port,
-                                               self._timeout).connect(self._make_factory(parent))
-        attempt.addCallbacks(self._connected, self._failed, callbackArgs=(parent,), errbackArgs=(parent,))
-
-    def _connected(self, protocol: Any, parent: Parent) -> None:
-        # Up again once it answers, not once it accepts: one that accepts
-        # and then resets every connection keeps doubling its wait.
-        self._attempt = None
-        self.result.callback(protocol)
-
-    def _failed(self, failure: Failure, parent: Parent) -> None:
-        self._attempt = None
-        if self._cancelled:
-            return
-        reason = "timed out" if failure.check(CancelledError) else connect_failure_reason(failure)
-        self._parents.failed(parent, reason)
-        self._reasons.append(f"{parent.name}: {reason}")
-        self.next()
-
-    def _error(self) -> HTTPError:
-        timed_out = all(reason.endswith(": timed out") for reason in self._reasons)
-        if len(self._reasons) == 1:
-            message = f"could not connect to parent proxy {self._reasons[0]}"
-        else:
-            message = "could not connect to any parent proxy: " + "; ".join(self._reasons)
-        return HTTPError(504 if timed_out else 502, message)
-
-    def _cancel(self, result: "Deferred[Any]") -> None:
-        self._cancelled = True
-        if self._attempt is not None:
-            self._attempt.cancel()
-
-
-def connect_parent(parents: Parents, candidates: Sequence[Parent], reactor: Any, timeout: float,
-                   make_factory: Callable[[Parent], IProtocolFactory]) -> "Deferred[Any]":
-    """
-    Connect to the first of C{candidates} that accepts a connection within
-    C{timeout} seconds, with the factory C{make_factory} returns for it.
-
-    :returns: a L{Deferred} firing with the connected protocol, or failing
-        with an L{HTTPError} (502, or 504 when every attempt timed out)
-        naming each parent tried and why it failed.
-    """
-    failover = _Failover(parents, candidates, reactor, timeout, make_factory)
-    failover.next()
-    return failover.result

@@ -3,6 +3,13 @@
 Where a forwarded request goes: straight to its origin, checked and
 resolved by L{netproxy.dialing.connect_checked}, or through one of the
 parent proxies (L{netproxy.http.parents}), with failover between them.
+
+Through an HTTP parent, a connection carries requests for any origin in
+absolute form.  Through a SOCKS5 parent, each connection is a tunnel to one
+origin, which takes its requests as the origin itself would (origin-form,
+with C{Host}): such connections are pooled per parent and origin, and the
+parent is not told of them once open (an origin that misbehaves in the
+tunnel is the origin's fault, not the parent's).
 """
 
 from functools import partial
@@ -15,7 +22,8 @@ from twisted.internet.protocol import Factory
 from netproxy.dialing import connect_checked
 from netproxy.errors import HTTPError
 from netproxy.http.message import Target
-from netproxy.http.parents import Parent, ParentRefused, connect_parent, refusal, url_key
+from netproxy.http.parent_connect import connect_parent, socks_protocols, through_socks
+from netproxy.http.parents import Parent, ParentRefused, refusal, url_key
 from netproxy.http.upstream import UpstreamConnection
 
 
@@ -28,7 +36,7 @@ class Route:
     :param origin: its C{(host, port)}.
     :ivar parents: the parents to try in turn, or L{None} to go direct.
     :ivar key: the pool key of the connection it takes: the origin's, or
-        the first parent's.
+        the first parent's (L{Parent.pool_key}).
     :raises HTTPError: when the destination is refused (through a parent,
         it is checked as written: see L{refusal}).
     """
@@ -44,7 +52,7 @@ class Route:
             if error is not None:
                 raise error
             self.parents = parents.candidates(url_key(target))
-            self.key = self.parents[0].key
+            self.key = self.parents[0].pool_key(origin)
 
     def connect(self) -> "Deferred[UpstreamConnection]":
         """
@@ -59,8 +67,19 @@ class Route:
             host, port = self.origin
             return connect_checked(factory.reactor, factory.rules, host, port, self._protocols(self.origin),
                                    factory.connect_timeout, factory.local)
+        host, port = self.origin
+        destination = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         return connect_parent(factory.parents, self.parents, factory.reactor, factory.connect_timeout,
-                              lambda parent: self._protocols(parent.key, parent))
+                              self._parent_protocols).addCallback(through_socks(factory.parents, destination))
+
+    def _parent_protocols(self, parent: Parent) -> IProtocolFactory:
+        if not parent.socks:
+            return self._protocols(parent.key, parent)
+        # A tunnel to the origin: its connection speaks to the origin, as a
+        # direct one does.
+        factory = self.factory
+        return socks_protocols(parent, self.origin, self._protocols(parent.pool_key(self.origin)),
+                               factory.reactor, factory.timeout)
 
     def _protocols(self, key: tuple[str, int], parent: Parent | None = None) -> IProtocolFactory:
         factory = self.factory

@@ -111,7 +111,7 @@ class HttpParentOptionsTests(SynchronousTestCase):
     def test_bad_parent(self):
         """A malformed --parent stops start-up with a message naming the option and what is wrong."""
         for value, expected in [("a.example:3128", "expected http://"), ("http://a.example", "port"),
-                                ("socks5://a.example:1080", "only http://")]:
+                                ("socks4://a.example:1080", "only http:// and socks5://")]:
             with self.assertRaises(UsageError) as raised:
                 parse("http", "--parent", value)
             self.assertTrue(str(raised.exception).startswith("--parent: "), raised.exception)

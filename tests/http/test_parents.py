@@ -2,23 +2,19 @@
 Tests for L{netproxy.http.parents}: reading C{--parent}, the rendezvous
 choice of a parent per URL (stable, and moving only a lost parent's share),
 the back-off of a failed parent, the checks of a destination the proxy does
-not resolve, the request line for a parent, and connecting with failover.
+not resolve, and the request line for a parent.
 """
 
 from base64 import b64decode
 
-from twisted.internet.error import ConnectionRefusedError, TimeoutError
-from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.acl import RuleSet, parse_rule
-from netproxy.errors import HTTPError
 from netproxy.http.message import parse_target
-from netproxy.http.parents import Parent, Parents, absolute_form, connect_parent, parse_parent, refusal, url_key
-from netproxy.testing import complete_connection, fail_connection
+from netproxy.http.parents import Parent, Parents, absolute_form, parse_parent, refusal, url_key
 from netproxy.this_host import LocalDestinations
 
 URLS = [b"http://example.com/%d" % (number,) for number in range(3000)]
@@ -70,6 +66,23 @@ class ParseTests(SynchronousTestCase):
         parent = parse_parent("http://[0:0::1]:3128")
         self.assertEqual((parent.host, parent.name), ("::1", "[::1]:3128"))
 
+    def test_socks5(self):
+        """A socks5:// (or socks5h://) parent keeps its login for RFC 1929, and its name says socks5://."""
+        parent = parse_parent("socks5://us%3Aer:p%40ss@10.0.0.1:1080")
+        self.assertEqual((parent.socks, parent.login, parent.authorization), (True, (b"us:er", b"p@ss"), None))
+        self.assertEqual(parent.name, "socks5://10.0.0.1:1080")
+        self.assertNotIn("p@ss", repr(parent))
+        self.assertEqual(parse_parent("SOCKS5H://[::1]:1080/").name, "socks5://[::1]:1080")
+        self.assertIsNone(parse_parent("socks5://h:1").login)
+
+    def test_socks5_pool_key(self):
+        """A SOCKS5 parent's connections are pooled per origin, an HTTP parent's for any origin."""
+        socks, http = parse_parent("socks5://h:1080"), parse_parent("http://h:1080")
+        self.assertEqual(socks.pool_key(("a", 80)), socks.pool_key(("a", 80)))
+        self.assertNotEqual(socks.pool_key(("a", 80)), socks.pool_key(("b", 80)))
+        self.assertNotEqual(socks.pool_key(("a", 80)), ("a", 80))
+        self.assertEqual(http.pool_key(("a", 80)), http.pool_key(("b", 80)))
+
     def test_credentials_not_shown(self):
         """A parent's repr (which may reach a log) does not show its credentials."""
         self.assertNotIn("Basic", repr(parse_parent("http://u:secret@h:1")))
@@ -79,7 +92,9 @@ class ParseTests(SynchronousTestCase):
         cases = {
             "proxy:3128": "expected http://",
             "https://proxy:3128": "only http://",
-            "socks5://proxy:1080": "only http://",
+            "socks4://proxy:1080": "only http:// and socks5://",
+            "socks5://user:@proxy:1080": "1 to 255 bytes",
+            "socks5://user:%s@proxy:1080" % ("x" * 256): "1 to 255 bytes",
             "http://proxy": "port",
             "http://proxy:": "port",
             "http://proxy:0": "port",
@@ -300,74 +315,6 @@ class AbsoluteFormTests(SynchronousTestCase):
         target = parse_target(b"OPTIONS", b"http://[::1]")
         head = absolute_form(b"OPTIONS * HTTP/1.1\r\nHost: [::1]\r\n\r\n", target, parse_parent("http://p:1"))
         self.assertEqual(head, b"OPTIONS http://[::1] HTTP/1.1\r\nHost: [::1]\r\n\r\n")
-
-
-class ConnectTests(SynchronousTestCase):
-    """
-    L{connect_parent} tries the candidates in turn.
-    """
-
-    def setUp(self):
-        self.reactor = MemoryReactorClock()
-        self.parents = parents("10.0.0.1:3128", "10.0.0.2:3128", clock=self.reactor)
-        self.made = []
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
-
-    def factory(self, parent):
-        self.made.append(parent.name)
-        return Factory.forProtocol(Protocol)
-
-    def connect(self):
-        return connect_parent(self.parents, self.parents.parents, self.reactor, 5, self.factory)
-
-    def test_first(self):
-        """The first candidate that accepts is connected, with the connect timeout."""
-        connecting = self.connect()
-        self.assertEqual(self.reactor.tcpClients[0][:2] + (self.reactor.tcpClients[0][3],), ("10.0.0.1", 3128, 5))
-        wrapper, _ = complete_connection(self.reactor)
-        self.assertIs(self.successResultOf(connecting), wrapper._wrappedProtocol)
-
-    def test_failover(self):
-        """A refused parent is marked down and the next one tried."""
-        connecting = self.connect()
-        fail_connection(self.reactor, ConnectionRefusedError())
-        self.assertEqual(self.reactor.tcpClients[1][:2], ("10.0.0.2", 3128))
-        complete_connection(self.reactor)
-        self.successResultOf(connecting)
-        self.assertEqual(self.made, ["10.0.0.1:3128", "10.0.0.2:3128"])
-        self.assertFalse(self.parents.parents[0].state.available(self.reactor.seconds()))
-
-    def test_all_fail(self):
-        """When every parent fails, a 502 names each and why."""
-        connecting = self.connect()
-        fail_connection(self.reactor, ConnectionRefusedError())
-        fail_connection(self.reactor, TimeoutError())
-        error = self.failureResultOf(connecting, HTTPError).value
-        self.assertEqual(error.status, 502)
-        self.assertEqual(str(error), "could not connect to any parent proxy: 10.0.0.1:3128: connection refused; "
-                                     "10.0.0.2:3128: timed out")
-
-    def test_all_time_out(self):
-        """When every parent timed out, the answer is 504."""
-        connecting = self.connect()
-        fail_connection(self.reactor, TimeoutError())
-        fail_connection(self.reactor, TimeoutError())
-        self.assertEqual(self.failureResultOf(connecting, HTTPError).value.status, 504)
-
-    def test_one_parent(self):
-        """With one parent, the error names it."""
-        connecting = connect_parent(self.parents, self.parents.parents[:1], self.reactor, 5, self.factory)
-        fail_connection(self.reactor, ConnectionRefusedError())
-        self.assertEqual(str(self.failureResultOf(connecting, HTTPError).value),
-                         "could not connect to parent proxy 10.0.0.1:3128: connection refused")
-
-    def test_cancel(self):
-        """Cancelling stops the attempt in progress, and tries no other parent nor marks one down."""
-        connecting = self.connect()
-        connecting.cancel()
-        self.failureResultOf(connecting)
-        self.assertEqual(len(self.reactor.tcpClients), 1)
-        self.assertTrue(all(parent.state.available(0) for parent in self.parents.parents))
 
 
 class ParentTests(SynchronousTestCase):

@@ -137,18 +137,16 @@ class Fetch:
         L{served_fields}), serialised once for every request that follows
         it, without the empty line that ends a head.
         """
-        head = self.head
-        return response_head_bytes(head.status, head.reason, served_fields(head.headers, head.version,
-                                                                                 self.pseudonym))[:-2]
+        fields = served_fields(self.head.headers, self.head.version, self.pseudonym)
+        return response_head_bytes(self.head.status, self.head.reason, fields)[:-2]
 
 
 def served_fields(headers: list[tuple[bytes, bytes]], version: tuple[int, int],
-                  pseudonym: bytes = PSEUDONYM) -> list[tuple[bytes, bytes]]:
+                  pseudonym: bytes) -> list[tuple[bytes, bytes]]:
     """
     :param headers: a stored response's fields.
     :param version: the HTTP version it came with.
-    :param pseudonym: the received-by of our Via: the proxy's, so that a
-        hit names the instance of a cache hierarchy that served it.
+    :param pseudonym: the received-by of our Via (the proxy's own).
     :returns: the fields it is served with: the stored ones for the next hop
         (RFC 9110 section 7.6) with our Via, less its framing and Age, which
         each response gets anew.
@@ -194,9 +192,8 @@ class Cache:
     :param rules: the operator's freshness rules
         (L{netproxy.http.cache.refresh}), applied when a response is found,
         so that they apply to what was stored before they changed.
-    :param pseudonym: the proxy's Via pseudonym: the received-by of the Via
-        of its hits, and (see L{cache_name}) its name in C{Cache-Status}.
-    :ivar name: its name in C{Cache-Status}.
+    :param pseudonym: the proxy's Via pseudonym, in the Via of its hits and
+        (as L{cache_name} writes it) in C{Cache-Status}, as C{name}.
     :ivar revalidating: the keys of stored responses being revalidated in
         the background (RFC 5861 section 3), one revalidation at a time each.
     """
@@ -207,8 +204,7 @@ class Cache:
                  rules: Sequence[RefreshRule] = (), range_offset_limit: int | None = RANGE_OFFSET_LIMIT,
                  pseudonym: bytes = PSEUDONYM) -> None:
         self.store = store
-        self.pseudonym = pseudonym
-        self.name = cache_name(pseudonym)
+        self.pseudonym, self.name = pseudonym, cache_name(pseudonym)
         self.rules = tuple(rules)
         self.range_offset_limit = range_offset_limit
         leases = getattr(store, "leases", None)
