@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.http.test_parents -*-
 """
 Parent proxies (C{--parent}): the HTTP proxy's requests may go to another
-proxy rather than to the origin, as in a cache hierarchy.
+proxy rather than to the origin, as in a cache hierarchy, or through a
+SOCKS5 server (L{netproxy.http.parent_connect} opens its tunnels).
 
 Which parent a request goes to is decided by rendezvous hashing (highest
 random weight, as Squid's CARP does): each parent's score for a URL is a
