@@ -108,8 +108,7 @@ class HttpOptions(WorkerOptions, ListeningOptions):
 
     def opt_parent(self, url: str) -> None:
         """
-        send requests through the parent proxy http://[user:pass@]host:port or socks5://[user:pass@]host:port
-        (credentials %-encoded); may be repeated
+        send requests through the parent proxy http:// or socks5://[user:pass@]host:port (credentials %-encoded); may be repeated
         """
         from netproxy.http.parents import parse_parent
 
