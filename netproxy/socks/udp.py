@@ -89,7 +89,7 @@ class UDPAssociation(DatagramProtocol):
     :param client: the control connection.
     :param request: its UDP ASSOCIATE request, whose port (unless 0) is the
         one the client will send from.
-    :ivar dropped: datagrams dropped, by reason.
+    :ivar dropped: datagrams dropped, by kind of reason (a fixed text).
     """
 
     log = Logger()
@@ -160,7 +160,7 @@ class UDPAssociation(DatagramProtocol):
         try:
             host, port, address_type, payload = read_datagram(data)
         except NegotiationError as error:
-            self._drop(str(error))
+            self._drop("a malformed datagram", str(error))
             return
         address = host_address(host)
         if address is not None:
@@ -168,7 +168,7 @@ class UDPAssociation(DatagramProtocol):
             return
         rule = self.factory.rules.match(host, port)
         if rule is not None:
-            self._drop(f"a destination blocked by rule {rule}")
+            self._drop("a blocked destination", f"{host}:{port}, rule {rule}")
             return
         if self._lookups >= MAX_LOOKUPS:
             self._drop("too many lookups under way")
@@ -183,31 +183,31 @@ class UDPAssociation(DatagramProtocol):
         if self._closed:
             return
         if isinstance(result, Failure):
-            self._drop(f"a name that did not resolve ({host})")
+            self._drop("a name that did not resolve", host)
             return
         # The first of the name's addresses that passes, of the relay's family.
         try:
             allowed = checked_addresses(self.factory.rules, self.factory.local, result, port)
         except Blocked as error:
-            self._drop(f"a refused destination ({error})")
+            self._drop("a refused destination", str(error))
             return
         except DNSLookupError:
-            self._drop(f"a name that did not resolve ({host})")
+            self._drop("a name that did not resolve", host)
             return
         for address in allowed:
             if address.version == self.version:
                 self._send(address, True, port, payload)
                 return
-        self._drop(f"a destination of the other address family ({host})")
+        self._drop("a destination of the other address family", host)
 
     def _send(self, address: Address, resolved: bool, port: int, payload: bytes) -> None:
         try:
             check_destination(self.factory.rules, self.factory.local, address, port, resolved)
         except Blocked as error:
-            self._drop(f"a refused destination ({error})")
+            self._drop("a refused destination", str(error))
             return
         if address.version != self.version:
-            self._drop(f"a destination of the other address family ({address})")
+            self._drop("a destination of the other address family", str(address))
             return
         key = (_plain(address), port)
         self._peers[key] = None
@@ -222,13 +222,18 @@ class UDPAssociation(DatagramProtocol):
         self.transport.write(datagram_header(host, port) + data, (str(self.client), self.client_port))
         self.client_connection.moved(returned=len(data))
 
-    def _drop(self, reason: str) -> None:
+    def _drop(self, reason: str, detail: str | None = None) -> None:
+        # Counted and logged by kind only, with the first datagram's detail:
+        # the detail is the client's to choose (a new name or address in
+        # every datagram), and would otherwise grow the table and the log
+        # without bound.
         self.factory.metrics.udp_dropped += 1
         first = reason not in self.dropped
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
         if first:
-            # Once per reason and association: a sender cannot fill the log.
-            self.log.warn("{peer}: UDP datagram dropped: {reason}", peer=self.peer, reason=reason)
+            # Once per kind and association: a sender cannot fill the log.
+            self.log.warn("{peer}: UDP datagram dropped: {reason}", peer=self.peer,
+                          reason=reason if detail is None else f"{reason} ({detail})")
 
     def close(self) -> None:
         """

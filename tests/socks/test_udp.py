@@ -6,7 +6,8 @@ back; everything else is dropped.
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.acl import RuleSet, parse_rule
@@ -179,6 +180,20 @@ class DropTests(AssociationTestCase):
         for _ in range(5):
             self.from_client("192.0.2.66", 53)
         self.assertEqual(list(self.port.protocol.dropped.values()), [5])
+
+    def test_reasons_bounded(self):
+        """Drops are counted and logged by kind, not by the destination the client named: a client that names
+        ever new refused addresses or names grows no table and writes one log line per kind."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        for index in range(300):
+            self.from_client(f"127.0.{index // 256}.{index % 256}", 53)
+            self.from_client(f"host{index}.nowhere.test", 53)
+            self.from_client(f"2001:db8::{index:x}", 53)
+            self.from_client("192.0.2.1", 53, source=("192.0.2.9", 5000))
+        self.assertDropped(1200)
+        self.assertLessEqual(len(self.port.protocol.dropped), 4)
+        self.assertEqual(sum(self.port.protocol.dropped.values()), 1200)
+        self.assertEqual(len(events), 4)
 
     def test_peers_bounded(self):
         """Only the last MAX_PEERS destinations' replies are let back."""
