@@ -4,9 +4,11 @@ Rate limits per client address, as token buckets: bytes per second both
 ways together (C{--rate-limit}) and requests per second
 (C{--max-requests-rate}).
 
-A client is its address (L{netproxy.connections.client_host}), whatever
-its number of connections: the connections of one address draw on one
-byte bucket, so opening more connections gets a client no more bandwidth.
+A client is what the per-client connection limit counts as one
+(L{netproxy.connections.client_group}: an IPv4 address, the /64 of an IPv6
+one), whatever its number of connections: the connections of one client
+draw on one byte bucket, so opening more connections, or rotating through
+the addresses of its /64, gets a client no more bandwidth.
 
 Bytes are limited without holding any.  What a connection reads or writes
 is counted once it has moved, and while the address's bucket is in debt
@@ -27,6 +29,7 @@ from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from netproxy.connections import client_group
 from netproxy.escaping import Logger
 from netproxy.throttling import ThrottledTransport
 
@@ -268,12 +271,14 @@ class RateLimiter:
 
     def join(self, host: str) -> ClientLimits:
         """
-        :returns: the L{ClientLimits} of client address C{host}, for a new
-            connection to L{ClientLimits.wrap} its transport with.
+        :returns: the L{ClientLimits} of client address C{host} (shared by
+            its L{client_group}), for a new connection to
+            L{ClientLimits.wrap} its transport with.
         """
-        client = self.clients.get(host)
+        group = client_group(host)
+        client = self.clients.get(group)
         if client is None:
-            client = self.clients[host] = ClientLimits(self, host)
+            client = self.clients[group] = ClientLimits(self, group)
         return client
 
     def forget(self, client: ClientLimits) -> None:

@@ -244,6 +244,24 @@ class RequestLimitTests(SynchronousTestCase):
         self.assertIsNotNone(greedy.admit_request())
         self.assertIsNone(other.admit_request())
 
+    def test_ipv6_network(self):
+        """The addresses of one IPv6 /64 share one bucket, as they share --max-connections-per-client: a client
+        cannot multiply its rate by rotating through its /64; another /64 has its own."""
+        first = self.limiter.join("2001:db8::1")
+        first.wrap(StringTransport())
+        for _ in range(2):
+            self.assertIsNone(first.admit_request())
+        rotated = self.limiter.join("2001:db8::ffff:2")
+        rotated.wrap(StringTransport())
+        self.assertIsNotNone(rotated.admit_request())
+        mapped = self.limiter.join("::ffff:127.0.0.1")
+        mapped.wrap(StringTransport())
+        self.assertIs(mapped, self.limiter.join("127.0.0.1"))
+        other = self.limiter.join("2001:db8:0:1::1")
+        other.wrap(StringTransport())
+        self.assertIsNone(other.admit_request())
+        self.assertEqual(len(self.limiter.clients), 3)
+
     def test_reconnecting(self):
         """Closing the connection and opening another gets a refused client no new burst."""
         limits = self.limiter.join("127.0.0.1")
