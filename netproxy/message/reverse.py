@@ -122,11 +122,18 @@ class ReverseProtocol(MessageStreamProtocol):
             server_id=setup.server_id, policy=setup.policy, port=setup.listen_port, host=host,
         )
         self.registrations[server.key] = server
+        if self.connection_lost:
+            if self.lifeline:
+                # The lifeline closed while this setup was being registered:
+                # it goes with the lifeline's other servers, rather than be
+                # held as a lifeline whose connection is gone (renewed for
+                # ever with a shared registry).
+                self._remove(server)
+            # Otherwise the server closed the connection before it was
+            # registered: it stays.
+            return
         if self.lifeline:
             self.factory.registry.lifeline(server)
-        if self.connection_lost:
-            # The server closed the connection before it was registered: it stays.
-            return
         # A registration connection may stay quiet for as long as the server lives.
         self.setTimeout(None)
         if self._grace is None and not self.lifeline:
@@ -219,9 +226,11 @@ class ReverseProtocol(MessageStreamProtocol):
             self._grace = None
         if self.lifeline:
             for server in self.registrations.values():
-                removing = asked(self.factory.registry.remove, server)
-                removing.addCallbacks(self._removed, self._not_removed, callbackArgs=(server,),
-                                      errbackArgs=(server,))
+                self._remove(server)
+
+    def _remove(self, server: Server) -> None:
+        removing = asked(self.factory.registry.remove, server)
+        removing.addCallbacks(self._removed, self._not_removed, callbackArgs=(server,), errbackArgs=(server,))
 
     def _removed(self, removed: bool, server: Server) -> None:
         if removed:

@@ -1016,6 +1016,20 @@ class SharedRegistryTests(ReverseTestCase):
         self.registry.answer()
         self.assertEqual([server.server_id for server in self.registry.lifelines], [100, 101])
 
+    def test_lifeline_closed_while_registering(self):
+        """A setup on a lifeline whose connection closes before the registry answers is removed like the lifeline's
+        other servers, not held as a lifeline with no connection (renewed for ever)."""
+        protocol, transport = self.register(close=False)
+        self.registry.answer()
+        self.reactor.advance(SETUP_GRACE)
+        protocol.dataReceived(b"\n" + setup(server_id=101, port=125))
+        transport.loseConnection()
+        self.registry.answer()  # the setup of 101
+        while self.registry.pending:
+            self.registry.answer()  # the removals
+        self.assertEqual(self.registry.servers("PP_1"), [])
+        self.assertEqual(self.registry.lifelines[1:], [])
+
     def test_removal_failure_logged(self):
         """A removal that fails is logged as a failure, not left unhandled."""
         _, transport = self.register(close=False)
