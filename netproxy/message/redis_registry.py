@@ -36,7 +36,7 @@ import secrets
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -230,6 +230,10 @@ class RedisRegistry(MultiService):
             return servers
 
         def local(failure: Failure) -> list[Server]:
+            if failure.check(CancelledError):
+                # The message's client left: Redis is fine, and no server
+                # of the local table is due to take a message.
+                failure.raiseException()
             self._unreachable(failure, "choosing servers")
             return self.local.candidates(policy)
 

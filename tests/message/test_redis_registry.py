@@ -8,7 +8,7 @@ again under them.
 from collections import Counter
 
 from twisted.internet import reactor
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import CancelledError, gatherResults
 from twisted.internet.task import deferLater
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import formatEvent, globalLogPublisher
@@ -322,3 +322,27 @@ class HostileReplyTests(SynchronousTestCase):
         server = self.successResultOf(registering)
         self.assertEqual(server.token, "")
         self.assertEqual(self.registry.servers(), [server])
+
+
+class CancelledTests(SynchronousTestCase):
+    """
+    A request cancelled by its caller (the client of the message left) is
+    neither an outage nor a bug.
+    """
+
+    setUp = HostileReplyTests.setUp
+
+    def test_cancelled_candidates(self):
+        """Cancelling the choice of servers while Redis has not answered logs no failure, does not switch to the
+        local table, and moves no local rotation; Redis's late answer is dropped."""
+        self.registry.local.register(1, "PP_1", "127.0.0.1", 2001)
+        self.registry.local.register(2, "PP_1", "127.0.0.1", 2002)
+        picking = self.registry.candidates("PP_1")
+        picking.cancel()
+        self.failureResultOf(picking, CancelledError)
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertFalse(self.registry.degraded)
+        self.assertEqual([formatEvent(event) for event in self.events if "is unavailable" in formatEvent(event)], [])
+        self.assertEqual([server.server_id for server in self.registry.local.candidates("PP_1")], [1, 2])
+        self.endpoint.protocols[0].dataReceived(b"$2\r\n[]\r\n")
+        self.assertTrue(self.registry.client.connected)
