@@ -154,8 +154,11 @@ class ReverseOptions(WorkerOptions, _ServerOptions):
         self["allow-servers"] = RuleSet(self["allow-servers"] or loopback)
         self["registry"] = None if self["registry"] == "memory" else parse_redis_url("registry", self["registry"])
         self["lease"] = coerce.seconds("lease", self["lease"])
-        if self["lease"] < 1:
-            raise usage.UsageError(f"--lease: expected at least 1 second, got {self['lease']!r}")
+        # Leases are renewed every second, and a renewal finds the leases
+        # that ended first: one of a second or so would end at about the
+        # renewal that should keep it.  Three leave two renewals to spare.
+        if self["lease"] < 3:
+            raise usage.UsageError(f"--lease: expected at least 3 seconds, got {self['lease']!r}")
         if self["workers"] > 1 and self["registry"] is None:
             raise usage.UsageError("--workers above 1 needs a shared --registry (redis://HOST:PORT/DB): with the "
                                    "table in memory, each worker would have servers and a rotation of its own")

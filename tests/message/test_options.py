@@ -126,8 +126,9 @@ class ReverseSharedRegistryOptionTests(SynchronousTestCase):
             self.assertTrue(str(error).startswith("--registry: expected redis://"), str(error))
 
     def test_bad_lease(self):
-        """A lease under a second, or not a duration, stops start-up naming --lease."""
-        for value in ("0.5", "soon"):
+        """A lease under three seconds (renewals come every second: a lease of one would end as it is renewed), or not a
+        duration, stops start-up naming --lease."""
+        for value in ("0.5", "1", "2.9", "soon"):
             error = self.assertRaises(UsageError, parse, "reverse", "--lease", value)
             self.assertTrue(str(error).startswith("--lease: "), str(error))
 
