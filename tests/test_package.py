@@ -22,6 +22,9 @@ ALLOWED_CROSSINGS = frozenset({
     ("socks", "netproxy.http.passwords"),
     ("socks", "netproxy.http.auth"),
     ("socks", "netproxy.http.login_throttle"),
+    # ... and refuses the proxy's own listening addresses as the HTTP proxy
+    # does, with the same rules.
+    ("socks", "netproxy.http.loops"),
 })
 MAX_LINES = 400
 

@@ -29,7 +29,7 @@ class Client(Protocol):
 
     #: The client's transport.
     transport: Any
-    #: The role's factory: C{reactor}, C{rules}, C{local},
+    #: The role's factory: C{reactor}, C{destination_rules}, C{local},
     #: C{connect_timeout}, C{metrics}.
     factory: Any
     #: Whether the proxy is shutting down.
@@ -75,7 +75,7 @@ class ConnectTunnel:
         self._started = factory.reactor.seconds()
         connector = Factory.forProtocol(partial(SpliceEnd, self))
         connector.noisy = False
-        connecting = connect_checked(factory.reactor, factory.rules, self.request.host, self.request.port, connector,
+        connecting = connect_checked(factory.reactor, factory.destination_rules, self.request.host, self.request.port, connector,
                                      factory.connect_timeout, factory.local)
         # It may have failed already (a blocked address): the callbacks then
         # run, and clear _connecting, at once.

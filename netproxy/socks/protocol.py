@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 from netproxy.connections import TrackedProtocol, TrackingFactory
 from netproxy.escaping import Logger
 from netproxy.http.login_throttle import client_key
+from netproxy.http.loops import Listening, LoopGuard
 from netproxy.socks import negotiation
 from netproxy.socks.access_log import SocksAccessLog
 from netproxy.socks.connect import ConnectTunnel
@@ -76,6 +77,7 @@ class SocksProtocol(TrackedProtocol):
             self.step = DONE
             self.transport.loseConnection()
             return
+        self.factory.listening.accepted(self.transport.getHost())
         self._deadline = self.factory.reactor.callLater(self.factory.handshake_timeout, self._too_slow)
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
@@ -329,6 +331,8 @@ class SocksFactory(TrackingFactory):
     :param idle_timeout: seconds a negotiating client may stay quiet.
     :ivar tunnels: the tunnels and UDP associations open now.
     :ivar udp: whether UDP ASSOCIATE is served (else it gets reply 7).
+    :ivar listening: the addresses it listens on (the service adds each
+        port as it starts).
     """
 
     protocol = SocksProtocol
@@ -352,4 +356,15 @@ class SocksFactory(TrackingFactory):
         self.udp = True
         self.access_log = SocksAccessLog()
         self.metrics = SocksMetrics(self)
+        self.listening = Listening()
+
+    @property
+    def destination_rules(self) -> LoopGuard:
+        """
+        What the addresses a request leads to are checked against: the
+        proxy's own listening addresses, then C{rules}.  A tunnel to the
+        proxy itself is a loop, refused even with C{--allow-local}: its
+        connection would come from this host, as an allowed client.
+        """
+        return LoopGuard(self.rules, self.listening)
 

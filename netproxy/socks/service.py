@@ -68,5 +68,6 @@ def socks_service(options: SocksOptions, reactor: Any) -> IService:
         site.noisy = False
         page: IService = strports.service(options["metrics"], site, reactor=reactor)
         page.setServiceParent(service)
-    listening(factory, options["listen"], reactor, options["shutdown-timeout"]).setServiceParent(service)
+    listening(factory, options["listen"], reactor, options["shutdown-timeout"],
+              factory.listening.add).setServiceParent(service)
     return service

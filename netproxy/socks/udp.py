@@ -187,7 +187,7 @@ class UDPAssociation(DatagramProtocol):
             return
         # The first of the name's addresses that passes, of the relay's family.
         try:
-            allowed = checked_addresses(self.factory.rules, self.factory.local, result, port)
+            allowed = checked_addresses(self.factory.destination_rules, self.factory.local, result, port)
         except Blocked as error:
             self._drop("a refused destination", str(error))
             return
@@ -202,7 +202,7 @@ class UDPAssociation(DatagramProtocol):
 
     def _send(self, address: Address, resolved: bool, port: int, payload: bytes) -> None:
         try:
-            check_destination(self.factory.rules, self.factory.local, address, port, resolved)
+            check_destination(self.factory.destination_rules, self.factory.local, address, port, resolved)
         except Blocked as error:
             self._drop("a refused destination", str(error))
             return

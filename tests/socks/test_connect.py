@@ -30,6 +30,10 @@ class FakeFactory:
         self.tunnels = 0
         self.metrics = SocksMetrics(self)
 
+    @property
+    def destination_rules(self):
+        return self.rules
+
 
 class FakeClient:
     """

@@ -79,6 +79,18 @@ class ManualChecks:
             deferred.callback(function(*args))
 
 
+class _Port:
+    """
+    A listening port, as L{netproxy.http.loops.Listening.add} sees it.
+    """
+
+    def __init__(self, address):
+        self.address = address
+
+    def getHost(self):
+        return self.address
+
+
 class SocksTestCase(SynchronousTestCase):
     """
     A L{SocksFactory} on a memory reactor that resolves the test names, for
@@ -292,6 +304,20 @@ class RefusalTests(SocksTestCase):
         self.factory.rules = RuleSet([])
         self.send(GREETING + connect_request("localhost.test"))
         self.assertEqual(self.reactor.tcpClients[0][:2], ("127.0.0.1", 80))
+
+    def test_own_address(self):
+        """Even with --allow-local, the proxy's own listening address gets reply 2 (a tunnel to itself is a loop), by
+        literal, as 0.0.0.0 or by a name resolving there; another local port is connected."""
+        self.factory.rules = RuleSet([])
+        self.factory.listening.add(_Port(IPv4Address("TCP", "127.0.0.1", 1080)))
+        for host in ("127.0.0.1", "0.0.0.0", "::ffff:127.0.0.1", "localhost.test"):
+            protocol, transport = connect(self.factory, CLIENT)
+            protocol.dataReceived(GREETING + connect_request(host, 1080))
+            self.assertEqual(transport.value(), NO_AUTH + refusal(negotiation.NOT_ALLOWED), host)
+            self.assertFalse(transport.connected)
+        self.assertEqual(self.reactor.tcpClients, [])
+        self.send(GREETING + connect_request("127.0.0.1", 1081))
+        self.assertEqual(self.reactor.tcpClients[0][:2], ("127.0.0.1", 1081))
 
     def test_network_unreachable(self):
         """ENETUNREACH gets reply 3."""

@@ -17,7 +17,7 @@ from netproxy.socks.udp import datagram_header, header_for, read_datagram
 from netproxy.socks.negotiation import NegotiationError
 from netproxy.testing import FakeNameResolver, UDPMemoryReactor, connect
 from netproxy.this_host import LocalDestinations
-from tests.socks.test_protocol import CLIENT, GREETING, NO_AUTH, connect_request
+from tests.socks.test_protocol import CLIENT, GREETING, NO_AUTH, _Port, connect_request
 
 CLIENT_UDP = ("127.0.0.1", 5000)
 # What StringTransport says the control connection reached.
@@ -169,6 +169,17 @@ class DropTests(AssociationTestCase):
                      "nowhere.test"):
             self.from_client(host, 53)
         self.assertDropped(7)
+
+    def test_own_address(self):
+        """Even with --allow-local, datagrams to the proxy's own listening address are dropped; to another local
+        port, sent."""
+        self.factory.local = None
+        self.factory.listening.add(_Port(IPv4Address("TCP", "127.0.0.1", 1080)))
+        self.from_client("127.0.0.1", 1080)
+        self.from_client("loopback.test", 1080)
+        self.assertDropped(2)
+        self.from_client("127.0.0.1", 1081)
+        self.assertEqual(self.sent(), [(b"payload", ("127.0.0.1", 1081))])
 
     def test_other_family(self):
         """An IPv6 destination from an IPv4 relay port is dropped."""
