@@ -90,6 +90,10 @@ class RespDecoder:
         self._elements = 0
         # The length of the bulk string whose bytes are awaited, or None.
         self._bulk: int | None = None
+        # Where the search for the end of a line awaited resumes: a long
+        # line that trickles in is scanned once, not from its start at
+        # every read.
+        self._scanned = 0
 
     def feed(self, data: bytes) -> list[Reply]:
         """
@@ -113,11 +117,14 @@ class RespDecoder:
                 self._bulk = None
                 self._complete(value, replies)
                 continue
-            eol = buffer.find(b"\r\n", position, position + MAX_LINE + 2)
+            eol = buffer.find(b"\r\n", max(position, self._scanned), position + MAX_LINE + 2)
             if eol < 0:
                 if len(buffer) - position > MAX_LINE:
                     raise RespError(f"a reply line is longer than {MAX_LINE} bytes")
+                # The last byte may be the CR of a CRLF still to come.
+                self._scanned = max(position, len(buffer) - 1)
                 break
+            self._scanned = 0
             kind, line = buffer[position:position + 1], bytes(buffer[position + 1:eol])
             position = eol + 2
             if kind == b"+":
@@ -139,6 +146,7 @@ class RespDecoder:
             else:
                 raise RespError(f"a reply starts with {bytes(kind)!r}, not one of + - : $ *")
         del buffer[:position]
+        self._scanned = max(0, self._scanned - position)
         return replies
 
     def _array(self, count: int, replies: list[Reply]) -> None:

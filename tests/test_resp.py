@@ -94,6 +94,24 @@ class HostileReplyTests(SynchronousTestCase):
         """A bulk string longer than the bound is refused from its length line, before any of it is buffered."""
         self.assert_refused(b"$1025\r\n", RespDecoder(max_bulk=1024))
 
+    def test_long_line_scanned_once(self):
+        """A long line trickling in is searched for its end once, not from its start at every read."""
+
+        class CountingBuffer(bytearray):
+            scanned = 0
+
+            def find(self, sub, start=0, end=None):
+                found = super().find(sub, start, end)
+                stop = len(self) if end is None else min(end, len(self))
+                self.scanned += (found + len(sub) if found >= 0 else stop) - start
+                return found
+
+        decoder = RespDecoder()
+        decoder._buffer = buffer = CountingBuffer()
+        line = b"+" + b"x" * 16384 + b"\r\n"
+        self.assertEqual(one_byte_at_a_time(decoder, line * 2), ["x" * 16384] * 2)
+        self.assertLessEqual(buffer.scanned, 4 * len(line) * 2)
+
     def test_endless_line(self):
         """A status line longer than the bound is refused without waiting for its end."""
         decoder = RespDecoder()
