@@ -17,6 +17,10 @@ from netproxy.role_options import ListeningOptions as _ServerOptions
 from netproxy.worker_options import WorkerOptions
 
 
+# The most servers a table shared in Redis may hold (see ReverseOptions).
+MAX_SHARED_SERVERS = 65536
+
+
 class RelayOptions(WorkerOptions, _ServerOptions):
     """
     C{twistd netproxy relay}.
@@ -159,6 +163,12 @@ class ReverseOptions(WorkerOptions, _ServerOptions):
         # renewal that should keep it.  Three leave two renewals to spare.
         if self["lease"] < 3:
             raise usage.UsageError(f"--lease: expected at least 3 seconds, got {self['lease']!r}")
+        # A renewal reads the whole shared table back, about ten reply
+        # elements a server: past this many servers it would outgrow what
+        # the Redis client accepts in one reply.
+        if self["registry"] is not None and self["max-servers"] > MAX_SHARED_SERVERS:
+            raise usage.UsageError(f"--max-servers: at most {MAX_SHARED_SERVERS} with a shared --registry, "
+                                   f"got {self['max-servers']}")
         if self["workers"] > 1 and self["registry"] is None:
             raise usage.UsageError("--workers above 1 needs a shared --registry (redis://HOST:PORT/DB): with the "
                                    "table in memory, each worker would have servers and a rotation of its own")

@@ -132,6 +132,15 @@ class ReverseSharedRegistryOptionTests(SynchronousTestCase):
             error = self.assertRaises(UsageError, parse, "reverse", "--lease", value)
             self.assertTrue(str(error).startswith("--lease: "), str(error))
 
+    def test_shared_table_bounded(self):
+        """With a shared registry --max-servers is at most 65536 (a renewal reads the table back in one reply); in memory it is not bounded so."""
+        error = self.assertRaises(UsageError, parse, "reverse", "--registry", "redis://127.0.0.1:6379/0",
+                                  "--max-servers", "65537")
+        self.assertEqual(str(error), "--max-servers: at most 65536 with a shared --registry, got 65537")
+        shared = parse("reverse", "--registry", "redis://127.0.0.1:6379/0", "--max-servers", "65536")
+        self.assertEqual(shared.subOptions["max-servers"], 65536)
+        self.assertEqual(parse("reverse", "--max-servers", "100000").subOptions["max-servers"], 100000)
+
     def test_workers_need_shared_registry(self):
         """--workers above 1 with the table in memory is refused naming --workers and --registry."""
         error = self.assertRaises(UsageError, parse, "reverse", "--workers", "2")
