@@ -3,7 +3,9 @@
 The options every listening role shares: how long a peer may idle, how many
 peers are served at once in all and from one client, how long work in
 flight may take after C{SIGTERM}; and what one connection of the role costs
-in file descriptors, for the open-file limit fitted at start-up.
+in file descriptors, for the open-file limit fitted at start-up.  And the
+access options of the proxies (L{AccessOptions}): which clients may use
+them and which destinations they refuse.
 
 L{netproxy.tap} builds each role's options on L{ListeningOptions}.
 """
@@ -60,3 +62,31 @@ class ListeningOptions(usage.Options):
         """
         self["max-connections"] = limit.fit(self["max-connections"], self.descriptors_per_connection,
                                             self.descriptors_fixed)
+
+
+class AccessOptions(usage.Options):
+    """
+    The repeatable options of a proxy's access control, meaning the same in
+    every proxy role: C{--allow} (client networks) and C{--block}
+    (destination rules), with the C{--listen} list they are given beside.
+    Each rule is checked as it is read; the role's C{postOptions} makes the
+    lists into rule sets, and its own C{opt_listen} names its default port.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self["listen"] = []
+        self["allow"] = []
+        self["block"] = []
+
+    def opt_allow(self, rule: str) -> None:
+        """
+        client network allowed to use the proxy, or unix (default: loopback and unix); may be repeated
+        """
+        self["allow"].append(coerce.rule("allow", rule))
+
+    def opt_block(self, rule: str) -> None:
+        """
+        block destinations matching RULE (IP, CIDR, *:port, ip:port, host, *.domain); may be repeated
+        """
+        self["block"].append(coerce.rule("block", rule))

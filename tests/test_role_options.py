@@ -6,7 +6,7 @@ shares, and fitting C{--max-connections} to the open-file limit.
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
-from netproxy.role_options import ListeningOptions
+from netproxy.role_options import AccessOptions, ListeningOptions
 
 
 class FakeLimit:
@@ -81,3 +81,36 @@ class FitDescriptorsTests(SynchronousTestCase):
         limit = FakeLimit(10000)
         options.fit_descriptors(limit)
         self.assertEqual(limit.asked, [(1024, 3, 1024)])
+
+
+class AccessOptionsTests(SynchronousTestCase):
+    """
+    L{AccessOptions} reads the repeatable access rules of every proxy role.
+    """
+
+    def test_empty_lists(self):
+        """Without the options the lists are empty, for the role to fill with its defaults."""
+        options = AccessOptions()
+        options.parseOptions([])
+        self.assertEqual((options["listen"], options["allow"], options["block"]), ([], [], []))
+
+    def test_rules_repeat(self):
+        """Each --allow and --block adds a rule, in order."""
+        options = AccessOptions()
+        options.parseOptions(["--allow", "10.0.0.0/8", "--allow", "unix", "--block", "*:25", "--block", "example.com"])
+        self.assertEqual(len(options["allow"]), 2)
+        self.assertEqual(len(options["block"]), 2)
+
+    def test_bad_rule(self):
+        """A rule that cannot be read stops parsing with an error naming the option."""
+        for option in ("allow", "block"):
+            with self.subTest(option=option):
+                error = self.assertRaises(UsageError, AccessOptions().parseOptions, [f"--{option}", "10.0.0.0/99"])
+                self.assertIn(f"--{option}", str(error))
+
+    def test_lists_per_instance(self):
+        """Two parsers do not share their lists."""
+        first, second = AccessOptions(), AccessOptions()
+        first.parseOptions(["--allow", "10.0.0.0/8"])
+        second.parseOptions([])
+        self.assertEqual(second["allow"], [])

@@ -12,14 +12,14 @@ from twisted.python import usage
 
 from netproxy import coerce
 from netproxy.acl import RuleSet
-from netproxy.role_options import ListeningOptions
+from netproxy.role_options import AccessOptions, ListeningOptions
 from netproxy.worker_options import WorkerOptions
 
 # An HTTP token (RFC 9110 section 5.6.2), as a Via pseudonym must be.
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
 
 
-class HttpOptions(WorkerOptions, ListeningOptions):
+class HttpOptions(WorkerOptions, ListeningOptions, AccessOptions):
     """
     C{twistd netproxy http}.
     """
@@ -67,9 +67,6 @@ class HttpOptions(WorkerOptions, ListeningOptions):
 
     def __init__(self) -> None:
         super().__init__()
-        self["listen"] = []
-        self["allow"] = []
-        self["block"] = []
         self["connect-port"] = []
         self["admin"] = []
         self["parent"] = []
@@ -82,23 +79,11 @@ class HttpOptions(WorkerOptions, ListeningOptions):
         """
         self["listen"].append(endpoint)
 
-    def opt_allow(self, rule: str) -> None:
-        """
-        client network allowed to use the proxy, or unix (default: loopback and unix); may be repeated
-        """
-        self["allow"].append(coerce.rule("allow", rule))
-
     def opt_admin(self, rule: str) -> None:
         """
         client network allowed to PURGE and see /metrics, or unix (default: loopback and unix); may be repeated
         """
         self["admin"].append(coerce.rule("admin", rule))
-
-    def opt_block(self, rule: str) -> None:
-        """
-        block destinations matching RULE (IP, CIDR, *:port, ip:port, host, *.domain); may be repeated
-        """
-        self["block"].append(coerce.rule("block", rule))
 
     def opt_connect_port(self, port: str) -> None:
         """

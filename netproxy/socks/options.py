@@ -14,11 +14,11 @@ from twisted.python import usage
 
 from netproxy import coerce
 from netproxy.acl import RuleSet
-from netproxy.role_options import ListeningOptions
+from netproxy.role_options import AccessOptions, ListeningOptions
 from netproxy.worker_options import WorkerOptions
 
 
-class SocksOptions(WorkerOptions, ListeningOptions):
+class SocksOptions(WorkerOptions, ListeningOptions, AccessOptions):
     """
     C{twistd netproxy socks}.
     """
@@ -49,29 +49,11 @@ class SocksOptions(WorkerOptions, ListeningOptions):
         ["no-udp", None, "refuse UDP ASSOCIATE (reply 7): serve CONNECT only"],
     ]
 
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self["listen"] = []
-        self["allow"] = []
-        self["block"] = []
-
     def opt_listen(self, endpoint: str) -> None:
         """
         endpoint to listen on (default tcp:1080:interface=127.0.0.1); may be repeated
         """
         self["listen"].append(endpoint)
-
-    def opt_allow(self, rule: str) -> None:
-        """
-        client network allowed to use the proxy, or unix (default: loopback and unix); may be repeated
-        """
-        self["allow"].append(coerce.rule("allow", rule))
-
-    def opt_block(self, rule: str) -> None:
-        """
-        block destinations matching RULE (IP, CIDR, *:port, ip:port, host, *.domain); may be repeated
-        """
-        self["block"].append(coerce.rule("block", rule))
 
     def postOptions(self) -> None:
         super().postOptions()
