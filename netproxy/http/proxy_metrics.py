@@ -10,18 +10,14 @@ the metrics' own L{StallMonitor} measures once the role's services start it.
 A worker's page shows the whole service (L{HttpMetrics.share}).
 """
 
-import time
-from collections.abc import Callable, Sized
+from collections.abc import Sized
 from typing import Protocol
 
-from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
 
-from netproxy.instruments import Counter, Gauge, Histogram, Registry
+from netproxy.instruments import Counter, Gauge, Histogram
 from netproxy.rate_limit import RateLimiter
-from netproxy.stalls import StallMonitor, stall_metrics
-from netproxy.worker_metrics import WorkerPages
-from netproxy.worker_options import Worker
+from netproxy.role_metrics import RoleMetrics
 
 # Seconds: from a loopback origin's sub-millisecond answers to timeouts.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -85,7 +81,7 @@ class MeteredFactory(Protocol):
         """The clients' rate limits, or L{None} without any."""
 
 
-class HttpMetrics:
+class HttpMetrics(RoleMetrics):
     """
     The proxy's counters, gauges and histograms, and the registry that
     renders them.
@@ -95,11 +91,8 @@ class HttpMetrics:
         """
         :param factory: the proxy they describe.
         """
-        self.started = time.time()
-        registry = self.registry = Registry()
-        add = registry.add
-        add(Gauge("netproxy_start_time_seconds", "When the daemon started, in seconds since the epoch.",
-                  read=lambda: self.started))
+        super().__init__()
+        add = self.registry.add
         # Counted in plain dictionaries and integers, turned into labelled
         # samples only when the page is rendered: a request costs a few
         # dictionary operations.
@@ -152,23 +145,8 @@ class HttpMetrics:
         add(Counter("netproxy_http_rate_limited_requests_total",
                     "Requests refused with 429 by --max-requests-rate.",
                     read=lambda: _limiter_count(factory, "refused_requests")))
-        #: Renders the page: the registry's, or the whole service's (share).
-        self.page: Callable[[], bytes] = registry.render
         # Not running until a service parent starts it (netproxy.tap does).
-        self.stalls = StallMonitor(factory.reactor)
-        for metric in stall_metrics(self.stalls):
-            add(metric)
-
-    def share(self, worker: Worker, reactor: IReactorTime) -> IService:
-        """
-        Make the page the whole service's, for a worker of several: what
-        the others counted is added to this one's (L{WorkerPages}).
-
-        :returns: the service that writes this worker's page for the others.
-        """
-        pages = WorkerPages(worker.state, worker.index, worker.count, self.registry.render, reactor)
-        self.page = pages.render
-        return pages
+        self.watch_stalls(factory.reactor)
 
     def finished(self, method: bytes, status: int | None, size: int, cache: str) -> None:
         """

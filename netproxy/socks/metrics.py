@@ -12,17 +12,13 @@ rendered, as are the reactor's stalls.  A worker's page shows the whole
 service (L{SocksMetrics.share}), as the HTTP proxy's does.
 """
 
-import time
-from collections.abc import Callable, Sized
+from collections.abc import Sized
 from typing import Protocol
 
-from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
 
-from netproxy.instruments import Counter, Gauge, Histogram, Registry
-from netproxy.stalls import StallMonitor, stall_metrics
-from netproxy.worker_metrics import WorkerPages
-from netproxy.worker_options import Worker
+from netproxy.instruments import Counter, Gauge, Histogram
+from netproxy.role_metrics import RoleMetrics
 
 # Seconds to connect to a destination: from loopback to the connect timeout.
 CONNECT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -47,7 +43,7 @@ class MeteredFactory(Protocol):
         """The tunnels and UDP associations open now."""
 
 
-class SocksMetrics:
+class SocksMetrics(RoleMetrics):
     """
     The SOCKS role's counters, gauges and histogram, and the registry that
     renders them.
@@ -58,11 +54,8 @@ class SocksMetrics:
     """
 
     def __init__(self, factory: MeteredFactory) -> None:
-        self.started = time.time()
-        registry = self.registry = Registry()
-        add = registry.add
-        add(Gauge("netproxy_start_time_seconds", "When the daemon started, in seconds since the epoch.",
-                  read=lambda: self.started))
+        super().__init__()
+        add = self.registry.add
         # Plain integers and dictionaries, made samples when the page is
         # rendered: a request costs a few dictionary operations.
         self._requests: dict[tuple[str, int], int] = {}
@@ -87,22 +80,7 @@ class SocksMetrics:
         add(Gauge("netproxy_socks_client_connections", "Open client connections.",
                   read=lambda: len(factory.connections)))
         add(Gauge("netproxy_socks_tunnels", "Tunnels and UDP associations open now.", read=lambda: factory.tunnels))
-        #: Renders the page: the registry's, or the whole service's (share).
-        self.page: Callable[[], bytes] = registry.render
-        self.stalls = StallMonitor(factory.reactor)
-        for metric in stall_metrics(self.stalls):
-            add(metric)
-
-    def share(self, worker: Worker, reactor: IReactorTime) -> IService:
-        """
-        Make the page the whole service's, for a worker of several: what
-        the others counted is added to this one's (L{WorkerPages}).
-
-        :returns: the service that writes this worker's page for the others.
-        """
-        pages = WorkerPages(worker.state, worker.index, worker.count, self.registry.render, reactor)
-        self.page = pages.render
-        return pages
+        self.watch_stalls(factory.reactor)
 
     def finished(self, command: str, reply: int) -> None:
         """
