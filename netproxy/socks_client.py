@@ -25,26 +25,20 @@ from twisted.internet.interfaces import IDelayedCall, IProtocol, IProtocolFactor
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
-VERSION = 5
-LOGIN_VERSION = 1
-NO_AUTHENTICATION = 0x00
-USERNAME_PASSWORD = 0x02
-NO_ACCEPTABLE_METHODS = 0xFF
-CONNECT = 1
-IPV4, DOMAIN_NAME, IPV6 = 1, 3, 4
-TTL_EXPIRED = 6
+from netproxy.socks_codes import (
+    CONNECT,
+    DOMAIN_NAME,
+    IPV4,
+    IPV6,
+    LOGIN_VERSION,
+    NO_ACCEPTABLE_METHODS,
+    NO_AUTHENTICATION,
+    REPLIES,
+    TTL_EXPIRED,
+    USERNAME_PASSWORD,
+    VERSION,
+)
 
-#: RFC 1928's reply codes, in words, for error pages and logs.
-REPLIES = {
-    1: "general SOCKS server failure",
-    2: "connection not allowed by ruleset",
-    3: "network unreachable",
-    4: "host unreachable",
-    5: "connection refused",
-    6: "TTL expired",
-    7: "command not supported",
-    8: "address type not supported",
-}
 
 class SocksFailure(Exception):
     """

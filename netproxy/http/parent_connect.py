@@ -25,7 +25,8 @@ from twisted.python.failure import Failure
 from netproxy.dialing import connect_failure_reason, endpoint_for
 from netproxy.errors import HTTPError
 from netproxy.http.parents import Parent, Parents
-from netproxy.socks_client import TTL_EXPIRED, SocksClient, SocksFailure, socks_factory
+from netproxy.socks_client import SocksClient, SocksFailure, socks_factory
+from netproxy.socks_codes import TTL_EXPIRED
 
 
 class ParentSocks(SocksClient):

@@ -16,35 +16,31 @@ import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
-VERSION = 5
-LOGIN_VERSION = 1
-
-# Authentication methods (RFC 1928 section 3).
-NO_AUTHENTICATION = 0x00
-USERNAME_PASSWORD = 0x02
-NO_ACCEPTABLE_METHODS = 0xFF
-
-# Commands (RFC 1928 section 4).
-CONNECT = 1
-BIND = 2
-UDP_ASSOCIATE = 3
-COMMAND_NAMES = {CONNECT: "CONNECT", BIND: "BIND", UDP_ASSOCIATE: "UDP-ASSOCIATE"}
-
-# Address types.
-IPV4 = 1
-DOMAIN_NAME = 3
-IPV6 = 4
-
-# Reply codes (RFC 1928 section 6).
-SUCCEEDED = 0
-GENERAL_FAILURE = 1
-NOT_ALLOWED = 2
-NETWORK_UNREACHABLE = 3
-HOST_UNREACHABLE = 4
-CONNECTION_REFUSED = 5
-TTL_EXPIRED = 6
-COMMAND_NOT_SUPPORTED = 7
-ADDRESS_TYPE_NOT_SUPPORTED = 8
+# The wire's numbers, shared with the SOCKS client; the SOCKS role names them
+# as this module's (negotiation.CONNECT), hence each is exported again here.
+from netproxy.socks_codes import (
+    ADDRESS_TYPE_NOT_SUPPORTED as ADDRESS_TYPE_NOT_SUPPORTED,
+    BIND as BIND,
+    COMMAND_NAMES as COMMAND_NAMES,
+    COMMAND_NOT_SUPPORTED as COMMAND_NOT_SUPPORTED,
+    CONNECT as CONNECT,
+    CONNECTION_REFUSED as CONNECTION_REFUSED,
+    DOMAIN_NAME as DOMAIN_NAME,
+    GENERAL_FAILURE as GENERAL_FAILURE,
+    HOST_UNREACHABLE as HOST_UNREACHABLE,
+    IPV4 as IPV4,
+    IPV6 as IPV6,
+    LOGIN_VERSION as LOGIN_VERSION,
+    NETWORK_UNREACHABLE as NETWORK_UNREACHABLE,
+    NOT_ALLOWED as NOT_ALLOWED,
+    NO_ACCEPTABLE_METHODS as NO_ACCEPTABLE_METHODS,
+    NO_AUTHENTICATION as NO_AUTHENTICATION,
+    SUCCEEDED as SUCCEEDED,
+    TTL_EXPIRED as TTL_EXPIRED,
+    UDP_ASSOCIATE as UDP_ASSOCIATE,
+    USERNAME_PASSWORD as USERNAME_PASSWORD,
+    VERSION as VERSION,
+)
 
 # What a name may hold: letters, digits, hyphens, underscores and dots (a
 # name as resolvers take it), so that no control byte reaches a log or the
