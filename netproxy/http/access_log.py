@@ -25,12 +25,12 @@ import sys
 import time
 from typing import TextIO, cast
 
-from twisted.logger import FileLogObserver, ILogObserver, LogEvent, Logger, LogPublisher
+from twisted.logger import FileLogObserver, LogEvent
 
+from netproxy.access_events import AccessEvents
 from netproxy.appending_file import AppendingFile
 from netproxy.escaping import escape
 from netproxy.http.head import RequestHead, header_values
-from netproxy.worker_options import Worker
 
 ACCESS_EVENT = "{client} {method} {url} -> {status}"
 
@@ -78,24 +78,13 @@ def open_access_log(path: str) -> FileLogObserver:
     return access_log_observer(stream)
 
 
-class AccessLog:
+class AccessLog(AccessEvents):
     """
     Where the proxy reports each request it has finished.
     """
 
     def __init__(self) -> None:
-        self._publisher = LogPublisher()
-        self._log = Logger(namespace="netproxy.access", observer=self._publisher)
-        self.enabled = False
-        # With --workers above 1: the worker this process is, named on each line.
-        self.worker: Worker | None = None
-
-    def add_observer(self, observer: ILogObserver) -> None:
-        """
-        Send access events to C{observer} too.
-        """
-        self._publisher.addObserver(observer)
-        self.enabled = True
+        super().__init__("netproxy.access")
 
     def finished(self, client: str, head: RequestHead, status: int | None, size: int, seconds: float, cache: str,
                  user: str | None = None) -> None:
@@ -116,5 +105,5 @@ class AccessLog:
                 ACCESS_EVENT, client=client, method=head.method, url=head.target, version=head.version,
                 status=status, size=size, referer=next(iter(header_values(headers, b"referer")), None),
                 user_agent=next(iter(header_values(headers, b"user-agent")), None), cache=cache, seconds=seconds,
-                user=user, worker=None if self.worker is None or self.worker.count == 1 else self.worker.index,
+                user=user, worker=self.worker_index(),
             )

@@ -23,11 +23,11 @@ import sys
 import time
 from typing import TextIO, cast
 
-from twisted.logger import FileLogObserver, ILogObserver, LogEvent, Logger, LogPublisher
+from twisted.logger import FileLogObserver, LogEvent
 
+from netproxy.access_events import AccessEvents
 from netproxy.appending_file import AppendingFile
 from netproxy.escaping import escape
-from netproxy.worker_options import Worker
 
 ACCESS_EVENT = "{client} {command} {destination} -> {reply}"
 
@@ -55,26 +55,13 @@ def open_access_log(path: str) -> FileLogObserver:
     return FileLogObserver(cast(TextIO, stream), format_access_line)
 
 
-class SocksAccessLog:
+class SocksAccessLog(AccessEvents):
     """
     Where the SOCKS role reports each request it has finished with.
-
-    :ivar worker: with C{--workers} above 1, the worker this process is,
-        named on each line.
     """
 
     def __init__(self) -> None:
-        self._publisher = LogPublisher()
-        self._log = Logger(namespace="netproxy.socks.access", observer=self._publisher)
-        self.enabled = False
-        self.worker: Worker | None = None
-
-    def add_observer(self, observer: ILogObserver) -> None:
-        """
-        Send access events to C{observer} too.
-        """
-        self._publisher.addObserver(observer)
-        self.enabled = True
+        super().__init__("netproxy.socks.access")
 
     def finished(self, client: str, user: str | None, command: str, destination: str, address: str | None,
                  reply: int, received: int, sent: int, seconds: float) -> None:
@@ -94,4 +81,4 @@ class SocksAccessLog:
         if self.enabled:
             self._log.info(ACCESS_EVENT, client=client, user=user, command=command, destination=destination,
                            address=address, reply=reply, received=received, sent=sent, seconds=seconds,
-                           worker=None if self.worker is None or self.worker.count == 1 else self.worker.index)
+                           worker=self.worker_index())
