@@ -12,6 +12,7 @@ from twisted.python import usage
 
 from netproxy import coerce
 from netproxy.acl import RuleSet
+from netproxy.http.passwords import auth_file_option
 from netproxy.role_options import AccessOptions, ListeningOptions
 from netproxy.worker_options import WorkerOptions
 
@@ -134,7 +135,7 @@ class HttpOptions(WorkerOptions, ListeningOptions, AccessOptions):
         self["timeout"] = coerce.seconds("timeout", self["timeout"])
         self["connect-timeout"] = coerce.seconds("connect-timeout", self["connect-timeout"])
         self["rules"] = coerce.rules_file("blocklist", self["block"], self["blocklist"])
-        self["auth"] = _auth_file(self["auth-file"])
+        self["auth"] = auth_file_option(self["auth-file"])
         self["cache-size"] = coerce.size("cache-size", self["cache-size"])
         # systemd's CacheDirectory= sets CACHE_DIRECTORY (a list when several).
         self["cache-dir"] = self["cache-dir"] or os.environ.get("CACHE_DIRECTORY", "").split(":")[0] or "netproxy-cache"
@@ -198,18 +199,6 @@ def _range_offset_limit(value):
         return coerce.size("range-offset-limit", value)
     except usage.UsageError:
         raise usage.UsageError(f"--range-offset-limit: expected a size like 16M, 0 or none, got {value!r}") from None
-
-
-def _auth_file(path):
-    if path is None:
-        return None
-    from netproxy.errors import AuthFileError
-    from netproxy.http.passwords import AuthFile
-
-    try:
-        return AuthFile(path)
-    except AuthFileError as error:
-        raise usage.UsageError(f"--auth-file: {error}")
 
 
 def _pac_file(path):

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import bcrypt
+from twisted.python import usage
 from twisted.python.filepath import FilePath
 
 from netproxy.errors import TOO_MANY_ROUNDS, AuthFileError
@@ -374,3 +375,20 @@ class AuthFile:
         self.log.info("reloaded {count} users from {path}", count=len(users), path=self.path.path)
         self._warn_if_empty()
         return True
+
+
+def auth_file_option(path: str | None) -> AuthFile | None:
+    """
+    C{--auth-file}, read as the HTTP proxy's and the SOCKS role's options
+    both read it.
+
+    :param path: the option's value, or L{None}.
+    :returns: the L{AuthFile} read from it, or L{None}.
+    :raises UsageError: naming the option when the file cannot be used.
+    """
+    if path is None:
+        return None
+    try:
+        return AuthFile(path)
+    except AuthFileError as error:
+        raise usage.UsageError(f"--auth-file: {error}")

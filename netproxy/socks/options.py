@@ -8,12 +8,9 @@ C{--blocklist}, C{--auth-file}, C{--allow-local}, C{--access-log}) mean the
 same there and here.
 """
 
-from typing import Any
-
-from twisted.python import usage
-
 from netproxy import coerce
 from netproxy.acl import RuleSet
+from netproxy.http.passwords import auth_file_option
 from netproxy.role_options import AccessOptions, ListeningOptions
 from netproxy.worker_options import WorkerOptions
 
@@ -63,24 +60,7 @@ class SocksOptions(WorkerOptions, ListeningOptions, AccessOptions):
         for name in ("connect-timeout", "handshake-timeout", "tunnel-idle-timeout"):
             self[name] = coerce.seconds(name, self[name])
         self["rules"] = coerce.rules_file("blocklist", self["block"], self["blocklist"])
-        self["auth"] = auth_file(self["auth-file"])
+        self["auth"] = auth_file_option(self["auth-file"])
         if self["metrics"] is not None:
             self["metrics"] = coerce.listen_endpoint("metrics", self["metrics"])
 
-
-def auth_file(path: str | None) -> Any:
-    """
-    :param path: C{--auth-file}, or L{None}.
-    :returns: the L{netproxy.http.passwords.AuthFile} read from it, or
-        L{None}.
-    :raises UsageError: naming the option when the file cannot be used.
-    """
-    if path is None:
-        return None
-    from netproxy.errors import AuthFileError
-    from netproxy.http.passwords import AuthFile
-
-    try:
-        return AuthFile(path)
-    except AuthFileError as error:
-        raise usage.UsageError(f"--auth-file: {error}")

@@ -7,6 +7,7 @@ the reload of the file.
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.filepath import FilePath
+from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from netproxy.errors import AuthFileError
@@ -17,6 +18,7 @@ from netproxy.http.passwords import (
     BcryptHash,
     ShaCryptHash,
     Users,
+    auth_file_option,
     parse_auth_file,
     parse_hash,
     sha_crypt,
@@ -360,3 +362,30 @@ class AuthFileReloadTests(SynchronousTestCase):
         self.path.remove()
         self.assertFalse(self.auth_file.reload())
         self.assertIs(self.auth_file.users, before)
+
+
+class AuthFileOptionTests(SynchronousTestCase):
+    """
+    L{auth_file_option} reads C{--auth-file} for the proxies' options.
+    """
+
+    def test_none(self):
+        """Without the option there is no file."""
+        self.assertIsNone(auth_file_option(None))
+
+    def test_read(self):
+        """A file of users is read into an AuthFile."""
+        path = self.mktemp()
+        with open(path, "w") as file:
+            file.write(f"alice:{ALICE_HASH}\n")
+        self.assertIn("alice", auth_file_option(path).users)
+
+    def test_bad_file(self):
+        """A missing or malformed file stops start-up with an error naming the option."""
+        malformed = self.mktemp()
+        with open(malformed, "w") as file:
+            file.write("alice\x00no-hash\n")
+        for path in ("/nonexistent/users", malformed):
+            with self.subTest(path=path):
+                error = self.assertRaises(UsageError, auth_file_option, path)
+                self.assertTrue(str(error).startswith("--auth-file: "), str(error))
