@@ -8,9 +8,8 @@ refreshes and stores exactly as a client's request would; L{Background}
 stands in for the client connection, and drops the response.
 """
 
-from typing import Any, Iterable
+from typing import Any
 
-from twisted.internet.interfaces import IConsumer, IProducer
 from zope.interface import implementer
 
 from netproxy.escaping import Logger
@@ -18,6 +17,7 @@ from netproxy.http.cache.validation import PRECONDITIONS
 from netproxy.errors import HTTPError
 from netproxy.http.exchange import Exchange
 from netproxy.http.head import RequestHead
+from netproxy.http.discard import Discard
 from netproxy.http.interfaces import IExchangeClient
 from netproxy.http.message import Target
 
@@ -25,32 +25,6 @@ from netproxy.http.message import Target
 # with its request: the background request asks the origin plainly.
 _CLIENT_ONLY = PRECONDITIONS | {b"cache-control", b"pragma"}
 
-
-@implementer(IConsumer)
-class _Discard:
-    """
-    A client transport that drops what it is sent, never pushing back.
-    """
-
-    producer = None
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def writeSequence(self, data: Iterable[bytes]) -> None:
-        pass
-
-    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
-        self.producer = producer
-
-    def unregisterProducer(self) -> None:
-        self.producer = None
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
 
 
 @implementer(IExchangeClient)
@@ -71,7 +45,7 @@ class Background:
 
     def __init__(self, factory: Any, head: RequestHead, key: bytes) -> None:
         self.factory = factory
-        self.transport = _Discard()
+        self.transport = Discard()
         fields = [field for field in head.headers if field[0].lower() not in _CLIENT_ONLY]
         self.head = RequestHead(b"GET", head.target, (1, 1), fields)
         self.key = key

@@ -12,42 +12,15 @@ is closed instead.  A client that goes away once it has its range (curl
 does) thus leaves the response stored, as Squid's C{quick_abort} would.
 """
 
-from collections.abc import Iterable
 from typing import Any
 
-from twisted.internet.interfaces import IConsumer, IProducer
 from zope.interface import implementer
 
 from netproxy.errors import HTTPError
 from netproxy.http.cache import ranges
+from netproxy.http.discard import Discard
 from netproxy.http.interfaces import IExchange, IExchangeClient
 
-
-@implementer(IConsumer)
-class _Nowhere:
-    """
-    The transport of a client that has its answer: it takes nothing more.
-    """
-
-    producer = None
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def writeSequence(self, data: Iterable[bytes]) -> None:
-        pass
-
-    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
-        pass
-
-    def unregisterProducer(self) -> None:
-        pass
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
 
 
 @implementer(IExchangeClient)
@@ -62,7 +35,7 @@ class StoringAlone:
     """
 
     def __init__(self, client: IExchangeClient, exchange: IExchange) -> None:
-        self.transport = _Nowhere()
+        self.transport = Discard()
         self.peer = client.peer
         self.factory = client.factory
         self.exchange = exchange
