@@ -13,6 +13,7 @@ through L{fetch} or L{send}.
 import hashlib
 import os
 import re
+import socket
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -167,6 +168,35 @@ class Body(Protocol):
         The body ended as its framing said it would.
         """
         return self.reason is not None and self.reason.check(ResponseDone) is not None
+
+
+def connect_through(port, authority, payload, timeout, source=None):
+    """
+    From a blocking socket (run it in a thread): send C{CONNECT authority}
+    to the proxy on 127.0.0.1:C{port}, optionally from the address
+    C{source}, then C{payload} through the tunnel, and read back as many
+    bytes.
+
+    :returns: C{(head, echoed)}: the proxy's answer up to its blank line,
+        and the bytes read back after it.
+    """
+    bind = (source, 0) if source else None
+    with socket.create_connection((LOCALHOST, port), timeout=timeout, source_address=bind) as sock:
+        sock.sendall(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (authority, authority))
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 65536:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return head, b""
+            head += chunk
+        head, _, echoed = head.partition(b"\r\n\r\n")
+        sock.sendall(payload)
+        while len(echoed) < len(payload):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            echoed += chunk
+        return head, echoed
 
 
 def proxy_endpoint(port):

@@ -13,7 +13,6 @@ the C{X-Netproxy-Node} header the shipped configuration adds.
 """
 
 import re
-import socket
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
@@ -30,7 +29,7 @@ from tests.integration.daemon import (
     start_daemon,
 )
 from tests.integration.haproxy import start_haproxy
-from tests.integration.http_client import HttpTestCase, cache_status, fetch
+from tests.integration.http_client import HttpTestCase, cache_status, connect_through, fetch
 from tests.integration.http_origin import BODY, MAX_AGE_60, Page, add_page, start_origin
 
 # Where the test's client connects from: the one address the nodes allow.
@@ -46,25 +45,6 @@ class _Echo(Protocol):
     def dataReceived(self, data):
         self.transport.write(data)
 
-
-def _connect_through(port, authority, payload, timeout):
-    # CONNECT through HAProxy from the allowed address, then bytes both ways.
-    with socket.create_connection((LOCALHOST, port), timeout=timeout, source_address=(CLIENT, 0)) as sock:
-        sock.sendall(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (authority, authority))
-        head = b""
-        while b"\r\n\r\n" not in head and len(head) < 65536:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return head, b""
-            head += chunk
-        head, _, echoed = head.partition(b"\r\n\r\n")
-        sock.sendall(payload)
-        while len(echoed) < len(payload):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            echoed += chunk
-        return head, echoed
 
 
 class FleetTests(HttpTestCase):
@@ -190,7 +170,7 @@ class FleetTests(HttpTestCase):
         port = echo.getHost().port
         haproxy, nodes, origin = await self.start_fleet("--connect-port", str(port))
         authority = f"{LOCALHOST}:{port}".encode()
-        head, echoed = await deferToThread(_connect_through, haproxy.port, authority, b"ping through", SOCKET_TIMEOUT)
+        head, echoed = await deferToThread(connect_through, haproxy.port, authority, b"ping through", SOCKET_TIMEOUT, CLIENT)
         self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
         self.assertEqual(echoed, b"ping through")
 

@@ -40,6 +40,7 @@ from tests.integration.http_client import (
     Body,
     HttpTestCase,
     access_line,
+    connect_through,
     parse_replies,
     proxy_agent,
     start_local_proxy,
@@ -94,25 +95,6 @@ def exchange(host, port, data, until_closed=True, expect=None, timeout=SOCKET_TI
     """
     return deferToThread(_exchange, host, port, data, until_closed, expect, timeout)
 
-
-def _tunnel(port, authority, payload, timeout):
-    # CONNECT through the proxy on 127.0.0.1, then one payload echoed back.
-    with socket.create_connection((LOCALHOST, port), timeout=timeout) as sock:
-        sock.sendall(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (authority, authority))
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(1)
-            if not chunk:
-                return head, b""
-            head += chunk
-        sock.sendall(payload)
-        echoed = b""
-        while len(echoed) < len(payload):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            echoed += chunk
-        return head, echoed
 
 
 def listen_echo(testcase):
@@ -230,7 +212,7 @@ class HttpIPv6Tests(HttpTestCase):
         proxy = await start_proxy(self, "--connect-port", str(echo.port))
         authority = b"[::1]:%d" % (echo.port,)
         since = proxy.mark()
-        head, echoed = await deferToThread(_tunnel, proxy.port, authority, b"ping over IPv6", SOCKET_TIMEOUT)
+        head, echoed = await deferToThread(connect_through, proxy.port, authority, b"ping over IPv6", SOCKET_TIMEOUT)
         self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
         self.assertEqual(echoed, b"ping over IPv6")
         await proxy.wait_for(rf"CONNECT \[::1\]:{echo.port} established", since)
